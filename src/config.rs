@@ -1,0 +1,275 @@
+//! Settings: each one a flag, an environment variable `BLOBQ_<FLAG>` and a key
+//! of the TOML file given with `--config`. Flags win over the environment
+//! (clap handles both), which wins over the file, which wins over the
+//! defaults below. `etc/blobq.toml` documents every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::http::request::RequestLimits;
+use crate::store::StoreConfig;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "blobq",
+    version,
+    about = "A namespaced HTTP queue server for binary blobs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML file with settings (flags and environment override it).
+    #[arg(long, env = "BLOBQ_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// Every setting, each optional so the three sources can be layered.
+#[derive(Args, Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8080]
+    #[arg(long, env = "BLOBQ_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for spill files [default: the system temporary directory]
+    #[arg(long, env = "BLOBQ_SPILL_DIR", value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
+    /// Bodies of this many bytes or more are spilled to disk [default: 102400]
+    #[arg(long, env = "BLOBQ_SPILL_THRESHOLD", value_name = "BYTES")]
+    pub spill_threshold: Option<u64>,
+    /// Largest accepted body [default: 1073741824]
+    #[arg(long, env = "BLOBQ_MAX_ELEMENT_SIZE", value_name = "BYTES")]
+    pub max_element_size: Option<u64>,
+    /// Lifetime of an element pushed without X-QueueServer-Lifetime [default: 3600]
+    #[arg(long, env = "BLOBQ_DEFAULT_LIFETIME", value_name = "S")]
+    pub default_lifetime: Option<u64>,
+    /// Longest lifetime a client may ask for [default: 86400]
+    #[arg(long, env = "BLOBQ_MAX_LIFETIME", value_name = "S")]
+    pub max_lifetime: Option<u64>,
+    /// Longest ?timeout= a pop may wait [default: 300]
+    #[arg(long, env = "BLOBQ_MAX_TIMEOUT", value_name = "S")]
+    pub max_timeout: Option<u64>,
+    /// Deliveries of a leased element before it is dead-lettered [default: 10]
+    #[arg(long, env = "BLOBQ_MAX_DELIVERIES", value_name = "N")]
+    pub max_deliveries: Option<u32>,
+    /// Most X-Custom-Data pairs per element [default: 64]
+    #[arg(long, env = "BLOBQ_MAX_CUSTOM_DATA", value_name = "N")]
+    pub max_custom_data: Option<usize>,
+    /// An empty queue nobody waits on is dropped after this many seconds [default: 60]
+    #[arg(long, env = "BLOBQ_QUEUE_IDLE_TIMEOUT", value_name = "S")]
+    pub queue_idle_timeout: Option<u64>,
+    /// On SIGTERM, how long requests in flight may take to finish [default: 30]
+    #[arg(long, env = "BLOBQ_SHUTDOWN_TIMEOUT", value_name = "S")]
+    pub shutdown_timeout: Option<u64>,
+    /// Log filter, in tracing's EnvFilter syntax [default: info]
+    #[arg(long, env = "BLOBQ_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// Fills each unset field of `$hi` from `$lo`.
+macro_rules! layer {
+    ($hi:expr, $lo:expr, $($field:ident),*) => {
+        Settings { $($field: $hi.$field.or($lo.$field)),* }
+    };
+}
+
+impl Settings {
+    /// `self` where set, else `lower`.
+    pub fn or(self, lower: Settings) -> Settings {
+        layer!(
+            self,
+            lower,
+            listen,
+            spill_dir,
+            spill_threshold,
+            max_element_size,
+            default_lifetime,
+            max_lifetime,
+            max_timeout,
+            max_deliveries,
+            max_custom_data,
+            queue_idle_timeout,
+            shutdown_timeout,
+            log
+        )
+    }
+}
+
+/// The settings in force, with every default applied and checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub spill_dir: PathBuf,
+    pub spill_threshold: u64,
+    pub max_element_size: u64,
+    pub default_lifetime: u64,
+    pub max_lifetime: u64,
+    pub max_timeout: Duration,
+    pub max_deliveries: u32,
+    pub max_custom_data: usize,
+    pub queue_idle_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub log: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Layers flags and environment over the file over the defaults.
+    pub fn load(args: ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => Settings::default(),
+        };
+        Config::from_settings(args.settings.or(file))
+    }
+
+    pub fn from_settings(s: Settings) -> Result<Config, ConfigError> {
+        let max_lifetime = s.max_lifetime.unwrap_or(86400);
+        let config = Config {
+            listen: s
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            spill_dir: s.spill_dir.unwrap_or_else(std::env::temp_dir),
+            spill_threshold: s.spill_threshold.unwrap_or(100 * 1024),
+            max_element_size: s.max_element_size.unwrap_or(1 << 30),
+            // Unset, the default follows a lowered maximum instead of contradicting it.
+            default_lifetime: s.default_lifetime.unwrap_or(3600.min(max_lifetime)),
+            max_lifetime,
+            max_timeout: Duration::from_secs(s.max_timeout.unwrap_or(300)),
+            max_deliveries: s.max_deliveries.unwrap_or(10),
+            max_custom_data: s.max_custom_data.unwrap_or(64),
+            queue_idle_timeout: Duration::from_secs(s.queue_idle_timeout.unwrap_or(60)),
+            shutdown_timeout: Duration::from_secs(s.shutdown_timeout.unwrap_or(30)),
+            log: s.log.unwrap_or_else(|| "info".into()),
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let fail = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.max_lifetime == 0 || self.default_lifetime == 0 {
+            return fail("default-lifetime and max-lifetime must be at least 1 second");
+        }
+        if self.default_lifetime > self.max_lifetime {
+            return fail("default-lifetime must not exceed max-lifetime");
+        }
+        if self.max_deliveries == 0 {
+            return fail("max-deliveries must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn store(&self) -> StoreConfig {
+        StoreConfig {
+            spill_dir: self.spill_dir.clone(),
+            spill_threshold: self.spill_threshold,
+            max_element_size: self.max_element_size,
+            queue_idle_timeout: self.queue_idle_timeout,
+        }
+    }
+
+    pub fn request_limits(&self) -> RequestLimits {
+        RequestLimits {
+            default_lifetime: self.default_lifetime,
+            max_lifetime: self.max_lifetime,
+            max_timeout: self.max_timeout,
+            max_custom_data: self.max_custom_data,
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = Config::from_settings(Settings::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.spill_threshold, 102_400);
+        assert_eq!(c.max_element_size, 1_073_741_824);
+        assert_eq!((c.default_lifetime, c.max_lifetime), (3600, 86400));
+        assert_eq!(c.max_timeout, Duration::from_secs(300));
+        assert_eq!(c.max_deliveries, 10);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let file: Settings =
+            toml::from_str("spill_threshold = 10\nmax_lifetime = 20\nlisten = \"127.0.0.1:9\"")
+                .unwrap();
+        let cli = Cli::try_parse_from(["blobq", "serve", "--spill-threshold", "5"]).unwrap();
+        let Command::Serve(args) = cli.command;
+        let c = Config::from_settings(args.settings.or(file)).unwrap();
+        assert_eq!(c.spill_threshold, 5);
+        assert_eq!(c.max_lifetime, 20);
+        assert_eq!(
+            c.default_lifetime, 20,
+            "an unset default follows a lowered maximum"
+        );
+        assert_eq!(c.listen.port(), 9);
+    }
+
+    #[test]
+    fn the_shipped_example_file_parses_to_the_defaults() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/etc/blobq.toml"))
+            .unwrap();
+        let file: Settings = toml::from_str(&text).unwrap();
+        let c = Config::from_settings(file).unwrap();
+        let d = Config::from_settings(Settings::default()).unwrap();
+        assert_eq!(format!("{c:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn unknown_keys_and_contradictions_are_refused() {
+        assert!(toml::from_str::<Settings>("spil_threshold = 1").is_err());
+        let s = Settings {
+            default_lifetime: Some(100),
+            max_lifetime: Some(10),
+            ..Settings::default()
+        };
+        assert!(Config::from_settings(s).is_err());
+    }
+}

@@ -1,0 +1,67 @@
+//! `/tbs/{ns}/blobs`: temporary blob storage, read without consuming.
+
+use http::header::{CONTENT_LENGTH, LOCATION};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::Serialize;
+
+use super::queues::{describe, receive_body};
+use super::request::{delete_after_read, name, PushHeaders, BLOB_ID};
+use super::{header_value, json, App, Body, Handled};
+
+#[derive(Serialize)]
+struct Stored<'a> {
+    id: String,
+    size: u64,
+    lifetime: u64,
+    content_type: &'a str,
+}
+
+/// `POST /tbs/{ns}/blobs`
+pub(super) async fn store(app: &App, ns: &str, req: Request<Incoming>) -> Handled {
+    let nsn = name("namespace", ns)?;
+    let push = PushHeaders::parse(req.headers(), &app.limits)?;
+    let (content, size) = receive_body(&app.store, req.into_body()).await?;
+    let blob = app
+        .store
+        .store_blob(&nsn, content, size, push.meta, push.lifetime);
+    let id = blob.id().to_string();
+    let answer = Stored {
+        id: id.clone(),
+        size,
+        lifetime: push.lifetime,
+        content_type: &blob.meta().content_type,
+    };
+    let mut response = json(StatusCode::CREATED, &answer)?;
+    let headers = response.headers_mut();
+    headers.insert(LOCATION, header_value(&format!("/tbs/{ns}/blobs/{id}")));
+    headers.insert(BLOB_ID, header_value(&id));
+    Ok(response)
+}
+
+/// `GET /tbs/{ns}/blobs/{id}[?delete=1]`
+pub(super) async fn read(app: &App, ns: &str, id: &str, req: &Request<Incoming>) -> Handled {
+    let nsn = name("namespace", ns)?;
+    let delete = delete_after_read(req.uri().query())?;
+    let blob = app.store.read_blob(&nsn, id, delete).await?;
+    let mut response = Response::new(Body::blob(blob.body, blob.size));
+    let headers = response.headers_mut();
+    describe(
+        headers,
+        &blob.meta,
+        Some(blob.id),
+        blob.size,
+        blob.seconds_left,
+    );
+    headers.insert(CONTENT_LENGTH, blob.size.into());
+    Ok(response)
+}
+
+/// `DELETE /tbs/{ns}/blobs/{id}`
+pub(super) fn delete(app: &App, ns: &str, id: &str) -> Handled {
+    let nsn = name("namespace", ns)?;
+    app.store.delete_blob(&nsn, id)?;
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    Ok(response)
+}

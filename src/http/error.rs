@@ -1,0 +1,116 @@
+//! The HTTP layer's one error type. Each variant maps to exactly one status
+//! and an RFC 9457 problem document, in one function.
+
+use http::{header, HeaderValue, Response, StatusCode};
+use serde::Serialize;
+
+use super::body::Body;
+use crate::store::ingest::IngestError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A name, header, query parameter or lifetime the client got wrong.
+    #[error("{detail}")]
+    BadRequest {
+        problem: &'static str,
+        detail: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{method} is not allowed here; allowed: {allow}")]
+    MethodNotAllowed { method: String, allow: &'static str },
+    #[error("the element's blob was deleted; the element has been consumed")]
+    Gone,
+    #[error("the body exceeds the maximum element size of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the server is shutting down; retry against another instance or later")]
+    ShuttingDown,
+    #[error("the spill directory is full; nothing was stored")]
+    InsufficientStorage,
+    #[error("the request body could not be read: {0}")]
+    BodyRead(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+}
+
+impl ApiError {
+    pub fn bad_request(problem: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::BadRequest {
+            problem,
+            detail: detail.into(),
+        }
+    }
+
+    fn status_and_problem(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest { problem, .. } => (StatusCode::BAD_REQUEST, problem),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+            ApiError::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed")
+            }
+            ApiError::Gone => (StatusCode::GONE, "blob-deleted"),
+            ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "element-too-large"),
+            ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting-down"),
+            ApiError::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "spill-dir-full"),
+            ApiError::BodyRead(_) => (StatusCode::BAD_REQUEST, "body-read-failed"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status_and_problem().0
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let (status, problem) = self.status_and_problem();
+        let doc = Problem {
+            kind: format!("urn:blobq:problem:{problem}"),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: self.to_string(),
+        };
+        let json = serde_json::to_vec(&doc).unwrap_or_default();
+        let mut response = Response::new(Body::bytes(json));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::BlobNotFound { .. } => ApiError::NotFound(e.to_string()),
+            StoreError::BlobGone => ApiError::Gone,
+            StoreError::ShuttingDown => ApiError::ShuttingDown,
+            StoreError::Io(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::TooLarge { limit } => ApiError::TooLarge { limit },
+            IngestError::DiskFull => ApiError::InsufficientStorage,
+            IngestError::Io(e) => ApiError::Internal(format!("spill file: {e}")),
+        }
+    }
+}

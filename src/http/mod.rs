@@ -1,0 +1,132 @@
+//! The HTTP layer: matches the route, validates the request, calls the store
+//! and maps every outcome to a response. One handler module per route family.
+
+mod blobs;
+mod body;
+mod error;
+mod ops;
+mod queues;
+pub mod request;
+mod route;
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::Serialize;
+
+pub use body::Body;
+pub use error::ApiError;
+use request::RequestLimits;
+use route::Route;
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Everything a request handler needs, shared by all connections.
+pub struct App {
+    pub store: Store,
+    pub limits: RequestLimits,
+    pub metrics: Metrics,
+    /// Set when shutdown begins: new requests and `/healthz` answer `503`.
+    draining: AtomicBool,
+}
+
+type Handled = Result<Response<Body>, ApiError>;
+
+impl App {
+    pub fn new(store: Store, limits: RequestLimits) -> App {
+        App {
+            metrics: Metrics::new(store.clone()),
+            store,
+            limits,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    pub fn begin_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// hyper's entry point: never fails, every error becomes a response.
+    pub async fn serve(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, Infallible> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let route = Route::parse(&path);
+        let template = route.map_or("unknown", |r| r.template());
+        let response = match route {
+            None => Err(ApiError::NotFound(format!("no route for {path}"))),
+            Some(route) => self.dispatch(route, req).await,
+        }
+        .unwrap_or_else(|e| {
+            if e.status() == StatusCode::INTERNAL_SERVER_ERROR {
+                tracing::error!(%method, route = template, error = %e, "request failed");
+            }
+            e.into_response()
+        });
+        self.metrics.observe(
+            template,
+            &method,
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+        Ok(response)
+    }
+
+    async fn dispatch(&self, route: Route<'_>, req: Request<Incoming>) -> Handled {
+        if !route.allows(req.method()) {
+            return Err(ApiError::MethodNotAllowed {
+                method: req.method().to_string(),
+                allow: route.allow(),
+            });
+        }
+        if route == Route::Health {
+            return ops::health(self);
+        }
+        if self.is_draining() {
+            return Err(ApiError::ShuttingDown);
+        }
+        match (route, req.method().clone()) {
+            (Route::Queue(ns, q), Method::POST) => queues::push(self, ns, q, req).await,
+            (Route::Queue(ns, q), Method::PUT) => queues::push_reference(self, ns, q, &req),
+            (Route::Queue(ns, q), _) => queues::pop(self, ns, q, &req).await,
+            (Route::QueueStats(ns, q), _) => queues::queue_stats(self, ns, q),
+            (Route::NamespaceStats(ns), _) => queues::namespace_stats(self, ns),
+            (Route::ServerStats, _) => queues::server_stats(self),
+            (Route::Blobs(ns), _) => blobs::store(self, ns, req).await,
+            (Route::Blob(ns, id), Method::DELETE) => blobs::delete(self, ns, id),
+            (Route::Blob(ns, id), _) => blobs::read(self, ns, id, &req).await,
+            (Route::Metrics, _) => ops::metrics(self),
+            (Route::Health, _) => ops::health(self),
+        }
+    }
+}
+
+/// A JSON response with `status`.
+fn json(status: StatusCode, value: &impl Serialize) -> Handled {
+    let bytes = serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut response = Response::new(Body::bytes(bytes));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// A header value from text the server made or validated (ids, numbers,
+/// checked metadata), which is always visible ASCII.
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}

@@ -1,0 +1,157 @@
+//! `/qs`: push, reference push, pop, and the statistics of queues,
+//! namespaces and the server.
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
+use serde::Serialize;
+
+use super::request::{
+    self, name, PopQuery, PushHeaders, BLOB_ID, CUSTOM_DATA, ELEMENT_ID, LIFETIME, SIZE,
+};
+use super::{header_value, json, ApiError, App, Body, Handled};
+use crate::store::blob::BlobContent;
+use crate::store::ids::BlobId;
+use crate::store::meta::Metadata;
+use crate::store::{Pushed, Store};
+
+#[derive(Serialize)]
+struct PushAnswer<'a> {
+    id: String,
+    blob_id: Option<String>,
+    namespace: &'a str,
+    queue: &'a str,
+    size: u64,
+    lifetime: u64,
+}
+
+/// Receives a request body chunk by chunk into memory or a spill file.
+pub(super) async fn receive_body(
+    store: &Store,
+    body: Incoming,
+) -> Result<(BlobContent, u64), ApiError> {
+    let mut writer = store.blob_writer(body.size_hint().exact())?;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::BodyRead(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            writer.write(data).await?;
+        }
+    }
+    Ok(writer.finish().await?)
+}
+
+fn pushed(ns: &str, q: &str, p: &Pushed) -> Handled {
+    let answer = PushAnswer {
+        id: p.id.to_string(),
+        blob_id: p.blob_id.map(|b| b.to_string()),
+        namespace: ns,
+        queue: q,
+        size: p.size,
+        lifetime: p.lifetime,
+    };
+    let mut response = json(StatusCode::ACCEPTED, &answer)?;
+    let headers = response.headers_mut();
+    headers.insert(ELEMENT_ID, header_value(&answer.id));
+    if let Some(blob) = &answer.blob_id {
+        headers.insert(BLOB_ID, header_value(blob));
+    }
+    Ok(response)
+}
+
+/// `POST /qs/{ns}/{queue}`: the body becomes a new element at the tail.
+pub(super) async fn push(app: &App, ns: &str, q: &str, req: Request<Incoming>) -> Handled {
+    let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
+    let push = PushHeaders::parse(req.headers(), &app.limits)?;
+    let data = receive_body(&app.store, req.into_body()).await?;
+    let result = app
+        .store
+        .push(&nsn, &qn, Some(data), push.meta, push.lifetime);
+    pushed(ns, q, &result)
+}
+
+/// `PUT /qs/{ns}/{queue}`: a header-only element, referencing a blob if
+/// `X-BlobStorage_Id` names one. The body is ignored.
+pub(super) fn push_reference(app: &App, ns: &str, q: &str, req: &Request<Incoming>) -> Handled {
+    let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
+    let push = PushHeaders::parse(req.headers(), &app.limits)?;
+    let blob = match request::blob_reference(req.headers())? {
+        None => None,
+        Some(raw) => Some(
+            raw.parse::<BlobId>()
+                .map_err(|_| ApiError::NotFound(format!("no blob {raw} in namespace {ns}")))?,
+        ),
+    };
+    let result = app
+        .store
+        .push_reference(&nsn, &qn, blob, push.meta, push.lifetime)?;
+    pushed(ns, q, &result)
+}
+
+/// The headers every element or blob answer carries.
+pub(super) fn describe(
+    headers: &mut HeaderMap,
+    meta: &Metadata,
+    blob: Option<BlobId>,
+    size: u64,
+    seconds_left: u64,
+) {
+    headers.insert(CONTENT_TYPE, header_value(&meta.content_type));
+    if let Some(blob) = blob {
+        headers.insert(BLOB_ID, header_value(&blob.to_string()));
+    }
+    headers.insert(SIZE, size.into());
+    headers.insert(LIFETIME, seconds_left.into());
+    for pair in meta.custom.iter() {
+        headers.append(
+            CUSTOM_DATA,
+            header_value(&format!("{}={}", pair.key, pair.value)),
+        );
+    }
+}
+
+/// `GET /qs/{ns}/{queue}`: pops the head, waiting up to `?timeout=`.
+pub(super) async fn pop(app: &App, ns: &str, q: &str, req: &Request<Incoming>) -> Handled {
+    let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
+    let query = PopQuery::parse(req.uri().query(), &app.limits)?;
+    let popped = app
+        .store
+        .pop(&nsn, &qn, !query.header_only, query.timeout)
+        .await?;
+    let Some(p) = popped else {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        return Ok(response);
+    };
+    let body_len = if p.body.is_some() { p.size } else { 0 };
+    let body = p.body.map_or_else(Body::empty, |b| Body::blob(b, p.size));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    describe(headers, &p.meta, p.blob_id, p.size, p.seconds_left);
+    headers.insert(ELEMENT_ID, header_value(&p.id.to_string()));
+    headers.insert(CONTENT_LENGTH, body_len.into());
+    Ok(response)
+}
+
+pub(super) fn queue_stats(app: &App, ns: &str, q: &str) -> Handled {
+    let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
+    let stats = app
+        .store
+        .queue_stats(&nsn, &qn)
+        .ok_or_else(|| ApiError::NotFound(format!("no queue {q} in namespace {ns}")))?;
+    json(StatusCode::OK, &stats)
+}
+
+pub(super) fn namespace_stats(app: &App, ns: &str) -> Handled {
+    let nsn = name("namespace", ns)?;
+    let stats = app
+        .store
+        .namespace_stats(&nsn)
+        .ok_or_else(|| ApiError::NotFound(format!("no namespace {ns}")))?;
+    json(StatusCode::OK, &stats)
+}
+
+pub(super) fn server_stats(app: &App) -> Handled {
+    json(StatusCode::OK, &app.store.server_stats())
+}

@@ -1,0 +1,109 @@
+//! The route table: every path the server answers, in one place.
+
+use http::Method;
+
+/// A recognised path, with its raw segments (validated by the handlers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    ServerStats,
+    NamespaceStats(&'a str),
+    Queue(&'a str, &'a str),
+    QueueStats(&'a str, &'a str),
+    Blobs(&'a str),
+    Blob(&'a str, &'a str),
+    Health,
+    Metrics,
+}
+
+impl<'a> Route<'a> {
+    /// Matches a request path; `None` for an unknown route.
+    pub fn parse(path: &'a str) -> Option<Route<'a>> {
+        let rest = path.strip_prefix('/')?;
+        let segments: Vec<&str> = rest.split('/').collect();
+        Some(match segments.as_slice() {
+            ["qs"] => Route::ServerStats,
+            ["qs", ns] => Route::NamespaceStats(ns),
+            ["qs", ns, q] => Route::Queue(ns, q),
+            ["qs", ns, q, "stats"] => Route::QueueStats(ns, q),
+            ["tbs", ns, "blobs"] => Route::Blobs(ns),
+            ["tbs", ns, "blobs", id] => Route::Blob(ns, id),
+            ["healthz"] => Route::Health,
+            ["metrics"] => Route::Metrics,
+            _ => return None,
+        })
+    }
+
+    /// Methods the route answers, as the `Allow` header lists them.
+    pub fn allow(&self) -> &'static str {
+        match self {
+            Route::Queue(..) => "GET, POST, PUT",
+            Route::Blobs(_) => "POST",
+            Route::Blob(..) => "GET, DELETE",
+            _ => "GET",
+        }
+    }
+
+    pub fn allows(&self, method: &Method) -> bool {
+        self.allow().split(", ").any(|m| m == method.as_str())
+    }
+
+    /// The route's template: the `route` label of the metrics, so that names
+    /// chosen by clients never become label values.
+    pub fn template(&self) -> &'static str {
+        match self {
+            Route::ServerStats => "/qs",
+            Route::NamespaceStats(_) => "/qs/{ns}",
+            Route::Queue(..) => "/qs/{ns}/{queue}",
+            Route::QueueStats(..) => "/qs/{ns}/{queue}/stats",
+            Route::Blobs(_) => "/tbs/{ns}/blobs",
+            Route::Blob(..) => "/tbs/{ns}/blobs/{id}",
+            Route::Health => "/healthz",
+            Route::Metrics => "/metrics",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_every_route_and_nothing_else() {
+        assert_eq!(Route::parse("/qs"), Some(Route::ServerStats));
+        assert_eq!(Route::parse("/qs/a"), Some(Route::NamespaceStats("a")));
+        assert_eq!(Route::parse("/qs/a/b"), Some(Route::Queue("a", "b")));
+        assert_eq!(
+            Route::parse("/qs/a/b/stats"),
+            Some(Route::QueueStats("a", "b"))
+        );
+        assert_eq!(
+            Route::parse("/qs/a/stats"),
+            Some(Route::Queue("a", "stats"))
+        );
+        assert_eq!(Route::parse("/tbs/a/blobs"), Some(Route::Blobs("a")));
+        assert_eq!(Route::parse("/tbs/a/blobs/x"), Some(Route::Blob("a", "x")));
+        assert_eq!(Route::parse("/healthz"), Some(Route::Health));
+        assert_eq!(Route::parse("/metrics"), Some(Route::Metrics));
+        for unknown in [
+            "",
+            "/",
+            "/q",
+            "/qs/a/b/c",
+            "/qs/a/b/stats/x",
+            "/tbs/a",
+            "/tbs/a/blob/x",
+        ] {
+            assert_eq!(Route::parse(unknown), None, "{unknown:?}");
+        }
+        // An empty segment reaches the handler, which refuses the empty name.
+        assert_eq!(Route::parse("/qs/a/"), Some(Route::Queue("a", "")));
+    }
+
+    #[test]
+    fn allow_lists_match_allows() {
+        let q = Route::Queue("a", "b");
+        assert!(q.allows(&Method::PUT) && !q.allows(&Method::DELETE));
+        assert!(Route::Blob("a", "b").allows(&Method::DELETE));
+        assert!(!Route::Blobs("a").allows(&Method::GET));
+    }
+}

@@ -1,0 +1,32 @@
+//! The element record: one entry of a queue.
+
+use std::sync::Arc;
+
+use super::blob::Blob;
+use super::clock::Millis;
+use super::ids::ElementId;
+use super::meta::Metadata;
+
+/// One queue entry. It is a value that moves: from the producer into a queue's
+/// ready list, from there (or straight from the producer) to a consumer. The
+/// record knows nothing of where it sits, so an element can later be held "in
+/// flight" under a lease without changing it.
+#[derive(Debug)]
+pub struct Element {
+    pub id: ElementId,
+    /// The bytes, shared with the namespace's blob table and with other
+    /// elements that reference the same blob. `None` for metadata-only elements.
+    pub blob: Option<Arc<Blob>>,
+    pub meta: Arc<Metadata>,
+    /// When the element stops being served.
+    pub deadline: Millis,
+    /// How many times the element was handed out under a lease.
+    pub deliveries: u32,
+}
+
+impl Element {
+    /// Size of the element's data in bytes (0 without data).
+    pub fn size(&self) -> u64 {
+        self.blob.as_ref().map_or(0, |b| b.size())
+    }
+}

@@ -1,0 +1,66 @@
+//! Identifiers handed to clients.
+
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+/// Identifies a blob within its namespace. Random (UUID v4: 122 random bits)
+/// because knowing a blob id is what lets a client read or delete the blob.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct BlobId(Uuid);
+
+impl BlobId {
+    pub fn random() -> BlobId {
+        BlobId(Uuid::new_v4())
+    }
+}
+
+impl fmt::Display for BlobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+/// A string that is not a blob id; the store answers "not found" for it, the
+/// same as for an id that does not exist.
+#[derive(Debug, thiserror::Error)]
+#[error("not a blob id")]
+pub struct BadBlobId;
+
+impl FromStr for BlobId {
+    type Err = BadBlobId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::try_parse(s).map(BlobId).map_err(|_| BadBlobId)
+    }
+}
+
+/// Identifies one element. Random too, so that element ids from different
+/// servers or restarts never collide in a client's logs or dedup tables.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ElementId(Uuid);
+
+impl ElementId {
+    pub fn random() -> ElementId {
+        ElementId(Uuid::new_v4())
+    }
+}
+
+impl fmt::Display for ElementId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_ids_round_trip_and_differ() {
+        let a = BlobId::random();
+        let b = BlobId::random();
+        assert_ne!(a, b);
+        assert_eq!(a.to_string().parse::<BlobId>().unwrap(), a);
+        assert!("../etc/passwd".parse::<BlobId>().is_err());
+    }
+}

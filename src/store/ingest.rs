@@ -1,0 +1,226 @@
+//! Receiving a body: buffered in memory while it is small, streamed to a spill
+//! file as soon as it reaches the threshold, refused once it passes the
+//! maximum. The caller feeds chunks as they arrive from the network, so a
+//! large body is never held whole in memory.
+
+use std::io;
+use std::path::PathBuf;
+
+use bytes::{Bytes, BytesMut};
+use tempfile::TempPath;
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+use super::blob::BlobContent;
+
+/// How much of a spilled body is gathered before one write to the file: large
+/// enough that a gigabyte is a few thousand writes, small enough per upload.
+const SPILL_WRITE_BUFFER: usize = 256 * 1024;
+
+/// Why a body could not be stored. Whatever was written is removed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the body is larger than the maximum element size of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the spill directory is full")]
+    DiskFull,
+    #[error("spill file error: {0}")]
+    Io(io::Error),
+}
+
+impl From<io::Error> for IngestError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => IngestError::DiskFull,
+            _ => IngestError::Io(e),
+        }
+    }
+}
+
+/// The size rules a body is received under.
+#[derive(Clone, Debug)]
+pub struct IngestLimits {
+    /// Bodies of this many bytes or more go to a file.
+    pub spill_threshold: u64,
+    /// Bodies larger than this are refused.
+    pub max_element_size: u64,
+    /// Where spill files are created.
+    pub spill_dir: PathBuf,
+}
+
+enum Sink {
+    Memory(BytesMut),
+    File {
+        file: BufWriter<tokio::fs::File>,
+        path: TempPath,
+    },
+}
+
+/// Receives one body chunk by chunk. Dropping it before `finish` removes any
+/// spill file, which is how a refused or interrupted push leaves nothing.
+pub struct BlobWriter {
+    limits: IngestLimits,
+    size: u64,
+    sink: Sink,
+}
+
+impl BlobWriter {
+    /// Starts a body whose length is `expected` if the client announced one.
+    pub fn new(limits: IngestLimits, expected: Option<u64>) -> Result<BlobWriter, IngestError> {
+        if let Some(len) = expected {
+            if len > limits.max_element_size {
+                return Err(IngestError::TooLarge {
+                    limit: limits.max_element_size,
+                });
+            }
+        }
+        let sink = match expected {
+            Some(len) if len >= limits.spill_threshold => create_spill_file(&limits)?,
+            // An announced small length gives the buffer its exact size.
+            Some(len) => Sink::Memory(BytesMut::with_capacity(len as usize)),
+            None => Sink::Memory(BytesMut::new()),
+        };
+        Ok(BlobWriter {
+            limits,
+            size: 0,
+            sink,
+        })
+    }
+
+    /// Appends a chunk, moving to a file when the threshold is reached.
+    pub async fn write(&mut self, chunk: Bytes) -> Result<(), IngestError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.limits.max_element_size {
+            return Err(IngestError::TooLarge {
+                limit: self.limits.max_element_size,
+            });
+        }
+        if let Sink::Memory(buf) = &mut self.sink {
+            if self.size < self.limits.spill_threshold {
+                buf.extend_from_slice(&chunk);
+                return Ok(());
+            }
+            let buffered = std::mem::take(buf);
+            self.sink = create_spill_file(&self.limits)?;
+            if let Sink::File { file, .. } = &mut self.sink {
+                file.write_all(&buffered).await?;
+            }
+        }
+        if let Sink::File { file, .. } = &mut self.sink {
+            file.write_all(&chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Bytes received so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Completes the body.
+    pub async fn finish(self) -> Result<(BlobContent, u64), IngestError> {
+        let content = match self.sink {
+            Sink::Memory(buf) => {
+                // A chunked body grew the buffer by doubling; do not keep the slack.
+                let bytes = if buf.capacity() > buf.len() + buf.len() / 8 + 64 {
+                    Bytes::copy_from_slice(&buf)
+                } else {
+                    buf.freeze()
+                };
+                BlobContent::Memory(bytes)
+            }
+            Sink::File { mut file, path } => {
+                file.flush().await?;
+                file.into_inner()
+                    .sync_data()
+                    .await
+                    .or_else(ignore_unsupported)?;
+                BlobContent::Spilled(path)
+            }
+        };
+        Ok((content, self.size))
+    }
+}
+
+/// `sync_data` only makes a later disk-full surface now (on filesystems that
+/// delay allocation); where it is not supported there is nothing to learn.
+fn ignore_unsupported(e: io::Error) -> io::Result<()> {
+    if e.kind() == io::ErrorKind::Unsupported {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+fn create_spill_file(limits: &IngestLimits) -> Result<Sink, IngestError> {
+    let (file, path) = tempfile::Builder::new()
+        .prefix("blob-")
+        .tempfile_in(&limits.spill_dir)?
+        .into_parts();
+    let file = BufWriter::with_capacity(SPILL_WRITE_BUFFER, tokio::fs::File::from_std(file));
+    Ok(Sink::File { file, path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(dir: &std::path::Path) -> IngestLimits {
+        IngestLimits {
+            spill_threshold: 10,
+            max_element_size: 25,
+            spill_dir: dir.to_owned(),
+        }
+    }
+
+    fn files_in(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir).unwrap().count()
+    }
+
+    #[tokio::test]
+    async fn small_bodies_stay_in_memory_with_exact_capacity() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = BlobWriter::new(limits(dir.path()), None).unwrap();
+        for part in [&b"ab"[..], b"\0c", b"d"] {
+            w.write(Bytes::copy_from_slice(part)).await.unwrap();
+        }
+        let (content, size) = w.finish().await.unwrap();
+        assert_eq!(size, 5);
+        match content {
+            BlobContent::Memory(b) => assert_eq!(&b[..], b"ab\0cd"),
+            BlobContent::Spilled(_) => panic!("spilled a small body"),
+        }
+        assert_eq!(files_in(dir.path()), 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_reaching_the_threshold_spills_with_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = BlobWriter::new(limits(dir.path()), None).unwrap();
+        w.write(Bytes::from_static(b"0123456")).await.unwrap();
+        w.write(Bytes::from_static(b"789")).await.unwrap();
+        let (content, size) = w.finish().await.unwrap();
+        assert_eq!(size, 10);
+        let BlobContent::Spilled(path) = content else {
+            panic!("a body at the threshold must spill")
+        };
+        assert_eq!(std::fs::read(&path).unwrap(), b"0123456789");
+        drop(path);
+        assert_eq!(files_in(dir.path()), 0, "TempPath removes the file");
+    }
+
+    #[tokio::test]
+    async fn too_large_bodies_are_refused_and_leave_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            BlobWriter::new(limits(dir.path()), Some(26)),
+            Err(IngestError::TooLarge { limit: 25 })
+        ));
+        let mut w = BlobWriter::new(limits(dir.path()), None).unwrap();
+        w.write(Bytes::from(vec![1; 20])).await.unwrap();
+        assert_eq!(files_in(dir.path()), 1);
+        let err = w.write(Bytes::from(vec![1; 6])).await.unwrap_err();
+        assert!(matches!(err, IngestError::TooLarge { .. }));
+        drop(w);
+        assert_eq!(files_in(dir.path()), 0);
+    }
+}

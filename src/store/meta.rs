@@ -1,0 +1,185 @@
+//! Element and blob metadata, and the rules a client's metadata must follow.
+//!
+//! The HTTP layer hands raw header strings to the constructors here; whatever
+//! they accept is safe to store and to send back as a header.
+
+use std::sync::{Arc, LazyLock};
+
+use regex::Regex;
+
+/// The type a blob gets when the client names none.
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+/// Longest key of an `X-Custom-Data` pair.
+pub const MAX_CUSTOM_KEY_LEN: usize = 64;
+/// Longest value of an `X-Custom-Data` pair.
+pub const MAX_CUSTOM_VALUE_LEN: usize = 1024;
+/// Longest content type accepted.
+pub const MAX_CONTENT_TYPE_LEN: usize = 255;
+
+/// `type/subtype` made of RFC 9110 token characters, optionally followed by
+/// parameters of visible ASCII.
+static CONTENT_TYPE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+/[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*;[\x20-\x7e]*)?$")
+        .expect("static regex")
+});
+
+/// What a client may have got wrong in its metadata.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetaError {
+    #[error("content type {0:?} is not of the form type/subtype (at most {MAX_CONTENT_TYPE_LEN} characters)")]
+    ContentType(String),
+    #[error("X-Custom-Data {0:?} has no '=' between key and value")]
+    CustomNoEquals(String),
+    #[error("X-Custom-Data key {0:?} must be 1 to {MAX_CUSTOM_KEY_LEN} characters of 0-9, a-z, A-Z, '_', '.', '-'")]
+    CustomKey(String),
+    #[error("X-Custom-Data value for key {0:?} must be at most {MAX_CUSTOM_VALUE_LEN} visible ASCII characters or spaces")]
+    CustomValue(String),
+    #[error("at most {0} X-Custom-Data pairs are allowed")]
+    TooManyPairs(usize),
+}
+
+/// One `X-Custom-Data: key=value` pair, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomPair {
+    pub key: Box<str>,
+    pub value: Box<str>,
+}
+
+impl CustomPair {
+    /// Parses a header value `key=value`, splitting at the first `=`.
+    pub fn parse(raw: &str) -> Result<CustomPair, MetaError> {
+        let (key, value) = raw
+            .split_once('=')
+            .ok_or_else(|| MetaError::CustomNoEquals(raw.to_owned()))?;
+        let key_ok = !key.is_empty()
+            && key.len() <= MAX_CUSTOM_KEY_LEN
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !key_ok {
+            return Err(MetaError::CustomKey(key.to_owned()));
+        }
+        if value.len() > MAX_CUSTOM_VALUE_LEN || !value.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        {
+            return Err(MetaError::CustomValue(key.to_owned()));
+        }
+        Ok(CustomPair {
+            key: key.into(),
+            value: value.into(),
+        })
+    }
+}
+
+/// Checks a content type and returns it as stored.
+pub fn parse_content_type(raw: &str) -> Result<Box<str>, MetaError> {
+    if raw.len() <= MAX_CONTENT_TYPE_LEN && CONTENT_TYPE.is_match(raw) {
+        Ok(raw.into())
+    } else {
+        Err(MetaError::ContentType(raw.to_owned()))
+    }
+}
+
+/// Metadata of an element or blob. Shared behind an `Arc`: an element pushed
+/// with data and its blob hold the same record, and so do the references a
+/// fan-out creates when they do not override it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Metadata {
+    pub content_type: Box<str>,
+    pub custom: Box<[CustomPair]>,
+}
+
+impl Metadata {
+    /// Builds metadata from already-validated parts, refusing more than
+    /// `max_pairs` custom pairs.
+    pub fn new(
+        content_type: Option<Box<str>>,
+        custom: Vec<CustomPair>,
+        max_pairs: usize,
+    ) -> Result<Arc<Metadata>, MetaError> {
+        if custom.len() > max_pairs {
+            return Err(MetaError::TooManyPairs(max_pairs));
+        }
+        Ok(Arc::new(Metadata {
+            content_type: content_type.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
+            custom: custom.into_boxed_slice(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_pairs_split_at_the_first_equals() {
+        let p = CustomPair::parse("k=a=b c").unwrap();
+        assert_eq!((&*p.key, &*p.value), ("k", "a=b c"));
+        let empty = CustomPair::parse("k=").unwrap();
+        assert_eq!(&*empty.value, "");
+    }
+
+    #[test]
+    fn custom_pairs_refuse_bad_keys_and_values() {
+        assert!(matches!(
+            CustomPair::parse("novalue"),
+            Err(MetaError::CustomNoEquals(_))
+        ));
+        assert!(matches!(
+            CustomPair::parse("=v"),
+            Err(MetaError::CustomKey(_))
+        ));
+        assert!(matches!(
+            CustomPair::parse("a b=v"),
+            Err(MetaError::CustomKey(_))
+        ));
+        let long_key = format!("{}=v", "k".repeat(65));
+        assert!(matches!(
+            CustomPair::parse(&long_key),
+            Err(MetaError::CustomKey(_))
+        ));
+        assert!(CustomPair::parse(&format!("{}=v", "k".repeat(64))).is_ok());
+        assert!(matches!(
+            CustomPair::parse("k=tab\there"),
+            Err(MetaError::CustomValue(_))
+        ));
+        let long_value = format!("k={}", "v".repeat(1025));
+        assert!(matches!(
+            CustomPair::parse(&long_value),
+            Err(MetaError::CustomValue(_))
+        ));
+        assert!(CustomPair::parse(&format!("k={}", "v".repeat(1024))).is_ok());
+    }
+
+    #[test]
+    fn content_types_need_type_and_subtype() {
+        for ok in [
+            "image/png",
+            "application/json; charset=utf-8",
+            "application/vnd.a+json",
+        ] {
+            assert_eq!(&*parse_content_type(ok).unwrap(), ok);
+        }
+        for bad in [
+            "",
+            "png",
+            "image/",
+            "/png",
+            "image/png/x",
+            "a b/c",
+            &format!("a/{}", "b".repeat(300)),
+        ] {
+            assert!(parse_content_type(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn metadata_defaults_its_type_and_caps_pairs() {
+        let m = Metadata::new(None, vec![], 64).unwrap();
+        assert_eq!(&*m.content_type, DEFAULT_CONTENT_TYPE);
+        let pairs = vec![CustomPair::parse("a=1").unwrap(); 3];
+        assert_eq!(
+            Metadata::new(None, pairs, 2),
+            Err(MetaError::TooManyPairs(2))
+        );
+    }
+}

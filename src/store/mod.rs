@@ -1,0 +1,589 @@
+//! The store: namespaces, queues, blobs, spill files and expiry. It knows
+//! nothing of HTTP; the HTTP layer calls the operations of [`Store`] with
+//! validated inputs and maps the [`StoreError`]s to responses.
+
+pub mod blob;
+pub mod clock;
+pub mod element;
+pub mod ids;
+pub mod ingest;
+pub mod meta;
+pub mod name;
+mod namespace;
+mod queue;
+pub mod stats;
+mod sweeper;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use tokio::sync::{oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+
+use blob::{Blob, BlobBody, BlobContent};
+use clock::Millis;
+use element::Element;
+use ids::{BlobId, ElementId};
+use ingest::{BlobWriter, IngestError, IngestLimits};
+use meta::{CustomPair, Metadata};
+use name::Name;
+use namespace::{Graveyard, Namespace, NsState, Taken};
+use queue::{End, Waiter};
+use stats::{NamespaceStats, QueueStats, ServerStats, Totals, TotalsSnapshot};
+
+/// Settings the store needs.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Directory in which the store makes its own spill folder.
+    pub spill_dir: PathBuf,
+    pub spill_threshold: u64,
+    pub max_element_size: u64,
+    /// An empty queue nobody waits on is dropped after this long.
+    pub queue_idle_timeout: Duration,
+}
+
+/// What can go wrong in a store operation, as the client should learn it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no blob {id} in namespace {namespace}")]
+    BlobNotFound { namespace: Name, id: String },
+    #[error("the element's blob was deleted")]
+    BlobGone,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("could not read the element's data: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Answer to a push.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub id: ElementId,
+    pub blob_id: Option<BlobId>,
+    pub size: u64,
+    pub lifetime: u64,
+}
+
+/// A popped element, ready to be sent.
+#[derive(Debug)]
+pub struct Popped {
+    pub id: ElementId,
+    pub meta: Arc<Metadata>,
+    pub blob_id: Option<BlobId>,
+    /// Data size, also reported on header-only pops.
+    pub size: u64,
+    pub seconds_left: u64,
+    /// The bytes, on a data pop of an element that has data.
+    pub body: Option<BlobBody>,
+}
+
+/// A blob as read through `/tbs`.
+#[derive(Debug)]
+pub struct BlobRead {
+    pub id: BlobId,
+    pub meta: Arc<Metadata>,
+    pub size: u64,
+    pub seconds_left: u64,
+    pub body: BlobBody,
+}
+
+/// Metadata a client gave for a new element or blob; `None` / empty where it
+/// gave none, so a reference push can inherit from its blob.
+#[derive(Debug, Default, Clone)]
+pub struct MetaInput {
+    pub content_type: Option<Box<str>>,
+    pub custom: Vec<CustomPair>,
+}
+
+/// A cheap-to-clone handle on the store.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    namespaces: DashMap<Name, Arc<Namespace>>,
+    totals: Arc<Totals>,
+    limits: IngestLimits,
+    queue_idle_timeout: Duration,
+    /// This process's spill folder, removed with everything in it on drop.
+    spill_dir: tempfile::TempDir,
+    /// (deadline, namespace) pairs the sweeper must look at, earliest first.
+    wakeups: Mutex<BTreeSet<(Millis, Name)>>,
+    /// Tells the sweeper its next wake-up moved earlier.
+    sweeper: Arc<Notify>,
+    /// Cancelled when shutdown begins: waiting consumers give up.
+    closing: CancellationToken,
+    next_waiter: AtomicU64,
+    started: Instant,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.closing.cancel();
+        self.sweeper.notify_one();
+    }
+}
+
+impl Store {
+    /// Creates the store and starts its sweeper; call inside a tokio runtime.
+    pub fn new(config: StoreConfig) -> std::io::Result<Store> {
+        std::fs::create_dir_all(&config.spill_dir)?;
+        let spill_dir = tempfile::Builder::new()
+            .prefix("blobq-")
+            .tempdir_in(&config.spill_dir)?;
+        let shared = Arc::new(Shared {
+            namespaces: DashMap::new(),
+            totals: Arc::new(Totals::default()),
+            limits: IngestLimits {
+                spill_threshold: config.spill_threshold,
+                max_element_size: config.max_element_size,
+                spill_dir: spill_dir.path().to_owned(),
+            },
+            queue_idle_timeout: config.queue_idle_timeout,
+            spill_dir,
+            wakeups: Mutex::new(BTreeSet::new()),
+            sweeper: Arc::new(Notify::new()),
+            closing: CancellationToken::new(),
+            next_waiter: AtomicU64::new(0),
+            started: Instant::now(),
+        });
+        tokio::spawn(sweeper::run(
+            Arc::downgrade(&shared),
+            shared.sweeper.clone(),
+            shared.closing.clone(),
+        ));
+        Ok(Store { shared })
+    }
+
+    /// The folder holding this process's spill files.
+    pub fn spill_dir(&self) -> &Path {
+        self.shared.spill_dir.path()
+    }
+
+    /// Starts receiving a body of `expected` bytes (if announced).
+    pub fn blob_writer(&self, expected: Option<u64>) -> Result<BlobWriter, IngestError> {
+        BlobWriter::new(self.shared.limits.clone(), expected)
+    }
+
+    /// Pushes a new element at the tail of `queue`, with its data if any.
+    pub fn push(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        data: Option<(BlobContent, u64)>,
+        meta: MetaInput,
+        lifetime: u64,
+    ) -> Pushed {
+        let meta = NsState::reference_meta(None, meta.content_type, meta.custom);
+        let now = Millis::now();
+        let deadline = now.plus_secs(lifetime);
+        let blob = data.map(|(content, size)| {
+            Blob::new(content, size, meta.clone(), self.shared.totals.clone())
+        });
+        let element = Element {
+            id: ElementId::random(),
+            blob: blob.clone(),
+            meta,
+            deadline,
+            deliveries: 0,
+        };
+        let pushed = Pushed {
+            id: element.id,
+            blob_id: blob.as_ref().map(|b| b.id()),
+            size: element.size(),
+            lifetime,
+        };
+        self.with_namespace(ns, |st, grave| {
+            let w1 = blob.and_then(|b| st.insert_blob(b, 1, deadline));
+            let w2 = st.enqueue(queue, element, End::Back, now, grave);
+            w1.into_iter().chain(w2).min()
+        });
+        pushed
+    }
+
+    /// Pushes a header-only element, referencing blob `blob_id` of the
+    /// namespace if given (its bytes are what a data pop returns).
+    pub fn push_reference(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        blob_id: Option<BlobId>,
+        meta: MetaInput,
+        lifetime: u64,
+    ) -> Result<Pushed, StoreError> {
+        let now = Millis::now();
+        let deadline = now.plus_secs(lifetime);
+        self.with_namespace(ns, |st, grave| {
+            let blob =
+                match blob_id {
+                    Some(id) => Some(st.reference_blob(id, now).ok_or_else(|| {
+                        StoreError::BlobNotFound {
+                            namespace: ns.clone(),
+                            id: id.to_string(),
+                        }
+                    })?),
+                    None => None,
+                };
+            let meta = NsState::reference_meta(blob.as_ref(), meta.content_type, meta.custom);
+            let element = Element {
+                id: ElementId::random(),
+                blob,
+                meta,
+                deadline,
+                deliveries: 0,
+            };
+            let pushed = Pushed {
+                id: element.id,
+                blob_id,
+                size: element.size(),
+                lifetime,
+            };
+            let wake = st.enqueue(queue, element, End::Back, now, grave);
+            Ok((pushed, wake))
+        })
+    }
+
+    /// Pops the head of `queue`, waiting up to `wait` for one to arrive.
+    /// `Ok(None)` when nothing came in time.
+    pub async fn pop(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        with_data: bool,
+        wait: Duration,
+    ) -> Result<Option<Popped>, StoreError> {
+        let mut ticket = match self.take_or_wait(ns, queue, with_data, wait)? {
+            PopStart::Taken(taken) => return self.deliver(taken).await.map(Some),
+            PopStart::Empty => return Ok(None),
+            PopStart::Wait(ticket) => ticket,
+        };
+        let element = tokio::select! {
+            received = &mut ticket.rx => match received {
+                Ok(element) => element,
+                // The sender is dropped only when the store is purged.
+                Err(_) => return Err(StoreError::ShuttingDown),
+            },
+            () = tokio::time::sleep(wait) => return Ok(None),
+            () = self.shared.closing.cancelled() => return Err(StoreError::ShuttingDown),
+        };
+        let now = Millis::now();
+        let taken = self.with_namespace(ns, |st, grave| {
+            st.finish_pop(queue, element, with_data, now, grave)
+        });
+        self.deliver(taken).await.map(Some)
+    }
+
+    /// The locked part of a pop: takes the head if there is one, else
+    /// registers a waiter (when `wait` is not zero).
+    fn take_or_wait(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        with_data: bool,
+        wait: Duration,
+    ) -> Result<PopStart, StoreError> {
+        let now = Millis::now();
+        if wait.is_zero() && self.existing_namespace(ns).is_none() {
+            return Ok(PopStart::Empty);
+        }
+        self.with_namespace(ns, |st, grave| {
+            if let Some(element) = st.take_head(queue, now, grave) {
+                let (taken, wake) = st.finish_pop(queue, element, with_data, now, grave);
+                return Ok((PopStart::Taken(taken), wake));
+            }
+            if wait.is_zero() {
+                return Ok((PopStart::Empty, None));
+            }
+            if self.shared.closing.is_cancelled() {
+                return Err(StoreError::ShuttingDown);
+            }
+            let (tx, rx) = oneshot::channel();
+            let id = self.shared.next_waiter.fetch_add(1, Ordering::Relaxed);
+            st.add_waiter(queue, Waiter { id, tx }, now);
+            let ticket = WaitTicket {
+                store: self.clone(),
+                ns: ns.clone(),
+                queue: queue.clone(),
+                id,
+                rx,
+            };
+            Ok((PopStart::Wait(ticket), None))
+        })
+    }
+
+    /// Turns a taken element into what the client receives, opening its data.
+    async fn deliver(&self, taken: Taken) -> Result<Popped, StoreError> {
+        let (element, with_data) = match taken {
+            Taken::Element { element, with_data } => (element, with_data),
+            Taken::Gone => return Err(StoreError::BlobGone),
+        };
+        let body = match (&element.blob, with_data) {
+            (Some(blob), true) => match blob.open().await {
+                Ok(body) => Some(body),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::BlobGone)
+                }
+                Err(e) => return Err(StoreError::Io(e)),
+            },
+            _ => None,
+        };
+        Ok(Popped {
+            id: element.id,
+            meta: element.meta.clone(),
+            blob_id: element.blob.as_ref().map(|b| b.id()),
+            size: element.size(),
+            seconds_left: element.deadline.seconds_left(Millis::now()),
+            body,
+        })
+    }
+
+    /// Stores a blob through `/tbs`; it lives `lifetime` seconds.
+    pub fn store_blob(
+        &self,
+        ns: &Name,
+        content: BlobContent,
+        size: u64,
+        meta: MetaInput,
+        lifetime: u64,
+    ) -> Arc<Blob> {
+        let meta = NsState::reference_meta(None, meta.content_type, meta.custom);
+        let blob = Blob::new(content, size, meta, self.shared.totals.clone());
+        let deadline = Millis::now().plus_secs(lifetime);
+        let stored = blob.clone();
+        self.with_namespace(ns, |st, _| st.insert_blob(stored, 0, deadline));
+        blob
+    }
+
+    /// Reads blob `id` without consuming it; with `delete_after`, deletes it
+    /// once its bytes are open.
+    pub async fn read_blob(
+        &self,
+        ns: &Name,
+        id: &str,
+        delete_after: bool,
+    ) -> Result<BlobRead, StoreError> {
+        let not_found = || StoreError::BlobNotFound {
+            namespace: ns.clone(),
+            id: id.to_owned(),
+        };
+        let blob_id: BlobId = id.parse().map_err(|_| not_found())?;
+        let namespace = self.existing_namespace(ns).ok_or_else(not_found)?;
+        let found = namespace.lock().readable_blob(blob_id, Millis::now());
+        let (blob, seconds_left) = found.ok_or_else(not_found)?;
+        let body = blob.open().await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => not_found(),
+            _ => StoreError::Io(e),
+        })?;
+        if delete_after {
+            self.delete_blob(ns, id)?;
+        }
+        Ok(BlobRead {
+            id: blob_id,
+            meta: blob.meta().clone(),
+            size: blob.size(),
+            seconds_left,
+            body,
+        })
+    }
+
+    /// Deletes blob `id`. Elements still referencing it answer `410` on pop.
+    pub fn delete_blob(&self, ns: &Name, id: &str) -> Result<(), StoreError> {
+        let not_found = || StoreError::BlobNotFound {
+            namespace: ns.clone(),
+            id: id.to_owned(),
+        };
+        let blob_id: BlobId = id.parse().map_err(|_| not_found())?;
+        let namespace = self.existing_namespace(ns).ok_or_else(not_found)?;
+        let removed = namespace.lock().remove_blob(blob_id, Millis::now());
+        let blob = removed.ok_or_else(not_found)?;
+        blob.delete();
+        Ok(())
+    }
+
+    pub fn queue_stats(&self, ns: &Name, queue: &Name) -> Option<QueueStats> {
+        self.existing_namespace(ns)?.lock().queue_stats(ns, queue)
+    }
+
+    pub fn namespace_stats(&self, ns: &Name) -> Option<NamespaceStats> {
+        Some(self.existing_namespace(ns)?.lock().stats(ns))
+    }
+
+    pub fn server_stats(&self) -> ServerStats {
+        let mut namespaces: Vec<_> = self
+            .all_namespaces()
+            .iter()
+            .map(|n| n.lock().summary(&n.name))
+            .collect();
+        namespaces.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+        ServerStats {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: self.shared.started.elapsed().as_secs(),
+            namespace_count: namespaces.len() as u64,
+            totals: self.totals(),
+            namespaces,
+        }
+    }
+
+    pub fn totals(&self) -> TotalsSnapshot {
+        self.shared.totals.snapshot()
+    }
+
+    /// Starts shutdown: every waiting consumer gets `ShuttingDown`, and so
+    /// does any pop that would wait from now on.
+    pub fn begin_shutdown(&self) {
+        self.shared.closing.cancel();
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.closing.is_cancelled()
+    }
+
+    /// Drops every element and blob and removes the spill folder. The last
+    /// step of shutdown: whatever is still streaming keeps its open file.
+    pub fn purge(&self) {
+        self.begin_shutdown();
+        for namespace in self.all_namespaces() {
+            let mut grave = Graveyard::default();
+            namespace.lock().purge(&mut grave);
+            drop(grave);
+        }
+        self.shared.namespaces.clear();
+        if let Err(e) = std::fs::remove_dir_all(self.spill_dir()) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %self.spill_dir().display(), error = %e, "could not remove spill folder");
+            }
+        }
+    }
+
+    // --- namespace plumbing ---
+
+    fn existing_namespace(&self, ns: &Name) -> Option<Arc<Namespace>> {
+        self.shared.namespaces.get(ns).map(|n| n.clone())
+    }
+
+    fn namespace_for_write(&self, ns: &Name) -> Arc<Namespace> {
+        if let Some(n) = self.existing_namespace(ns) {
+            return n;
+        }
+        let totals = self.shared.totals.clone();
+        self.shared
+            .namespaces
+            .entry(ns.clone())
+            .or_insert_with(|| Arc::new(Namespace::new(ns.clone(), totals)))
+            .clone()
+    }
+
+    /// Every namespace, collected first so no map guard is held while a
+    /// namespace is locked.
+    fn all_namespaces(&self) -> Vec<Arc<Namespace>> {
+        self.shared
+            .namespaces
+            .iter()
+            .map(|e| e.value().clone())
+            .collect()
+    }
+
+    /// Runs `f` on the state of namespace `ns` (created if needed), then
+    /// registers any earlier wake-up it asks for and drops what it removed.
+    fn with_namespace<T, R: Scheduled<T>>(
+        &self,
+        ns: &Name,
+        f: impl FnOnce(&mut NsState, &mut Graveyard) -> R,
+    ) -> T {
+        let mut grave = Graveyard::default();
+        let mut f = Some(f);
+        loop {
+            let namespace = self.namespace_for_write(ns);
+            let mut st = namespace.lock();
+            if st.removed {
+                continue;
+            }
+            let f = f.take().expect("runs once");
+            let (out, wake) = f(&mut st, &mut grave).split();
+            drop(st);
+            self.schedule(ns, wake);
+            drop(grave);
+            return out;
+        }
+    }
+
+    /// Tells the sweeper about a new, earlier deadline of namespace `ns`.
+    fn schedule(&self, ns: &Name, wake: Option<Millis>) {
+        let Some(at) = wake else { return };
+        let mut wakeups = self
+            .shared
+            .wakeups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let earliest = wakeups.first().is_none_or(|(first, _)| at < *first);
+        wakeups.insert((at, ns.clone()));
+        drop(wakeups);
+        if earliest {
+            self.shared.sweeper.notify_one();
+        }
+    }
+}
+
+/// What a closure passed to `with_namespace` may return: a value and maybe an
+/// earlier wake-up for the sweeper.
+trait Scheduled<T> {
+    fn split(self) -> (T, Option<Millis>);
+}
+
+impl Scheduled<()> for Option<Millis> {
+    fn split(self) -> ((), Option<Millis>) {
+        ((), self)
+    }
+}
+
+impl<T> Scheduled<T> for (T, Option<Millis>) {
+    fn split(self) -> (T, Option<Millis>) {
+        self
+    }
+}
+
+impl<T, E> Scheduled<Result<T, E>> for Result<(T, Option<Millis>), E> {
+    fn split(self) -> (Result<T, E>, Option<Millis>) {
+        match self {
+            Ok((v, w)) => (Ok(v), w),
+            Err(e) => (Err(e), None),
+        }
+    }
+}
+
+/// How the locked part of a pop ended.
+enum PopStart {
+    Taken(Taken),
+    Empty,
+    Wait(WaitTicket),
+}
+
+/// A consumer's place among a queue's waiters. Dropping it (timeout, the
+/// client went away, shutdown) removes the waiter and, if an element was
+/// handed over in the meantime, puts it back at the head of the queue so it
+/// goes to the next consumer instead of to a connection that is gone.
+struct WaitTicket {
+    store: Store,
+    ns: Name,
+    queue: Name,
+    id: u64,
+    rx: oneshot::Receiver<Element>,
+}
+
+impl Drop for WaitTicket {
+    fn drop(&mut self) {
+        self.rx.close();
+        let orphan = self.rx.try_recv().ok();
+        let now = Millis::now();
+        let (queue, id) = (&self.queue, self.id);
+        self.store.with_namespace(&self.ns, |st, grave| {
+            st.remove_waiter(queue, id, now);
+            orphan.and_then(|element| st.enqueue(queue, element, End::Front, now, grave))
+        });
+    }
+}
