@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use serde::Serialize;
 
 pub use body::Body;
@@ -65,7 +65,8 @@ impl App {
         let path = req.uri().path().to_owned();
         let route = Route::parse(&path);
         let template = route.map_or("unknown", |r| r.template());
-        let response = match route {
+        let has_body = !req.body().is_end_stream();
+        let mut response = match route {
             None => Err(ApiError::NotFound(format!("no route for {path}"))),
             Some(route) => self.dispatch(route, req).await,
         }
@@ -75,6 +76,14 @@ impl App {
             }
             e.into_response()
         });
+        // Only a successful POST reads its body to the end. Any other answer to
+        // a request with a body leaves it unread, and hyper then closes the
+        // connection: say so, or the client reuses it and fails its next request.
+        if has_body && !(method == Method::POST && response.status().is_success()) {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         self.metrics.observe(
             template,
             &method,
