@@ -587,3 +587,172 @@ impl Drop for WaitTicket {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn store(dir: &Path) -> Store {
+        Store::new(StoreConfig {
+            spill_dir: dir.to_owned(),
+            spill_threshold: 16,
+            max_element_size: 1 << 20,
+            queue_idle_timeout: Duration::from_secs(60),
+        })
+        .unwrap()
+    }
+
+    fn names() -> (Name, Name) {
+        (Name::parse("ns").unwrap(), Name::parse("q").unwrap())
+    }
+
+    async fn body_of(p: Popped) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        match p.body.expect("data") {
+            BlobBody::Memory(b) => b.to_vec(),
+            BlobBody::File(mut f) => {
+                let mut v = Vec::new();
+                f.read_to_end(&mut v).await.unwrap();
+                v
+            }
+        }
+    }
+
+    async fn push_bytes(s: &Store, ns: &Name, q: &Name, bytes: &[u8]) -> Pushed {
+        let mut w = s.blob_writer(Some(bytes.len() as u64)).unwrap();
+        w.write(Bytes::copy_from_slice(bytes)).await.unwrap();
+        let data = w.finish().await.unwrap();
+        s.push(ns, q, Some(data), MetaInput::default(), 60)
+    }
+
+    #[tokio::test]
+    async fn an_element_handed_to_a_waiter_that_vanished_goes_back_to_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let (ns, q) = names();
+        let PopStart::Wait(ticket) = s
+            .take_or_wait(&ns, &q, true, Duration::from_secs(5))
+            .unwrap()
+        else {
+            panic!("empty queue: the pop must wait")
+        };
+        let first = push_bytes(&s, &ns, &q, b"first").await;
+        push_bytes(&s, &ns, &q, b"second").await;
+        assert_eq!(
+            s.queue_stats(&ns, &q).unwrap().counts.elements,
+            1,
+            "first went to the waiter"
+        );
+        drop(ticket); // the consumer disconnected before reading it
+        let stats = s.queue_stats(&ns, &q).unwrap().counts;
+        assert_eq!((stats.elements, stats.waiting), (2, 0));
+        let p = s.pop(&ns, &q, true, Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!(p.id, first.id, "handed back at the head, before 'second'");
+        assert_eq!(body_of(p).await, b"first");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_pop_receives_a_push_and_a_spilled_body_streams_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let (ns, q) = names();
+        let waiter = {
+            let (s, ns, q) = (s.clone(), ns.clone(), q.clone());
+            tokio::spawn(async move { s.pop(&ns, &q, true, Duration::from_secs(10)).await })
+        };
+        while s.totals().waiting == 0 {
+            tokio::task::yield_now().await;
+        }
+        let big = vec![7u8; 100];
+        push_bytes(&s, &ns, &q, &big).await;
+        let p = waiter.await.unwrap().unwrap().unwrap();
+        assert_eq!(body_of(p).await, big);
+        assert_eq!(
+            s.totals().disk_bytes,
+            0,
+            "the last reference freed the spill file"
+        );
+        assert_eq!(std::fs::read_dir(s.spill_dir()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn shutdown_releases_waiters_and_purge_removes_every_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let (ns, q) = names();
+        push_bytes(&s, &ns, &Name::parse("other").unwrap(), &[1u8; 64]).await;
+        let waiter = {
+            let (s, ns, q) = (s.clone(), ns.clone(), q.clone());
+            tokio::spawn(async move { s.pop(&ns, &q, true, Duration::from_secs(30)).await })
+        };
+        while s.totals().waiting == 0 {
+            tokio::task::yield_now().await;
+        }
+        s.begin_shutdown();
+        assert!(matches!(
+            waiter.await.unwrap(),
+            Err(StoreError::ShuttingDown)
+        ));
+        assert!(matches!(
+            s.pop(&ns, &q, true, Duration::from_secs(1)).await,
+            Err(StoreError::ShuttingDown)
+        ));
+        s.purge();
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "spill folder removed"
+        );
+        let t = s.totals();
+        assert_eq!(
+            (t.elements, t.memory_bytes, t.disk_bytes, t.waiting),
+            (0, 0, 0, 0),
+            "every gauge back to zero"
+        );
+    }
+
+    #[tokio::test]
+    async fn reference_pushes_share_one_blob_and_deleting_it_makes_pops_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let (ns, q) = names();
+        let pushed = push_bytes(&s, &ns, &q, &[3u8; 40]).await;
+        let blob = pushed.blob_id.unwrap();
+        let header = s
+            .pop(&ns, &q, false, Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(header.body.is_none() && header.size == 40);
+        for target in ["a", "b"] {
+            let target = Name::parse(target).unwrap();
+            s.push_reference(&ns, &target, Some(blob), MetaInput::default(), 60)
+                .unwrap();
+        }
+        assert_eq!(s.namespace_stats(&ns).unwrap().blobs, 1, "stored once");
+        let a = s
+            .pop(&ns, &Name::parse("a").unwrap(), true, Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(body_of(a).await, vec![3u8; 40]);
+        s.delete_blob(&ns, &blob.to_string()).unwrap();
+        assert!(matches!(
+            s.pop(&ns, &Name::parse("b").unwrap(), true, Duration::ZERO)
+                .await,
+            Err(StoreError::BlobGone)
+        ));
+        assert!(
+            s.pop(&ns, &Name::parse("b").unwrap(), true, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_none(),
+            "consumed"
+        );
+        assert!(matches!(
+            s.push_reference(&ns, &q, Some(blob), MetaInput::default(), 60),
+            Err(StoreError::BlobNotFound { .. })
+        ));
+    }
+}

@@ -465,3 +465,231 @@ impl NsState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Random operations against the namespace state and a plain model side
+    //! by side, with the clock under the test's control.
+
+    use std::collections::VecDeque;
+
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::store::blob::BlobContent;
+    use crate::store::ids::ElementId;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push {
+            queue: usize,
+            lifetime: u64,
+            data: bool,
+        },
+        Reference {
+            queue: usize,
+            blob: usize,
+            lifetime: u64,
+        },
+        Pop {
+            queue: usize,
+            with_data: bool,
+        },
+        Delete {
+            blob: usize,
+        },
+        Advance {
+            ms: u64,
+            sweep: bool,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..2usize, 1..6u64, any::<bool>()).prop_map(|(queue, lifetime, data)| Op::Push { queue, lifetime, data }),
+            2 => (0..2usize, 0..8usize, 1..6u64).prop_map(|(queue, blob, lifetime)| Op::Reference { queue, blob, lifetime }),
+            4 => (0..2usize, any::<bool>()).prop_map(|(queue, with_data)| Op::Pop { queue, with_data }),
+            1 => (0..8usize).prop_map(|blob| Op::Delete { blob }),
+            2 => (0..2500u64, any::<bool>()).prop_map(|(ms, sweep)| Op::Advance { ms, sweep }),
+        ]
+    }
+
+    /// What the model remembers of an element.
+    #[derive(Debug, Clone)]
+    struct Expect {
+        id: ElementId,
+        deadline: Millis,
+        blob: Option<BlobId>,
+    }
+
+    fn state() -> NsState {
+        Namespace::new(Name::parse("ns").unwrap(), Arc::new(Totals::default()))
+            .state
+            .into_inner()
+            .unwrap()
+    }
+
+    /// Structural invariants that must hold after every operation.
+    fn check_invariants(st: &NsState, now: Millis) {
+        let ready: Vec<&Element> = st.queues.values().flat_map(|q| q.ready()).collect();
+        for (id, entry) in &st.blobs {
+            let refs = ready
+                .iter()
+                .filter(|e| e.blob.as_ref().is_some_and(|b| b.id() == *id))
+                .count();
+            assert_eq!(
+                entry.refs as usize, refs,
+                "refs of blob {id} match the queued elements"
+            );
+            if !entry.exposed {
+                assert!(
+                    entry.refs > 0 || !entry.is_garbage(now),
+                    "unexposed blob without references was freed"
+                );
+            }
+        }
+        let element_keys = st
+            .expiry
+            .iter()
+            .filter(|(_, k)| matches!(k, ExpiryKey::Element(..)))
+            .count();
+        assert_eq!(
+            element_keys,
+            ready.len(),
+            "one expiry entry per ready element"
+        );
+        assert_eq!(st.totals.snapshot().elements as usize, ready.len());
+        if let Some((first, _)) = st.expiry.first() {
+            assert!(
+                st.scheduled.is_some_and(|s| s <= *first),
+                "the sweeper is due no later than the first deadline"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+        #[test]
+        fn namespace_state_matches_a_fifo_model(ops in proptest::collection::vec(op(), 1..120)) {
+            let mut st = state();
+            let totals = st.totals.clone();
+            let queues = [Name::parse("a").unwrap(), Name::parse("b").unwrap()];
+            let mut model: [VecDeque<Expect>; 2] = Default::default();
+            let mut blobs: Vec<BlobId> = Vec::new();
+            let mut deleted: Vec<BlobId> = Vec::new();
+            let mut now = Millis(1_000_000);
+            for op in ops {
+                let mut grave = Graveyard::default();
+                match op {
+                    Op::Push { queue, lifetime, data } => {
+                        let meta = Metadata::new(None, vec![], 64).unwrap();
+                        let deadline = now.plus_secs(lifetime);
+                        let blob = data.then(|| Blob::new(BlobContent::Memory(Bytes::from_static(b"x")), 1, meta.clone(), totals.clone()));
+                        let element = Element { id: ElementId::random(), blob: blob.clone(), meta, deadline, deliveries: 0 };
+                        model[queue].push_back(Expect { id: element.id, deadline, blob: blob.as_ref().map(|b| b.id()) });
+                        if let Some(b) = blob {
+                            blobs.push(b.id());
+                            let _ = st.insert_blob(b, 1, deadline);
+                        }
+                        let _ = st.enqueue(&queues[queue], element, End::Back, now, &mut grave);
+                    }
+                    Op::Reference { queue, blob, lifetime } => {
+                        let Some(&id) = blobs.get(blob) else { continue };
+                        if let Some(b) = st.reference_blob(id, now) {
+                            prop_assert!(!deleted.contains(&id), "a deleted blob cannot be referenced");
+                            let meta = NsState::reference_meta(Some(&b), None, vec![]);
+                            let deadline = now.plus_secs(lifetime);
+                            let element = Element { id: ElementId::random(), blob: Some(b), meta, deadline, deliveries: 0 };
+                            model[queue].push_back(Expect { id: element.id, deadline, blob: Some(id) });
+                            let _ = st.enqueue(&queues[queue], element, End::Back, now, &mut grave);
+                        }
+                    }
+                    Op::Pop { queue, with_data } => {
+                        while model[queue].front().is_some_and(|e| e.deadline.has_passed(now)) {
+                            model[queue].pop_front();
+                        }
+                        let expected = model[queue].pop_front();
+                        let got = st.take_head(&queues[queue], now, &mut grave);
+                        prop_assert_eq!(got.as_ref().map(|e| e.id), expected.as_ref().map(|e| e.id), "FIFO order, expired skipped");
+                        if let (Some(element), Some(expected)) = (got, expected) {
+                            let (taken, _) = st.finish_pop(&queues[queue], element, with_data, now, &mut grave);
+                            let gone = expected.blob.is_some_and(|b| deleted.contains(&b));
+                            prop_assert_eq!(matches!(taken, Taken::Gone), gone, "410 exactly when the blob was deleted");
+                        }
+                    }
+                    Op::Delete { blob } => {
+                        let Some(&id) = blobs.get(blob) else { continue };
+                        if let Some(b) = st.remove_blob(id, now) {
+                            b.delete();
+                            deleted.push(id);
+                        }
+                    }
+                    Op::Advance { ms, sweep } => {
+                        now = Millis(now.0 + ms);
+                        if sweep {
+                            while st.expire_due(now, 7, &mut grave) == 7 {}
+                            let _ = st.reschedule();
+                            for q in &mut model {
+                                q.retain(|e| !e.deadline.has_passed(now));
+                            }
+                            let ready: usize = st.queues.values().map(|q| q.ready().count()).sum();
+                            prop_assert_eq!(ready, model[0].len() + model[1].len(), "the sweeper removed exactly the expired");
+                        }
+                    }
+                }
+                drop(grave);
+                check_invariants(&st, now);
+            }
+        }
+    }
+
+    #[test]
+    fn a_waiter_that_left_never_receives_and_the_element_is_queued() {
+        let mut st = state();
+        let q = Name::parse("q").unwrap();
+        let now = Millis(1000);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        st.add_waiter(&q, super::super::queue::Waiter { id: 1, tx }, now);
+        drop(rx); // the consumer's connection closed
+        let meta = Metadata::new(None, vec![], 64).unwrap();
+        let element = Element {
+            id: ElementId::random(),
+            blob: None,
+            meta,
+            deadline: now.plus_secs(5),
+            deliveries: 0,
+        };
+        let id = element.id;
+        let mut grave = Graveyard::default();
+        let _ = st.enqueue(&q, element, End::Back, now, &mut grave);
+        assert_eq!(st.take_head(&q, now, &mut grave).map(|e| e.id), Some(id));
+        assert_eq!(st.totals.snapshot().waiting, 0);
+    }
+
+    #[test]
+    fn an_expired_head_is_skipped_before_the_sweeper_runs() {
+        let mut st = state();
+        let q = Name::parse("q").unwrap();
+        let meta = Metadata::new(None, vec![], 64).unwrap();
+        let mut grave = Graveyard::default();
+        let mut ids = Vec::new();
+        for lifetime in [1, 10] {
+            let element = Element {
+                id: ElementId::random(),
+                blob: None,
+                meta: meta.clone(),
+                deadline: Millis(0).plus_secs(lifetime),
+                deliveries: 0,
+            };
+            ids.push(element.id);
+            let _ = st.enqueue(&q, element, End::Back, Millis(0), &mut grave);
+        }
+        // At 1 s the first has just expired; no sweep has run.
+        assert_eq!(
+            st.take_head(&q, Millis(1000), &mut grave).map(|e| e.id),
+            Some(ids[1])
+        );
+        assert_eq!(st.queues[&q].counts().expired, 1);
+    }
+}

@@ -145,6 +145,12 @@ impl Queue {
         (elements, waiters)
     }
 
+    /// The ready elements, head first (for invariant checks in tests).
+    #[cfg(test)]
+    pub fn ready(&self) -> impl Iterator<Item = &Element> {
+        self.ready.values()
+    }
+
     pub fn counts(&self) -> Counts {
         Counts {
             elements: self.ready.len() as u64,
