@@ -129,25 +129,14 @@ impl BlobWriter {
                 BlobContent::Memory(bytes)
             }
             Sink::File { mut file, path } => {
+                // No fsync: a spill file is temporary and dies with the process,
+                // and filesystems reserve space at write time, so a full disk
+                // already failed a write above.
                 file.flush().await?;
-                file.into_inner()
-                    .sync_data()
-                    .await
-                    .or_else(ignore_unsupported)?;
                 BlobContent::Spilled(path)
             }
         };
         Ok((content, self.size))
-    }
-}
-
-/// `sync_data` only makes a later disk-full surface now (on filesystems that
-/// delay allocation); where it is not supported there is nothing to learn.
-fn ignore_unsupported(e: io::Error) -> io::Result<()> {
-    if e.kind() == io::ErrorKind::Unsupported {
-        Ok(())
-    } else {
-        Err(e)
     }
 }
 
