@@ -67,6 +67,9 @@ pub struct Settings {
     /// Deliveries of a leased element before it is dead-lettered [default: 10]
     #[arg(long, env = "BLOBQ_MAX_DELIVERIES", value_name = "N")]
     pub max_deliveries: Option<u32>,
+    /// Longest ?lease= a consumer may ask for, in seconds [default: 43200]
+    #[arg(long, env = "BLOBQ_MAX_LEASE", value_name = "S")]
+    pub max_lease: Option<u64>,
     /// Most X-Custom-Data pairs per element [default: 64]
     #[arg(long, env = "BLOBQ_MAX_CUSTOM_DATA", value_name = "N")]
     pub max_custom_data: Option<usize>,
@@ -102,6 +105,7 @@ impl Settings {
             max_lifetime,
             max_timeout,
             max_deliveries,
+            max_lease,
             max_custom_data,
             queue_idle_timeout,
             shutdown_timeout,
@@ -121,6 +125,7 @@ pub struct Config {
     pub max_lifetime: u64,
     pub max_timeout: Duration,
     pub max_deliveries: u32,
+    pub max_lease: Duration,
     pub max_custom_data: usize,
     pub queue_idle_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -167,6 +172,7 @@ impl Config {
             max_lifetime,
             max_timeout: Duration::from_secs(s.max_timeout.unwrap_or(300)),
             max_deliveries: s.max_deliveries.unwrap_or(10),
+            max_lease: Duration::from_secs(s.max_lease.unwrap_or(43200)),
             max_custom_data: s.max_custom_data.unwrap_or(64),
             queue_idle_timeout: Duration::from_secs(s.queue_idle_timeout.unwrap_or(60)),
             shutdown_timeout: Duration::from_secs(s.shutdown_timeout.unwrap_or(30)),
@@ -184,6 +190,9 @@ impl Config {
         if self.default_lifetime > self.max_lifetime {
             return fail("default-lifetime must not exceed max-lifetime");
         }
+        if self.max_lease.is_zero() {
+            return fail("max-lease must be at least 1 second");
+        }
         if self.max_deliveries == 0 {
             return fail("max-deliveries must be at least 1");
         }
@@ -196,6 +205,7 @@ impl Config {
             spill_threshold: self.spill_threshold,
             max_element_size: self.max_element_size,
             queue_idle_timeout: self.queue_idle_timeout,
+            max_deliveries: self.max_deliveries,
         }
     }
 
@@ -204,6 +214,7 @@ impl Config {
             default_lifetime: self.default_lifetime,
             max_lifetime: self.max_lifetime,
             max_timeout: self.max_timeout,
+            max_lease: self.max_lease,
             max_custom_data: self.max_custom_data,
         }
     }

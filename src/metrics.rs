@@ -113,8 +113,13 @@ struct StorageLabels {
 impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let t = self.0.totals();
-        let gauges: [(&str, &str, u64); 2] = [
+        let gauges: [(&str, &str, u64); 3] = [
             ("queued_elements", "Elements waiting in queues", t.elements),
+            (
+                "leased_elements",
+                "Elements out under a lease, not yet acknowledged",
+                t.leased,
+            ),
             ("waiting_consumers", "Consumers blocked in a pop", t.waiting),
         ];
         for (name, help, value) in gauges {

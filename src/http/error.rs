@@ -97,7 +97,12 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::BlobNotFound { .. } => ApiError::NotFound(e.to_string()),
+            StoreError::BlobNotFound { .. } | StoreError::LeaseNotFound { .. } => {
+                ApiError::NotFound(e.to_string())
+            }
+            StoreError::NoDeadLetterQueue(_) => {
+                ApiError::bad_request("invalid-lease", e.to_string())
+            }
             StoreError::BlobGone => ApiError::Gone,
             StoreError::ShuttingDown => ApiError::ShuttingDown,
             StoreError::Io(e) => ApiError::Internal(e.to_string()),

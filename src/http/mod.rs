@@ -4,6 +4,7 @@
 mod blobs;
 mod body;
 mod error;
+mod leases;
 mod ops;
 mod queues;
 pub mod request;
@@ -111,6 +112,9 @@ impl App {
             (Route::Queue(ns, q), Method::PUT) => queues::push_reference(self, ns, q, &req),
             (Route::Queue(ns, q), _) => queues::pop(self, ns, q, &req).await,
             (Route::QueueStats(ns, q), _) => queues::queue_stats(self, ns, q),
+            (Route::Lease(ns, q, r), _) => leases::ack(self, ns, q, r, &req),
+            (Route::LeaseRelease(ns, q, r), _) => leases::release(self, ns, q, r, &req),
+            (Route::LeaseExtend(ns, q, r), _) => leases::extend(self, ns, q, r, &req),
             (Route::NamespaceStats(ns), _) => queues::namespace_stats(self, ns),
             (Route::ServerStats, _) => queues::server_stats(self),
             (Route::Blobs(ns), _) => blobs::store(self, ns, req).await,

@@ -8,13 +8,14 @@ use hyper::body::{Body as _, Incoming};
 use serde::Serialize;
 
 use super::request::{
-    self, name, PopQuery, PushHeaders, BLOB_ID, CUSTOM_DATA, ELEMENT_ID, LIFETIME, SIZE,
+    self, name, PopQuery, PushHeaders, BLOB_ID, CUSTOM_DATA, DELIVERIES, ELEMENT_ID, LEASE,
+    LIFETIME, SIZE,
 };
 use super::{header_value, json, ApiError, App, Body, Handled};
 use crate::store::blob::BlobContent;
 use crate::store::ids::BlobId;
 use crate::store::meta::Metadata;
-use crate::store::{Pushed, Store};
+use crate::store::{PopMode, Pushed, Store};
 
 #[derive(Serialize)]
 struct PushAnswer<'a> {
@@ -115,10 +116,11 @@ pub(super) fn describe(
 pub(super) async fn pop(app: &App, ns: &str, q: &str, req: &Request<Incoming>) -> Handled {
     let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
     let query = PopQuery::parse(req.uri().query(), &app.limits)?;
-    let popped = app
-        .store
-        .pop(&nsn, &qn, !query.header_only, query.timeout)
-        .await?;
+    let mode = PopMode {
+        with_data: !query.header_only,
+        lease_ms: query.lease.map(|l| l.as_millis() as u64),
+    };
+    let popped = app.store.pop(&nsn, &qn, mode, query.timeout).await?;
     let Some(p) = popped else {
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::NO_CONTENT;
@@ -131,6 +133,10 @@ pub(super) async fn pop(app: &App, ns: &str, q: &str, req: &Request<Incoming>) -
     describe(headers, &p.meta, p.blob_id, p.size, p.seconds_left);
     headers.insert(ELEMENT_ID, header_value(&p.id.to_string()));
     headers.insert(CONTENT_LENGTH, body_len.into());
+    if let Some(lease) = p.lease {
+        headers.insert(LEASE, header_value(&lease.receipt.to_string()));
+        headers.insert(DELIVERIES, lease.deliveries.into());
+    }
     Ok(response)
 }
 

@@ -17,6 +17,8 @@ pub const CUSTOM_DATA: &str = "x-custom-data";
 pub const BLOB_ID: &str = "x-blobstorage_id";
 pub const ELEMENT_ID: &str = "x-queueserver-id";
 pub const SIZE: &str = "x-queueserver-size";
+pub const LEASE: &str = "x-queueserver-lease";
+pub const DELIVERIES: &str = "x-queueserver-deliveries";
 
 /// Limits the HTTP layer checks requests against.
 #[derive(Clone, Debug)]
@@ -24,6 +26,7 @@ pub struct RequestLimits {
     pub default_lifetime: u64,
     pub max_lifetime: u64,
     pub max_timeout: Duration,
+    pub max_lease: Duration,
     pub max_custom_data: usize,
 }
 
@@ -95,10 +98,9 @@ impl PushHeaders {
                     "X-Custom-Data must be visible ASCII characters or spaces",
                 )
             })?;
-            custom.push(
-                CustomPair::parse(raw)
-                    .map_err(|e| ApiError::bad_request("invalid-custom-data", e.to_string()))?,
-            );
+            let pair = CustomPair::parse(raw)
+                .map_err(|e| ApiError::bad_request("invalid-custom-data", e.to_string()))?;
+            custom.push(pair);
         }
         Ok(PushHeaders {
             meta: MetaInput {
@@ -110,13 +112,20 @@ impl PushHeaders {
     }
 }
 
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn parse_lifetime(raw: &str, max: u64) -> Result<u64, ApiError> {
     let bad = |why: String| ApiError::bad_request("invalid-lifetime", why);
-    let secs: u64 = raw.parse().map_err(|_| {
-        bad(format!(
-            "X-QueueServer-Lifetime {raw:?} is not a positive whole number of seconds"
-        ))
-    })?;
+    let secs: u64 = Some(raw)
+        .filter(|r| is_digits(r))
+        .and_then(|r| r.parse().ok())
+        .ok_or_else(|| {
+            bad(format!(
+                "X-QueueServer-Lifetime {raw:?} is not a positive whole number of seconds"
+            ))
+        })?;
     if secs == 0 {
         return Err(bad(
             "X-QueueServer-Lifetime must be at least 1 second".into()
@@ -136,13 +145,21 @@ pub fn blob_reference(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 }
 
 /// Query parameters as `(key, value)` pairs. Our values are numbers and flags,
-/// so nothing is percent-decoded: an encoded value is simply not valid.
-fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
+/// so nothing is percent-decoded: an encoded value is simply not valid. A
+/// parameter given twice is refused, as a repeated header is.
+fn query_pairs(query: Option<&str>) -> Result<Vec<(&str, &str)>, ApiError> {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if pairs.iter().any(|(k, _)| *k == key) {
+            return Err(ApiError::bad_request(
+                "invalid-query",
+                format!("query parameter {key:?} is given more than once"),
+            ));
+        }
+        pairs.push((key, value));
+    }
+    Ok(pairs)
 }
 
 fn flag(key: &str, raw: &str) -> Result<bool, ApiError> {
@@ -163,46 +180,32 @@ fn unknown_parameter(key: &str, allowed: &str) -> ApiError {
     )
 }
 
-/// `?timeout=S&header_only=1` of a pop.
-#[derive(Debug, PartialEq)]
-pub struct PopQuery {
-    pub timeout: Duration,
-    pub header_only: bool,
-}
-
-impl PopQuery {
-    pub fn parse(query: Option<&str>, limits: &RequestLimits) -> Result<PopQuery, ApiError> {
-        let mut out = PopQuery {
-            timeout: Duration::ZERO,
-            header_only: false,
-        };
-        for (key, raw) in query_pairs(query) {
-            match key {
-                "timeout" => out.timeout = parse_timeout(raw, limits.max_timeout)?,
-                "header_only" => out.header_only = flag(key, raw)?,
-                _ => return Err(unknown_parameter(key, "timeout, header_only")),
-            }
-        }
-        Ok(out)
-    }
-}
-
-fn parse_timeout(raw: &str, max: Duration) -> Result<Duration, ApiError> {
+/// Seconds written as a plain decimal (`5`, `0.5`), at most `max`.
+fn seconds(
+    problem: &'static str,
+    key: &str,
+    raw: &str,
+    max: Duration,
+) -> Result<Duration, ApiError> {
+    let well_formed = match raw.split_once('.') {
+        Some((int, frac)) => is_digits(int) && is_digits(frac),
+        None => is_digits(raw),
+    };
     let secs: f64 = raw
         .parse()
         .ok()
-        .filter(|s: &f64| s.is_finite() && *s >= 0.0 && !raw.starts_with('+'))
+        .filter(|s: &f64| well_formed && s.is_finite())
         .ok_or_else(|| {
             ApiError::bad_request(
-                "invalid-timeout",
-                format!("timeout={raw:?} is not a number of seconds (like 5 or 0.5)"),
+                problem,
+                format!("{key}={raw:?} is not a number of seconds (like 5 or 0.5)"),
             )
         })?;
     if secs > max.as_secs_f64() {
         return Err(ApiError::bad_request(
-            "invalid-timeout",
+            problem,
             format!(
-                "timeout={raw} is above the maximum of {} seconds",
+                "{key}={raw} is above the maximum of {} seconds",
                 max.as_secs_f64()
             ),
         ));
@@ -210,10 +213,77 @@ fn parse_timeout(raw: &str, max: Duration) -> Result<Duration, ApiError> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A lease length: at least a millisecond, at most `max`.
+fn lease_length(raw: &str, max: Duration) -> Result<Duration, ApiError> {
+    let lease = seconds("invalid-lease", "lease", raw, max)?;
+    if lease.as_millis() == 0 {
+        return Err(ApiError::bad_request(
+            "invalid-lease",
+            "lease must be longer than 0 seconds",
+        ));
+    }
+    Ok(lease)
+}
+
+/// `?timeout=S&header_only=1&lease=S` of a pop.
+#[derive(Debug, PartialEq)]
+pub struct PopQuery {
+    pub timeout: Duration,
+    pub header_only: bool,
+    /// Pop under a lease of this length instead of removing the element.
+    pub lease: Option<Duration>,
+}
+
+impl PopQuery {
+    pub fn parse(query: Option<&str>, limits: &RequestLimits) -> Result<PopQuery, ApiError> {
+        let mut out = PopQuery {
+            timeout: Duration::ZERO,
+            header_only: false,
+            lease: None,
+        };
+        for (key, raw) in query_pairs(query)? {
+            match key {
+                "timeout" => {
+                    out.timeout = seconds("invalid-timeout", key, raw, limits.max_timeout)?
+                }
+                "header_only" => out.header_only = flag(key, raw)?,
+                "lease" => out.lease = Some(lease_length(raw, limits.max_lease)?),
+                _ => return Err(unknown_parameter(key, "timeout, header_only, lease")),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `?lease=S` of a lease extension: required.
+pub fn extend_query(query: Option<&str>, limits: &RequestLimits) -> Result<Duration, ApiError> {
+    let mut lease = None;
+    for (key, raw) in query_pairs(query)? {
+        match key {
+            "lease" => lease = Some(lease_length(raw, limits.max_lease)?),
+            _ => return Err(unknown_parameter(key, "lease")),
+        }
+    }
+    lease.ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid-lease",
+            "extend needs ?lease=S, the new lease length in seconds",
+        )
+    })
+}
+
+/// Refuses any query parameter, where none is expected.
+pub fn no_query(query: Option<&str>) -> Result<(), ApiError> {
+    match query_pairs(query)?.first() {
+        Some((key, _)) => Err(unknown_parameter(key, "none")),
+        None => Ok(()),
+    }
+}
+
 /// `?delete=1` of a blob read.
 pub fn delete_after_read(query: Option<&str>) -> Result<bool, ApiError> {
     let mut delete = false;
-    for (key, raw) in query_pairs(query) {
+    for (key, raw) in query_pairs(query)? {
         match key {
             "delete" => delete = flag(key, raw)?,
             _ => return Err(unknown_parameter(key, "delete")),
@@ -232,6 +302,7 @@ mod tests {
             default_lifetime: 3600,
             max_lifetime: 86400,
             max_timeout: Duration::from_secs(300),
+            max_lease: Duration::from_secs(600),
             max_custom_data: 3,
         }
     }
@@ -239,10 +310,8 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
+            let name = http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            h.append(name, HeaderValue::from_str(v).unwrap());
         }
         h
     }
@@ -254,68 +323,59 @@ mod tests {
         }
     }
 
+    fn lifetime(raw: &str) -> Result<u64, ApiError> {
+        PushHeaders::parse(&headers(&[(LIFETIME, raw)]), &limits()).map(|p| p.lifetime)
+    }
+
+    fn content_type(h: &[(&str, &str)]) -> Option<String> {
+        let parsed = PushHeaders::parse(&headers(h), &limits()).unwrap();
+        parsed.meta.content_type.map(String::from)
+    }
+
     #[test]
     fn lifetimes_default_and_are_bounded() {
-        let l = limits();
-        assert_eq!(
-            PushHeaders::parse(&headers(&[]), &l).unwrap().lifetime,
-            3600
-        );
-        assert_eq!(
-            PushHeaders::parse(&headers(&[(LIFETIME, "86400")]), &l)
-                .unwrap()
-                .lifetime,
-            86400
-        );
-        for bad in ["0", "-1", "1.5", "abc", "86401", "99999999999999999999999"] {
-            assert_eq!(
-                problem(PushHeaders::parse(&headers(&[(LIFETIME, bad)]), &l)),
-                "invalid-lifetime",
-                "{bad}"
-            );
+        let default = PushHeaders::parse(&headers(&[]), &limits()).unwrap();
+        assert_eq!(default.lifetime, 3600);
+        assert_eq!(lifetime("86400").unwrap(), 86400);
+        let bad = [
+            "0",
+            "-1",
+            "+5",
+            " 5",
+            "1.5",
+            "1e3",
+            "abc",
+            "",
+            "86401",
+            "99999999999999999999",
+        ];
+        for raw in bad {
+            assert_eq!(problem(lifetime(raw)), "invalid-lifetime", "{raw:?}");
         }
+        let twice = headers(&[(LIFETIME, "1"), (LIFETIME, "2")]);
         assert_eq!(
-            problem(PushHeaders::parse(
-                &headers(&[(LIFETIME, "1"), (LIFETIME, "2")]),
-                &l
-            )),
+            problem(PushHeaders::parse(&twice, &limits())),
             "invalid-header"
         );
     }
 
     #[test]
     fn the_override_content_type_wins_over_content_type() {
-        let l = limits();
-        let h = headers(&[
+        let both = [
             (CONTENT_TYPE_OVERRIDE, "image/png"),
             ("content-type", "text/plain"),
-        ]);
+        ];
+        assert_eq!(content_type(&both).as_deref(), Some("image/png"));
         assert_eq!(
-            PushHeaders::parse(&h, &l)
-                .unwrap()
-                .meta
-                .content_type
-                .as_deref(),
-            Some("image/png")
-        );
-        let h = headers(&[("content-type", "text/plain")]);
-        assert_eq!(
-            PushHeaders::parse(&h, &l)
-                .unwrap()
-                .meta
-                .content_type
-                .as_deref(),
+            content_type(&[("content-type", "text/plain")]).as_deref(),
             Some("text/plain")
         );
+        assert_eq!(content_type(&[]), None);
+        let bad = headers(&[(CONTENT_TYPE_OVERRIDE, "nonsense")]);
         assert_eq!(
-            PushHeaders::parse(&headers(&[]), &l)
-                .unwrap()
-                .meta
-                .content_type,
-            None
+            problem(PushHeaders::parse(&bad, &limits())),
+            "invalid-content-type"
         );
-        let h = headers(&[(CONTENT_TYPE_OVERRIDE, "nonsense")]);
-        assert_eq!(problem(PushHeaders::parse(&h, &l)), "invalid-content-type");
     }
 
     #[test]
@@ -334,58 +394,67 @@ mod tests {
         assert_eq!(got, ["b=2", "a=1", "b=3"]);
         let h = headers(&[(CUSTOM_DATA, "a=1"); 4]);
         assert_eq!(problem(PushHeaders::parse(&h, &l)), "invalid-custom-data");
-        assert_eq!(
-            problem(PushHeaders::parse(&headers(&[(CUSTOM_DATA, "x")]), &l)),
-            "invalid-custom-data"
-        );
+        let h = headers(&[(CUSTOM_DATA, "x")]);
+        assert_eq!(problem(PushHeaders::parse(&h, &l)), "invalid-custom-data");
     }
 
     #[test]
     fn pop_queries_parse_and_refuse_nonsense() {
         let l = limits();
-        assert_eq!(
-            PopQuery::parse(None, &l).unwrap(),
-            PopQuery {
-                timeout: Duration::ZERO,
-                header_only: false
-            }
-        );
-        let q = PopQuery::parse(Some("timeout=0.25&header_only=1"), &l).unwrap();
+        let parse = |q: &str| PopQuery::parse(Some(q), &l);
+        let none = PopQuery {
+            timeout: Duration::ZERO,
+            header_only: false,
+            lease: None,
+        };
+        assert_eq!(PopQuery::parse(None, &l).unwrap(), none);
+        let q = parse("timeout=0.25&header_only=1").unwrap();
         assert_eq!(
             (q.timeout, q.header_only),
             (Duration::from_millis(250), true)
         );
         assert_eq!(
-            PopQuery::parse(Some("timeout=300"), &l).unwrap().timeout,
+            parse("timeout=300").unwrap().timeout,
             Duration::from_secs(300)
         );
-        for bad in [
-            "timeout=-1",
-            "timeout=abc",
-            "timeout=NaN",
-            "timeout=inf",
-            "timeout=300.5",
-            "timeout=",
-            "timeout=%31",
-        ] {
-            assert_eq!(
-                problem(PopQuery::parse(Some(bad), &l)),
-                "invalid-timeout",
-                "{bad}"
-            );
+        let bad_timeouts = [
+            "-1", "abc", "NaN", "inf", "300.5", "", "%31", "1e1", ".5", "5.", "-0", "+1",
+        ];
+        for raw in bad_timeouts {
+            let q = format!("timeout={raw}");
+            assert_eq!(problem(parse(&q)), "invalid-timeout", "{q}");
         }
-        assert_eq!(
-            problem(PopQuery::parse(Some("header_only=yes"), &l)),
-            "invalid-query"
-        );
-        assert_eq!(
-            problem(PopQuery::parse(Some("timout=5"), &l)),
-            "invalid-query"
-        );
+        assert_eq!(problem(parse("header_only=yes")), "invalid-query");
+        assert_eq!(problem(parse("timout=5")), "invalid-query");
+        assert_eq!(problem(parse("timeout=1&timeout=2")), "invalid-query");
         assert!(delete_after_read(Some("delete=1")).unwrap());
         assert_eq!(
             problem(delete_after_read(Some("remove=1"))),
             "invalid-query"
         );
+    }
+
+    #[test]
+    fn leases_are_positive_and_bounded() {
+        let l = limits();
+        let q = PopQuery::parse(Some("lease=30&header_only=true"), &l).unwrap();
+        assert_eq!(
+            (q.lease, q.header_only),
+            (Some(Duration::from_secs(30)), true)
+        );
+        for bad in ["lease=0", "lease=0.0001", "lease=601", "lease=x", "lease="] {
+            assert_eq!(
+                problem(PopQuery::parse(Some(bad), &l)),
+                "invalid-lease",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            extend_query(Some("lease=2.5"), &l).unwrap(),
+            Duration::from_millis(2500)
+        );
+        assert_eq!(problem(extend_query(None, &l)), "invalid-lease");
+        assert!(no_query(None).is_ok());
+        assert_eq!(problem(no_query(Some("x=1"))), "invalid-query");
     }
 }

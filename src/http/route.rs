@@ -9,6 +9,9 @@ pub enum Route<'a> {
     NamespaceStats(&'a str),
     Queue(&'a str, &'a str),
     QueueStats(&'a str, &'a str),
+    Lease(&'a str, &'a str, &'a str),
+    LeaseRelease(&'a str, &'a str, &'a str),
+    LeaseExtend(&'a str, &'a str, &'a str),
     Blobs(&'a str),
     Blob(&'a str, &'a str),
     Health,
@@ -25,6 +28,9 @@ impl<'a> Route<'a> {
             ["qs", ns] => Route::NamespaceStats(ns),
             ["qs", ns, q] => Route::Queue(ns, q),
             ["qs", ns, q, "stats"] => Route::QueueStats(ns, q),
+            ["qs", ns, q, "leases", r] => Route::Lease(ns, q, r),
+            ["qs", ns, q, "leases", r, "release"] => Route::LeaseRelease(ns, q, r),
+            ["qs", ns, q, "leases", r, "extend"] => Route::LeaseExtend(ns, q, r),
             ["tbs", ns, "blobs"] => Route::Blobs(ns),
             ["tbs", ns, "blobs", id] => Route::Blob(ns, id),
             ["healthz"] => Route::Health,
@@ -39,6 +45,8 @@ impl<'a> Route<'a> {
             Route::Queue(..) => "GET, POST, PUT",
             Route::Blobs(_) => "POST",
             Route::Blob(..) => "GET, DELETE",
+            Route::Lease(..) => "DELETE",
+            Route::LeaseRelease(..) | Route::LeaseExtend(..) => "POST",
             _ => "GET",
         }
     }
@@ -55,6 +63,9 @@ impl<'a> Route<'a> {
             Route::NamespaceStats(_) => "/qs/{ns}",
             Route::Queue(..) => "/qs/{ns}/{queue}",
             Route::QueueStats(..) => "/qs/{ns}/{queue}/stats",
+            Route::Lease(..) => "/qs/{ns}/{queue}/leases/{receipt}",
+            Route::LeaseRelease(..) => "/qs/{ns}/{queue}/leases/{receipt}/release",
+            Route::LeaseExtend(..) => "/qs/{ns}/{queue}/leases/{receipt}/extend",
             Route::Blobs(_) => "/tbs/{ns}/blobs",
             Route::Blob(..) => "/tbs/{ns}/blobs/{id}",
             Route::Health => "/healthz",
@@ -82,6 +93,19 @@ mod tests {
         );
         assert_eq!(Route::parse("/tbs/a/blobs"), Some(Route::Blobs("a")));
         assert_eq!(Route::parse("/tbs/a/blobs/x"), Some(Route::Blob("a", "x")));
+        assert_eq!(
+            Route::parse("/qs/a/b/leases/r"),
+            Some(Route::Lease("a", "b", "r"))
+        );
+        assert_eq!(
+            Route::parse("/qs/a/b/leases/r/release"),
+            Some(Route::LeaseRelease("a", "b", "r"))
+        );
+        assert_eq!(
+            Route::parse("/qs/a/b/leases/r/extend"),
+            Some(Route::LeaseExtend("a", "b", "r"))
+        );
+        assert_eq!(Route::parse("/qs/a/b/leases/r/other"), None);
         assert_eq!(Route::parse("/healthz"), Some(Route::Health));
         assert_eq!(Route::parse("/metrics"), Some(Route::Metrics));
         for unknown in [

@@ -11,7 +11,10 @@ use super::meta::Metadata;
 /// ready list, from there (or straight from the producer) to a consumer. The
 /// record knows nothing of where it sits, so an element can later be held "in
 /// flight" under a lease without changing it.
-#[derive(Debug)]
+///
+/// `Clone` only makes a view for a response (two reference counts); the store
+/// never keeps two copies of one element.
+#[derive(Debug, Clone)]
 pub struct Element {
     pub id: ElementId,
     /// The bytes, shared with the namespace's blob table and with other

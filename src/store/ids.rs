@@ -51,6 +51,30 @@ impl fmt::Display for ElementId {
     }
 }
 
+/// Identifies one lease. Random, because holding a receipt is what allows a
+/// consumer to acknowledge, release or extend the lease.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Receipt(Uuid);
+
+impl Receipt {
+    pub fn random() -> Receipt {
+        Receipt(Uuid::new_v4())
+    }
+}
+
+impl fmt::Display for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl FromStr for Receipt {
+    type Err = BadBlobId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::try_parse(s).map(Receipt).map_err(|_| BadBlobId)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

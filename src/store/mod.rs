@@ -27,12 +27,13 @@ use tokio_util::sync::CancellationToken;
 use blob::{Blob, BlobBody, BlobContent};
 use clock::Millis;
 use element::Element;
-use ids::{BlobId, ElementId};
+use ids::{BlobId, ElementId, Receipt};
 use ingest::{BlobWriter, IngestError, IngestLimits};
 use meta::{CustomPair, Metadata};
 use name::Name;
-use namespace::{Graveyard, Namespace, NsState, Taken};
-use queue::{End, Waiter};
+pub use namespace::PopMode;
+use namespace::{Arrival, Graveyard, Namespace, NsState, Taken};
+use queue::Waiter;
 use stats::{NamespaceStats, QueueStats, ServerStats, Totals, TotalsSnapshot};
 
 /// Settings the store needs.
@@ -44,6 +45,8 @@ pub struct StoreConfig {
     pub max_element_size: u64,
     /// An empty queue nobody waits on is dropped after this long.
     pub queue_idle_timeout: Duration,
+    /// Deliveries under lease after which an element is dead-lettered.
+    pub max_deliveries: u32,
 }
 
 /// What can go wrong in a store operation, as the client should learn it.
@@ -53,6 +56,16 @@ pub enum StoreError {
     BlobNotFound { namespace: Name, id: String },
     #[error("the element's blob was deleted")]
     BlobGone,
+    #[error(
+        "no running lease {receipt} on queue {queue} of namespace {namespace}; it may have run out"
+    )]
+    LeaseNotFound {
+        namespace: Name,
+        queue: Name,
+        receipt: String,
+    },
+    #[error("queue {0} has no room for a dead-letter queue: leases need a queue name of at most 58 characters, so that '{0}.dead' is a valid name")]
+    NoDeadLetterQueue(Name),
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("could not read the element's data: {0}")]
@@ -79,6 +92,17 @@ pub struct Popped {
     pub seconds_left: u64,
     /// The bytes, on a data pop of an element that has data.
     pub body: Option<BlobBody>,
+    /// The lease the element is out under, on a leased pop.
+    pub lease: Option<LeaseGrant>,
+}
+
+/// A lease as the consumer learns it.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseGrant {
+    pub receipt: Receipt,
+    /// Times the element has been delivered under a lease, this one included.
+    pub deliveries: u32,
+    pub seconds_left: u64,
 }
 
 /// A blob as read through `/tbs`.
@@ -110,6 +134,7 @@ struct Shared {
     totals: Arc<Totals>,
     limits: IngestLimits,
     queue_idle_timeout: Duration,
+    max_deliveries: u32,
     /// This process's spill folder, removed with everything in it on drop.
     spill_dir: tempfile::TempDir,
     /// (deadline, namespace) pairs the sweeper must look at, earliest first.
@@ -145,6 +170,7 @@ impl Store {
                 spill_dir: spill_dir.path().to_owned(),
             },
             queue_idle_timeout: config.queue_idle_timeout,
+            max_deliveries: config.max_deliveries,
             spill_dir,
             wakeups: Mutex::new(BTreeSet::new()),
             sweeper: Arc::new(Notify::new()),
@@ -200,7 +226,7 @@ impl Store {
         };
         self.with_namespace(ns, |st, grave| {
             let w1 = blob.and_then(|b| st.insert_blob(b, 1, deadline));
-            let w2 = st.enqueue(queue, element, End::Back, now, grave);
+            let w2 = st.enqueue(queue, element, Arrival::Push, now, grave);
             w1.into_iter().chain(w2).min()
         });
         pushed
@@ -243,7 +269,7 @@ impl Store {
                 size: element.size(),
                 lifetime,
             };
-            let wake = st.enqueue(queue, element, End::Back, now, grave);
+            let wake = st.enqueue(queue, element, Arrival::Push, now, grave);
             Ok((pushed, wake))
         })
     }
@@ -254,10 +280,13 @@ impl Store {
         &self,
         ns: &Name,
         queue: &Name,
-        with_data: bool,
+        mode: PopMode,
         wait: Duration,
     ) -> Result<Option<Popped>, StoreError> {
-        let mut ticket = match self.take_or_wait(ns, queue, with_data, wait)? {
+        if mode.lease_ms.is_some() && queue.dead_letter().is_none() {
+            return Err(StoreError::NoDeadLetterQueue(queue.clone()));
+        }
+        let mut ticket = match self.take_or_wait(ns, queue, mode, wait)? {
             PopStart::Taken(taken) => return self.deliver(taken).await.map(Some),
             PopStart::Empty => return Ok(None),
             PopStart::Wait(ticket) => ticket,
@@ -273,7 +302,7 @@ impl Store {
         };
         let now = Millis::now();
         let taken = self.with_namespace(ns, |st, grave| {
-            st.finish_pop(queue, element, with_data, now, grave)
+            st.finish_pop(queue, element, mode, now, grave)
         });
         self.deliver(taken).await.map(Some)
     }
@@ -284,7 +313,7 @@ impl Store {
         &self,
         ns: &Name,
         queue: &Name,
-        with_data: bool,
+        mode: PopMode,
         wait: Duration,
     ) -> Result<PopStart, StoreError> {
         let now = Millis::now();
@@ -293,7 +322,7 @@ impl Store {
         }
         self.with_namespace(ns, |st, grave| {
             if let Some(element) = st.take_head(queue, now, grave) {
-                let (taken, wake) = st.finish_pop(queue, element, with_data, now, grave);
+                let (taken, wake) = st.finish_pop(queue, element, mode, now, grave);
                 return Ok((PopStart::Taken(taken), wake));
             }
             if wait.is_zero() {
@@ -318,8 +347,12 @@ impl Store {
 
     /// Turns a taken element into what the client receives, opening its data.
     async fn deliver(&self, taken: Taken) -> Result<Popped, StoreError> {
-        let (element, with_data) = match taken {
-            Taken::Element { element, with_data } => (element, with_data),
+        let (element, with_data, lease) = match taken {
+            Taken::Element {
+                element,
+                with_data,
+                lease,
+            } => (element, with_data, lease),
             Taken::Gone => return Err(StoreError::BlobGone),
         };
         let body = match (&element.blob, with_data) {
@@ -339,6 +372,11 @@ impl Store {
             size: element.size(),
             seconds_left: element.deadline.seconds_left(Millis::now()),
             body,
+            lease: lease.map(|l| LeaseGrant {
+                receipt: l.receipt,
+                deliveries: l.deliveries,
+                seconds_left: l.deadline.seconds_left(Millis::now()),
+            }),
         })
     }
 
@@ -405,6 +443,61 @@ impl Store {
         Ok(())
     }
 
+    /// Acknowledges lease `receipt` of `queue`: the element is gone.
+    pub fn ack(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), StoreError> {
+        self.on_lease(ns, queue, receipt, |st, r, now, grave| {
+            let (ok, wake) = st.ack(queue, r, now, grave);
+            (ok.then_some(()), wake)
+        })
+    }
+
+    /// Hands the element of lease `receipt` back to the head of `queue` now.
+    pub fn release(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), StoreError> {
+        self.on_lease(ns, queue, receipt, |st, r, now, grave| {
+            let (ok, wake) = st.release(queue, r, now, grave);
+            (ok.then_some(()), wake)
+        })
+    }
+
+    /// Restarts lease `receipt` with `lease` from now; the seconds it now has.
+    pub fn extend(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        receipt: &str,
+        lease: Duration,
+    ) -> Result<u64, StoreError> {
+        let lease_ms = lease.as_millis() as u64;
+        self.on_lease(ns, queue, receipt, |st, r, now, grave| {
+            let (deadline, wake) = st.extend(queue, r, lease_ms, now, grave);
+            (deadline.map(|d| d.seconds_left(now)), wake)
+        })
+    }
+
+    /// Runs a lease operation; `None` from `op` means the lease is unknown.
+    fn on_lease<T>(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        receipt: &str,
+        op: impl FnOnce(&mut NsState, Receipt, Millis, &mut Graveyard) -> (Option<T>, Option<Millis>),
+    ) -> Result<T, StoreError> {
+        let not_found = || StoreError::LeaseNotFound {
+            namespace: ns.clone(),
+            queue: queue.clone(),
+            receipt: receipt.to_owned(),
+        };
+        let r: Receipt = receipt.parse().map_err(|_| not_found())?;
+        if self.existing_namespace(ns).is_none() {
+            return Err(not_found());
+        }
+        let now = Millis::now();
+        self.with_namespace(ns, |st, grave| {
+            let (out, wake) = op(st, r, now, grave);
+            (out.ok_or_else(not_found), wake)
+        })
+    }
+
     pub fn queue_stats(&self, ns: &Name, queue: &Name) -> Option<QueueStats> {
         self.existing_namespace(ns)?.lock().queue_stats(ns, queue)
     }
@@ -449,10 +542,16 @@ impl Store {
         self.begin_shutdown();
         for namespace in self.all_namespaces() {
             let mut grave = Graveyard::default();
-            namespace.lock().purge(&mut grave);
+            let mut st = namespace.lock();
+            st.purge(&mut grave);
+            // Out of the map while still locked, so a late writer that finds
+            // it removed looks it up afresh instead of spinning on it.
+            self.shared
+                .namespaces
+                .remove_if(&namespace.name, |_, n| Arc::ptr_eq(n, &namespace));
+            drop(st);
             drop(grave);
         }
-        self.shared.namespaces.clear();
         if let Err(e) = std::fs::remove_dir_all(self.spill_dir()) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(dir = %self.spill_dir().display(), error = %e, "could not remove spill folder");
@@ -471,10 +570,11 @@ impl Store {
             return n;
         }
         let totals = self.shared.totals.clone();
+        let max_deliveries = self.shared.max_deliveries;
         self.shared
             .namespaces
             .entry(ns.clone())
-            .or_insert_with(|| Arc::new(Namespace::new(ns.clone(), totals)))
+            .or_insert_with(|| Arc::new(Namespace::new(ns.clone(), totals, max_deliveries)))
             .clone()
     }
 
@@ -583,7 +683,7 @@ impl Drop for WaitTicket {
         let (queue, id) = (&self.queue, self.id);
         self.store.with_namespace(&self.ns, |st, grave| {
             st.remove_waiter(queue, id, now);
-            orphan.and_then(|element| st.enqueue(queue, element, End::Front, now, grave))
+            orphan.and_then(|element| st.enqueue(queue, element, Arrival::Return, now, grave))
         });
     }
 }
@@ -599,9 +699,19 @@ mod tests {
             spill_threshold: 16,
             max_element_size: 1 << 20,
             queue_idle_timeout: Duration::from_secs(60),
+            max_deliveries: 3,
         })
         .unwrap()
     }
+
+    const DATA: PopMode = PopMode {
+        with_data: true,
+        lease_ms: None,
+    };
+    const HEADER: PopMode = PopMode {
+        with_data: false,
+        lease_ms: None,
+    };
 
     fn names() -> (Name, Name) {
         (Name::parse("ns").unwrap(), Name::parse("q").unwrap())
@@ -632,7 +742,7 @@ mod tests {
         let s = store(dir.path());
         let (ns, q) = names();
         let PopStart::Wait(ticket) = s
-            .take_or_wait(&ns, &q, true, Duration::from_secs(5))
+            .take_or_wait(&ns, &q, DATA, Duration::from_secs(5))
             .unwrap()
         else {
             panic!("empty queue: the pop must wait")
@@ -647,7 +757,7 @@ mod tests {
         drop(ticket); // the consumer disconnected before reading it
         let stats = s.queue_stats(&ns, &q).unwrap().counts;
         assert_eq!((stats.elements, stats.waiting), (2, 0));
-        let p = s.pop(&ns, &q, true, Duration::ZERO).await.unwrap().unwrap();
+        let p = s.pop(&ns, &q, DATA, Duration::ZERO).await.unwrap().unwrap();
         assert_eq!(p.id, first.id, "handed back at the head, before 'second'");
         assert_eq!(body_of(p).await, b"first");
     }
@@ -659,7 +769,7 @@ mod tests {
         let (ns, q) = names();
         let waiter = {
             let (s, ns, q) = (s.clone(), ns.clone(), q.clone());
-            tokio::spawn(async move { s.pop(&ns, &q, true, Duration::from_secs(10)).await })
+            tokio::spawn(async move { s.pop(&ns, &q, DATA, Duration::from_secs(10)).await })
         };
         while s.totals().waiting == 0 {
             tokio::task::yield_now().await;
@@ -684,7 +794,7 @@ mod tests {
         push_bytes(&s, &ns, &Name::parse("other").unwrap(), &[1u8; 64]).await;
         let waiter = {
             let (s, ns, q) = (s.clone(), ns.clone(), q.clone());
-            tokio::spawn(async move { s.pop(&ns, &q, true, Duration::from_secs(30)).await })
+            tokio::spawn(async move { s.pop(&ns, &q, DATA, Duration::from_secs(30)).await })
         };
         while s.totals().waiting == 0 {
             tokio::task::yield_now().await;
@@ -695,7 +805,7 @@ mod tests {
             Err(StoreError::ShuttingDown)
         ));
         assert!(matches!(
-            s.pop(&ns, &q, true, Duration::from_secs(1)).await,
+            s.pop(&ns, &q, DATA, Duration::from_secs(1)).await,
             Err(StoreError::ShuttingDown)
         ));
         s.purge();
@@ -720,7 +830,7 @@ mod tests {
         let pushed = push_bytes(&s, &ns, &q, &[3u8; 40]).await;
         let blob = pushed.blob_id.unwrap();
         let header = s
-            .pop(&ns, &q, false, Duration::ZERO)
+            .pop(&ns, &q, HEADER, Duration::ZERO)
             .await
             .unwrap()
             .unwrap();
@@ -732,19 +842,19 @@ mod tests {
         }
         assert_eq!(s.namespace_stats(&ns).unwrap().blobs, 1, "stored once");
         let a = s
-            .pop(&ns, &Name::parse("a").unwrap(), true, Duration::ZERO)
+            .pop(&ns, &Name::parse("a").unwrap(), DATA, Duration::ZERO)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(body_of(a).await, vec![3u8; 40]);
         s.delete_blob(&ns, &blob.to_string()).unwrap();
         assert!(matches!(
-            s.pop(&ns, &Name::parse("b").unwrap(), true, Duration::ZERO)
+            s.pop(&ns, &Name::parse("b").unwrap(), DATA, Duration::ZERO)
                 .await,
             Err(StoreError::BlobGone)
         ));
         assert!(
-            s.pop(&ns, &Name::parse("b").unwrap(), true, Duration::ZERO)
+            s.pop(&ns, &Name::parse("b").unwrap(), DATA, Duration::ZERO)
                 .await
                 .unwrap()
                 .is_none(),

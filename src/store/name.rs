@@ -48,6 +48,12 @@ impl Name {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The dead-letter queue of this queue, `{name}.dead`; `None` when that
+    /// would be longer than a name may be.
+    pub fn dead_letter(&self) -> Option<Name> {
+        Name::parse(&format!("{}.dead", self.0)).ok()
+    }
 }
 
 impl Borrow<str> for Name {
@@ -83,6 +89,22 @@ mod tests {
         for ok in ["a", "Z9", "a.b_c-d", "...", ".a", "a..", &"x".repeat(63)] {
             assert_eq!(Name::parse(ok).unwrap().as_str(), ok);
         }
+    }
+
+    #[test]
+    fn dead_letter_names_append_dead_while_they_fit() {
+        assert_eq!(
+            Name::parse("jobs").unwrap().dead_letter().unwrap().as_str(),
+            "jobs.dead"
+        );
+        assert!(Name::parse(&"x".repeat(58))
+            .unwrap()
+            .dead_letter()
+            .is_some());
+        assert!(Name::parse(&"x".repeat(59))
+            .unwrap()
+            .dead_letter()
+            .is_none());
     }
 
     #[test]

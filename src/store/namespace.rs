@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use super::blob::Blob;
 use super::clock::Millis;
 use super::element::Element;
-use super::ids::BlobId;
+use super::ids::{BlobId, Receipt};
 use super::meta::Metadata;
 use super::name::Name;
-use super::queue::{End, Queue};
+use super::queue::{End, Lease, Queue};
 use super::stats::{Counts, NamespaceStats, NamespaceSummary, QueueStats, Totals};
 
 pub(crate) struct Namespace {
@@ -25,7 +25,7 @@ pub(crate) struct Namespace {
 }
 
 impl Namespace {
-    pub fn new(name: Name, totals: Arc<Totals>) -> Namespace {
+    pub fn new(name: Name, totals: Arc<Totals>, max_deliveries: u32) -> Namespace {
         Namespace {
             name,
             state: Mutex::new(NsState {
@@ -35,6 +35,7 @@ impl Namespace {
                 scheduled: None,
                 removed: false,
                 totals,
+                max_deliveries,
             }),
         }
     }
@@ -74,6 +75,26 @@ impl BlobEntry {
 pub(crate) enum ExpiryKey {
     Element(Name, u64),
     Blob(BlobId),
+    Lease(Name, Receipt),
+}
+
+/// How an element arrives in a queue.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Arrival {
+    /// A client's push, at the tail.
+    Push,
+    /// Handed back at the head: its consumer vanished, or its lease ended.
+    Return,
+    /// Moved at the tail of a dead-letter queue after too many deliveries.
+    DeadLetter,
+}
+
+/// A lease on an element that was just delivered.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LeaseInfo {
+    pub receipt: Receipt,
+    pub deliveries: u32,
+    pub deadline: Millis,
 }
 
 /// Elements and blobs removed under the lock, dropped (files unlinked) after it.
@@ -85,10 +106,24 @@ pub(crate) struct Graveyard {
 
 /// How a pop ended once an element was taken.
 pub(crate) enum Taken {
-    /// The element, to answer with; `blob` is `Some` only for a data pop.
-    Element { element: Element, with_data: bool },
+    /// The element to answer with: consumed by a plain pop, or a view of it
+    /// when it stays in the queue's leased map.
+    Element {
+        element: Element,
+        with_data: bool,
+        lease: Option<LeaseInfo>,
+    },
     /// The element's blob was deleted; the element is consumed.
     Gone,
+}
+
+/// What a pop asks for.
+#[derive(Clone, Copy, Debug)]
+pub struct PopMode {
+    /// Return the bytes (else only the headers: a header-only pop).
+    pub with_data: bool,
+    /// Lease length in milliseconds; `None` for a plain pop.
+    pub lease_ms: Option<u64>,
 }
 
 pub(crate) struct NsState {
@@ -103,6 +138,8 @@ pub(crate) struct NsState {
     /// finds it set looks the namespace up again.
     pub removed: bool,
     totals: Arc<Totals>,
+    /// Deliveries under lease after which an element is dead-lettered.
+    max_deliveries: u32,
 }
 
 impl NsState {
@@ -184,18 +221,26 @@ impl NsState {
         let id = blob.id();
         let entry = self.blobs.get_mut(&id)?;
         entry.refs = entry.refs.saturating_sub(1);
-        let mut wake = None;
-        if expose && !entry.exposed {
-            entry.exposed = true;
-            let deadline = entry.deadline;
-            wake = self.index(deadline, ExpiryKey::Blob(id));
-        }
+        let wake = if expose { self.expose_blob(id) } else { None };
         if self.blobs.get(&id).is_some_and(|e| e.is_garbage(now)) {
             if let Some(entry) = self.blobs.remove(&id) {
                 grave.blobs.push(entry.blob);
             }
         }
         wake
+    }
+
+    /// A header-only delivery handed the blob's id to a client: from now on
+    /// the blob lives to its own deadline.
+    #[must_use]
+    fn expose_blob(&mut self, id: BlobId) -> Option<Millis> {
+        let entry = self.blobs.get_mut(&id)?;
+        if entry.exposed {
+            return None;
+        }
+        entry.exposed = true;
+        let deadline = entry.deadline;
+        self.index(deadline, ExpiryKey::Blob(id))
     }
 
     /// Puts an element into `queue`: straight to a waiting consumer if there
@@ -205,15 +250,17 @@ impl NsState {
         &mut self,
         queue: &Name,
         element: Element,
-        end: End,
+        arrival: Arrival,
         now: Millis,
         grave: &mut Graveyard,
     ) -> Option<Millis> {
         let totals = self.totals.clone();
         let q = self.queue_mut(queue, now);
         q.last_active = now;
-        if end == End::Back {
+        if arrival != Arrival::Return {
             q.count_push();
+        }
+        if arrival == Arrival::Push {
             totals.pushed();
         }
         if element.deadline.has_passed(now) {
@@ -222,6 +269,11 @@ impl NsState {
         let element = match q.hand_to_waiter(element, &totals) {
             Ok(()) => return None,
             Err(element) => element,
+        };
+        let end = if arrival == Arrival::Return {
+            End::Front
+        } else {
+            End::Back
         };
         let deadline = element.deadline;
         let seq = q.insert(element, end);
@@ -255,12 +307,14 @@ impl NsState {
 
     /// Completes a pop of `element` taken from `queue`: counts it and settles
     /// its blob (freed if this was the last reference to an unexposed blob,
-    /// exposed if the pop is header-only).
+    /// exposed if the pop is header-only). Under a lease the element instead
+    /// moves, with its blob reference, into the queue's leased map and the
+    /// consumer gets a view of it.
     pub fn finish_pop(
         &mut self,
         queue: &Name,
-        element: Element,
-        with_data: bool,
+        mut element: Element,
+        mode: PopMode,
         now: Millis,
         grave: &mut Graveyard,
     ) -> (Taken, Option<Millis>) {
@@ -268,15 +322,162 @@ impl NsState {
             q.count_pop();
         }
         self.totals.popped();
-        let Some(blob) = element.blob.clone() else {
-            return (Taken::Element { element, with_data }, None);
-        };
-        let wake = self.release_blob(&blob, !with_data, now, grave);
-        if blob.is_deleted() {
+        let with_data = mode.with_data;
+        let blob = element.blob.clone();
+        if blob.as_ref().is_some_and(|b| b.is_deleted()) {
             grave.elements.push(element);
-            return (Taken::Gone, wake);
+            return (Taken::Gone, None);
         }
-        (Taken::Element { element, with_data }, wake)
+        let Some(lease_ms) = mode.lease_ms else {
+            let wake = blob.and_then(|b| self.release_blob(&b, !with_data, now, grave));
+            let taken = Taken::Element {
+                element,
+                with_data,
+                lease: None,
+            };
+            return (taken, wake);
+        };
+        element.deliveries += 1;
+        let wake_blob = match (&blob, with_data) {
+            (Some(b), false) => self.expose_blob(b.id()),
+            _ => None,
+        };
+        let lease = LeaseInfo {
+            receipt: Receipt::random(),
+            deliveries: element.deliveries,
+            deadline: Millis(now.0.saturating_add(lease_ms)),
+        };
+        let view = element.clone();
+        let deadline = lease.deadline;
+        self.queue_mut(queue, now)
+            .leased
+            .insert(lease.receipt, Lease { element, deadline });
+        self.totals.lease_added();
+        let wake_lease = self.index(deadline, ExpiryKey::Lease(queue.clone(), lease.receipt));
+        let taken = Taken::Element {
+            element: view,
+            with_data,
+            lease: Some(lease),
+        };
+        (taken, wake_blob.into_iter().chain(wake_lease).min())
+    }
+
+    /// Takes the lease `receipt` of `queue` out of the leased map if it is
+    /// still running. A lease found past its deadline (the sweeper has not run
+    /// yet) is ended here as the sweeper would end it.
+    fn take_lease(
+        &mut self,
+        queue: &Name,
+        receipt: Receipt,
+        now: Millis,
+        grave: &mut Graveyard,
+    ) -> (Option<Element>, Option<Millis>) {
+        let Some(lease) = self.queues.get(queue).and_then(|q| q.leased.get(&receipt)) else {
+            return (None, None);
+        };
+        if lease.deadline.has_passed(now) {
+            return (None, self.end_lease(queue, receipt, now, grave));
+        }
+        (self.remove_lease(queue, receipt), None)
+    }
+
+    fn remove_lease(&mut self, queue: &Name, receipt: Receipt) -> Option<Element> {
+        let lease = self.queues.get_mut(queue)?.leased.remove(&receipt)?;
+        self.totals.lease_removed();
+        self.expiry
+            .remove(&(lease.deadline, ExpiryKey::Lease(queue.clone(), receipt)));
+        Some(lease.element)
+    }
+
+    /// Acknowledges a lease: the element is gone for good. False if the lease
+    /// is unknown or has run out.
+    pub fn ack(
+        &mut self,
+        queue: &Name,
+        receipt: Receipt,
+        now: Millis,
+        grave: &mut Graveyard,
+    ) -> (bool, Option<Millis>) {
+        let (element, wake) = self.take_lease(queue, receipt, now, grave);
+        let Some(element) = element else {
+            return (false, wake);
+        };
+        let wake_blob = element
+            .blob
+            .clone()
+            .and_then(|b| self.release_blob(&b, false, now, grave));
+        grave.elements.push(element);
+        (true, wake.into_iter().chain(wake_blob).min())
+    }
+
+    /// Hands a leased element back at once, as if its lease had run out.
+    pub fn release(
+        &mut self,
+        queue: &Name,
+        receipt: Receipt,
+        now: Millis,
+        grave: &mut Graveyard,
+    ) -> (bool, Option<Millis>) {
+        let (element, wake) = self.take_lease(queue, receipt, now, grave);
+        let Some(element) = element else {
+            return (false, wake);
+        };
+        let wake_back = self.return_leased(queue, element, now, grave);
+        (true, wake.into_iter().chain(wake_back).min())
+    }
+
+    /// Restarts a running lease with `lease_ms` from now. Its new deadline, or
+    /// `None` if the lease is unknown or has run out.
+    pub fn extend(
+        &mut self,
+        queue: &Name,
+        receipt: Receipt,
+        lease_ms: u64,
+        now: Millis,
+        grave: &mut Graveyard,
+    ) -> (Option<Millis>, Option<Millis>) {
+        let (element, wake) = self.take_lease(queue, receipt, now, grave);
+        let Some(element) = element else {
+            return (None, wake);
+        };
+        let deadline = Millis(now.0.saturating_add(lease_ms));
+        self.queue_mut(queue, now)
+            .leased
+            .insert(receipt, Lease { element, deadline });
+        self.totals.lease_added();
+        let wake_lease = self.index(deadline, ExpiryKey::Lease(queue.clone(), receipt));
+        (Some(deadline), wake.into_iter().chain(wake_lease).min())
+    }
+
+    /// Ends a lease that ran out: the element goes back to the head of its
+    /// queue, or to the dead-letter queue once delivered too often.
+    #[must_use]
+    fn end_lease(
+        &mut self,
+        queue: &Name,
+        receipt: Receipt,
+        now: Millis,
+        grave: &mut Graveyard,
+    ) -> Option<Millis> {
+        let element = self.remove_lease(queue, receipt)?;
+        self.return_leased(queue, element, now, grave)
+    }
+
+    #[must_use]
+    fn return_leased(
+        &mut self,
+        queue: &Name,
+        element: Element,
+        now: Millis,
+        grave: &mut Graveyard,
+    ) -> Option<Millis> {
+        if element.deliveries >= self.max_deliveries {
+            if let Some(dead) = queue.dead_letter() {
+                tracing::debug!(queue = %queue, element = %element.id, deliveries = element.deliveries, "dead-lettered");
+                return self.enqueue(&dead, element, Arrival::DeadLetter, now, grave);
+            }
+        }
+        self.enqueue(queue, element, Arrival::Return, now, grave)
     }
 
     /// Counts `element` as expired and releases its blob.
@@ -332,6 +533,11 @@ impl NsState {
                         }
                     }
                 }
+                ExpiryKey::Lease(queue, receipt) => {
+                    // Deadlines the return adds are in the future; the
+                    // sweeper reschedules from the index after this batch.
+                    let _ = self.end_lease(&queue, receipt, now, grave);
+                }
             }
         }
         handled
@@ -373,14 +579,18 @@ impl NsState {
     /// Empties the namespace for shutdown.
     pub fn purge(&mut self, grave: &mut Graveyard) {
         for q in self.queues.values_mut() {
-            let (elements, waiters) = q.drain();
-            for _ in 0..elements.len() {
+            let (ready, leased, waiters) = q.drain();
+            for _ in 0..ready.len() {
                 self.totals.element_unqueued();
+            }
+            for _ in 0..leased.len() {
+                self.totals.lease_removed();
             }
             for _ in 0..waiters {
                 self.totals.waiter_removed();
             }
-            grave.elements.extend(elements);
+            grave.elements.extend(ready);
+            grave.elements.extend(leased);
         }
         self.queues.clear();
         grave.blobs.extend(self.blobs.drain().map(|(_, e)| e.blob));
@@ -471,7 +681,7 @@ mod tests {
     //! Random operations against the namespace state and a plain model side
     //! by side, with the clock under the test's control.
 
-    use std::collections::VecDeque;
+    use std::collections::{BTreeMap, VecDeque};
 
     use bytes::Bytes;
     use proptest::prelude::*;
@@ -479,6 +689,9 @@ mod tests {
     use super::*;
     use crate::store::blob::BlobContent;
     use crate::store::ids::ElementId;
+
+    const MAX_DELIVERIES: u32 = 3;
+    const QUEUES: [&str; 2] = ["a", "b"];
 
     #[derive(Debug, Clone)]
     enum Op {
@@ -495,6 +708,13 @@ mod tests {
         Pop {
             queue: usize,
             with_data: bool,
+            lease_ms: Option<u64>,
+        },
+        Ack {
+            lease: usize,
+        },
+        Release {
+            lease: usize,
         },
         Delete {
             blob: usize,
@@ -507,9 +727,14 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0..2usize, 1..6u64, any::<bool>()).prop_map(|(queue, lifetime, data)| Op::Push { queue, lifetime, data }),
-            2 => (0..2usize, 0..8usize, 1..6u64).prop_map(|(queue, blob, lifetime)| Op::Reference { queue, blob, lifetime }),
-            4 => (0..2usize, any::<bool>()).prop_map(|(queue, with_data)| Op::Pop { queue, with_data }),
+            4 => (0..2usize, 1..6u64, any::<bool>())
+                .prop_map(|(queue, lifetime, data)| Op::Push { queue, lifetime, data }),
+            2 => (0..2usize, 0..8usize, 1..6u64)
+                .prop_map(|(queue, blob, lifetime)| Op::Reference { queue, blob, lifetime }),
+            4 => (0..2usize, any::<bool>(), proptest::option::of(1..3000u64))
+                .prop_map(|(queue, with_data, lease_ms)| Op::Pop { queue, with_data, lease_ms }),
+            1 => (0..6usize).prop_map(|lease| Op::Ack { lease }),
+            1 => (0..6usize).prop_map(|lease| Op::Release { lease }),
             1 => (0..8usize).prop_map(|blob| Op::Delete { blob }),
             2 => (0..2500u64, any::<bool>()).prop_map(|(ms, sweep)| Op::Advance { ms, sweep }),
         ]
@@ -521,102 +746,235 @@ mod tests {
         id: ElementId,
         deadline: Millis,
         blob: Option<BlobId>,
+        deliveries: u32,
+    }
+
+    /// An element out under a lease, in the model.
+    #[derive(Debug, Clone)]
+    struct ModelLease {
+        queue: String,
+        element: Expect,
+        deadline: Millis,
+    }
+
+    /// The model: plain FIFOs by queue name, and leases by receipt.
+    #[derive(Default)]
+    struct Model {
+        queues: BTreeMap<String, VecDeque<Expect>>,
+        leases: BTreeMap<Receipt, ModelLease>,
+    }
+
+    impl Model {
+        fn queue(&mut self, name: &str) -> &mut VecDeque<Expect> {
+            self.queues.entry(name.to_owned()).or_default()
+        }
+
+        /// A lease ends: the element goes back to the head, to the dead-letter
+        /// queue after too many deliveries, or nowhere if it expired itself.
+        fn end_lease(&mut self, receipt: Receipt, now: Millis) {
+            let Some(lease) = self.leases.remove(&receipt) else {
+                return;
+            };
+            if lease.element.deadline.has_passed(now) {
+                return;
+            }
+            if lease.element.deliveries >= MAX_DELIVERIES {
+                let dead = format!("{}.dead", lease.queue);
+                self.queue(&dead).push_back(lease.element);
+            } else {
+                self.queue(&lease.queue).push_front(lease.element);
+            }
+        }
+
+        /// The sweeper at `now`: element expiries, and leases that ran out in
+        /// index order (deadline, then receipt), as the real index orders them.
+        fn sweep(&mut self, now: Millis) {
+            let mut due: Vec<(Millis, Receipt)> = self
+                .leases
+                .iter()
+                .filter(|(_, l)| l.deadline.has_passed(now))
+                .map(|(r, l)| (l.deadline, *r))
+                .collect();
+            due.sort();
+            // Elements expire first when their deadline is earlier; a returned
+            // element that is itself expired is dropped by `end_lease`.
+            for (_, receipt) in due {
+                self.end_lease(receipt, now);
+            }
+            for q in self.queues.values_mut() {
+                q.retain(|e| !e.deadline.has_passed(now));
+            }
+        }
     }
 
     fn state() -> NsState {
-        Namespace::new(Name::parse("ns").unwrap(), Arc::new(Totals::default()))
-            .state
-            .into_inner()
-            .unwrap()
+        Namespace::new(
+            Name::parse("ns").unwrap(),
+            Arc::new(Totals::default()),
+            MAX_DELIVERIES,
+        )
+        .state
+        .into_inner()
+        .unwrap()
     }
 
     /// Structural invariants that must hold after every operation.
     fn check_invariants(st: &NsState, now: Millis) {
-        let ready: Vec<&Element> = st.queues.values().flat_map(|q| q.ready()).collect();
+        let held: Vec<&Element> = st
+            .queues
+            .values()
+            .flat_map(|q| q.ready().chain(q.leased.values().map(|l| &l.element)))
+            .collect();
         for (id, entry) in &st.blobs {
-            let refs = ready
+            let refs = held
                 .iter()
                 .filter(|e| e.blob.as_ref().is_some_and(|b| b.id() == *id))
                 .count();
             assert_eq!(
                 entry.refs as usize, refs,
-                "refs of blob {id} match the queued elements"
+                "refs of blob {id} match the held elements"
             );
             if !entry.exposed {
                 assert!(
                     entry.refs > 0 || !entry.is_garbage(now),
-                    "unexposed blob without references was freed"
+                    "unreferenced unexposed blob kept"
                 );
             }
         }
+        let ready: usize = st.queues.values().map(|q| q.ready().count()).sum();
+        let leased: usize = st.queues.values().map(|q| q.leased.len()).sum();
         let element_keys = st
             .expiry
             .iter()
             .filter(|(_, k)| matches!(k, ExpiryKey::Element(..)))
             .count();
+        let lease_keys = st
+            .expiry
+            .iter()
+            .filter(|(_, k)| matches!(k, ExpiryKey::Lease(..)))
+            .count();
+        assert_eq!(element_keys, ready, "one expiry entry per ready element");
+        assert_eq!(lease_keys, leased, "one expiry entry per lease");
+        let totals = st.totals.snapshot();
         assert_eq!(
-            element_keys,
-            ready.len(),
-            "one expiry entry per ready element"
+            (totals.elements as usize, totals.leased as usize),
+            (ready, leased)
         );
-        assert_eq!(st.totals.snapshot().elements as usize, ready.len());
         if let Some((first, _)) = st.expiry.first() {
             assert!(
                 st.scheduled.is_some_and(|s| s <= *first),
-                "the sweeper is due no later than the first deadline"
+                "the sweeper is due by the first deadline"
             );
         }
+    }
+
+    fn push_element(
+        st: &mut NsState,
+        queue: &Name,
+        blob: Option<Arc<Blob>>,
+        lifetime: u64,
+        now: Millis,
+        grave: &mut Graveyard,
+    ) -> Expect {
+        let meta = blob.as_ref().map_or_else(
+            || Metadata::new(None, vec![], 64).unwrap(),
+            |b| b.meta().clone(),
+        );
+        let deadline = now.plus_secs(lifetime);
+        let element = Element {
+            id: ElementId::random(),
+            blob: blob.clone(),
+            meta,
+            deadline,
+            deliveries: 0,
+        };
+        let expect = Expect {
+            id: element.id,
+            deadline,
+            blob: blob.map(|b| b.id()),
+            deliveries: 0,
+        };
+        let _ = st.enqueue(queue, element, Arrival::Push, now, grave);
+        expect
     }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
         #[test]
-        fn namespace_state_matches_a_fifo_model(ops in proptest::collection::vec(op(), 1..120)) {
+        fn namespace_state_matches_a_fifo_model(ops in proptest::collection::vec(op(), 1..150)) {
             let mut st = state();
             let totals = st.totals.clone();
-            let queues = [Name::parse("a").unwrap(), Name::parse("b").unwrap()];
-            let mut model: [VecDeque<Expect>; 2] = Default::default();
+            let names: Vec<Name> = QUEUES.iter().map(|q| Name::parse(q).unwrap()).collect();
+            let mut model = Model::default();
             let mut blobs: Vec<BlobId> = Vec::new();
             let mut deleted: Vec<BlobId> = Vec::new();
+            let mut receipts: Vec<(usize, Receipt)> = Vec::new();
             let mut now = Millis(1_000_000);
             for op in ops {
                 let mut grave = Graveyard::default();
                 match op {
                     Op::Push { queue, lifetime, data } => {
-                        let meta = Metadata::new(None, vec![], 64).unwrap();
-                        let deadline = now.plus_secs(lifetime);
-                        let blob = data.then(|| Blob::new(BlobContent::Memory(Bytes::from_static(b"x")), 1, meta.clone(), totals.clone()));
-                        let element = Element { id: ElementId::random(), blob: blob.clone(), meta, deadline, deliveries: 0 };
-                        model[queue].push_back(Expect { id: element.id, deadline, blob: blob.as_ref().map(|b| b.id()) });
-                        if let Some(b) = blob {
+                        let blob = data.then(|| {
+                            let meta = Metadata::new(None, vec![], 64).unwrap();
+                            Blob::new(BlobContent::Memory(Bytes::from_static(b"x")), 1, meta, totals.clone())
+                        });
+                        if let Some(b) = &blob {
                             blobs.push(b.id());
-                            let _ = st.insert_blob(b, 1, deadline);
+                            let _ = st.insert_blob(b.clone(), 1, now.plus_secs(lifetime));
                         }
-                        let _ = st.enqueue(&queues[queue], element, End::Back, now, &mut grave);
+                        let expect = push_element(&mut st, &names[queue], blob, lifetime, now, &mut grave);
+                        model.queue(QUEUES[queue]).push_back(expect);
                     }
                     Op::Reference { queue, blob, lifetime } => {
                         let Some(&id) = blobs.get(blob) else { continue };
                         if let Some(b) = st.reference_blob(id, now) {
                             prop_assert!(!deleted.contains(&id), "a deleted blob cannot be referenced");
-                            let meta = NsState::reference_meta(Some(&b), None, vec![]);
-                            let deadline = now.plus_secs(lifetime);
-                            let element = Element { id: ElementId::random(), blob: Some(b), meta, deadline, deliveries: 0 };
-                            model[queue].push_back(Expect { id: element.id, deadline, blob: Some(id) });
-                            let _ = st.enqueue(&queues[queue], element, End::Back, now, &mut grave);
+                            let expect = push_element(&mut st, &names[queue], Some(b), lifetime, now, &mut grave);
+                            model.queue(QUEUES[queue]).push_back(expect);
                         }
                     }
-                    Op::Pop { queue, with_data } => {
-                        while model[queue].front().is_some_and(|e| e.deadline.has_passed(now)) {
-                            model[queue].pop_front();
+                    Op::Pop { queue, with_data, lease_ms } => {
+                        let q = model.queue(QUEUES[queue]);
+                        while q.front().is_some_and(|e| e.deadline.has_passed(now)) {
+                            q.pop_front();
                         }
-                        let expected = model[queue].pop_front();
-                        let got = st.take_head(&queues[queue], now, &mut grave);
+                        let expected = q.pop_front();
+                        let got = st.take_head(&names[queue], now, &mut grave);
                         prop_assert_eq!(got.as_ref().map(|e| e.id), expected.as_ref().map(|e| e.id), "FIFO order, expired skipped");
-                        if let (Some(element), Some(expected)) = (got, expected) {
-                            let (taken, _) = st.finish_pop(&queues[queue], element, with_data, now, &mut grave);
-                            let gone = expected.blob.is_some_and(|b| deleted.contains(&b));
-                            prop_assert_eq!(matches!(taken, Taken::Gone), gone, "410 exactly when the blob was deleted");
+                        let (Some(element), Some(mut expected)) = (got, expected) else { continue };
+                        let mode = PopMode { with_data, lease_ms };
+                        let (taken, _) = st.finish_pop(&names[queue], element, mode, now, &mut grave);
+                        let gone = expected.blob.is_some_and(|b| deleted.contains(&b));
+                        prop_assert_eq!(matches!(taken, Taken::Gone), gone, "410 exactly when the blob was deleted");
+                        if let Taken::Element { lease: Some(lease), .. } = taken {
+                            expected.deliveries += 1;
+                            prop_assert_eq!(lease.deliveries, expected.deliveries);
+                            receipts.push((queue, lease.receipt));
+                            model.leases.insert(lease.receipt, ModelLease {
+                                queue: QUEUES[queue].to_owned(),
+                                element: expected,
+                                deadline: lease.deadline,
+                            });
                         }
+                    }
+                    Op::Ack { lease } | Op::Release { lease } if lease >= receipts.len() => {}
+                    Op::Ack { lease } => {
+                        let (queue, receipt) = receipts[lease];
+                        let running = model.leases.get(&receipt).is_some_and(|l| !l.deadline.has_passed(now));
+                        let (ok, _) = st.ack(&names[queue], receipt, now, &mut grave);
+                        prop_assert_eq!(ok, running, "ack succeeds exactly on a running lease");
+                        if running {
+                            model.leases.remove(&receipt);
+                        } else {
+                            model.end_lease(receipt, now);
+                        }
+                    }
+                    Op::Release { lease } => {
+                        let (queue, receipt) = receipts[lease];
+                        let running = model.leases.get(&receipt).is_some_and(|l| !l.deadline.has_passed(now));
+                        let (ok, _) = st.release(&names[queue], receipt, now, &mut grave);
+                        prop_assert_eq!(ok, running, "release succeeds exactly on a running lease");
+                        model.end_lease(receipt, now);
                     }
                     Op::Delete { blob } => {
                         let Some(&id) = blobs.get(blob) else { continue };
@@ -630,16 +988,19 @@ mod tests {
                         if sweep {
                             while st.expire_due(now, 7, &mut grave) == 7 {}
                             let _ = st.reschedule();
-                            for q in &mut model {
-                                q.retain(|e| !e.deadline.has_passed(now));
-                            }
-                            let ready: usize = st.queues.values().map(|q| q.ready().count()).sum();
-                            prop_assert_eq!(ready, model[0].len() + model[1].len(), "the sweeper removed exactly the expired");
+                            model.sweep(now);
                         }
                     }
                 }
                 drop(grave);
                 check_invariants(&st, now);
+                for (name, q) in &model.queues {
+                    let real: Vec<ElementId> = st.queues.get(name.as_str())
+                        .map(|rq| rq.ready().filter(|e| !e.deadline.has_passed(now)).map(|e| e.id).collect())
+                        .unwrap_or_default();
+                    let live: Vec<ElementId> = q.iter().filter(|e| !e.deadline.has_passed(now)).map(|e| e.id).collect();
+                    prop_assert_eq!(real, live, "queue {} holds the model's live elements in order", name);
+                }
             }
         }
     }
@@ -652,18 +1013,12 @@ mod tests {
         let (tx, rx) = tokio::sync::oneshot::channel();
         st.add_waiter(&q, super::super::queue::Waiter { id: 1, tx }, now);
         drop(rx); // the consumer's connection closed
-        let meta = Metadata::new(None, vec![], 64).unwrap();
-        let element = Element {
-            id: ElementId::random(),
-            blob: None,
-            meta,
-            deadline: now.plus_secs(5),
-            deliveries: 0,
-        };
-        let id = element.id;
         let mut grave = Graveyard::default();
-        let _ = st.enqueue(&q, element, End::Back, now, &mut grave);
-        assert_eq!(st.take_head(&q, now, &mut grave).map(|e| e.id), Some(id));
+        let expect = push_element(&mut st, &q, None, 5, now, &mut grave);
+        assert_eq!(
+            st.take_head(&q, now, &mut grave).map(|e| e.id),
+            Some(expect.id)
+        );
         assert_eq!(st.totals.snapshot().waiting, 0);
     }
 
@@ -671,25 +1026,51 @@ mod tests {
     fn an_expired_head_is_skipped_before_the_sweeper_runs() {
         let mut st = state();
         let q = Name::parse("q").unwrap();
-        let meta = Metadata::new(None, vec![], 64).unwrap();
         let mut grave = Graveyard::default();
-        let mut ids = Vec::new();
-        for lifetime in [1, 10] {
-            let element = Element {
-                id: ElementId::random(),
-                blob: None,
-                meta: meta.clone(),
-                deadline: Millis(0).plus_secs(lifetime),
-                deliveries: 0,
-            };
-            ids.push(element.id);
-            let _ = st.enqueue(&q, element, End::Back, Millis(0), &mut grave);
-        }
+        push_element(&mut st, &q, None, 1, Millis(0), &mut grave);
+        let live = push_element(&mut st, &q, None, 10, Millis(0), &mut grave);
         // At 1 s the first has just expired; no sweep has run.
         assert_eq!(
             st.take_head(&q, Millis(1000), &mut grave).map(|e| e.id),
-            Some(ids[1])
+            Some(live.id)
         );
         assert_eq!(st.queues[&q].counts().expired, 1);
+    }
+
+    #[test]
+    fn a_lease_that_runs_out_max_deliveries_times_dead_letters_the_element() {
+        let mut st = state();
+        let q = Name::parse("jobs").unwrap();
+        let mut grave = Graveyard::default();
+        let pushed = push_element(&mut st, &q, None, 3600, Millis(0), &mut grave);
+        let mut now = Millis(0);
+        for round in 1..=MAX_DELIVERIES {
+            let element = st.take_head(&q, now, &mut grave).expect("back at the head");
+            let mode = PopMode {
+                with_data: true,
+                lease_ms: Some(1000),
+            };
+            let (taken, _) = st.finish_pop(&q, element, mode, now, &mut grave);
+            let Taken::Element {
+                lease: Some(lease), ..
+            } = taken
+            else {
+                panic!("leased")
+            };
+            assert_eq!(lease.deliveries, round);
+            assert_eq!(st.queues[&q].counts().leased, 1);
+            now = Millis(now.0 + 1000);
+            st.expire_due(now, 100, &mut grave);
+        }
+        assert!(
+            st.take_head(&q, now, &mut grave).is_none(),
+            "no longer in its queue"
+        );
+        let dead = Name::parse("jobs.dead").unwrap();
+        let element = st.take_head(&dead, now, &mut grave).expect("dead-lettered");
+        assert_eq!(
+            (element.id, element.deliveries),
+            (pushed.id, MAX_DELIVERIES)
+        );
     }
 }

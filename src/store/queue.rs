@@ -1,11 +1,12 @@
 //! One FIFO queue: its ready elements and the consumers waiting on it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use tokio::sync::oneshot;
 
 use super::clock::Millis;
 use super::element::Element;
+use super::ids::Receipt;
 use super::stats::{Counts, Totals};
 
 /// Sequence numbers start in the middle of the range so that elements can be
@@ -19,6 +20,14 @@ pub enum End {
     Back,
     /// An element handed back (its consumer vanished, or a lease ended).
     Front,
+}
+
+/// An element handed out under a lease: invisible to other consumers until
+/// it is acknowledged, released, or the lease runs out.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    pub element: Element,
+    pub deadline: Millis,
 }
 
 /// A consumer blocked in a pop, waiting to be handed an element.
@@ -37,6 +46,8 @@ pub(crate) struct Queue {
     next_back: u64,
     /// Waiting consumers, served in arrival order.
     waiters: VecDeque<Waiter>,
+    /// Elements out under a lease, by receipt.
+    pub leased: HashMap<Receipt, Lease>,
     /// Data bytes of the ready elements.
     bytes: u64,
     pushed: u64,
@@ -52,6 +63,7 @@ impl Queue {
             ready: BTreeMap::new(),
             next_back: FIRST_SEQ,
             waiters: VecDeque::new(),
+            leased: HashMap::new(),
             bytes: 0,
             pushed: 0,
             popped: 0,
@@ -133,16 +145,24 @@ impl Queue {
 
     /// Empty, nobody waiting, and untouched since `idle_since`.
     pub fn is_idle(&self, idle_since: Millis) -> bool {
-        self.ready.is_empty() && self.waiters.is_empty() && self.last_active <= idle_since
+        self.ready.is_empty()
+            && self.waiters.is_empty()
+            && self.leased.is_empty()
+            && self.last_active <= idle_since
     }
 
-    /// Takes everything out, for shutdown.
-    pub fn drain(&mut self) -> (Vec<Element>, usize) {
+    /// Takes everything out, for shutdown: (ready, leased, waiter count).
+    pub fn drain(&mut self) -> (Vec<Element>, Vec<Element>, usize) {
         let waiters = self.waiters.len();
         self.waiters.clear();
-        let elements = std::mem::take(&mut self.ready).into_values().collect();
+        let ready = std::mem::take(&mut self.ready).into_values().collect();
+        let leased = self
+            .leased
+            .drain()
+            .map(|(_, lease)| lease.element)
+            .collect();
         self.bytes = 0;
-        (elements, waiters)
+        (ready, leased, waiters)
     }
 
     /// The ready elements, head first (for invariant checks in tests).
@@ -156,7 +176,7 @@ impl Queue {
             elements: self.ready.len() as u64,
             bytes: self.bytes,
             waiting: self.waiters.len() as u64,
-            leased: 0,
+            leased: self.leased.len() as u64,
             pushed: self.pushed,
             popped: self.popped,
             expired: self.expired,

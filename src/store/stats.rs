@@ -14,6 +14,7 @@ pub struct Totals {
     memory_bytes: AtomicU64,
     disk_bytes: AtomicU64,
     waiting: AtomicU64,
+    leased: AtomicU64,
     pushes: AtomicU64,
     pops: AtomicU64,
     expirations: AtomicU64,
@@ -30,6 +31,8 @@ pub struct TotalsSnapshot {
     pub disk_bytes: u64,
     /// Consumers blocked in a pop.
     pub waiting: u64,
+    /// Elements out under a lease.
+    pub leased: u64,
     pub pushes: u64,
     pub pops: u64,
     pub expirations: u64,
@@ -61,6 +64,12 @@ impl Totals {
     pub(crate) fn waiter_removed(&self) {
         self.waiting.fetch_sub(1, Relaxed);
     }
+    pub(crate) fn lease_added(&self) {
+        self.leased.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn lease_removed(&self) {
+        self.leased.fetch_sub(1, Relaxed);
+    }
     pub(crate) fn pushed(&self) {
         self.pushes.fetch_add(1, Relaxed);
     }
@@ -77,6 +86,7 @@ impl Totals {
             memory_bytes: self.memory_bytes.load(Relaxed),
             disk_bytes: self.disk_bytes.load(Relaxed),
             waiting: self.waiting.load(Relaxed),
+            leased: self.leased.load(Relaxed),
             pushes: self.pushes.load(Relaxed),
             pops: self.pops.load(Relaxed),
             expirations: self.expirations.load(Relaxed),
