@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::TestServer;
+use common::{custom_data, header, TestServer};
 
 /// Spill threshold for the tests that need files: anything from 1000 bytes on
 /// goes to disk.
@@ -64,22 +64,6 @@ async fn push(
     let r = send(server.client.post(server.url(path)).body(body), headers).await;
     assert_eq!(r.status(), 202, "push to {path}");
     r.json().await.expect("json")
-}
-
-fn header<'r>(r: &'r reqwest::Response, name: &str) -> &'r str {
-    r.headers()
-        .get(name)
-        .unwrap_or_else(|| panic!("header {name} missing; got {:?}", r.headers()))
-        .to_str()
-        .expect("ascii header")
-}
-
-fn custom_data(r: &reqwest::Response) -> Vec<String> {
-    r.headers()
-        .get_all("x-custom-data")
-        .iter()
-        .map(|v| v.to_str().expect("ascii").to_owned())
-        .collect()
 }
 
 /// Pops `path` with data, asserting `200` and the exact bytes; returns the

@@ -73,11 +73,7 @@ async fn waiters_are_served_in_arrival_order() {
     let server = common::start().await;
     let mut waiters = Vec::new();
     for i in 0..4u64 {
-        let (client, url) = (server.client.clone(), server.url("/qs/ns/fair?timeout=15"));
-        waiters.push(tokio::spawn(async move {
-            let r = client.get(url).send().await.expect("pop");
-            r.text().await.expect("body")
-        }));
+        waiters.push(server.spawn_get("/qs/ns/fair?timeout=15"));
         // Register strictly one after the other.
         server.wait_for_waiters("ns", "fair", i + 1).await;
     }
@@ -94,7 +90,7 @@ async fn waiters_are_served_in_arrival_order() {
             .expect("task");
         assert_eq!(
             got,
-            format!("e{i}"),
+            (200, format!("e{i}")),
             "waiter {i} got the element pushed {i}th"
         );
     }
@@ -130,19 +126,7 @@ async fn an_element_goes_to_the_next_live_waiter_when_the_first_has_gone() {
     let server = common::start().await;
     let gone = raw_blocking_pop(&server, "/qs/ns/q?timeout=60").await;
     server.wait_for_waiters("ns", "q", 1).await;
-    let live = {
-        let (client, url) = (server.client.clone(), server.url("/qs/ns/q?timeout=15"));
-        tokio::spawn(async move {
-            client
-                .get(url)
-                .send()
-                .await
-                .expect("pop")
-                .text()
-                .await
-                .expect("body")
-        })
-    };
+    let live = server.spawn_get("/qs/ns/q?timeout=15");
     server.wait_for_waiters("ns", "q", 2).await;
     drop(gone);
     // Push without waiting for the server to notice: whichever way the race
@@ -155,7 +139,7 @@ async fn an_element_goes_to_the_next_live_waiter_when_the_first_has_gone() {
         .await
         .expect("served")
         .expect("task");
-    assert_eq!(got, "for the living");
+    assert_eq!(got, (200, "for the living".to_owned()));
     let stats = server
         .wait_for_json("/qs/ns/q/stats", "no waiters", |v| v["waiting"] == 0)
         .await;

@@ -175,19 +175,7 @@ async fn idle_empty_queues_and_namespaces_are_dropped_but_not_while_waited_on() 
         .await;
     assert_eq!(server.post("/qs/gone/q", "x").await.status(), 202);
     assert_eq!(server.get("/qs/gone/q").await.status(), 200);
-    let waiter = {
-        let (client, url) = (server.client.clone(), server.url("/qs/kept/w?timeout=4"));
-        tokio::spawn(async move {
-            client
-                .get(url)
-                .send()
-                .await
-                .expect("pop")
-                .text()
-                .await
-                .expect("body")
-        })
-    };
+    let waiter = server.spawn_get("/qs/kept/w?timeout=4");
     server.wait_for_waiters("kept", "w", 1).await;
     server
         .wait_for_json("/qs", "the idle namespace dropped", |v| {
@@ -199,10 +187,8 @@ async fn idle_empty_queues_and_namespaces_are_dropped_but_not_while_waited_on() 
     // Still there: somebody waits on it.
     assert_eq!(server.json("/qs/kept/w/stats", 200).await["waiting"], 1);
     assert_eq!(server.post("/qs/kept/w", "for you").await.status(), 202);
-    assert_eq!(
-        tokio::time::timeout(STEP, waiter).await.unwrap().unwrap(),
-        "for you"
-    );
+    let (status, body) = tokio::time::timeout(STEP, waiter).await.unwrap().unwrap();
+    assert_eq!((status, body.as_str()), (200, "for you"));
     // A later push re-creates a dropped queue.
     assert_eq!(server.post("/qs/gone/q", "again").await.status(), 202);
     assert_eq!(server.json("/qs/gone/q/stats", 200).await["pushed"], 1);

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::TestServer;
+use common::{custom_data, header, TestServer};
 
 /// POSTs `body` to `path` with `headers` (repeated names are appended, not
 /// replaced).
@@ -32,24 +32,6 @@ async fn push_ok(
     let r = push(server, path, body, &[]).await;
     assert_eq!(r.status(), 202, "push to {path}");
     r.json().await.expect("push json")
-}
-
-/// The single value of header `name` as text.
-fn header<'r>(r: &'r reqwest::Response, name: &str) -> &'r str {
-    r.headers()
-        .get(name)
-        .unwrap_or_else(|| panic!("header {name} missing; got {:?}", r.headers()))
-        .to_str()
-        .expect("ascii header")
-}
-
-/// Every `X-Custom-Data` value, in the order received.
-fn custom_data(r: &reqwest::Response) -> Vec<String> {
-    r.headers()
-        .get_all("x-custom-data")
-        .iter()
-        .map(|v| v.to_str().expect("ascii").to_owned())
-        .collect()
 }
 
 /// The `X-QueueServer-Lifetime` of a pop, as a number.

@@ -280,3 +280,34 @@ pub async fn problem(r: reqwest::Response, status: u16) -> serde_json::Value {
     }
     v
 }
+
+/// The single value of header `name` as text, failing the test if absent.
+pub fn header<'r>(r: &'r reqwest::Response, name: &str) -> &'r str {
+    r.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("header {name} missing; got {:?}", r.headers()))
+        .to_str()
+        .expect("ascii header")
+}
+
+/// Every `X-Custom-Data` value, in the order received.
+pub fn custom_data(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
+        .get_all("x-custom-data")
+        .iter()
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .collect()
+}
+
+impl TestServer {
+    /// Starts `GET path` in the background (a blocking pop, typically) and
+    /// returns the task answering its status and body text.
+    pub fn spawn_get(&self, path: &str) -> tokio::task::JoinHandle<(u16, String)> {
+        let (client, url) = (self.client.clone(), self.url(path));
+        tokio::spawn(async move {
+            let r = client.get(url).send().await.expect("GET");
+            let status = r.status().as_u16();
+            (status, r.text().await.expect("body"))
+        })
+    }
+}
