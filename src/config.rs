@@ -3,6 +3,7 @@
 //! (clap handles both), which wins over the file, which wins over the
 //! defaults below. `etc/blobq.toml` documents every key.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,7 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::http::request::RequestLimits;
-use crate::store::StoreConfig;
+use crate::store::name::Name;
+use crate::store::{Quota, StoreConfig};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -79,6 +81,22 @@ pub struct Settings {
     /// On SIGTERM, how long requests in flight may take to finish [default: 30]
     #[arg(long, env = "BLOBQ_SHUTDOWN_TIMEOUT", value_name = "S")]
     pub shutdown_timeout: Option<u64>,
+    /// Most elements (ready or leased) one namespace may hold; 0: no limit [default: 0]
+    #[arg(long, env = "BLOBQ_NAMESPACE_MAX_ELEMENTS", value_name = "N")]
+    pub namespace_max_elements: Option<u64>,
+    /// Most blob bytes one namespace may hold; 0: no limit [default: 0]
+    #[arg(long, env = "BLOBQ_NAMESPACE_MAX_BYTES", value_name = "BYTES")]
+    pub namespace_max_bytes: Option<u64>,
+    /// Retry-After, in seconds, of a push refused for a quota [default: 1]
+    #[arg(long, env = "BLOBQ_QUOTA_RETRY_AFTER", value_name = "S")]
+    pub quota_retry_after: Option<u64>,
+    /// Bytes of bodies held in memory before small ones spill to disk too; 0: no limit [default: 1073741824]
+    #[arg(long, env = "BLOBQ_MEMORY_LIMIT", value_name = "BYTES")]
+    pub memory_limit: Option<u64>,
+    /// Quotas of particular namespaces (TOML only: a [namespaces.NAME] table
+    /// with max_elements and max_bytes).
+    #[arg(skip)]
+    pub namespaces: Option<HashMap<String, Quota>>,
     /// Log filter, in tracing's EnvFilter syntax [default: info]
     #[arg(long, env = "BLOBQ_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -109,6 +127,11 @@ impl Settings {
             max_custom_data,
             queue_idle_timeout,
             shutdown_timeout,
+            namespace_max_elements,
+            namespace_max_bytes,
+            quota_retry_after,
+            memory_limit,
+            namespaces,
             log
         )
     }
@@ -129,6 +152,10 @@ pub struct Config {
     pub max_custom_data: usize,
     pub queue_idle_timeout: Duration,
     pub shutdown_timeout: Duration,
+    pub namespace_quota: Quota,
+    pub namespace_quotas: HashMap<String, Quota>,
+    pub quota_retry_after: u64,
+    pub memory_limit: u64,
     pub log: String,
 }
 
@@ -176,6 +203,13 @@ impl Config {
             max_custom_data: s.max_custom_data.unwrap_or(64),
             queue_idle_timeout: Duration::from_secs(s.queue_idle_timeout.unwrap_or(60)),
             shutdown_timeout: Duration::from_secs(s.shutdown_timeout.unwrap_or(30)),
+            namespace_quota: Quota {
+                max_elements: s.namespace_max_elements.unwrap_or(0),
+                max_bytes: s.namespace_max_bytes.unwrap_or(0),
+            },
+            namespace_quotas: s.namespaces.unwrap_or_default(),
+            quota_retry_after: s.quota_retry_after.unwrap_or(1),
+            memory_limit: s.memory_limit.unwrap_or(1 << 30),
             log: s.log.unwrap_or_else(|| "info".into()),
         };
         config.check()?;
@@ -193,6 +227,13 @@ impl Config {
         if self.max_lease.is_zero() {
             return fail("max-lease must be at least 1 second");
         }
+        for name in self.namespace_quotas.keys() {
+            if let Err(e) = Name::parse(name) {
+                return Err(ConfigError::Invalid(format!(
+                    "[namespaces.{name}]: the name {e}"
+                )));
+            }
+        }
         if self.max_deliveries == 0 {
             return fail("max-deliveries must be at least 1");
         }
@@ -206,6 +247,10 @@ impl Config {
             max_element_size: self.max_element_size,
             queue_idle_timeout: self.queue_idle_timeout,
             max_deliveries: self.max_deliveries,
+            namespace_quota: self.namespace_quota,
+            namespace_quotas: self.namespace_quotas.clone(),
+            quota_retry_after: self.quota_retry_after,
+            memory_limit: self.memory_limit,
         }
     }
 
@@ -271,6 +316,30 @@ mod tests {
         let c = Config::from_settings(file).unwrap();
         let d = Config::from_settings(Settings::default()).unwrap();
         assert_eq!(format!("{c:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn namespace_quotas_come_from_tables_of_the_file() {
+        let text =
+            "namespace_max_elements = 100\n[namespaces.big]\nmax_elements = 5000\nmax_bytes = 9\n";
+        let c = Config::from_settings(toml::from_str(text).unwrap()).unwrap();
+        assert_eq!(
+            c.namespace_quota,
+            Quota {
+                max_elements: 100,
+                max_bytes: 0
+            }
+        );
+        assert_eq!(
+            c.namespace_quotas["big"],
+            Quota {
+                max_elements: 5000,
+                max_bytes: 9
+            }
+        );
+        let bad: Settings = toml::from_str("[namespaces.\"a b\"]\nmax_elements = 1\n").unwrap();
+        assert!(Config::from_settings(bad).is_err());
+        assert!(toml::from_str::<Settings>("[namespaces.x]\nmax_element = 1\n").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use http::header::{CONTENT_LENGTH, LOCATION};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use serde::Serialize;
 
 use super::queues::{describe, receive_body};
@@ -21,10 +21,13 @@ struct Stored<'a> {
 pub(super) async fn store(app: &App, ns: &str, req: Request<Incoming>) -> Handled {
     let nsn = name("namespace", ns)?;
     let push = PushHeaders::parse(req.headers(), &app.limits)?;
-    let (content, size) = receive_body(&app.store, req.into_body()).await?;
+    let body = req.into_body();
+    app.store
+        .precheck_quota(&nsn, 0, body.size_hint().exact().unwrap_or(0))?;
+    let (content, size) = receive_body(&app.store, body).await?;
     let blob = app
         .store
-        .store_blob(&nsn, content, size, push.meta, push.lifetime);
+        .store_blob(&nsn, content, size, push.meta, push.lifetime)?;
     let id = blob.id().to_string();
     let answer = Stored {
         id: id.clone(),

@@ -28,6 +28,8 @@ pub enum ApiError {
     ShuttingDown,
     #[error("the spill directory is full; nothing was stored")]
     InsufficientStorage,
+    #[error("{detail}; nothing was stored, retry after {retry_after} s or pop some elements")]
+    OverQuota { detail: String, retry_after: u64 },
     #[error("the request body could not be read: {0}")]
     BodyRead(String),
     #[error("internal error: {0}")]
@@ -62,6 +64,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "element-too-large"),
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting-down"),
             ApiError::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "spill-dir-full"),
+            ApiError::OverQuota { .. } => (StatusCode::TOO_MANY_REQUESTS, "over-quota"),
             ApiError::BodyRead(_) => (StatusCode::BAD_REQUEST, "body-read-failed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -87,8 +90,14 @@ impl ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if let ApiError::MethodNotAllowed { allow, .. } = self {
-            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        match self {
+            ApiError::MethodNotAllowed { allow, .. } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::OverQuota { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, retry_after.into());
+            }
+            _ => {}
         }
         response
     }
@@ -103,6 +112,10 @@ impl From<StoreError> for ApiError {
             StoreError::NoDeadLetterQueue(_) => {
                 ApiError::bad_request("invalid-lease", e.to_string())
             }
+            StoreError::OverQuota { retry_after, .. } => ApiError::OverQuota {
+                detail: e.to_string(),
+                retry_after,
+            },
             StoreError::BlobGone => ApiError::Gone,
             StoreError::ShuttingDown => ApiError::ShuttingDown,
             StoreError::Io(e) => ApiError::Internal(e.to_string()),

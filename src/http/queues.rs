@@ -65,10 +65,13 @@ fn pushed(ns: &str, q: &str, p: &Pushed) -> Handled {
 pub(super) async fn push(app: &App, ns: &str, q: &str, req: Request<Incoming>) -> Handled {
     let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
     let push = PushHeaders::parse(req.headers(), &app.limits)?;
-    let data = receive_body(&app.store, req.into_body()).await?;
+    let body = req.into_body();
+    app.store
+        .precheck_quota(&nsn, 1, body.size_hint().exact().unwrap_or(0))?;
+    let data = receive_body(&app.store, body).await?;
     let result = app
         .store
-        .push(&nsn, &qn, Some(data), push.meta, push.lifetime);
+        .push(&nsn, &qn, Some(data), push.meta, push.lifetime)?;
     pushed(ns, q, &result)
 }
 

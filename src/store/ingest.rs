@@ -11,6 +11,7 @@ use tempfile::TempPath;
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::blob::BlobContent;
+use super::stats::Totals;
 
 /// How much of a spilled body is gathered before one write to the file: large
 /// enough that a gigabyte is a few thousand writes, small enough per upload.
@@ -45,6 +46,11 @@ pub struct IngestLimits {
     pub max_element_size: u64,
     /// Where spill files are created.
     pub spill_dir: PathBuf,
+    /// Bytes of bodies held in memory (store-wide) beyond which a small body
+    /// goes to a spill file too; 0 for no limit.
+    pub memory_limit: u64,
+    /// Where the bytes held in memory are counted.
+    pub totals: std::sync::Arc<Totals>,
 }
 
 enum Sink {
@@ -116,9 +122,18 @@ impl BlobWriter {
         self.size
     }
 
-    /// Completes the body.
+    /// Completes the body. A small body goes to a spill file after all if
+    /// keeping it would take the memory held past the memory limit.
     pub async fn finish(self) -> Result<(BlobContent, u64), IngestError> {
         let content = match self.sink {
+            Sink::Memory(buf) if self.limits.over_memory_budget(buf.len() as u64) => {
+                let Sink::File { mut file, path } = create_spill_file(&self.limits)? else {
+                    unreachable!("create_spill_file makes a file sink")
+                };
+                file.write_all(&buf).await?;
+                file.flush().await?;
+                BlobContent::Spilled(path)
+            }
             Sink::Memory(buf) => {
                 // A chunked body grew the buffer by doubling; do not keep the slack.
                 let bytes = if buf.capacity() > buf.len() + buf.len() / 8 + 64 {
@@ -140,6 +155,12 @@ impl BlobWriter {
     }
 }
 
+impl IngestLimits {
+    fn over_memory_budget(&self, more: u64) -> bool {
+        self.memory_limit > 0 && self.totals.snapshot().memory_bytes + more > self.memory_limit
+    }
+}
+
 fn create_spill_file(limits: &IngestLimits) -> Result<Sink, IngestError> {
     let (file, path) = tempfile::Builder::new()
         .prefix("blob-")
@@ -158,6 +179,8 @@ mod tests {
             spill_threshold: 10,
             max_element_size: 25,
             spill_dir: dir.to_owned(),
+            memory_limit: 0,
+            totals: std::sync::Arc::new(Totals::default()),
         }
     }
 
@@ -195,6 +218,28 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"0123456789");
         drop(path);
         assert_eq!(files_in(dir.path()), 0, "TempPath removes the file");
+    }
+
+    #[tokio::test]
+    async fn small_bodies_spill_once_the_memory_limit_is_reached() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = limits(dir.path());
+        l.memory_limit = 8;
+        l.totals.add_blob_bytes(false, 5); // 5 bytes already held in memory
+        let mut w = BlobWriter::new(l.clone(), Some(3)).unwrap();
+        w.write(Bytes::from_static(b"abc")).await.unwrap();
+        assert!(
+            matches!(w.finish().await.unwrap().0, BlobContent::Memory(_)),
+            "5 + 3 fits"
+        );
+        l.totals.add_blob_bytes(false, 3);
+        let mut w = BlobWriter::new(l, Some(1)).unwrap();
+        w.write(Bytes::from_static(b"d")).await.unwrap();
+        let (content, _) = w.finish().await.unwrap();
+        let BlobContent::Spilled(path) = content else {
+            panic!("over the memory limit, a small body spills")
+        };
+        assert_eq!(std::fs::read(&path).unwrap(), b"d");
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ mod queue;
 pub mod stats;
 mod sweeper;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,6 +33,7 @@ use meta::{CustomPair, Metadata};
 use name::Name;
 pub use namespace::PopMode;
 use namespace::{Arrival, Graveyard, Namespace, NsState, Taken};
+pub use namespace::{Quota, QuotaExceeded};
 use queue::Waiter;
 use stats::{NamespaceStats, QueueStats, ServerStats, Totals, TotalsSnapshot};
 
@@ -47,6 +48,15 @@ pub struct StoreConfig {
     pub queue_idle_timeout: Duration,
     /// Deliveries under lease after which an element is dead-lettered.
     pub max_deliveries: u32,
+    /// What a namespace may hold, unless `namespace_quotas` names it.
+    pub namespace_quota: Quota,
+    /// Quotas of particular namespaces.
+    pub namespace_quotas: HashMap<String, Quota>,
+    /// Seconds an over-quota client is told to wait before retrying.
+    pub quota_retry_after: u64,
+    /// Bytes of bodies held in memory beyond which new bodies spill to disk
+    /// whatever their size; 0 for no limit.
+    pub memory_limit: u64,
 }
 
 /// What can go wrong in a store operation, as the client should learn it.
@@ -56,6 +66,13 @@ pub enum StoreError {
     BlobNotFound { namespace: Name, id: String },
     #[error("the element's blob was deleted")]
     BlobGone,
+    #[error("namespace {namespace} is over quota: {quota}")]
+    OverQuota {
+        namespace: Name,
+        quota: QuotaExceeded,
+        /// Seconds a client should wait before trying again.
+        retry_after: u64,
+    },
     #[error(
         "no running lease {receipt} on queue {queue} of namespace {namespace}; it may have run out"
     )]
@@ -135,6 +152,9 @@ struct Shared {
     limits: IngestLimits,
     queue_idle_timeout: Duration,
     max_deliveries: u32,
+    namespace_quota: Quota,
+    namespace_quotas: HashMap<String, Quota>,
+    quota_retry_after: u64,
     /// This process's spill folder, removed with everything in it on drop.
     spill_dir: tempfile::TempDir,
     /// (deadline, namespace) pairs the sweeper must look at, earliest first.
@@ -161,16 +181,22 @@ impl Store {
         let spill_dir = tempfile::Builder::new()
             .prefix("blobq-")
             .tempdir_in(&config.spill_dir)?;
+        let totals = Arc::new(Totals::default());
         let shared = Arc::new(Shared {
             namespaces: DashMap::new(),
-            totals: Arc::new(Totals::default()),
+            totals: totals.clone(),
             limits: IngestLimits {
                 spill_threshold: config.spill_threshold,
                 max_element_size: config.max_element_size,
                 spill_dir: spill_dir.path().to_owned(),
+                memory_limit: config.memory_limit,
+                totals: totals.clone(),
             },
             queue_idle_timeout: config.queue_idle_timeout,
             max_deliveries: config.max_deliveries,
+            namespace_quota: config.namespace_quota,
+            namespace_quotas: config.namespace_quotas,
+            quota_retry_after: config.quota_retry_after,
             spill_dir,
             wakeups: Mutex::new(BTreeSet::new()),
             sweeper: Arc::new(Notify::new()),
@@ -204,7 +230,7 @@ impl Store {
         data: Option<(BlobContent, u64)>,
         meta: MetaInput,
         lifetime: u64,
-    ) -> Pushed {
+    ) -> Result<Pushed, StoreError> {
         let meta = NsState::reference_meta(None, meta.content_type, meta.custom);
         let now = Millis::now();
         let deadline = now.plus_secs(lifetime);
@@ -224,12 +250,14 @@ impl Store {
             size: element.size(),
             lifetime,
         };
+        let bytes = pushed.size;
         self.with_namespace(ns, |st, grave| {
+            st.check_quota(1, bytes).map_err(|q| self.over(ns, q))?;
             let w1 = blob.and_then(|b| st.insert_blob(b, 1, deadline));
             let w2 = st.enqueue(queue, element, Arrival::Push, now, grave);
-            w1.into_iter().chain(w2).min()
-        });
-        pushed
+            Ok::<_, StoreError>(((), w1.into_iter().chain(w2).min()))
+        })?;
+        Ok(pushed)
     }
 
     /// Pushes a header-only element, referencing blob `blob_id` of the
@@ -245,6 +273,7 @@ impl Store {
         let now = Millis::now();
         let deadline = now.plus_secs(lifetime);
         self.with_namespace(ns, |st, grave| {
+            st.check_quota(1, 0).map_err(|q| self.over(ns, q))?;
             let blob =
                 match blob_id {
                     Some(id) => Some(st.reference_blob(id, now).ok_or_else(|| {
@@ -388,13 +417,16 @@ impl Store {
         size: u64,
         meta: MetaInput,
         lifetime: u64,
-    ) -> Arc<Blob> {
+    ) -> Result<Arc<Blob>, StoreError> {
         let meta = NsState::reference_meta(None, meta.content_type, meta.custom);
         let blob = Blob::new(content, size, meta, self.shared.totals.clone());
         let deadline = Millis::now().plus_secs(lifetime);
         let stored = blob.clone();
-        self.with_namespace(ns, |st, _| st.insert_blob(stored, 0, deadline));
-        blob
+        self.with_namespace(ns, |st, _| {
+            st.check_quota(0, size).map_err(|q| self.over(ns, q))?;
+            Ok::<_, StoreError>(((), st.insert_blob(stored, 0, deadline)))
+        })?;
+        Ok(blob)
     }
 
     /// Reads blob `id` without consuming it; with `delete_after`, deletes it
@@ -574,8 +606,46 @@ impl Store {
         self.shared
             .namespaces
             .entry(ns.clone())
-            .or_insert_with(|| Arc::new(Namespace::new(ns.clone(), totals, max_deliveries)))
+            .or_insert_with(|| {
+                let quota = self.quota_of(ns);
+                Arc::new(Namespace::new(ns.clone(), totals, max_deliveries, quota))
+            })
             .clone()
+    }
+
+    fn over(&self, ns: &Name, quota: QuotaExceeded) -> StoreError {
+        StoreError::OverQuota {
+            namespace: ns.clone(),
+            quota,
+            retry_after: self.shared.quota_retry_after,
+        }
+    }
+
+    /// The quota of namespace `ns`.
+    fn quota_of(&self, ns: &Name) -> Quota {
+        let shared = &self.shared;
+        shared
+            .namespace_quotas
+            .get(ns.as_str())
+            .copied()
+            .unwrap_or(shared.namespace_quota)
+    }
+
+    /// Refuses early a body that could not be stored in `ns` anyway: `bytes`
+    /// more (when announced) and, for a push, one more element. The check
+    /// that counts is made again under the lock when the body is in.
+    pub fn precheck_quota(&self, ns: &Name, elements: u64, bytes: u64) -> Result<(), StoreError> {
+        let Some(namespace) = self.existing_namespace(ns) else {
+            // An empty namespace: only a limit below this one push can refuse it.
+            let quota = self.quota_of(ns);
+            let empty = Namespace::new(ns.clone(), Arc::new(Totals::default()), 1, quota);
+            return empty
+                .lock()
+                .check_quota(elements, bytes)
+                .map_err(|quota| self.over(ns, quota));
+        };
+        let checked = namespace.lock().check_quota(elements, bytes);
+        checked.map_err(|quota| self.over(ns, quota))
     }
 
     /// Every namespace, collected first so no map guard is held while a
@@ -700,6 +770,10 @@ mod tests {
             max_element_size: 1 << 20,
             queue_idle_timeout: Duration::from_secs(60),
             max_deliveries: 3,
+            namespace_quota: Quota::default(),
+            namespace_quotas: HashMap::new(),
+            quota_retry_after: 1,
+            memory_limit: 0,
         })
         .unwrap()
     }
@@ -733,7 +807,7 @@ mod tests {
         let mut w = s.blob_writer(Some(bytes.len() as u64)).unwrap();
         w.write(Bytes::copy_from_slice(bytes)).await.unwrap();
         let data = w.finish().await.unwrap();
-        s.push(ns, q, Some(data), MetaInput::default(), 60)
+        s.push(ns, q, Some(data), MetaInput::default(), 60).unwrap()
     }
 
     #[tokio::test]

@@ -25,7 +25,7 @@ pub(crate) struct Namespace {
 }
 
 impl Namespace {
-    pub fn new(name: Name, totals: Arc<Totals>, max_deliveries: u32) -> Namespace {
+    pub fn new(name: Name, totals: Arc<Totals>, max_deliveries: u32, quota: Quota) -> Namespace {
         Namespace {
             name,
             state: Mutex::new(NsState {
@@ -36,6 +36,9 @@ impl Namespace {
                 removed: false,
                 totals,
                 max_deliveries,
+                held: 0,
+                blob_bytes: 0,
+                quota,
             }),
         }
     }
@@ -140,6 +143,30 @@ pub(crate) struct NsState {
     totals: Arc<Totals>,
     /// Deliveries under lease after which an element is dead-lettered.
     max_deliveries: u32,
+    /// Elements held (ready or leased), for the quota.
+    held: u64,
+    /// Bytes of the blobs in `blobs`, each counted once, for the quota.
+    blob_bytes: u64,
+    quota: Quota,
+}
+
+/// Limits on what one namespace may hold; 0 means no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    #[serde(default)]
+    pub max_elements: u64,
+    #[serde(default)]
+    pub max_bytes: u64,
+}
+
+/// Which quota a push would break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QuotaExceeded {
+    #[error("the namespace holds its maximum of {0} elements")]
+    Elements(u64),
+    #[error("the namespace would hold more than its maximum of {0} bytes")]
+    Bytes(u64),
 }
 
 impl NsState {
@@ -168,6 +195,7 @@ impl NsState {
     pub fn insert_blob(&mut self, blob: Arc<Blob>, refs: u32, deadline: Millis) -> Option<Millis> {
         let exposed = refs == 0;
         let id = blob.id();
+        self.blob_bytes += blob.size();
         self.blobs.insert(
             id,
             BlobEntry {
@@ -182,6 +210,26 @@ impl NsState {
         } else {
             None
         }
+    }
+
+    /// Takes blob `id` out of the table.
+    fn forget_blob(&mut self, id: BlobId) -> Option<Arc<Blob>> {
+        let entry = self.blobs.remove(&id)?;
+        self.blob_bytes -= entry.blob.size();
+        Some(entry.blob)
+    }
+
+    /// Refuses what would take the namespace past its quota: `elements` more
+    /// held elements and `bytes` more stored bytes.
+    pub fn check_quota(&self, elements: u64, bytes: u64) -> Result<(), QuotaExceeded> {
+        let q = &self.quota;
+        if q.max_elements > 0 && self.held + elements > q.max_elements {
+            return Err(QuotaExceeded::Elements(q.max_elements));
+        }
+        if q.max_bytes > 0 && self.blob_bytes + bytes > q.max_bytes {
+            return Err(QuotaExceeded::Bytes(q.max_bytes));
+        }
+        Ok(())
     }
 
     /// Takes a new reference on a readable blob, for a reference push.
@@ -205,7 +253,7 @@ impl NsState {
         if exposed {
             self.expiry.remove(&key);
         }
-        self.blobs.remove(&id).map(|e| e.blob)
+        self.forget_blob(id)
     }
 
     /// A queued element lets go of its blob; `expose` when a header-only pop
@@ -223,8 +271,8 @@ impl NsState {
         entry.refs = entry.refs.saturating_sub(1);
         let wake = if expose { self.expose_blob(id) } else { None };
         if self.blobs.get(&id).is_some_and(|e| e.is_garbage(now)) {
-            if let Some(entry) = self.blobs.remove(&id) {
-                grave.blobs.push(entry.blob);
+            if let Some(blob) = self.forget_blob(id) {
+                grave.blobs.push(blob);
             }
         }
         wake
@@ -278,6 +326,7 @@ impl NsState {
         let deadline = element.deadline;
         let seq = q.insert(element, end);
         totals.element_queued();
+        self.held += 1;
         self.index(deadline, ExpiryKey::Element(queue.clone(), seq))
     }
 
@@ -294,6 +343,7 @@ impl NsState {
             let (seq, element) = q.pop_front()?;
             q.last_active = now;
             self.totals.element_unqueued();
+            self.held -= 1;
             self.expiry
                 .remove(&(element.deadline, ExpiryKey::Element(queue.clone(), seq)));
             if element.deadline.has_passed(now) {
@@ -353,6 +403,7 @@ impl NsState {
             .leased
             .insert(lease.receipt, Lease { element, deadline });
         self.totals.lease_added();
+        self.held += 1;
         let wake_lease = self.index(deadline, ExpiryKey::Lease(queue.clone(), lease.receipt));
         let taken = Taken::Element {
             element: view,
@@ -384,6 +435,7 @@ impl NsState {
     fn remove_lease(&mut self, queue: &Name, receipt: Receipt) -> Option<Element> {
         let lease = self.queues.get_mut(queue)?.leased.remove(&receipt)?;
         self.totals.lease_removed();
+        self.held -= 1;
         self.expiry
             .remove(&(lease.deadline, ExpiryKey::Lease(queue.clone(), receipt)));
         Some(lease.element)
@@ -445,6 +497,7 @@ impl NsState {
             .leased
             .insert(receipt, Lease { element, deadline });
         self.totals.lease_added();
+        self.held += 1;
         let wake_lease = self.index(deadline, ExpiryKey::Lease(queue.clone(), receipt));
         (Some(deadline), wake.into_iter().chain(wake_lease).min())
     }
@@ -523,13 +576,14 @@ impl NsState {
                         continue;
                     };
                     self.totals.element_unqueued();
+                    self.held -= 1;
                     // The index already holds everything `expire` could add.
                     let _ = self.expire(&queue, element, now, grave);
                 }
                 ExpiryKey::Blob(id) => {
                     if self.blobs.get(&id).is_some_and(|e| e.is_garbage(now)) {
-                        if let Some(entry) = self.blobs.remove(&id) {
-                            grave.blobs.push(entry.blob);
+                        if let Some(blob) = self.forget_blob(id) {
+                            grave.blobs.push(blob);
                         }
                     }
                 }
@@ -582,9 +636,11 @@ impl NsState {
             let (ready, leased, waiters) = q.drain();
             for _ in 0..ready.len() {
                 self.totals.element_unqueued();
+                self.held -= 1;
             }
             for _ in 0..leased.len() {
                 self.totals.lease_removed();
+                self.held -= 1;
             }
             for _ in 0..waiters {
                 self.totals.waiter_removed();
@@ -594,6 +650,7 @@ impl NsState {
         }
         self.queues.clear();
         grave.blobs.extend(self.blobs.drain().map(|(_, e)| e.blob));
+        self.blob_bytes = 0;
         self.expiry.clear();
         self.removed = true;
     }
@@ -607,8 +664,7 @@ impl NsState {
     }
 
     fn blob_totals(&self) -> (u64, u64) {
-        let bytes = self.blobs.values().map(|e| e.blob.size()).sum();
-        (self.blobs.len() as u64, bytes)
+        (self.blobs.len() as u64, self.blob_bytes)
     }
 
     pub fn stats(&self, ns: &Name) -> NamespaceStats {
@@ -812,6 +868,7 @@ mod tests {
             Name::parse("ns").unwrap(),
             Arc::new(Totals::default()),
             MAX_DELIVERIES,
+            Quota::default(),
         )
         .state
         .into_inner()
@@ -860,6 +917,13 @@ mod tests {
             (totals.elements as usize, totals.leased as usize),
             (ready, leased)
         );
+        assert_eq!(
+            st.held as usize,
+            ready + leased,
+            "the quota's element count"
+        );
+        let bytes: u64 = st.blobs.values().map(|e| e.blob.size()).sum();
+        assert_eq!(st.blob_bytes, bytes, "the quota's byte count");
         if let Some((first, _)) = st.expiry.first() {
             assert!(
                 st.scheduled.is_some_and(|s| s <= *first),
