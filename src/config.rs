@@ -97,6 +97,21 @@ pub struct Settings {
     /// with max_elements and max_bytes).
     #[arg(skip)]
     pub namespaces: Option<HashMap<String, Quota>>,
+    /// Most connections served at once; more wait in the listen backlog [default: 10000]
+    #[arg(long, env = "BLOBQ_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Seconds a client gets to send a request's headers (also the idle keep-alive limit) [default: 10]
+    #[arg(long, env = "BLOBQ_HEADER_READ_TIMEOUT", value_name = "S")]
+    pub header_read_timeout: Option<u64>,
+    /// Seconds a request body may go without sending any bytes [default: 30]
+    #[arg(long, env = "BLOBQ_BODY_READ_TIMEOUT", value_name = "S")]
+    pub body_read_timeout: Option<u64>,
+    /// Largest request head (request line and headers) in bytes [default: 16384]
+    #[arg(long, env = "BLOBQ_MAX_HEADER_SIZE", value_name = "BYTES")]
+    pub max_header_size: Option<usize>,
+    /// Most header lines in one request [default: 100]
+    #[arg(long, env = "BLOBQ_MAX_HEADERS", value_name = "N")]
+    pub max_headers: Option<usize>,
     /// Log filter, in tracing's EnvFilter syntax [default: info]
     #[arg(long, env = "BLOBQ_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -132,6 +147,11 @@ impl Settings {
             quota_retry_after,
             memory_limit,
             namespaces,
+            max_connections,
+            header_read_timeout,
+            body_read_timeout,
+            max_header_size,
+            max_headers,
             log
         )
     }
@@ -156,6 +176,11 @@ pub struct Config {
     pub namespace_quotas: HashMap<String, Quota>,
     pub quota_retry_after: u64,
     pub memory_limit: u64,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub max_header_size: usize,
+    pub max_headers: usize,
     pub log: String,
 }
 
@@ -210,6 +235,11 @@ impl Config {
             namespace_quotas: s.namespaces.unwrap_or_default(),
             quota_retry_after: s.quota_retry_after.unwrap_or(1),
             memory_limit: s.memory_limit.unwrap_or(1 << 30),
+            max_connections: s.max_connections.unwrap_or(10_000),
+            header_read_timeout: Duration::from_secs(s.header_read_timeout.unwrap_or(10)),
+            body_read_timeout: Duration::from_secs(s.body_read_timeout.unwrap_or(30)),
+            max_header_size: s.max_header_size.unwrap_or(16 * 1024),
+            max_headers: s.max_headers.unwrap_or(100),
             log: s.log.unwrap_or_else(|| "info".into()),
         };
         config.check()?;
@@ -233,6 +263,15 @@ impl Config {
                     "[namespaces.{name}]: the name {e}"
                 )));
             }
+        }
+        if self.max_connections == 0 || self.max_headers == 0 {
+            return fail("max-connections and max-headers must be at least 1");
+        }
+        if self.header_read_timeout.is_zero() || self.body_read_timeout.is_zero() {
+            return fail("header-read-timeout and body-read-timeout must be at least 1 second");
+        }
+        if self.max_header_size < 1024 {
+            return fail("max-header-size must be at least 1024 bytes");
         }
         if self.max_deliveries == 0 {
             return fail("max-deliveries must be at least 1");
@@ -260,6 +299,7 @@ impl Config {
             max_lifetime: self.max_lifetime,
             max_timeout: self.max_timeout,
             max_lease: self.max_lease,
+            body_read_timeout: self.body_read_timeout,
             max_custom_data: self.max_custom_data,
         }
     }

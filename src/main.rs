@@ -43,6 +43,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> std::io::Result<()> {
+    raise_fd_limit(config.max_connections);
     let server = Server::bind(&config).await?;
     tracing::info!(addr = %server.local_addr()?, spill_dir = %server.store().spill_dir().display(), "listening");
     server.run(shutdown_signal()).await
@@ -62,5 +63,29 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: every connection and
+/// every spill file being read is a descriptor, and the usual soft limit of
+/// 1024 is far below --max-connections.
+fn raise_fd_limit(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if !raised || (limit.rlim_cur as u128) < max_connections as u128 + 64 {
+        tracing::warn!(
+            open_files = limit.rlim_cur,
+            max_connections,
+            "the open-file limit is below --max-connections; raise it (ulimit -n) or lower the cap"
+        );
     }
 }

@@ -11,17 +11,32 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::http::App;
 use crate::store::Store;
+
+/// hyper's own default; setting it explicitly moves header parsing to the heap.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
 /// A bound server, not yet serving: binding first lets the caller learn the
 /// port actually picked for `:0` before requests arrive.
 pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
+    limits: ConnectionLimits,
+}
+
+/// What one connection may cost, so slow or hostile clients cannot take the
+/// server's memory, descriptors or attention from everyone else.
+#[derive(Clone, Debug)]
+struct ConnectionLimits {
     shutdown_timeout: Duration,
+    max_connections: usize,
+    header_read_timeout: Duration,
+    max_header_size: usize,
+    max_headers: usize,
 }
 
 impl Server {
@@ -32,7 +47,13 @@ impl Server {
         Ok(Server {
             listener,
             app: Arc::new(App::new(store, config.request_limits())),
-            shutdown_timeout: config.shutdown_timeout,
+            limits: ConnectionLimits {
+                shutdown_timeout: config.shutdown_timeout,
+                max_connections: config.max_connections,
+                header_read_timeout: config.header_read_timeout,
+                max_header_size: config.max_header_size,
+                max_headers: config.max_headers,
+            },
         })
     }
 
@@ -51,46 +72,67 @@ impl Server {
         let Server {
             listener,
             app,
-            shutdown_timeout,
+            limits,
         } = self;
         let graceful = GracefulShutdown::new();
         let mut builder = http1::Builder::new();
-        builder.timer(TokioTimer::new()).keep_alive(true);
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            // Also bounds how long an idle keep-alive connection is kept.
+            .header_read_timeout(limits.header_read_timeout)
+            .max_header_size(limits.max_header_size);
+        if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+            builder.max_headers(limits.max_headers);
+        }
+        // One permit per open connection: at the cap, new connections wait in
+        // the kernel's backlog instead of costing memory and descriptors.
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
         tokio::pin!(shutdown);
         loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, _) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Out of file descriptors, typically: back off instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let app = app.clone();
-                    let service = service_fn(move |req| app.clone().serve(req));
-                    let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break, // never closed; stop rather than spin
+                },
                 () = &mut shutdown => break,
-            }
+            };
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors, typically: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let app = app.clone();
+            let service = service_fn(move |req| app.clone().serve(req));
+            let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                drop(slot);
+            });
         }
         drop(listener);
         tracing::info!("shutting down: no longer accepting connections");
         app.begin_draining();
         app.store.begin_shutdown();
-        if tokio::time::timeout(shutdown_timeout, graceful.shutdown())
+        let timeout = limits.shutdown_timeout;
+        if tokio::time::timeout(timeout, graceful.shutdown())
             .await
             .is_err()
         {
-            tracing::warn!(timeout = ?shutdown_timeout, "requests still in flight at the shutdown timeout were cut off");
+            tracing::warn!(
+                ?timeout,
+                "requests still in flight at the shutdown timeout were cut off"
+            );
         }
         app.store.purge();
         tracing::info!("shutdown complete");

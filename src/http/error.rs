@@ -32,6 +32,8 @@ pub enum ApiError {
     OverQuota { detail: String, retry_after: u64 },
     #[error("the request body could not be read: {0}")]
     BodyRead(String),
+    #[error("the request body sent nothing for {0} seconds; nothing was stored")]
+    BodyTimeout(u64),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -66,6 +68,7 @@ impl ApiError {
             ApiError::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "spill-dir-full"),
             ApiError::OverQuota { .. } => (StatusCode::TOO_MANY_REQUESTS, "over-quota"),
             ApiError::BodyRead(_) => (StatusCode::BAD_REQUEST, "body-read-failed"),
+            ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body-timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

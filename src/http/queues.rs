@@ -1,6 +1,8 @@
 //! `/qs`: push, reference push, pop, and the statistics of queues,
 //! namespaces and the server.
 
+use std::time::Duration;
+
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -27,15 +29,22 @@ struct PushAnswer<'a> {
     lifetime: u64,
 }
 
-/// Receives a request body chunk by chunk into memory or a spill file.
+/// Receives a request body chunk by chunk into memory or a spill file,
+/// giving up when the client sends nothing for `idle` (a slow-body client
+/// must not hold a connection and a half-written file forever).
 pub(super) async fn receive_body(
     store: &Store,
     body: Incoming,
+    idle: Duration,
 ) -> Result<(BlobContent, u64), ApiError> {
     let mut writer = store.blob_writer(body.size_hint().exact())?;
     let mut body = body;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::BodyRead(e.to_string()))?;
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(ApiError::BodyTimeout(idle.as_secs())),
+            Ok(None) => break,
+            Ok(Some(frame)) => frame.map_err(|e| ApiError::BodyRead(e.to_string()))?,
+        };
         if let Ok(data) = frame.into_data() {
             writer.write(data).await?;
         }
@@ -68,7 +77,7 @@ pub(super) async fn push(app: &App, ns: &str, q: &str, req: Request<Incoming>) -
     let body = req.into_body();
     app.store
         .precheck_quota(&nsn, 1, body.size_hint().exact().unwrap_or(0))?;
-    let data = receive_body(&app.store, body).await?;
+    let data = receive_body(&app.store, body, app.limits.body_read_timeout).await?;
     let result = app
         .store
         .push(&nsn, &qn, Some(data), push.meta, push.lifetime)?;

@@ -27,6 +27,8 @@ pub struct RequestLimits {
     pub max_lifetime: u64,
     pub max_timeout: Duration,
     pub max_lease: Duration,
+    /// Longest a request body may go without sending a byte.
+    pub body_read_timeout: Duration,
     pub max_custom_data: usize,
 }
 
@@ -303,6 +305,7 @@ mod tests {
             max_lifetime: 86400,
             max_timeout: Duration::from_secs(300),
             max_lease: Duration::from_secs(600),
+            body_read_timeout: Duration::from_secs(30),
             max_custom_data: 3,
         }
     }
