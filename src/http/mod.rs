@@ -8,7 +8,7 @@ mod leases;
 mod ops;
 mod queues;
 pub mod request;
-mod route;
+pub mod route;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
