@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::http::request::RequestLimits;
 use crate::store::name::Name;
-use crate::store::{Quota, StoreConfig};
+use crate::store::{DurabilityConfig, FsyncMode, Quota, StoreConfig};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -112,6 +112,24 @@ pub struct Settings {
     /// Most header lines in one request [default: 100]
     #[arg(long, env = "BLOBQ_MAX_HEADERS", value_name = "N")]
     pub max_headers: Option<usize>,
+    /// Durable mode: keep every element in a log under DIR and replay it at
+    /// start-up [default: none, elements live in memory and temporary files]
+    #[arg(long, env = "BLOBQ_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// When the log reaches stable storage: always (before each answer),
+    /// batch (every --fsync-interval-ms) or never (left to the OS) [default: batch]
+    #[arg(long, env = "BLOBQ_FSYNC", value_enum, value_name = "MODE")]
+    pub fsync: Option<FsyncMode>,
+    /// Longest time between log syncs in batch mode, in milliseconds [default: 100]
+    #[arg(long, env = "BLOBQ_FSYNC_INTERVAL_MS", value_name = "MS")]
+    pub fsync_interval_ms: Option<u64>,
+    /// Size at which a log segment is sealed and may be compacted [default: 67108864]
+    #[arg(long, env = "BLOBQ_LOG_SEGMENT_BYTES", value_name = "BYTES")]
+    pub log_segment_bytes: Option<u64>,
+    /// Start even if the log is damaged in the middle, dropping what follows
+    /// the damage in the damaged file [default: false]
+    #[arg(long, env = "BLOBQ_REPAIR", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub repair: Option<bool>,
     /// Log filter, in tracing's EnvFilter syntax [default: info]
     #[arg(long, env = "BLOBQ_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -152,6 +170,11 @@ impl Settings {
             body_read_timeout,
             max_header_size,
             max_headers,
+            data_dir,
+            fsync,
+            fsync_interval_ms,
+            log_segment_bytes,
+            repair,
             log
         )
     }
@@ -181,6 +204,11 @@ pub struct Config {
     pub body_read_timeout: Duration,
     pub max_header_size: usize,
     pub max_headers: usize,
+    pub data_dir: Option<PathBuf>,
+    pub fsync: FsyncMode,
+    pub fsync_interval: Duration,
+    pub log_segment_bytes: u64,
+    pub repair: bool,
     pub log: String,
 }
 
@@ -240,6 +268,11 @@ impl Config {
             body_read_timeout: Duration::from_secs(s.body_read_timeout.unwrap_or(30)),
             max_header_size: s.max_header_size.unwrap_or(16 * 1024),
             max_headers: s.max_headers.unwrap_or(100),
+            data_dir: s.data_dir,
+            fsync: s.fsync.unwrap_or(FsyncMode::Batch),
+            fsync_interval: Duration::from_millis(s.fsync_interval_ms.unwrap_or(100)),
+            log_segment_bytes: s.log_segment_bytes.unwrap_or(64 << 20),
+            repair: s.repair.unwrap_or(false),
             log: s.log.unwrap_or_else(|| "info".into()),
         };
         config.check()?;
@@ -276,6 +309,12 @@ impl Config {
         if self.max_deliveries == 0 {
             return fail("max-deliveries must be at least 1");
         }
+        if self.fsync_interval.is_zero() {
+            return fail("fsync-interval-ms must be at least 1");
+        }
+        if self.log_segment_bytes < 4096 {
+            return fail("log-segment-bytes must be at least 4096");
+        }
         Ok(())
     }
 
@@ -290,6 +329,13 @@ impl Config {
             namespace_quotas: self.namespace_quotas.clone(),
             quota_retry_after: self.quota_retry_after,
             memory_limit: self.memory_limit,
+            durability: self.data_dir.as_ref().map(|dir| DurabilityConfig {
+                dir: dir.clone(),
+                fsync: self.fsync,
+                fsync_interval: self.fsync_interval,
+                segment_bytes: self.log_segment_bytes,
+                repair: self.repair,
+            }),
         }
     }
 

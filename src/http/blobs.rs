@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::queues::{describe, receive_body};
 use super::request::{delete_after_read, name, PushHeaders, BLOB_ID};
 use super::{header_value, json, App, Body, Handled};
+use crate::store::Commit;
 
 #[derive(Serialize)]
 struct Stored<'a> {
@@ -28,6 +29,7 @@ pub(super) async fn store(app: &App, ns: &str, req: Request<Incoming>) -> Handle
     let blob = app
         .store
         .store_blob(&nsn, content, size, push.meta, push.lifetime)?;
+    app.store.durable(Commit::Accepted).await?;
     let id = blob.id().to_string();
     let answer = Stored {
         id: id.clone(),
@@ -47,6 +49,9 @@ pub(super) async fn read(app: &App, ns: &str, id: &str, req: &Request<Incoming>)
     let nsn = name("namespace", ns)?;
     let delete = delete_after_read(req.uri().query())?;
     let blob = app.store.read_blob(&nsn, id, delete).await?;
+    if delete {
+        app.store.durable(Commit::Consumed).await?;
+    }
     let mut response = Response::new(Body::blob(blob.body, blob.size));
     let headers = response.headers_mut();
     describe(
@@ -61,9 +66,10 @@ pub(super) async fn read(app: &App, ns: &str, id: &str, req: &Request<Incoming>)
 }
 
 /// `DELETE /tbs/{ns}/blobs/{id}`
-pub(super) fn delete(app: &App, ns: &str, id: &str) -> Handled {
+pub(super) async fn delete(app: &App, ns: &str, id: &str) -> Handled {
     let nsn = name("namespace", ns)?;
     app.store.delete_blob(&nsn, id)?;
+    app.store.durable(Commit::Consumed).await?;
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)

@@ -122,6 +122,7 @@ impl From<StoreError> for ApiError {
             StoreError::BlobGone => ApiError::Gone,
             StoreError::ShuttingDown => ApiError::ShuttingDown,
             StoreError::Io(e) => ApiError::Internal(e.to_string()),
+            StoreError::Journal(e) => ApiError::Internal(e.to_string()),
         }
     }
 }

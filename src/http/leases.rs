@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::request::{extend_query, name, no_query, LEASE};
 use super::{header_value, json, App, Body, Handled};
+use crate::store::Commit;
 
 fn no_content() -> Handled {
     let mut response = Response::new(Body::empty());
@@ -15,10 +16,17 @@ fn no_content() -> Handled {
 }
 
 /// `DELETE .../leases/{receipt}`: the element is done with and removed.
-pub(super) fn ack(app: &App, ns: &str, q: &str, receipt: &str, req: &Request<Incoming>) -> Handled {
+pub(super) async fn ack(
+    app: &App,
+    ns: &str,
+    q: &str,
+    receipt: &str,
+    req: &Request<Incoming>,
+) -> Handled {
     let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
     no_query(req.uri().query())?;
     app.store.ack(&nsn, &qn, receipt)?;
+    app.store.durable(Commit::Consumed).await?;
     no_content()
 }
 

@@ -17,7 +17,7 @@ use super::{header_value, json, ApiError, App, Body, Handled};
 use crate::store::blob::BlobContent;
 use crate::store::ids::BlobId;
 use crate::store::meta::Metadata;
-use crate::store::{PopMode, Pushed, Store};
+use crate::store::{Commit, PopMode, Pushed, Store};
 
 #[derive(Serialize)]
 struct PushAnswer<'a> {
@@ -81,12 +81,18 @@ pub(super) async fn push(app: &App, ns: &str, q: &str, req: Request<Incoming>) -
     let result = app
         .store
         .push(&nsn, &qn, Some(data), push.meta, push.lifetime)?;
+    app.store.durable(Commit::Accepted).await?;
     pushed(ns, q, &result)
 }
 
 /// `PUT /qs/{ns}/{queue}`: a header-only element, referencing a blob if
 /// `X-BlobStorage_Id` names one. The body is ignored.
-pub(super) fn push_reference(app: &App, ns: &str, q: &str, req: &Request<Incoming>) -> Handled {
+pub(super) async fn push_reference(
+    app: &App,
+    ns: &str,
+    q: &str,
+    req: &Request<Incoming>,
+) -> Handled {
     let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
     let push = PushHeaders::parse(req.headers(), &app.limits)?;
     let blob = match request::blob_reference(req.headers())? {
@@ -99,6 +105,7 @@ pub(super) fn push_reference(app: &App, ns: &str, q: &str, req: &Request<Incomin
     let result = app
         .store
         .push_reference(&nsn, &qn, blob, push.meta, push.lifetime)?;
+    app.store.durable(Commit::Accepted).await?;
     pushed(ns, q, &result)
 }
 

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use tempfile::TempPath;
 
 use super::ids::BlobId;
+use super::journal::Journal;
 use super::meta::Metadata;
 use super::stats::Totals;
 
@@ -23,6 +24,55 @@ pub enum BlobContent {
     Memory(Bytes),
     /// Bodies at or above the spill threshold.
     Spilled(TempPath),
+    /// A file of the data directory, in durable mode.
+    Stored(StoredFile),
+}
+
+/// A blob file of the data directory. Until the log records the blob
+/// ([`StoredFile::keep`]) the file is removed on drop, like a spill file, so a
+/// refused push leaves nothing. Once recorded it outlives the process; when
+/// the log says the blob is gone ([`StoredFile::remove_when_dropped`]) the
+/// journal removes it after the last reader lets go and the record is durable.
+#[derive(Debug)]
+pub struct StoredFile {
+    path: std::path::PathBuf,
+    kept: AtomicBool,
+    gone: std::sync::OnceLock<Arc<Journal>>,
+}
+
+impl StoredFile {
+    pub fn new(path: std::path::PathBuf, kept: bool) -> StoredFile {
+        StoredFile {
+            path,
+            kept: AtomicBool::new(kept),
+            gone: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The log now refers to the file: it outlives this process.
+    pub fn keep(&self) {
+        self.kept.store(true, Ordering::Release);
+    }
+
+    /// The log recorded the blob as gone: `journal` removes the file once
+    /// nothing holds the blob any more.
+    pub(crate) fn remove_when_dropped(&self, journal: Arc<Journal>) {
+        let _ = self.gone.set(journal);
+    }
+}
+
+impl Drop for StoredFile {
+    fn drop(&mut self) {
+        if let Some(journal) = self.gone.get() {
+            journal.unlink_later(std::mem::take(&mut self.path));
+        } else if !self.kept.load(Ordering::Acquire) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// A readable handle on a blob's bytes, opened when a response starts.
@@ -56,9 +106,20 @@ impl Blob {
         meta: Arc<Metadata>,
         totals: Arc<Totals>,
     ) -> Arc<Blob> {
+        Blob::with_id(BlobId::random(), content, size, meta, totals)
+    }
+
+    /// A blob with a known id: one read back from the log.
+    pub(crate) fn with_id(
+        id: BlobId,
+        content: BlobContent,
+        size: u64,
+        meta: Arc<Metadata>,
+        totals: Arc<Totals>,
+    ) -> Arc<Blob> {
         totals.add_blob_bytes(content.is_spilled(), size);
         Arc::new(Blob {
-            id: BlobId::random(),
+            id,
             size,
             meta,
             content,
@@ -87,8 +148,13 @@ impl Blob {
     pub fn spill_path(&self) -> Option<&std::path::Path> {
         match &self.content {
             BlobContent::Spilled(path) => Some(path),
+            BlobContent::Stored(file) => Some(file.path()),
             BlobContent::Memory(_) => None,
         }
+    }
+
+    pub(crate) fn content(&self) -> &BlobContent {
+        &self.content
     }
 
     pub(crate) fn is_deleted(&self) -> bool {
@@ -117,13 +183,16 @@ impl Blob {
         match &self.content {
             BlobContent::Memory(bytes) => Ok(BlobBody::Memory(bytes.clone())),
             BlobContent::Spilled(path) => Ok(BlobBody::File(tokio::fs::File::open(path).await?)),
+            BlobContent::Stored(file) => {
+                Ok(BlobBody::File(tokio::fs::File::open(file.path()).await?))
+            }
         }
     }
 }
 
 impl BlobContent {
     pub fn is_spilled(&self) -> bool {
-        matches!(self, BlobContent::Spilled(_))
+        matches!(self, BlobContent::Spilled(_) | BlobContent::Stored(_))
     }
 }
 

@@ -13,6 +13,15 @@ impl BlobId {
     pub fn random() -> BlobId {
         BlobId(Uuid::new_v4())
     }
+
+    /// The id as a number, as the log stores it.
+    pub fn to_u128(self) -> u128 {
+        self.0.as_u128()
+    }
+
+    pub fn from_u128(n: u128) -> BlobId {
+        BlobId(Uuid::from_u128(n))
+    }
 }
 
 impl fmt::Display for BlobId {
@@ -42,6 +51,15 @@ pub struct ElementId(Uuid);
 impl ElementId {
     pub fn random() -> ElementId {
         ElementId(Uuid::new_v4())
+    }
+
+    /// The id as a number, as the log stores it.
+    pub fn to_u128(self) -> u128 {
+        self.0.as_u128()
+    }
+
+    pub fn from_u128(n: u128) -> ElementId {
+        ElementId(Uuid::from_u128(n))
     }
 }
 

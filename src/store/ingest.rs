@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use tempfile::TempPath;
 use tokio::io::{AsyncWriteExt, BufWriter};
 
-use super::blob::BlobContent;
+use super::blob::{BlobContent, StoredFile};
 use super::stats::Totals;
 
 /// How much of a spilled body is gathered before one write to the file: large
@@ -51,6 +51,10 @@ pub struct IngestLimits {
     pub memory_limit: u64,
     /// Where the bytes held in memory are counted.
     pub totals: std::sync::Arc<Totals>,
+    /// In durable mode, files are blob files of the data directory that
+    /// outlive the process; `Some(true)` when each must reach stable storage
+    /// before the push is answered (`--fsync always`).
+    pub durable_sync: Option<bool>,
 }
 
 enum Sink {
@@ -131,8 +135,7 @@ impl BlobWriter {
                     unreachable!("create_spill_file makes a file sink")
                 };
                 file.write_all(&buf).await?;
-                file.flush().await?;
-                BlobContent::Spilled(path)
+                self.limits.seal(file, path).await?
             }
             Sink::Memory(buf) => {
                 // A chunked body grew the buffer by doubling; do not keep the slack.
@@ -143,19 +146,33 @@ impl BlobWriter {
                 };
                 BlobContent::Memory(bytes)
             }
-            Sink::File { mut file, path } => {
-                // No fsync: a spill file is temporary and dies with the process,
-                // and filesystems reserve space at write time, so a full disk
-                // already failed a write above.
-                file.flush().await?;
-                BlobContent::Spilled(path)
-            }
+            Sink::File { file, path } => self.limits.seal(file, path).await?,
         };
         Ok((content, self.size))
     }
 }
 
 impl IngestLimits {
+    /// Completes a file body. A spill file gets no fsync: it is temporary and
+    /// dies with the process, and filesystems reserve space at write time, so
+    /// a full disk already failed a write. In durable mode the file becomes a
+    /// blob file the log can refer to, synced first if asked.
+    async fn seal(
+        &self,
+        mut file: BufWriter<tokio::fs::File>,
+        path: TempPath,
+    ) -> Result<BlobContent, IngestError> {
+        file.flush().await?;
+        let Some(sync) = self.durable_sync else {
+            return Ok(BlobContent::Spilled(path));
+        };
+        if sync {
+            file.get_ref().sync_data().await?;
+        }
+        let path = path.keep().map_err(|e| IngestError::Io(e.error))?;
+        Ok(BlobContent::Stored(StoredFile::new(path, false)))
+    }
+
     fn over_memory_budget(&self, more: u64) -> bool {
         self.memory_limit > 0 && self.totals.snapshot().memory_bytes + more > self.memory_limit
     }
@@ -181,6 +198,7 @@ mod tests {
             spill_dir: dir.to_owned(),
             memory_limit: 0,
             totals: std::sync::Arc::new(Totals::default()),
+            durable_sync: None,
         }
     }
 
@@ -199,7 +217,7 @@ mod tests {
         assert_eq!(size, 5);
         match content {
             BlobContent::Memory(b) => assert_eq!(&b[..], b"ab\0cd"),
-            BlobContent::Spilled(_) => panic!("spilled a small body"),
+            BlobContent::Spilled(_) | BlobContent::Stored(_) => panic!("spilled a small body"),
         }
         assert_eq!(files_in(dir.path()), 0);
     }

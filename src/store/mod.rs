@@ -7,10 +7,12 @@ pub mod clock;
 pub mod element;
 pub mod ids;
 pub mod ingest;
+pub mod journal;
 pub mod meta;
 pub mod name;
 mod namespace;
 mod queue;
+mod recovery;
 pub mod stats;
 mod sweeper;
 
@@ -29,6 +31,8 @@ use clock::Millis;
 use element::Element;
 use ids::{BlobId, ElementId, Receipt};
 use ingest::{BlobWriter, IngestError, IngestLimits};
+pub use journal::{Commit, DurabilityConfig, FsyncMode};
+use journal::{Journal, JournalFailed};
 use meta::{CustomPair, Metadata};
 use name::Name;
 pub use namespace::PopMode;
@@ -57,6 +61,8 @@ pub struct StoreConfig {
     /// Bytes of bodies held in memory beyond which new bodies spill to disk
     /// whatever their size; 0 for no limit.
     pub memory_limit: u64,
+    /// Durable mode: where and how the store keeps its log.
+    pub durability: Option<DurabilityConfig>,
 }
 
 /// What can go wrong in a store operation, as the client should learn it.
@@ -87,6 +93,8 @@ pub enum StoreError {
     ShuttingDown,
     #[error("could not read the element's data: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Journal(#[from] JournalFailed),
 }
 
 /// Answer to a push.
@@ -165,6 +173,10 @@ struct Shared {
     closing: CancellationToken,
     next_waiter: AtomicU64,
     started: Instant,
+    /// Durable mode: the log every change is appended to.
+    journal: Option<Arc<Journal>>,
+    /// Durable mode: held so no second server uses the data directory.
+    _dir_lock: Option<journal::files::DirLock>,
 }
 
 impl Drop for Shared {
@@ -182,15 +194,47 @@ impl Store {
             .prefix("blobq-")
             .tempdir_in(&config.spill_dir)?;
         let totals = Arc::new(Totals::default());
+        let namespaces = DashMap::new();
+        let quota_of = |ns: &Name| {
+            config
+                .namespace_quotas
+                .get(ns.as_str())
+                .copied()
+                .unwrap_or(config.namespace_quota)
+        };
+        let (opened, wakeups) = match &config.durability {
+            None => (None, Vec::new()),
+            Some(durability) => {
+                let rebuild = recovery::Rebuild {
+                    namespaces: &namespaces,
+                    totals: &totals,
+                    max_deliveries: config.max_deliveries,
+                    quota_of: &quota_of,
+                };
+                let (opened, wakeups) = recovery::open(durability, &rebuild)?;
+                (Some(opened), wakeups)
+            }
+        };
+        // In durable mode, large bodies are written straight into the data
+        // directory, where they stay: no copy when the push is accepted.
+        let (file_dir, durable_sync) = match (&opened, &config.durability) {
+            (Some(o), Some(d)) => (o.dir.blob_dir(), Some(d.fsync == FsyncMode::Always)),
+            _ => (spill_dir.path().to_owned(), None),
+        };
+        let (journal, dir_lock) = match opened {
+            Some(o) => (Some(o.journal), Some(o.lock)),
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
-            namespaces: DashMap::new(),
+            namespaces,
             totals: totals.clone(),
             limits: IngestLimits {
                 spill_threshold: config.spill_threshold,
                 max_element_size: config.max_element_size,
-                spill_dir: spill_dir.path().to_owned(),
+                spill_dir: file_dir,
                 memory_limit: config.memory_limit,
                 totals: totals.clone(),
+                durable_sync,
             },
             queue_idle_timeout: config.queue_idle_timeout,
             max_deliveries: config.max_deliveries,
@@ -198,11 +242,13 @@ impl Store {
             namespace_quotas: config.namespace_quotas,
             quota_retry_after: config.quota_retry_after,
             spill_dir,
-            wakeups: Mutex::new(BTreeSet::new()),
+            wakeups: Mutex::new(wakeups.into_iter().collect()),
             sweeper: Arc::new(Notify::new()),
             closing: CancellationToken::new(),
             next_waiter: AtomicU64::new(0),
             started: Instant::now(),
+            journal,
+            _dir_lock: dir_lock,
         });
         tokio::spawn(sweeper::run(
             Arc::downgrade(&shared),
@@ -210,6 +256,15 @@ impl Store {
             shared.closing.clone(),
         ));
         Ok(Store { shared })
+    }
+
+    /// Waits until the changes made so far are as durable as `commit` asks
+    /// (at once when the store is not durable). Call before answering.
+    pub async fn durable(&self, commit: Commit) -> Result<(), StoreError> {
+        match &self.shared.journal {
+            Some(journal) => Ok(journal.wait(commit).await?),
+            None => Ok(()),
+        }
     }
 
     /// The folder holding this process's spill files.
@@ -376,6 +431,7 @@ impl Store {
 
     /// Turns a taken element into what the client receives, opening its data.
     async fn deliver(&self, taken: Taken) -> Result<Popped, StoreError> {
+        self.durable(Commit::Consumed).await?;
         let (element, with_data, lease) = match taken {
             Taken::Element {
                 element,
@@ -584,6 +640,9 @@ impl Store {
             drop(st);
             drop(grave);
         }
+        if let Some(journal) = &self.shared.journal {
+            journal.close();
+        }
         if let Err(e) = std::fs::remove_dir_all(self.spill_dir()) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(dir = %self.spill_dir().display(), error = %e, "could not remove spill folder");
@@ -608,7 +667,14 @@ impl Store {
             .entry(ns.clone())
             .or_insert_with(|| {
                 let quota = self.quota_of(ns);
-                Arc::new(Namespace::new(ns.clone(), totals, max_deliveries, quota))
+                let journal = self.shared.journal.clone();
+                Arc::new(Namespace::new(
+                    ns.clone(),
+                    totals,
+                    max_deliveries,
+                    quota,
+                    journal,
+                ))
             })
             .clone()
     }
@@ -638,7 +704,7 @@ impl Store {
         let Some(namespace) = self.existing_namespace(ns) else {
             // An empty namespace: only a limit below this one push can refuse it.
             let quota = self.quota_of(ns);
-            let empty = Namespace::new(ns.clone(), Arc::new(Totals::default()), 1, quota);
+            let empty = Namespace::new(ns.clone(), Arc::new(Totals::default()), 1, quota, None);
             return empty
                 .lock()
                 .check_quota(elements, bytes)
@@ -774,6 +840,7 @@ mod tests {
             namespace_quotas: HashMap::new(),
             quota_retry_after: 1,
             memory_limit: 0,
+            durability: None,
         })
         .unwrap()
     }

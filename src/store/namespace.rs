@@ -10,10 +10,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::blob::Blob;
+use super::blob::{Blob, BlobContent};
 use super::clock::Millis;
 use super::element::Element;
 use super::ids::{BlobId, Receipt};
+use super::journal::record::{BlobData, MetaRecord, Record};
+use super::journal::Journal;
 use super::meta::Metadata;
 use super::name::Name;
 use super::queue::{End, Lease, Queue};
@@ -25,10 +27,18 @@ pub(crate) struct Namespace {
 }
 
 impl Namespace {
-    pub fn new(name: Name, totals: Arc<Totals>, max_deliveries: u32, quota: Quota) -> Namespace {
+    pub fn new(
+        name: Name,
+        totals: Arc<Totals>,
+        max_deliveries: u32,
+        quota: Quota,
+        journal: Option<Arc<Journal>>,
+    ) -> Namespace {
         Namespace {
-            name,
+            name: name.clone(),
             state: Mutex::new(NsState {
+                name,
+                journal,
                 queues: HashMap::new(),
                 blobs: HashMap::new(),
                 expiry: BTreeSet::new(),
@@ -90,6 +100,8 @@ pub(crate) enum Arrival {
     Return,
     /// Moved at the tail of a dead-letter queue after too many deliveries.
     DeadLetter,
+    /// Read back from the log at start-up, at the tail.
+    Restore,
 }
 
 /// A lease on an element that was just delivered.
@@ -130,6 +142,9 @@ pub struct PopMode {
 }
 
 pub(crate) struct NsState {
+    name: Name,
+    /// Where changes are recorded, in durable mode.
+    journal: Option<Arc<Journal>>,
     queues: HashMap<Name, Queue>,
     blobs: HashMap<BlobId, BlobEntry>,
     /// Every pending deadline of the namespace, earliest first, so the sweeper
@@ -170,6 +185,50 @@ pub enum QuotaExceeded {
 }
 
 impl NsState {
+    /// Records that `element` left its queue for good.
+    fn log_take(&self, element: &Element) {
+        if let Some(journal) = &self.journal {
+            let ns = self.name.as_str();
+            journal.append(&Record::Take {
+                ns,
+                id: element.id.to_u128(),
+            });
+        }
+    }
+
+    /// Puts back a blob read from the log; elements then take references.
+    #[must_use]
+    pub fn restore_blob(
+        &mut self,
+        blob: Arc<Blob>,
+        exposed: bool,
+        deadline: Millis,
+    ) -> Option<Millis> {
+        let id = blob.id();
+        self.blob_bytes += blob.size();
+        self.blobs.insert(
+            id,
+            BlobEntry {
+                blob,
+                refs: 0,
+                exposed,
+                deadline,
+            },
+        );
+        if exposed {
+            self.index(deadline, ExpiryKey::Blob(id))
+        } else {
+            None
+        }
+    }
+
+    /// The blob `id` as restored, taking a reference for an element.
+    pub fn restored_blob(&mut self, id: BlobId) -> Option<Arc<Blob>> {
+        let entry = self.blobs.get_mut(&id)?;
+        entry.refs += 1;
+        Some(entry.blob.clone())
+    }
+
     /// Adds a deadline to the index. Returns the new wake-up time if the
     /// sweeper must now wake earlier for this namespace.
     #[must_use]
@@ -195,6 +254,13 @@ impl NsState {
     pub fn insert_blob(&mut self, blob: Arc<Blob>, refs: u32, deadline: Millis) -> Option<Millis> {
         let exposed = refs == 0;
         let id = blob.id();
+        if let Some(journal) = &self.journal {
+            journal.append(&blob_record(&self.name, &blob, deadline, exposed));
+            if let BlobContent::Stored(file) = blob.content() {
+                file.keep();
+                journal.file_added();
+            }
+        }
         self.blob_bytes += blob.size();
         self.blobs.insert(
             id,
@@ -216,6 +282,16 @@ impl NsState {
     fn forget_blob(&mut self, id: BlobId) -> Option<Arc<Blob>> {
         let entry = self.blobs.remove(&id)?;
         self.blob_bytes -= entry.blob.size();
+        if let Some(journal) = &self.journal {
+            let ns = self.name.as_str();
+            journal.append(&Record::BlobGone {
+                ns,
+                id: id.to_u128(),
+            });
+            if let BlobContent::Stored(file) = entry.blob.content() {
+                file.remove_when_dropped(journal.clone());
+            }
+        }
         Some(entry.blob)
     }
 
@@ -288,6 +364,13 @@ impl NsState {
         }
         entry.exposed = true;
         let deadline = entry.deadline;
+        if let Some(journal) = &self.journal {
+            let ns = self.name.as_str();
+            journal.append(&Record::Expose {
+                ns,
+                id: id.to_u128(),
+            });
+        }
         self.index(deadline, ExpiryKey::Blob(id))
     }
 
@@ -303,9 +386,14 @@ impl NsState {
         grave: &mut Graveyard,
     ) -> Option<Millis> {
         let totals = self.totals.clone();
+        if matches!(arrival, Arrival::Push | Arrival::DeadLetter) {
+            if let Some(journal) = &self.journal {
+                journal.append(&put_record(&self.name, queue, &element));
+            }
+        }
         let q = self.queue_mut(queue, now);
         q.last_active = now;
-        if arrival != Arrival::Return {
+        if matches!(arrival, Arrival::Push | Arrival::DeadLetter) {
             q.count_push();
         }
         if arrival == Arrival::Push {
@@ -375,10 +463,12 @@ impl NsState {
         let with_data = mode.with_data;
         let blob = element.blob.clone();
         if blob.as_ref().is_some_and(|b| b.is_deleted()) {
+            self.log_take(&element);
             grave.elements.push(element);
             return (Taken::Gone, None);
         }
         let Some(lease_ms) = mode.lease_ms else {
+            self.log_take(&element);
             let wake = blob.and_then(|b| self.release_blob(&b, !with_data, now, grave));
             let taken = Taken::Element {
                 element,
@@ -454,6 +544,7 @@ impl NsState {
         let Some(element) = element else {
             return (false, wake);
         };
+        self.log_take(&element);
         let wake_blob = element
             .blob
             .clone()
@@ -527,6 +618,7 @@ impl NsState {
         if element.deliveries >= self.max_deliveries {
             if let Some(dead) = queue.dead_letter() {
                 tracing::debug!(queue = %queue, element = %element.id, deliveries = element.deliveries, "dead-lettered");
+                self.log_take(&element);
                 return self.enqueue(&dead, element, Arrival::DeadLetter, now, grave);
             }
         }
@@ -546,6 +638,7 @@ impl NsState {
             q.count_expiry();
         }
         self.totals.expired();
+        self.log_take(&element);
         let wake = element
             .blob
             .clone()
@@ -732,6 +825,51 @@ impl NsState {
     }
 }
 
+/// The log record of a stored blob.
+fn blob_record<'a>(ns: &'a Name, blob: &'a Blob, deadline: Millis, exposed: bool) -> Record<'a> {
+    let data = match blob.content() {
+        BlobContent::Memory(bytes) => BlobData::Inline(bytes),
+        // Durable mode only makes stored files; a spill file cannot be named
+        // relative to the data directory, so it is recorded by its name too and
+        // would be found missing at replay.
+        BlobContent::Stored(_) | BlobContent::Spilled(_) => BlobData::File(
+            blob.spill_path()
+                .and_then(|p| p.file_name())
+                .and_then(|n| n.to_str())
+                .unwrap_or_default(),
+        ),
+    };
+    Record::Blob {
+        ns: ns.as_str(),
+        id: blob.id().to_u128(),
+        size: blob.size(),
+        meta: meta_record(blob.meta()),
+        deadline: deadline.0,
+        exposed,
+        data,
+    }
+}
+
+/// The log record of an element entering `queue`.
+fn put_record<'a>(ns: &'a Name, queue: &'a Name, element: &'a Element) -> Record<'a> {
+    Record::Put {
+        ns: ns.as_str(),
+        queue: queue.as_str(),
+        id: element.id.to_u128(),
+        blob: element.blob.as_ref().map(|b| b.id().to_u128()),
+        meta: meta_record(&element.meta),
+        deadline: element.deadline.0,
+        deliveries: element.deliveries,
+    }
+}
+
+fn meta_record(meta: &Metadata) -> MetaRecord<'_> {
+    MetaRecord {
+        content_type: &meta.content_type,
+        custom: meta.custom.iter().map(|p| (&*p.key, &*p.value)).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Random operations against the namespace state and a plain model side
@@ -869,6 +1007,7 @@ mod tests {
             Arc::new(Totals::default()),
             MAX_DELIVERIES,
             Quota::default(),
+            None,
         )
         .state
         .into_inner()

@@ -224,6 +224,14 @@ impl TestServer {
         }
     }
 
+    /// Kills the process with SIGKILL, as a crash would, and reaps it.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap");
+        }
+    }
+
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }

@@ -1,0 +1,191 @@
+//! What the log holds: one [`Record`] per change of the durable state, each
+//! framed as `[payload length u32 LE][CRC-32 of payload u32 LE][payload]`.
+//!
+//! Records are logical (by element and blob id), not positional, so replay
+//! needs no queue positions and compaction can rewrite the live state as the
+//! same kinds of records. The payload is postcard: compact, schema-free and
+//! borrowing on decode, so replaying a segment allocates little.
+
+use serde::{Deserialize, Serialize};
+
+/// Bytes before each payload: its length and its checksum.
+pub const FRAME_HEADER: usize = 8;
+
+/// Largest payload accepted on replay: bigger lengths are corruption, not
+/// records (an inline body is below the spill threshold, far smaller).
+pub const MAX_PAYLOAD: usize = 64 << 20;
+
+/// One change of the durable state of a namespace.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq, Clone)]
+pub enum Record<'a> {
+    /// A blob was stored: pushed with an element or through `/tbs`.
+    Blob {
+        ns: &'a str,
+        id: u128,
+        size: u64,
+        #[serde(borrow)]
+        meta: MetaRecord<'a>,
+        deadline: u64,
+        /// Stored through `/tbs` (it lives to its deadline with no element).
+        exposed: bool,
+        #[serde(borrow)]
+        data: BlobData<'a>,
+    },
+    /// A header-only pop handed the blob's id out: it now lives to its deadline.
+    Expose { ns: &'a str, id: u128 },
+    /// The blob is gone (last reference, deleted or expired).
+    BlobGone { ns: &'a str, id: u128 },
+    /// An element entered `queue` at its tail (a push or a dead-letter move).
+    Put {
+        ns: &'a str,
+        queue: &'a str,
+        id: u128,
+        blob: Option<u128>,
+        #[serde(borrow)]
+        meta: MetaRecord<'a>,
+        deadline: u64,
+        deliveries: u32,
+    },
+    /// The element left its queue for good (popped, acknowledged, expired,
+    /// or moved to a dead-letter queue, which a `Put` then records).
+    Take { ns: &'a str, id: u128 },
+}
+
+/// An element's or blob's metadata.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq, Clone)]
+pub struct MetaRecord<'a> {
+    pub content_type: &'a str,
+    #[serde(borrow)]
+    pub custom: Vec<(&'a str, &'a str)>,
+}
+
+/// Where a blob's bytes are.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq, Clone)]
+pub enum BlobData<'a> {
+    /// Small bodies live in the log itself.
+    Inline(#[serde(with = "serde_bytes")] &'a [u8]),
+    /// Large ones are a file of the data directory's `blobs/` folder.
+    File(&'a str),
+}
+
+impl Record<'_> {
+    /// The namespace the record belongs to.
+    pub fn namespace(&self) -> &str {
+        match self {
+            Record::Blob { ns, .. }
+            | Record::Expose { ns, .. }
+            | Record::BlobGone { ns, .. }
+            | Record::Put { ns, .. }
+            | Record::Take { ns, .. } => ns,
+        }
+    }
+}
+
+/// Appends `record`, framed, to `buf`.
+pub fn encode(record: &Record<'_>, buf: &mut Vec<u8>) {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; FRAME_HEADER]);
+    let buf2 = std::mem::take(buf);
+    // Serialising into a Vec cannot fail: every field type is supported.
+    *buf = postcard::to_extend(record, buf2).expect("records always serialise");
+    let payload_len = buf.len() - start - FRAME_HEADER;
+    let crc = crc32fast::hash(&buf[start + FRAME_HEADER..]);
+    buf[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Why the frames of a buffer stopped before its end.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FrameError {
+    /// The buffer ends inside a frame: a write cut short by a crash.
+    Truncated,
+    /// A whole frame whose checksum or content is wrong.
+    Corrupt(&'static str),
+}
+
+/// Reads the frame at the start of `buf`: its record and the frame's length.
+pub fn decode(buf: &[u8]) -> Result<(Record<'_>, usize), FrameError> {
+    if buf.len() < FRAME_HEADER {
+        return Err(FrameError::Truncated);
+    }
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    if len > MAX_PAYLOAD {
+        return Err(FrameError::Corrupt("impossible record length"));
+    }
+    let Some(payload) = buf.get(FRAME_HEADER..FRAME_HEADER + len) else {
+        return Err(FrameError::Truncated);
+    };
+    if crc32fast::hash(payload) != crc {
+        return Err(FrameError::Corrupt("checksum mismatch"));
+    }
+    let record = postcard::from_bytes(payload).map_err(|_| FrameError::Corrupt("bad record"))?;
+    Ok((record, FRAME_HEADER + len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<Record<'static>> {
+        let meta = MetaRecord {
+            content_type: "image/png",
+            custom: vec![("k", "v=1"), ("a", "")],
+        };
+        vec![
+            Record::Blob {
+                ns: "ns",
+                id: u128::MAX - 3,
+                size: 4,
+                meta: meta.clone(),
+                deadline: 1_700_000_000_000,
+                exposed: false,
+                data: BlobData::Inline(b"a\0\xffb"),
+            },
+            Record::Put {
+                ns: "ns",
+                queue: "q.dead",
+                id: 7,
+                blob: Some(u128::MAX - 3),
+                meta,
+                deadline: 5,
+                deliveries: 3,
+            },
+            Record::Expose { ns: "ns", id: 1 },
+            Record::BlobGone { ns: "ns", id: 1 },
+            Record::Take { ns: "x", id: 7 },
+        ]
+    }
+
+    #[test]
+    fn records_round_trip_through_frames() {
+        let mut buf = Vec::new();
+        for r in sample() {
+            encode(&r, &mut buf);
+        }
+        let mut rest = &buf[..];
+        for expected in sample() {
+            let (record, used) = decode(rest).unwrap();
+            assert_eq!(record, expected);
+            rest = &rest[used..];
+        }
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn a_cut_frame_is_truncated_and_a_flipped_byte_is_corrupt() {
+        let mut buf = Vec::new();
+        encode(&sample()[0], &mut buf);
+        for cut in [0, 3, FRAME_HEADER, buf.len() - 1] {
+            assert_eq!(decode(&buf[..cut]).unwrap_err(), FrameError::Truncated);
+        }
+        for i in FRAME_HEADER..buf.len() {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x10;
+            assert!(
+                matches!(decode(&bad), Err(FrameError::Corrupt(_))),
+                "byte {i}"
+            );
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Opening a data directory: lock it, replay its log, cut a torn tail, put
+//! the live state back into namespaces, and start the journal.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use super::blob::{Blob, BlobContent, StoredFile};
+use super::clock::Millis;
+use super::element::Element;
+use super::ids::{BlobId, ElementId};
+use super::journal::files::{DataDir, DirLock, SegmentKind};
+use super::journal::replay::{replay, LiveData, LiveMeta, LiveNamespace, OnDamage};
+use super::journal::{DurabilityConfig, Journal};
+use super::meta::{CustomPair, Metadata};
+use super::name::Name;
+use super::namespace::{Arrival, Graveyard, Namespace, NsState, Quota};
+use super::stats::Totals;
+
+/// A data directory in use: its lock and its journal.
+pub(crate) struct Opened {
+    pub lock: DirLock,
+    pub journal: Arc<Journal>,
+    pub dir: DataDir,
+}
+
+/// What the store needs to rebuild its namespaces.
+pub(crate) struct Rebuild<'a> {
+    pub namespaces: &'a DashMap<Name, Arc<Namespace>>,
+    pub totals: &'a Arc<Totals>,
+    pub max_deliveries: u32,
+    pub quota_of: &'a dyn Fn(&Name) -> Quota,
+}
+
+/// Opens `config.dir`, restores its live state into `rebuild.namespaces`,
+/// and returns the deadlines the sweeper must know about.
+pub(crate) fn open(
+    config: &DurabilityConfig,
+    rebuild: &Rebuild<'_>,
+) -> io::Result<(Opened, Vec<(Millis, Name)>)> {
+    let dir = DataDir::new(&config.dir);
+    dir.create()?;
+    let lock = DirLock::acquire(&dir)?;
+    let on_damage = if config.repair {
+        OnDamage::Repair
+    } else {
+        OnDamage::Refuse
+    };
+    let (mut state, report) = replay(&dir, on_damage).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("{e}; the log is damaged before its end. Start with --repair to keep what precedes the damage and drop the rest of that file"),
+        )
+    })?;
+    for damage in &report.repaired {
+        tracing::warn!(%damage, "--repair: dropped the rest of a damaged log file");
+    }
+    if let Some((path, len)) = &report.torn_tail {
+        let file = fs::OpenOptions::new().write(true).open(path)?;
+        let was = file.metadata()?.len();
+        file.set_len(*len)?;
+        file.sync_all()?;
+        tracing::warn!(path = %path.display(), kept_bytes = len, cut_bytes = was - len, "cut a torn record off the end of the log (a crash during a write)");
+    }
+    let now = Millis::now();
+    state.settle(now.0);
+    remove_orphan_files(&dir, &state.blob_files())?;
+    let compacted = dir
+        .list()?
+        .iter()
+        .filter(|(_, k)| *k == SegmentKind::Compact)
+        .filter_map(|(seq, k)| fs::metadata(dir.segment(*seq, *k)).ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0);
+    let journal = Arc::new(Journal::start(
+        dir.clone(),
+        config,
+        report.last_seq + 1,
+        compacted,
+    )?);
+    let mut wakeups = Vec::new();
+    let (mut elements, mut blobs) = (0u64, 0u64);
+    for (name, live) in &state.namespaces {
+        let Ok(ns) = Name::parse(name) else {
+            tracing::warn!(namespace = %name, "skipped a namespace with an invalid name in the log");
+            continue;
+        };
+        let namespace = Namespace::new(
+            ns.clone(),
+            rebuild.totals.clone(),
+            rebuild.max_deliveries,
+            (rebuild.quota_of)(&ns),
+            Some(journal.clone()),
+        );
+        let wake = {
+            let mut st = namespace.lock();
+            let counted = restore_namespace(&mut st, live, &dir, rebuild.totals, now);
+            elements += counted.0;
+            blobs += counted.1;
+            st.reschedule()
+        };
+        if let Some(at) = wake {
+            wakeups.push((at, ns.clone()));
+        }
+        rebuild.namespaces.insert(ns, Arc::new(namespace));
+    }
+    tracing::info!(
+        dir = %config.dir.display(),
+        records = report.records,
+        segments = report.segments,
+        elements,
+        blobs,
+        "data directory replayed"
+    );
+    Ok((Opened { lock, journal, dir }, wakeups))
+}
+
+/// Rebuilds one namespace's blobs and queues. Returns (elements, blobs).
+fn restore_namespace(
+    st: &mut NsState,
+    live: &LiveNamespace,
+    dir: &DataDir,
+    totals: &Arc<Totals>,
+    now: Millis,
+) -> (u64, u64) {
+    let mut metas: HashMap<u128, Arc<Metadata>> = HashMap::new();
+    for (id, b) in &live.blobs {
+        let content = match &b.data {
+            LiveData::Inline(bytes) => BlobContent::Memory(bytes.clone()),
+            LiveData::File(name) => {
+                let path = dir.blob_dir().join(&**name);
+                if !path.exists() {
+                    tracing::warn!(path = %path.display(), "a blob's file is missing; its elements will answer 410 Gone");
+                }
+                BlobContent::Stored(StoredFile::new(path, true))
+            }
+        };
+        let meta = metadata(&b.meta);
+        metas.insert(*id, meta.clone());
+        let blob = Blob::with_id(
+            BlobId::from_u128(*id),
+            content,
+            b.size,
+            meta,
+            totals.clone(),
+        );
+        let _ = st.restore_blob(blob, b.exposed, Millis(b.deadline));
+    }
+    let mut grave = Graveyard::default();
+    let mut count = 0;
+    for (queue, elements) in live.queues() {
+        let Ok(queue) = Name::parse(queue) else {
+            tracing::warn!(%queue, "skipped a queue with an invalid name in the log");
+            continue;
+        };
+        for (id, e) in elements {
+            let blob = e.blob.and_then(|b| st.restored_blob(BlobId::from_u128(b)));
+            // Share the blob's metadata when the element has the same.
+            let meta = match (&blob, e.blob.and_then(|b| metas.get(&b))) {
+                (Some(_), Some(m)) if live_meta_eq(m, &e.meta) => m.clone(),
+                _ => metadata(&e.meta),
+            };
+            let element = Element {
+                id: ElementId::from_u128(id),
+                blob,
+                meta,
+                deadline: Millis(e.deadline),
+                deliveries: e.deliveries,
+            };
+            let _ = st.enqueue(&queue, element, Arrival::Restore, now, &mut grave);
+            count += 1;
+        }
+    }
+    (count, live.blobs.len() as u64)
+}
+
+fn metadata(m: &LiveMeta) -> Arc<Metadata> {
+    Arc::new(Metadata {
+        content_type: m.content_type.clone(),
+        custom: m
+            .custom
+            .iter()
+            .map(|(k, v)| CustomPair {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+    })
+}
+
+fn live_meta_eq(m: &Metadata, live: &LiveMeta) -> bool {
+    *m.content_type == *live.content_type
+        && m.custom.len() == live.custom.len()
+        && m.custom
+            .iter()
+            .zip(&live.custom)
+            .all(|(p, (k, v))| p.key == *k && p.value == *v)
+}
+
+/// Removes blob files no live blob refers to: bodies received when the
+/// process died before their push was logged, or whose removal was pending.
+fn remove_orphan_files(dir: &DataDir, live: &std::collections::HashSet<&str>) -> io::Result<()> {
+    let mut removed = 0u64;
+    for entry in fs::read_dir(dir.blob_dir())? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_str().is_some_and(|n| live.contains(n)) {
+            continue;
+        }
+        fs::remove_file(entry.path())?;
+        removed += 1;
+    }
+    if removed > 0 {
+        tracing::info!(
+            files = removed,
+            "removed blob files the log does not refer to"
+        );
+    }
+    Ok(())
+}
