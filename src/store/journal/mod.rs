@@ -2,14 +2,16 @@
 //! store, replayed at start-up.
 //!
 //! Operations append [`Record`]s to an in-memory buffer while they hold their
-//! namespace's lock (so the log's order is the order the changes happened),
-//! and a writer thread moves the buffer to the current segment file in one
-//! `write` per batch. A client is answered only once its change is written
-//! (and, with `--fsync always`, synced): every request waiting meanwhile
-//! shares that write and that `fsync`, which is what keeps throughput up under
-//! concurrency (group commit). Sealed segments are compacted by a second
-//! thread from the files alone, so compaction never takes a store lock.
-//! `docs/DURABILITY.md` describes the guarantees.
+//! namespace's lock (so the log's order is the order the changes happened).
+//! Before answering, a request waits for its records to be written (and, with
+//! `--fsync always`, synced): the first waiter to find the segment free
+//! becomes the leader and writes everything pending in one `write` for all
+//! waiters, syncing it too in `always` mode; requests arriving meanwhile are
+//! written by the next leader. This is group commit without a hand-off to
+//! another thread. In `batch` mode a separate thread syncs what was written
+//! every interval, so no request ever waits for an `fsync`. Sealed segments
+//! are compacted by a third thread from the files alone, so compaction never
+//! takes a store lock. `docs/DURABILITY.md` describes the guarantees.
 
 pub mod files;
 pub mod record;
@@ -17,7 +19,7 @@ pub mod replay;
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -67,24 +69,30 @@ pub enum Commit {
 /// The log's writing end.
 pub struct Journal {
     shared: Arc<Shared>,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    compactor: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 struct Shared {
+    /// Records appended and not yet written. Appenders hold it for an encode.
     pending: Mutex<Pending>,
-    wake: Condvar,
+    /// The segment being written. Whoever holds it is the leader: it writes
+    /// every pending record for everyone waiting (group commit).
+    out: Mutex<Output>,
     /// Records written to the segment file (in the page cache).
     written: watch::Sender<u64>,
     /// Records on stable storage.
     synced: watch::Sender<u64>,
     failed: AtomicBool,
+    closing: AtomicBool,
+    /// Wakes the batch-mode syncer early at shutdown.
+    syncer_wake: (Mutex<()>, Condvar),
     mode: FsyncMode,
     interval: Duration,
     segment_bytes: u64,
     dir: DataDir,
     /// Size of the last compacted file: the live data, roughly.
     compacted_bytes: AtomicU64,
+    to_compactor: Mutex<mpsc::Sender<u64>>,
 }
 
 #[derive(Default)]
@@ -94,9 +102,24 @@ struct Pending {
     appended: u64,
     /// Blob files to remove once the records saying they are gone are durable.
     unlink: Vec<PathBuf>,
-    /// New blob files were made: the folder must be synced with the log.
+    /// New blob files were made: their folder must be synced with the log.
     new_files: bool,
-    closing: bool,
+}
+
+/// The leader's side: the open segment and what waits for its sync.
+struct Output {
+    file: Arc<File>,
+    seq: u64,
+    file_len: u64,
+    /// Bytes in segments sealed since the last compaction.
+    sealed_bytes: u64,
+    /// Records written to `file` or an earlier segment.
+    written: u64,
+    /// Files to remove once the record count given is synced.
+    unlink: Vec<(u64, PathBuf)>,
+    /// Blob files were created since the last sync.
+    dir_dirty: bool,
+    spare: Vec<u8>,
 }
 
 /// The journal failed to write: answers cannot be promised durable.
@@ -114,69 +137,65 @@ impl Journal {
     ) -> io::Result<Journal> {
         let file = create_segment(&dir.segment(seq, SegmentKind::Log))?;
         sync_dir(&dir.log_dir())?;
+        let (to_compactor, sealed) = mpsc::channel();
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
-            wake: Condvar::new(),
+            out: Mutex::new(Output {
+                file: Arc::new(file),
+                seq,
+                file_len: files::MAGIC.len() as u64,
+                sealed_bytes: 0,
+                written: 0,
+                unlink: Vec::new(),
+                dir_dirty: false,
+                spare: Vec::new(),
+            }),
             written: watch::Sender::new(0),
             synced: watch::Sender::new(0),
             failed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            syncer_wake: (Mutex::new(()), Condvar::new()),
             mode: config.fsync,
             interval: config.fsync_interval,
             segment_bytes: config.segment_bytes,
             dir,
             compacted_bytes: AtomicU64::new(compacted),
+            to_compactor: Mutex::new(to_compactor),
         });
-        let (to_compactor, sealed) = mpsc::channel();
-        let writer = {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("blobq-journal".into())
-                .spawn(move || {
-                    Writer {
-                        shared,
-                        file,
-                        seq,
-                        file_len: files::MAGIC.len() as u64,
-                        sealed_bytes: 0,
-                        to_compactor,
-                    }
-                    .run()
-                })?
-        };
-        let compactor = {
-            let shared = shared.clone();
+        let mut threads = Vec::new();
+        let compactor = shared.clone();
+        threads.push(
             std::thread::Builder::new()
                 .name("blobq-compact".into())
-                .spawn(move || compact_loop(&shared, &sealed))?
-        };
+                .spawn(move || compact_loop(&compactor, &sealed))?,
+        );
+        let syncer = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("blobq-fsync".into())
+                .spawn(move || syncer.flush_periodically())?,
+        );
         Ok(Journal {
             shared,
-            writer: Mutex::new(Some(writer)),
-            compactor: Mutex::new(Some(compactor)),
+            threads: Mutex::new(threads),
         })
     }
 
     fn pending(&self) -> MutexGuard<'_, Pending> {
-        self.shared
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.shared.pending)
     }
 
-    /// Appends a record. Called under the namespace's lock, so keep it short:
-    /// an encode into a buffer and a wake-up.
+    /// Appends a record. Called under the namespace's lock, so it is kept
+    /// to an encode into a buffer.
     pub fn append(&self, record: &Record<'_>) {
         let mut p = self.pending();
         record::encode(record, &mut p.buf);
         p.appended += 1;
-        drop(p);
-        self.shared.wake.notify_one();
     }
 
-    /// Removes `path` once the log durably says the blob is gone.
+    /// Removes `path` once the log durably says its blob is gone.
     pub fn unlink_later(&self, path: PathBuf) {
         self.pending().unlink.push(path);
-        self.shared.wake.notify_one();
     }
 
     /// A new blob file exists: sync its folder with the next log sync.
@@ -184,12 +203,10 @@ impl Journal {
         self.pending().new_files = true;
     }
 
-    pub fn mode(&self) -> FsyncMode {
-        self.shared.mode
-    }
-
     /// Waits until every record appended so far is as durable as `commit`
-    /// asks in this mode.
+    /// asks in this mode. The first waiter to find the segment free writes
+    /// everything pending (and syncs it in `always` mode) for all waiters;
+    /// the others wait for its result.
     pub async fn wait(&self, commit: Commit) -> Result<(), JournalFailed> {
         let sync = self.shared.mode == FsyncMode::Always;
         if commit == Commit::Consumed && !sync {
@@ -201,32 +218,51 @@ impl Journal {
         } else {
             self.shared.written.subscribe()
         };
-        let reached = rx.wait_for(|&n| n >= target).await.is_ok();
-        if !reached || self.shared.failed.load(Ordering::Acquire) {
-            return Err(JournalFailed);
+        loop {
+            if self.shared.failed.load(Ordering::Acquire) {
+                return Err(JournalFailed);
+            }
+            if *rx.borrow_and_update() >= target {
+                return Ok(());
+            }
+            let led = match self.shared.out.try_lock() {
+                Ok(out) => Some(self.shared.lead_blocking(out)),
+                Err(std::sync::TryLockError::Poisoned(p)) => {
+                    Some(self.shared.lead_blocking(p.into_inner()))
+                }
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            match led {
+                Some(Ok(())) => continue,
+                Some(Err(e)) => {
+                    self.shared.fail(&e);
+                    return Err(JournalFailed);
+                }
+                None => {
+                    if rx.changed().await.is_err() {
+                        return Err(JournalFailed);
+                    }
+                }
+            }
         }
-        Ok(())
     }
 
-    /// Writes and syncs what is pending and stops the threads.
+    /// Writes and syncs what is pending, removes the files waiting for it,
+    /// and stops the background threads.
     pub fn close(&self) {
-        self.pending().closing = true;
-        self.shared.wake.notify_one();
-        let writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(w) = writer {
-            let _ = w.join();
+        if self.shared.closing.swap(true, Ordering::AcqRel) {
+            return;
         }
-        let compactor = self
-            .compactor
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(c) = compactor {
-            let _ = c.join();
+        let out = lock(&self.shared.out);
+        if let Err(e) = self.shared.lead(out, true) {
+            self.shared.fail(&e);
+        }
+        self.shared.syncer_wake.1.notify_all();
+        // Closing the channel ends the compactor.
+        let (closed, _) = mpsc::channel();
+        *lock(&self.shared.to_compactor) = closed;
+        for thread in lock(&self.threads).drain(..) {
+            let _ = thread.join();
         }
     }
 }
@@ -246,147 +282,169 @@ impl Drop for Journal {
     }
 }
 
-/// The writer thread's state.
-struct Writer {
-    shared: Arc<Shared>,
-    file: File,
-    seq: u64,
-    file_len: u64,
-    /// Bytes in segments sealed since the last compaction.
-    sealed_bytes: u64,
-    to_compactor: mpsc::Sender<u64>,
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Writer {
-    fn run(mut self) {
-        let mut spare = Vec::new();
-        let mut written = 0u64;
-        let mut synced = 0u64;
-        let mut last_sync = Instant::now();
-        let mut unlink: Vec<PathBuf> = Vec::new();
-        let mut dir_dirty = false;
-        loop {
-            let (batch, appended, closing) = {
-                let mut p = self
-                    .shared
-                    .pending
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                loop {
-                    let unsynced = written > synced || dir_dirty || !unlink.is_empty();
-                    let batch_sync = self.shared.mode == FsyncMode::Batch && unsynced;
-                    let sync_due = batch_sync && last_sync.elapsed() >= self.shared.interval;
-                    if !p.buf.is_empty() || !p.unlink.is_empty() || p.closing || sync_due {
-                        break;
-                    }
-                    let timeout = if batch_sync {
-                        self.shared.interval.saturating_sub(last_sync.elapsed())
-                    } else {
-                        Duration::from_secs(1)
-                    };
-                    p = self
-                        .shared
-                        .wake
-                        .wait_timeout(p, timeout)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-                unlink.append(&mut p.unlink);
-                dir_dirty |= std::mem::take(&mut p.new_files);
-                std::mem::swap(&mut p.buf, &mut spare);
-                (std::mem::take(&mut spare), p.appended, p.closing)
-            };
-            let mut batch = batch;
-            if !batch.is_empty() {
-                if let Err(e) = self.file.write_all(&batch) {
-                    self.fail(&e);
-                    return;
-                }
-                self.file_len += batch.len() as u64;
-            }
-            written = appended;
-            self.shared.written.send_replace(written);
-            batch.clear();
-            spare = batch;
-            let sync_now = match self.shared.mode {
-                FsyncMode::Always => true,
-                FsyncMode::Batch => closing || last_sync.elapsed() >= self.shared.interval,
-                FsyncMode::Never => closing,
-            };
-            if sync_now && (written > synced || dir_dirty || !unlink.is_empty()) {
-                if let Err(e) = self.sync(std::mem::take(&mut dir_dirty)) {
-                    self.fail(&e);
-                    return;
-                }
-                synced = written;
-                last_sync = Instant::now();
-                self.shared.synced.send_replace(synced);
-            }
-            if sync_now || self.shared.mode == FsyncMode::Never {
-                remove_files(&mut unlink);
-            }
-            if closing {
-                return;
-            }
-            if self.file_len >= self.shared.segment_bytes {
-                if let Err(e) = self.rotate() {
-                    self.fail(&e);
-                    return;
-                }
-            }
+impl Shared {
+    /// [`Shared::lead`] from an async task: an `fsync` can take milliseconds,
+    /// so in `always` mode the worker thread's other tasks move elsewhere
+    /// meanwhile.
+    fn lead_blocking(&self, out: MutexGuard<'_, Output>) -> io::Result<()> {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if self.mode == FsyncMode::Always && multi_thread {
+            tokio::task::block_in_place(|| self.lead(out, false))
+        } else {
+            self.lead(out, false)
         }
     }
 
-    fn sync(&self, dir_dirty: bool) -> io::Result<()> {
-        self.file.sync_data()?;
-        if dir_dirty {
-            sync_dir(&self.shared.dir.blob_dir())?;
+    /// Writes every pending record in one `write`; syncs in `always` mode
+    /// (or when `final_sync`); seals the segment once it is full.
+    fn lead(&self, mut out: MutexGuard<'_, Output>, final_sync: bool) -> io::Result<()> {
+        let (mut batch, appended, unlink, new_files) = {
+            let mut p = lock(&self.pending);
+            let spare = std::mem::take(&mut out.spare);
+            let batch = std::mem::replace(&mut p.buf, spare);
+            let unlink = std::mem::take(&mut p.unlink);
+            (batch, p.appended, unlink, std::mem::take(&mut p.new_files))
+        };
+        if batch.is_empty() && unlink.is_empty() && !new_files && !final_sync {
+            out.spare = batch;
+            return Ok(());
+        }
+        if !batch.is_empty() {
+            (&*out.file).write_all(&batch)?;
+            out.file_len += batch.len() as u64;
+        }
+        batch.clear();
+        out.spare = batch;
+        out.written = appended;
+        out.dir_dirty |= new_files;
+        out.unlink
+            .extend(unlink.into_iter().map(|path| (appended, path)));
+        self.written.send_replace(appended);
+        match self.mode {
+            FsyncMode::Always => self.sync(&mut out)?,
+            _ if final_sync => self.sync(&mut out)?,
+            // Nothing promised beyond the page cache: remove at once.
+            FsyncMode::Never => remove_files(out.unlink.drain(..).map(|(_, p)| p)),
+            FsyncMode::Batch => {}
+        }
+        if out.file_len >= self.segment_bytes {
+            self.rotate(&mut out)?;
         }
         Ok(())
+    }
+
+    /// Syncs the segment (and the blob folder if files were added), then
+    /// removes the files whose removal is now durable.
+    fn sync(&self, out: &mut Output) -> io::Result<()> {
+        out.file.sync_data()?;
+        if std::mem::take(&mut out.dir_dirty) {
+            sync_dir(&self.dir.blob_dir())?;
+        }
+        self.synced.send_replace(out.written);
+        remove_files(out.unlink.drain(..).map(|(_, p)| p));
+        Ok(())
+    }
+
+    /// Every interval, writes what nobody waited for (pops, expiries, file
+    /// removals) and, in batch mode, syncs what was written without holding
+    /// the segment, so requests never wait for an `fsync`.
+    fn flush_periodically(&self) {
+        let mut synced = 0;
+        loop {
+            {
+                let guard = lock(&self.syncer_wake.0);
+                let _ = self.syncer_wake.1.wait_timeout(guard, self.interval);
+            }
+            if self.closing.load(Ordering::Acquire) {
+                return;
+            }
+            let (file, written, dir_dirty) = {
+                let mut out = lock(&self.out);
+                if let Err(e) = self.lead(out, false) {
+                    self.fail(&e);
+                    return;
+                }
+                if self.mode != FsyncMode::Batch {
+                    continue;
+                }
+                out = lock(&self.out);
+                let dirty = std::mem::take(&mut out.dir_dirty);
+                (out.file.clone(), out.written, dirty)
+            };
+            if written == synced && !dir_dirty {
+                continue;
+            }
+            let result = file.sync_data().and_then(|()| {
+                if dir_dirty {
+                    sync_dir(&self.dir.blob_dir())
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = result {
+                self.fail(&e);
+                return;
+            }
+            synced = written;
+            self.synced.send_replace(synced);
+            let due: Vec<PathBuf> = {
+                let mut out = lock(&self.out);
+                let (due, later) = std::mem::take(&mut out.unlink)
+                    .into_iter()
+                    .partition(|(at, _)| *at <= synced);
+                out.unlink = later;
+                due.into_iter().map(|(_, p)| p).collect()
+            };
+            remove_files(due.into_iter());
+        }
     }
 
     /// Seals the current segment and starts the next; hands the sealed one to
     /// compaction once enough has built up since the last.
-    fn rotate(&mut self) -> io::Result<()> {
-        self.file.sync_data()?;
-        let next = self.seq + 1;
-        self.file = create_segment(&self.shared.dir.segment(next, SegmentKind::Log))?;
-        sync_dir(&self.shared.dir.log_dir())?;
-        self.sealed_bytes += self.file_len;
-        self.file_len = files::MAGIC.len() as u64;
-        let live = self.shared.compacted_bytes.load(Ordering::Relaxed);
-        if self.sealed_bytes >= live.max(self.shared.segment_bytes) {
-            let _ = self.to_compactor.send(self.seq);
-            self.sealed_bytes = 0;
+    fn rotate(&self, out: &mut Output) -> io::Result<()> {
+        // Sealed segments are complete on disk before later ones get data,
+        // so only the newest segment can ever have a torn tail.
+        out.file.sync_data()?;
+        let next = out.seq + 1;
+        out.file = Arc::new(create_segment(&self.dir.segment(next, SegmentKind::Log))?);
+        sync_dir(&self.dir.log_dir())?;
+        out.sealed_bytes += out.file_len;
+        out.file_len = files::MAGIC.len() as u64;
+        let live = self.compacted_bytes.load(Ordering::Relaxed);
+        if out.sealed_bytes >= live.max(self.segment_bytes) {
+            let _ = lock(&self.to_compactor).send(out.seq);
+            out.sealed_bytes = 0;
         }
-        self.seq = next;
+        out.seq = next;
         Ok(())
     }
 
     fn fail(&self, e: &io::Error) {
-        tracing::error!(error = %e, "cannot write the log; refusing further writes");
-        self.shared.failed.store(true, Ordering::Release);
+        if !self.failed.swap(true, Ordering::AcqRel) {
+            tracing::error!(error = %e, "cannot write the log; refusing further writes");
+        }
         // Wake every waiter: they see `failed`.
-        self.shared.written.send_replace(u64::MAX);
-        self.shared.synced.send_replace(u64::MAX);
+        self.written.send_replace(u64::MAX);
+        self.synced.send_replace(u64::MAX);
     }
 }
 
-fn remove_files(paths: &mut Vec<PathBuf>) {
-    for path in paths.drain(..) {
-        remove_file(&path);
-    }
-}
-
-fn remove_file(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path) {
-        if e.kind() != io::ErrorKind::NotFound {
-            tracing::warn!(path = %path.display(), error = %e, "could not remove blob file");
+fn remove_files(paths: impl Iterator<Item = PathBuf>) {
+    for path in paths {
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove blob file");
+            }
         }
     }
 }
 
-/// Compacts each sealed segment number it receives, until the writer stops.
+/// Compacts each sealed segment number it receives, until the journal closes.
 fn compact_loop(shared: &Shared, sealed: &mpsc::Receiver<u64>) {
     while let Ok(mut upto) = sealed.recv() {
         // Catch up in one pass if several were sealed meanwhile.
