@@ -88,7 +88,21 @@ pub struct Metadata {
     pub custom: Box<[CustomPair]>,
 }
 
+/// The metadata of an element pushed with none: one allocation shared by
+/// all of them instead of one per element (most pushes carry none).
+static PLAIN: LazyLock<Arc<Metadata>> = LazyLock::new(|| {
+    Arc::new(Metadata {
+        content_type: DEFAULT_CONTENT_TYPE.into(),
+        custom: Box::new([]),
+    })
+});
+
 impl Metadata {
+    /// The default content type and no custom pairs, shared.
+    pub fn plain() -> Arc<Metadata> {
+        PLAIN.clone()
+    }
+
     /// Builds metadata from already-validated parts, refusing more than
     /// `max_pairs` custom pairs.
     pub fn new(

@@ -816,6 +816,7 @@ impl NsState {
                     custom.into_boxed_slice()
                 },
             }),
+            None if content_type.is_none() && custom.is_empty() => Metadata::plain(),
             None => Arc::new(Metadata {
                 content_type: content_type
                     .unwrap_or_else(|| super::meta::DEFAULT_CONTENT_TYPE.into()),

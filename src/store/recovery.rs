@@ -179,6 +179,9 @@ fn restore_namespace(
 }
 
 fn metadata(m: &LiveMeta) -> Arc<Metadata> {
+    if m.custom.is_empty() && *m.content_type == *super::meta::DEFAULT_CONTENT_TYPE {
+        return Metadata::plain();
+    }
     Arc::new(Metadata {
         content_type: m.content_type.clone(),
         custom: m
