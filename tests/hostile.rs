@@ -770,6 +770,30 @@ async fn negative_and_enormous_numbers_are_refused_everywhere() {
 }
 
 #[tokio::test]
+async fn numbers_near_an_absurd_maximum_are_refused_not_a_crash() {
+    // Maxima no one should configure, but may: a number that rounds past
+    // what a Duration holds used to panic the request's task (the client
+    // saw a closed connection) instead of getting a 400.
+    let server = start_with(&[("--max-timeout", u64::MAX), ("--max-lease", u64::MAX)]).await;
+    for (key, kind) in [("timeout", "invalid-timeout"), ("lease", "invalid-lease")] {
+        for v in ["18446744073709551615", "18446744073709551615.5", "1e30"] {
+            let path = format!("/qs/ns/q?{key}={v}");
+            let reply = exchange(&server, &request("GET", path.as_bytes(), &[], b"")).await;
+            assert_problem(&format!("GET {path}"), &reply, 400, kind);
+        }
+    }
+    // The longest lease that fits is granted, and can be acknowledged.
+    let r = server.post("/qs/ns/q", "long").await;
+    assert_eq!(r.status(), 202, "push");
+    let r = server.get("/qs/ns/q?lease=18446744073709549568").await;
+    assert_eq!(r.status(), 200, "pop under the longest lease");
+    let receipt = common::header(&r, "x-queueserver-lease").to_owned();
+    let r = server.delete(&format!("/qs/ns/q/leases/{receipt}")).await;
+    assert_eq!(r.status(), 204, "acknowledge");
+    assert_clean_and_serving(&server, "absurd maxima", 1).await;
+}
+
+#[tokio::test]
 async fn a_stalled_body_gets_408_and_leaves_nothing() {
     let server = start_with(&[("--body-read-timeout", 1)]).await;
     for (path, announced) in [("/qs/ns/q", 100), ("/qs/ns/q", 50), ("/tbs/ns/blobs", 5000)] {
