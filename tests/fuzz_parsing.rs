@@ -24,6 +24,7 @@ use blobq::store::meta::{
 use blobq::store::name::{Name, MAX_NAME_LEN};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 /// Cases per property, from `BLOBQ_FUZZ_CASES`.
 fn cases() -> u32 {
@@ -39,6 +40,10 @@ fn config() -> ProptestConfig {
         // Shrinking is bounded too, so a failure in a long run is reported
         // in reasonable time.
         max_shrink_iters: 4096,
+        // Next to this file, as tests/fuzz_parsing.proptest-regressions.
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
         ..ProptestConfig::default()
     }
 }
@@ -475,7 +480,8 @@ proptest! {
 
     #[test]
     fn timeouts_are_within_the_maximum_or_refused(raw in number_text(), max in max_seconds()) {
-        prop_assume!(!raw.contains('&'));
+        // One parameter: a '&' would start another.
+        let raw = raw.replace('&', "");
         let l = limits(86400, max, 43200);
         match PopQuery::parse(Some(&format!("timeout={raw}")), &l) {
             Ok(q) => {
@@ -489,7 +495,8 @@ proptest! {
 
     #[test]
     fn leases_are_within_the_maximum_or_refused(raw in number_text(), max in max_seconds()) {
-        prop_assume!(!raw.contains('&'));
+        // One parameter: a '&' would start another.
+        let raw = raw.replace('&', "");
         let l = limits(86400, 300, max);
         let pop = PopQuery::parse(Some(&format!("lease={raw}")), &l).map(|q| q.lease);
         let extend = extend_query(Some(&format!("lease={raw}")), &l);
