@@ -1,7 +1,7 @@
 # blobq: the commands a developer needs.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt build release bench clean
+.PHONY: run test fuzz lint fmt build release bench clean
 
 ## run: start the server on 127.0.0.1:8080 with the defaults
 run:
@@ -10,6 +10,14 @@ run:
 ## test: unit and integration tests
 test:
 	$(CARGO) test --all-targets
+
+## fuzz: the parsing property tests (tests/fuzz_parsing.rs) with many cases:
+##       about a minute on 2 cores, reusing the debug build of `make test`.
+##       Longer: make fuzz FUZZ_CASES=1000000 FUZZ_FLAGS=--release
+FUZZ_CASES ?= 5000
+FUZZ_FLAGS ?=
+fuzz:
+	BLOBQ_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test $(FUZZ_FLAGS) --test fuzz_parsing
 
 ## lint: formatting check and clippy with warnings as errors
 lint:

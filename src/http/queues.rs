@@ -15,6 +15,7 @@ use super::request::{
 };
 use super::{header_value, json, ApiError, App, Body, Handled};
 use crate::store::blob::BlobContent;
+use crate::store::clock::saturating_millis;
 use crate::store::ids::BlobId;
 use crate::store::meta::Metadata;
 use crate::store::{Commit, PopMode, Pushed, Store};
@@ -137,7 +138,7 @@ pub(super) async fn pop(app: &App, ns: &str, q: &str, req: &Request<Incoming>) -
     let query = PopQuery::parse(req.uri().query(), &app.limits)?;
     let mode = PopMode {
         with_data: !query.header_only,
-        lease_ms: query.lease.map(|l| l.as_millis() as u64),
+        lease_ms: query.lease.map(saturating_millis),
     };
     let popped = app.store.pop(&nsn, &qn, mode, query.timeout).await?;
     let Some(p) = popped else {

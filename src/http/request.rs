@@ -203,16 +203,20 @@ fn seconds(
                 format!("{key}={raw:?} is not a number of seconds (like 5 or 0.5)"),
             )
         })?;
-    if secs > max.as_secs_f64() {
-        return Err(ApiError::bad_request(
+    // Compared as durations, not floats: a value too large for a `Duration`
+    // (possible under an absurd --max-timeout or --max-lease) is refused
+    // instead of panicking, and float rounding cannot carry a value past the
+    // maximum.
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if d <= max => Ok(d),
+        _ => Err(ApiError::bad_request(
             problem,
             format!(
                 "{key}={raw} is above the maximum of {} seconds",
                 max.as_secs_f64()
             ),
-        ));
+        )),
     }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// A lease length: at least a millisecond, at most `max`.
@@ -435,6 +439,34 @@ mod tests {
             problem(delete_after_read(Some("remove=1"))),
             "invalid-query"
         );
+    }
+
+    #[test]
+    fn seconds_beyond_any_duration_are_refused_not_a_panic() {
+        // Found by tests/fuzz_parsing.rs: under a maximum near u64::MAX
+        // seconds, `Duration::from_secs_f64` panicked on values that round
+        // to 2^64 seconds.
+        let mut l = limits();
+        l.max_timeout = Duration::from_secs(u64::MAX);
+        l.max_lease = Duration::from_secs(u64::MAX);
+        for raw in ["18446744073709551615", "18446744073709551615.5", "1e20"] {
+            let q = format!("timeout={raw}");
+            assert_eq!(
+                problem(PopQuery::parse(Some(&q), &l)),
+                "invalid-timeout",
+                "{q}"
+            );
+            let q = format!("lease={raw}");
+            assert_eq!(problem(extend_query(Some(&q), &l)), "invalid-lease", "{q}");
+        }
+        let big = PopQuery::parse(Some("timeout=18446744073709549568"), &l).unwrap();
+        assert!(big.timeout <= l.max_timeout);
+        // Rounding may not carry a value past a maximum that floats cannot hold.
+        l.max_timeout = Duration::from_secs((1 << 53) + 3);
+        let q = format!("timeout={}", (1u64 << 53) + 3);
+        if let Ok(q) = PopQuery::parse(Some(&q), &l) {
+            assert!(q.timeout <= l.max_timeout);
+        }
     }
 
     #[test]

@@ -39,6 +39,13 @@ impl Millis {
     }
 }
 
+/// `d` in whole milliseconds, saturating: a lease of more than `u64::MAX`
+/// milliseconds (possible only under an absurd `--max-lease`) must not wrap
+/// around to a short one.
+pub fn saturating_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +59,15 @@ mod tests {
         assert!(Millis(10_000).has_passed(now));
         assert!(!Millis(10_001).has_passed(now));
         assert_eq!(now.plus_secs(3), Millis(13_000));
+    }
+
+    #[test]
+    fn durations_convert_to_millis_without_wrapping() {
+        assert_eq!(saturating_millis(Duration::from_millis(1500)), 1500);
+        assert_eq!(saturating_millis(Duration::from_secs(u64::MAX)), u64::MAX);
+        assert_eq!(
+            saturating_millis(Duration::from_secs(u64::MAX / 1000 + 1)),
+            u64::MAX
+        );
     }
 }

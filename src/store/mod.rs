@@ -555,7 +555,7 @@ impl Store {
         receipt: &str,
         lease: Duration,
     ) -> Result<u64, StoreError> {
-        let lease_ms = lease.as_millis() as u64;
+        let lease_ms = clock::saturating_millis(lease);
         self.on_lease(ns, queue, receipt, |st, r, now, grave| {
             let (deadline, wake) = st.extend(queue, r, lease_ms, now, grave);
             (deadline.map(|d| d.seconds_left(now)), wake)
