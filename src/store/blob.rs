@@ -25,7 +25,7 @@ pub enum BlobContent {
     /// Bodies at or above the spill threshold.
     Spilled(TempPath),
     /// A file of the data directory, in durable mode.
-    Stored(StoredFile),
+    Stored(Box<StoredFile>),
 }
 
 /// A blob file of the data directory. Until the log records the blob

@@ -170,7 +170,7 @@ impl IngestLimits {
             file.get_ref().sync_data().await?;
         }
         let path = path.keep().map_err(|e| IngestError::Io(e.error))?;
-        Ok(BlobContent::Stored(StoredFile::new(path, false)))
+        Ok(BlobContent::Stored(Box::new(StoredFile::new(path, false))))
     }
 
     fn over_memory_budget(&self, more: u64) -> bool {

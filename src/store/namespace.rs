@@ -668,6 +668,7 @@ impl NsState {
                     else {
                         continue;
                     };
+                    self.compact_queue(&queue);
                     self.totals.element_unqueued();
                     self.held -= 1;
                     // The index already holds everything `expire` could add.
@@ -688,6 +689,22 @@ impl NsState {
             }
         }
         handled
+    }
+
+    /// Closes up the holes expiries left in `queue` once they outnumber its
+    /// elements, moving the expiry entries of the elements that moved.
+    fn compact_queue(&mut self, queue: &Name) {
+        let Some(moved) = self.queues.get_mut(queue).and_then(Queue::compact) else {
+            return;
+        };
+        for (from, _, deadline) in &moved {
+            self.expiry
+                .remove(&(*deadline, ExpiryKey::Element(queue.clone(), *from)));
+        }
+        for (_, to, deadline) in moved {
+            self.expiry
+                .insert((deadline, ExpiryKey::Element(queue.clone(), to)));
+        }
     }
 
     /// The earliest pending deadline, which becomes the new wake-up.
@@ -1224,6 +1241,39 @@ mod tests {
             Some(expect.id)
         );
         assert_eq!(st.totals.snapshot().waiting, 0);
+    }
+
+    #[test]
+    fn holes_left_by_expiry_are_closed_up_and_the_index_follows() {
+        let mut st = state();
+        let q = Name::parse("q").unwrap();
+        let mut grave = Graveyard::default();
+        // A long-lived head keeps the holes behind it from reaching the front.
+        let mut kept = vec![push_element(&mut st, &q, None, 100, Millis(0), &mut grave).id];
+        for i in 0..300 {
+            let lifetime = if i % 3 == 0 { 50 } else { 1 };
+            let e = push_element(&mut st, &q, None, lifetime, Millis(0), &mut grave);
+            if lifetime == 50 {
+                kept.push(e.id);
+            }
+        }
+        while st.expire_due(Millis(2000), 64, &mut grave) > 0 {}
+        let queue = &st.queues[&q];
+        assert!(
+            queue.ready.len() < 200,
+            "compacted: {} slots for {} elements",
+            queue.ready.len(),
+            kept.len()
+        );
+        check_invariants(&st, Millis(2000));
+        // Every moved element's expiry entry points at it: at 50 s all but the head expire.
+        while st.expire_due(Millis(50_000), 64, &mut grave) > 0 {}
+        check_invariants(&st, Millis(50_000));
+        assert_eq!(st.queues[&q].counts().elements, 1);
+        assert_eq!(
+            st.take_head(&q, Millis(50_000), &mut grave).map(|e| e.id),
+            Some(kept[0])
+        );
     }
 
     #[test]

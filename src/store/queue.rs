@@ -1,6 +1,6 @@
 //! One FIFO queue: its ready elements and the consumers waiting on it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use tokio::sync::oneshot;
 
@@ -39,11 +39,16 @@ pub(crate) struct Waiter {
 
 #[derive(Debug)]
 pub(crate) struct Queue {
-    /// Ready elements by sequence number. A map rather than a `VecDeque` so the
-    /// sweeper removes an expired element from the middle in O(log n).
-    ready: BTreeMap<u64, Element>,
-    /// Next sequence number at the back.
-    next_back: u64,
+    /// Ready elements in order; slot `i` holds sequence number `head_seq + i`.
+    /// A `VecDeque` rather than a map keyed by sequence number: about half
+    /// the memory per element (a B-tree filled in order is half empty), and
+    /// O(1) at both ends. An element the sweeper expires from the middle
+    /// leaves a `None` until it reaches the head or the queue is compacted.
+    pub(super) ready: VecDeque<Option<Element>>,
+    /// Sequence number of `ready[0]`.
+    head_seq: u64,
+    /// Elements in `ready` (slots that are not `None`).
+    live: usize,
     /// Waiting consumers, served in arrival order.
     waiters: VecDeque<Waiter>,
     /// Elements out under a lease, by receipt.
@@ -60,8 +65,9 @@ pub(crate) struct Queue {
 impl Queue {
     pub fn new(now: Millis) -> Queue {
         Queue {
-            ready: BTreeMap::new(),
-            next_back: FIRST_SEQ,
+            ready: VecDeque::new(),
+            head_seq: FIRST_SEQ,
+            live: 0,
             waiters: VecDeque::new(),
             leased: HashMap::new(),
             bytes: 0,
@@ -88,34 +94,82 @@ impl Queue {
 
     /// Puts `element` into the ready list and returns its sequence number.
     pub fn insert(&mut self, element: Element, end: End) -> u64 {
-        let seq = match end {
-            End::Back => {
-                let seq = self.next_back;
-                self.next_back += 1;
-                seq
-            }
-            End::Front => match self.ready.first_key_value() {
-                Some((&first, _)) => first - 1,
-                None => self.next_back - 1,
-            },
-        };
         self.bytes += element.size();
-        self.ready.insert(seq, element);
-        seq
+        self.live += 1;
+        match end {
+            End::Back => {
+                self.ready.push_back(Some(element));
+                self.head_seq + self.ready.len() as u64 - 1
+            }
+            End::Front => {
+                self.head_seq -= 1;
+                self.ready.push_front(Some(element));
+                self.head_seq
+            }
+        }
     }
 
     /// Removes and returns the head.
     pub fn pop_front(&mut self) -> Option<(u64, Element)> {
-        let (seq, element) = self.ready.pop_first()?;
+        let element = loop {
+            let slot = self.ready.pop_front()?;
+            self.head_seq += 1;
+            if let Some(element) = slot {
+                break element;
+            }
+        };
+        let seq = self.head_seq - 1;
+        self.live -= 1;
         self.bytes -= element.size();
+        self.skip_holes();
+        // Give back the memory of a backlog once it has drained.
+        let cap = self.ready.capacity();
+        if cap > 64 && self.ready.len() < cap / 4 {
+            self.ready.shrink_to(self.ready.len() * 2);
+        }
         Some((seq, element))
     }
 
     /// Removes the element with sequence number `seq` (the sweeper's path).
     pub fn remove(&mut self, seq: u64) -> Option<Element> {
-        let element = self.ready.remove(&seq)?;
+        let index = usize::try_from(seq.checked_sub(self.head_seq)?).ok()?;
+        let element = self.ready.get_mut(index)?.take()?;
+        self.live -= 1;
         self.bytes -= element.size();
+        self.skip_holes();
         Some(element)
+    }
+
+    /// Drops the holes at the head, so the head slot always holds an element.
+    fn skip_holes(&mut self) {
+        while self.ready.front().is_some_and(Option::is_none) {
+            self.ready.pop_front();
+            self.head_seq += 1;
+        }
+    }
+
+    /// When holes outnumber elements, closes them up and returns each moved
+    /// element's (old sequence number, new one, deadline), so the caller can
+    /// re-key its expiry index. Amortised O(1) per removal.
+    pub fn compact(&mut self) -> Option<Vec<(u64, u64, Millis)>> {
+        let holes = self.ready.len() - self.live;
+        if holes <= self.live.max(32) {
+            return None;
+        }
+        let mut moved = Vec::with_capacity(self.live);
+        let old = std::mem::take(&mut self.ready);
+        let mut kept = VecDeque::with_capacity(self.live);
+        for (i, slot) in old.into_iter().enumerate() {
+            if let Some(element) = slot {
+                let (from, to) = (self.head_seq + i as u64, self.head_seq + kept.len() as u64);
+                if from != to {
+                    moved.push((from, to, element.deadline));
+                }
+                kept.push_back(Some(element));
+            }
+        }
+        self.ready = kept;
+        Some(moved)
     }
 
     pub fn add_waiter(&mut self, waiter: Waiter) {
@@ -155,7 +209,11 @@ impl Queue {
     pub fn drain(&mut self) -> (Vec<Element>, Vec<Element>, usize) {
         let waiters = self.waiters.len();
         self.waiters.clear();
-        let ready = std::mem::take(&mut self.ready).into_values().collect();
+        let ready = std::mem::take(&mut self.ready)
+            .into_iter()
+            .flatten()
+            .collect();
+        self.live = 0;
         let leased = self
             .leased
             .drain()
@@ -168,12 +226,12 @@ impl Queue {
     /// The ready elements, head first (for invariant checks in tests).
     #[cfg(test)]
     pub fn ready(&self) -> impl Iterator<Item = &Element> {
-        self.ready.values()
+        self.ready.iter().flatten()
     }
 
     pub fn counts(&self) -> Counts {
         Counts {
-            elements: self.ready.len() as u64,
+            elements: self.live as u64,
             bytes: self.bytes,
             waiting: self.waiters.len() as u64,
             leased: self.leased.len() as u64,
