@@ -16,6 +16,11 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
+## bench: blobq against its ceiling and webdis, then the scale cases (docs/PERFORMANCE.md)
+## (needs wrk, redis-server, webdis; BENCH_DURATION=10 and more in bench/run.sh)
+bench:
+	bench/run.sh
+
 fmt:
 	$(CARGO) fmt
 
