@@ -1,7 +1,7 @@
 # blobq: the commands a developer needs.
 CARGO ?= cargo
 
-.PHONY: run test fuzz lint fmt build release bench clean
+.PHONY: run test fuzz lint fmt build release bench bench-durable clean
 
 ## run: start the server on 127.0.0.1:8080 with the defaults
 run:
@@ -23,6 +23,16 @@ fuzz:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+## bench: blobq against its ceiling and webdis, then the scale cases (docs/PERFORMANCE.md)
+## (needs wrk, redis-server, webdis; BENCH_DURATION=10 and more in bench/run.sh)
+bench:
+	bench/run.sh
+	bench/durability.sh
+
+## bench-durable: --data-dir in each --fsync mode against memory and redis AOF
+bench-durable:
+	bench/durability.sh
 
 fmt:
 	$(CARGO) fmt

@@ -23,10 +23,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match blobq::server::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("blobq: cannot start the runtime: {e}");

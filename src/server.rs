@@ -26,6 +26,7 @@ pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
     limits: ConnectionLimits,
+    builder: http1::Builder,
 }
 
 /// What one connection may cost, so slow or hostile clients cannot take the
@@ -34,9 +35,30 @@ pub struct Server {
 struct ConnectionLimits {
     shutdown_timeout: Duration,
     max_connections: usize,
-    header_read_timeout: Duration,
-    max_header_size: usize,
-    max_headers: usize,
+}
+
+/// The runtime the server runs on. The benchmark ceiling
+/// (`examples/ceiling.rs`) uses the same, so the comparison is fair.
+pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// The HTTP/1 settings of every connection. Public so that the benchmark
+/// ceiling serves with exactly the same ones.
+pub fn http1_builder(config: &Config) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        // Also bounds how long an idle keep-alive connection is kept.
+        .header_read_timeout(config.header_read_timeout)
+        .max_header_size(config.max_header_size);
+    if config.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+        builder.max_headers(config.max_headers);
+    }
+    builder
 }
 
 impl Server {
@@ -50,10 +72,8 @@ impl Server {
             limits: ConnectionLimits {
                 shutdown_timeout: config.shutdown_timeout,
                 max_connections: config.max_connections,
-                header_read_timeout: config.header_read_timeout,
-                max_header_size: config.max_header_size,
-                max_headers: config.max_headers,
             },
+            builder: http1_builder(config),
         })
     }
 
@@ -73,18 +93,9 @@ impl Server {
             listener,
             app,
             limits,
+            builder,
         } = self;
         let graceful = GracefulShutdown::new();
-        let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .keep_alive(true)
-            // Also bounds how long an idle keep-alive connection is kept.
-            .header_read_timeout(limits.header_read_timeout)
-            .max_header_size(limits.max_header_size);
-        if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
-            builder.max_headers(limits.max_headers);
-        }
         // One permit per open connection: at the cap, new connections wait in
         // the kernel's backlog instead of costing memory and descriptors.
         let slots = Arc::new(Semaphore::new(limits.max_connections));

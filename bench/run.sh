@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# `make bench`: blobq against its ceiling (a bare hyper server built from this
+# repository) and its peer (webdis in front of redis-server), back to back on
+# this machine with the same generator and settings, then the scale cases.
+# Prints one table; see docs/PERFORMANCE.md for the method.
+#
+# Settings (environment):
+#   BENCH_DURATION     seconds per wrk case (10)
+#   BENCH_THREADS      wrk threads (2), the same for every target
+#   BENCH_CONNECTIONS  keep-alive connections (64)
+#   BENCH_SIZES        element sizes in bytes ("100 10240 1048576")
+#   BENCH_TARGETS      which targets ("ceiling blobq webdis")
+#   BENCH_SCALE        scale cases ("big,blocked,million,storm"; "" for none)
+#   BENCH_SCALE_ARGS   extra arguments for them, e.g. "--million 100000"
+#   BENCH_PREFILL_BYTES  most bytes a pop case may queue up front (8 GiB)
+#   BENCH_OUT          where the table is also written (target/bench/latest.md)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${BENCH_DURATION:-10}
+THREADS=${BENCH_THREADS:-2}
+CONNS=${BENCH_CONNECTIONS:-64}
+SIZES=${BENCH_SIZES:-100 10240 1048576}
+TARGETS=${BENCH_TARGETS:-ceiling blobq webdis}
+SCALE_CASES=${BENCH_SCALE-big,blocked,million,storm}
+SCALE_ARGS=${BENCH_SCALE_ARGS:-}
+PREFILL_BUDGET=${BENCH_PREFILL_BYTES:-$((8 << 30))}
+OUT=${BENCH_OUT:-target/bench/latest.md}
+BLOBQ_PORT=18080 CEILING_PORT=18090 REDIS_PORT=16390 WEBDIS_PORT=17379
+
+need() { command -v "$1" >/dev/null || { echo "bench: $1 not found ($2)" >&2; exit 1; }; }
+need wrk "apt-get install -y wrk"
+need curl "apt-get install -y curl"
+if [[ " $TARGETS " == *" webdis "* ]]; then
+    if ! command -v webdis >/dev/null || ! command -v redis-server >/dev/null; then
+        echo "bench: webdis or redis-server missing (apt-get install -y webdis redis-server): skipping the peer" >&2
+        TARGETS=${TARGETS//webdis/}
+    fi
+fi
+
+echo "bench: building" >&2
+cargo build -q --release --bin blobq --example ceiling
+cargo bench -q --no-run --bench scale 2>/dev/null
+BLOBQ=target/release/blobq
+SCALE() { cargo bench -q --bench scale -- "$@"; }
+
+WORK=$(mktemp -d /tmp/blobq-bench.XXXXXX)
+ROWS=$WORK/rows.tsv
+: >"$ROWS"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+FAILED=0
+
+for port in $BLOBQ_PORT $CEILING_PORT $REDIS_PORT $WEBDIS_PORT; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "bench: port $port is already in use" >&2
+        exit 1
+    fi
+done
+
+wait_port() {
+    for _ in $(seq 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "bench: nothing listens on port $1" >&2
+    exit 1
+}
+
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# A field of the JSON line wrk.lua prints.
+jf() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" <<<"$2"; }
+
+fail() { echo "bench: FAIL: $*" >&2; FAILED=1; }
+
+# wrk_case TARGET CASE URL METHOD BODY_SIZE [NOTE]: one wrk run, one row.
+# Sets RATE.
+wrk_case() {
+    local out line requests duration errors p50 p99
+    echo "bench: $1 $2" >&2
+    out=$(BENCH_METHOD=$4 BENCH_SIZE=$5 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
+        -s bench/wrk.lua "$3" 2>&1) || true
+    line=$(grep '^BENCH ' <<<"$out" | cut -c7- || true)
+    if [[ -z $line ]]; then
+        fail "$1 $2: wrk printed no result: $out"
+        RATE=0
+        return
+    fi
+    requests=$(jf requests "$line")
+    duration=$(jf duration_us "$line")
+    p50=$(jf p50_us "$line")
+    p99=$(jf p99_us "$line")
+    errors=$(($(jf connect "$line") + $(jf read "$line") + $(jf write "$line") + $(jf status "$line") + $(jf timeout "$line")))
+    if ((errors > 0)); then
+        fail "$1 $2: $errors errors or unexpected statuses: $line"
+    fi
+    RATE=$((requests * 1000000 / duration))
+    printf '%s\t%s\t%d\t%s\t%s\t%s\n' "$1" "$2" "$RATE" \
+        "$(awk -v v="$p50" 'BEGIN{printf "%.2f", v/1000}')" \
+        "$(awk -v v="$p99" 'BEGIN{printf "%.2f", v/1000}')" "${6:-}" >>"$ROWS"
+}
+
+label() {
+    case $1 in
+    1048576) echo "1 MiB" ;;
+    10240) echo "10 KiB" ;;
+    *) echo "$1 B" ;;
+    esac
+}
+
+# Elements a pop case must find queued: half again what the fastest pop or
+# push seen for this size could take in the run.
+pop_need() { echo $(((DURATION * $1 * 3 + 1) / 2)); }
+
+declare -A CEILING_POP
+blobq_elements() {
+    curl -sf "http://127.0.0.1:$BLOBQ_PORT/qs/bench/$1/stats" | sed -n 's/.*"elements":\([0-9]*\).*/\1/p'
+}
+
+run_ceiling() {
+    local size=$1 l
+    l=$(label "$size")
+    wrk_case ceiling "push $l" "http://127.0.0.1:$CEILING_PORT/push" POST "$size"
+    wrk_case ceiling "pop $l" "http://127.0.0.1:$CEILING_PORT/get/$size" GET 0
+    CEILING_POP[$size]=$RATE
+}
+
+run_blobq() {
+    local size=$1 l pid have want queue note="" id
+    l=$(label "$size")
+    # Fresh per size; no memory budget so pop prefills stay in memory as pushes would.
+    $BLOBQ serve --listen "127.0.0.1:$BLOBQ_PORT" --spill-dir "$WORK" --memory-limit 0 \
+        --log warn 2>>"$WORK/blobq.log" &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port $BLOBQ_PORT
+    wrk_case blobq "push $l" "http://127.0.0.1:$BLOBQ_PORT/qs/bench/q$size" POST "$size"
+    have=$(blobq_elements "q$size")
+    want=$(pop_need $((RATE > ${CEILING_POP[$size]:-0} ? RATE : ${CEILING_POP[$size]:-0})))
+    queue=q$size
+    if ((want * size <= PREFILL_BUDGET)); then
+        if ((want > have)); then
+            SCALE fill "http://127.0.0.1:$BLOBQ_PORT/qs/bench/q$size" --count $((want - have)) --size "$size"
+        fi
+    else
+        # Too many bytes to queue for real: elements that all reference one
+        # stored blob (PUT with X-BlobStorage_Id). A pop serves them exactly
+        # like pushed ones, except that the blob is not freed afterwards.
+        id=$(curl -sf -X POST --data-binary @<(head -c "$size" /dev/zero) \
+            "http://127.0.0.1:$BLOBQ_PORT/tbs/bench/blobs" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+        queue=shared$size
+        SCALE fill "http://127.0.0.1:$BLOBQ_PORT/qs/bench/$queue" --method PUT --size 0 \
+            --header "X-BlobStorage_Id: $id" --count "$want"
+        note="$want references to one blob"
+    fi
+    wrk_case blobq "pop $l" "http://127.0.0.1:$BLOBQ_PORT/qs/bench/$queue" GET 0 "$note"
+    if (($(blobq_elements "$queue") == 0)); then
+        fail "blobq pop $l: the queue ran empty (some pops answered 204)"
+    fi
+    stop "$pid"
+}
+
+start_webdis() {
+    redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no \
+        --daemonize no --logfile "$WORK/redis.log" &
+    PIDS+=($!)
+    wait_port $REDIS_PORT
+    cat >"$WORK/webdis.json" <<EOF
+{
+    "redis_host": "127.0.0.1",
+    "redis_port": $REDIS_PORT,
+    "http_host": "127.0.0.1",
+    "http_port": $WEBDIS_PORT,
+    "threads": 2,
+    "pool_size": 20,
+    "daemonize": false,
+    "database": 0,
+    "verbosity": 1,
+    "logfile": "$WORK/webdis.log"
+}
+EOF
+    # webdis's libevent logs harmless epoll warnings on stderr under load.
+    webdis "$WORK/webdis.json" 2>>"$WORK/webdis.err" &
+    PIDS+=($!)
+    wait_port $WEBDIS_PORT
+}
+
+run_webdis() {
+    local size=$1 l have want url push_rate note=""
+    l=$(label "$size")
+    redis() { redis-cli -p $REDIS_PORT "$@"; }
+    wrk_case webdis "push $l" "http://127.0.0.1:$WEBDIS_PORT/LPUSH/k$size" PUT "$size"
+    have=$(redis LLEN "k$size")
+    want=$(pop_need $((RATE > ${CEILING_POP[$size]:-0} ? RATE : ${CEILING_POP[$size]:-0})))
+    push_rate=$RATE
+    url="http://127.0.0.1:$WEBDIS_PORT/RPOP/k$size.txt"
+    # webdis takes large PUT bodies slowly (under 100/s at 1 MiB here): a
+    # prefill that would take more than a minute rotates instead.
+    if ((want * size <= PREFILL_BUDGET && (want - have) <= push_rate * 60)); then
+        if ((want > have)); then
+            SCALE fill "http://127.0.0.1:$WEBDIS_PORT/LPUSH/k$size" --method PUT \
+                --count $((want - have)) --size "$size" --expect 200
+        fi
+    else
+        # Too many bytes to hold: pop from the tail and push back at the head.
+        url="http://127.0.0.1:$WEBDIS_PORT/RPOPLPUSH/k$size/k$size.txt"
+        note="RPOPLPUSH rotation"
+    fi
+    wrk_case webdis "pop $l" "$url" GET 0 "$note"
+    if (($(redis LLEN "k$size") == 0)); then
+        fail "webdis pop $l: the list ran empty"
+    fi
+    redis FLUSHALL >/dev/null
+}
+
+if [[ " $TARGETS " == *" ceiling "* ]]; then
+    target/release/examples/ceiling "127.0.0.1:$CEILING_PORT" 2>>"$WORK/ceiling.log" &
+    PIDS+=($!)
+    wait_port $CEILING_PORT
+fi
+if [[ " $TARGETS " == *" webdis "* ]]; then start_webdis; fi
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+for size in $SIZES; do
+    for target in $TARGETS; do "run_$target" "$size"; done
+done
+
+if [[ -n $SCALE_CASES ]]; then
+    echo "bench: scale cases $SCALE_CASES" >&2
+    # shellcheck disable=SC2086 # SCALE_ARGS is a list of words
+    SCALE cases --blobq "$BLOBQ" --only "$SCALE_CASES" $SCALE_ARGS >>"$ROWS" || fail "scale cases"
+fi
+
+mkdir -p "$(dirname "$OUT")"
+{
+    echo "blobq $(git describe --always --dirty 2>/dev/null || echo '?'), $(date -u +%Y-%m-%dT%H:%MZ)," \
+        "$(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1))"
+    echo "wrk -t$THREADS -c$CONNS -d${DURATION}s; latencies in ms; load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo
+    awk -F'\t' '
+        { t[NR] = $1; c[NR] = $2; r[NR] = $3; p50[NR] = $4; p99[NR] = $5; n[NR] = $6
+          key[$1 "|" $2] = NR }
+        function ratio(a, b) { return (b == "" || b == "-" || b == 0 || a == "-") ? "" : sprintf("%.2f", a / b) }
+        function vs(i, other,   j) {
+            j = key[other "|" c[i]]
+            if (t[i] != "blobq" || !j) return ""
+            return ratio(r[i], r[j]) "x, p99 " ratio(p99[i], p99[j]) "x"
+        }
+        END {
+            print "| target | case | req/s | p50 | p99 | blobq/ceiling | blobq/webdis | notes |"
+            print "| --- | --- | ---: | ---: | ---: | --- | --- | --- |"
+            for (i = 1; i <= NR; i++)
+                printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", t[i], c[i], r[i], p50[i], p99[i], vs(i, "ceiling"), vs(i, "webdis"), n[i]
+        }' "$ROWS"
+} | tee "$OUT"
+if ((FAILED)); then
+    echo "bench: some cases failed (see above)" >&2
+    exit 1
+fi

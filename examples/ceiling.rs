@@ -1,0 +1,76 @@
+//! The benchmark ceiling: a hyper server with no queue behind it.
+//!
+//! It answers `202` to a `POST` after reading the whole body, and `200` to a
+//! `GET /{anything}/{n}` with `n` bytes sliced from one preallocated buffer
+//! (no copy). It serves on blobq's own runtime and HTTP/1 settings
+//! (`blobq::server::runtime` and `http1_builder` with the default
+//! configuration), with `TCP_NODELAY` like blobq, so the gap between the two
+//! is the cost of blobq's routing, validation, store and metrics.
+//!
+//! `make bench` starts it; by hand: `cargo run --release --example ceiling -- 127.0.0.1:8090`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use blobq::config::{Config, Settings};
+
+/// Largest GET body the ceiling can answer.
+const MAX_BODY: usize = 1 << 20;
+
+fn main() -> std::io::Result<()> {
+    let addr: SocketAddr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8090".to_owned())
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let config = Config::from_settings(Settings::default())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let builder = blobq::server::http1_builder(&config);
+    let body = Bytes::from(vec![b'x'; MAX_BODY]);
+    blobq::server::runtime()?.block_on(async move {
+        let listener = TcpListener::bind(addr).await?;
+        eprintln!("ceiling listening on {}", listener.local_addr()?);
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            let body = body.clone();
+            let service = service_fn(move |req| answer(req, body.clone()));
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+    })
+}
+
+async fn answer(req: Request<Incoming>, body: Bytes) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    if req.method() == Method::POST {
+        let mut incoming = req.into_body();
+        while let Some(frame) = incoming.frame().await {
+            if frame.is_err() {
+                break;
+            }
+        }
+        *response.status_mut() = StatusCode::ACCEPTED;
+        return Ok(response);
+    }
+    let n = req
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(MAX_BODY);
+    *response.body_mut() = Full::new(body.slice(..n));
+    Ok(response)
+}
