@@ -25,6 +25,9 @@ pub struct Element {
     pub deadline: Millis,
     /// How many times the element was handed out under a lease.
     pub deliveries: u32,
+    /// Whether the namespace's expiry index has an entry of its own for it,
+    /// or it expires as part of its queue's deadline chain. Set by the queue.
+    pub(crate) indexed: bool,
 }
 
 impl Element {

@@ -298,6 +298,7 @@ impl Store {
             meta,
             deadline,
             deliveries: 0,
+            indexed: false,
         };
         let pushed = Pushed {
             id: element.id,
@@ -346,6 +347,7 @@ impl Store {
                 meta,
                 deadline,
                 deliveries: 0,
+                indexed: false,
             };
             let pushed = Pushed {
                 id: element.id,

@@ -86,7 +86,10 @@ impl BlobEntry {
 /// What the expiry index points at.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub(crate) enum ExpiryKey {
+    /// An element with an entry of its own, by queue and sequence number.
     Element(Name, u64),
+    /// The deadline chain of a queue (see [`Queue`]'s `chain_head`).
+    Chain(Name),
     Blob(BlobId),
     Lease(Name, Receipt),
 }
@@ -412,10 +415,26 @@ impl NsState {
             End::Back
         };
         let deadline = element.deadline;
-        let seq = q.insert(element, end);
+        let (seq, indexed) = q.insert(element, end);
         totals.element_queued();
         self.held += 1;
-        self.index(deadline, ExpiryKey::Element(queue.clone(), seq))
+        if indexed {
+            return self.index(deadline, ExpiryKey::Element(queue.clone(), seq));
+        }
+        self.index_chain(queue)
+    }
+
+    /// Makes sure the index has an entry for `queue`'s chain no later than
+    /// the chain's first deadline.
+    #[must_use]
+    fn index_chain(&mut self, queue: &Name) -> Option<Millis> {
+        let q = self.queues.get_mut(queue)?;
+        let head = q.chain_deadline()?;
+        if q.chain_key.is_some_and(|k| k <= head) {
+            return None;
+        }
+        q.chain_key = Some(head);
+        self.index(head, ExpiryKey::Chain(queue.clone()))
     }
 
     /// Removes the first live element of `queue`, expiring any dead ones
@@ -432,8 +451,10 @@ impl NsState {
             q.last_active = now;
             self.totals.element_unqueued();
             self.held -= 1;
-            self.expiry
-                .remove(&(element.deadline, ExpiryKey::Element(queue.clone(), seq)));
+            if element.indexed {
+                self.expiry
+                    .remove(&(element.deadline, ExpiryKey::Element(queue.clone(), seq)));
+            }
             if element.deadline.has_passed(now) {
                 // Nothing in the ready list can wake the sweeper earlier than it is already set for.
                 let _ = self.expire(queue, element, now, grave);
@@ -658,7 +679,7 @@ impl NsState {
             if !first.0.has_passed(now) {
                 break;
             }
-            let Some((_, key)) = self.expiry.pop_first() else {
+            let Some((due, key)) = self.expiry.pop_first() else {
                 break;
             };
             handled += 1;
@@ -673,6 +694,27 @@ impl NsState {
                     self.held -= 1;
                     // The index already holds everything `expire` could add.
                     let _ = self.expire(&queue, element, now, grave);
+                }
+                ExpiryKey::Chain(queue) => {
+                    let Some(q) = self.queues.get_mut(&queue) else {
+                        continue;
+                    };
+                    // An entry the chain no longer uses (superseded by an earlier one).
+                    if q.chain_key != Some(due) {
+                        continue;
+                    }
+                    q.chain_key = None;
+                    let expired = q.expire_chain(now, limit.saturating_sub(handled).max(1));
+                    handled += expired.len();
+                    for element in expired {
+                        self.totals.element_unqueued();
+                        self.held -= 1;
+                        let _ = self.expire(&queue, element, now, grave);
+                    }
+                    // Re-registered at the new first deadline; the sweeper
+                    // reschedules from the index after this batch.
+                    let _ = self.index_chain(&queue);
+                    self.compact_queue(&queue);
                 }
                 ExpiryKey::Blob(id) => {
                     if self.blobs.get(&id).is_some_and(|e| e.is_garbage(now)) {
@@ -1056,6 +1098,18 @@ mod tests {
             }
         }
         let ready: usize = st.queues.values().map(|q| q.ready().count()).sum();
+        let indexed: usize = st
+            .queues
+            .values()
+            .map(|q| q.ready().filter(|e| e.indexed).count())
+            .sum();
+        for (name, q) in &st.queues {
+            if let Some(head) = q.chain_deadline() {
+                let key = q.chain_key.expect("a chain has an index entry");
+                assert!(key <= head, "the chain entry is due by its first deadline");
+                assert!(st.expiry.contains(&(key, ExpiryKey::Chain(name.clone()))));
+            }
+        }
         let leased: usize = st.queues.values().map(|q| q.leased.len()).sum();
         let element_keys = st
             .expiry
@@ -1067,7 +1121,10 @@ mod tests {
             .iter()
             .filter(|(_, k)| matches!(k, ExpiryKey::Lease(..)))
             .count();
-        assert_eq!(element_keys, ready, "one expiry entry per ready element");
+        assert_eq!(
+            element_keys, indexed,
+            "one expiry entry per indexed element"
+        );
         assert_eq!(lease_keys, leased, "one expiry entry per lease");
         let totals = st.totals.snapshot();
         assert_eq!(
@@ -1108,6 +1165,7 @@ mod tests {
             meta,
             deadline,
             deliveries: 0,
+            indexed: false,
         };
         let expect = Expect {
             id: element.id,
@@ -1241,6 +1299,37 @@ mod tests {
             Some(expect.id)
         );
         assert_eq!(st.totals.snapshot().waiting, 0);
+    }
+
+    #[test]
+    fn elements_of_one_lifetime_share_one_index_entry_and_expire_in_batches() {
+        let mut st = state();
+        let q = Name::parse("q").unwrap();
+        let mut grave = Graveyard::default();
+        for i in 0..1000u64 {
+            push_element(&mut st, &q, None, 10, Millis(i), &mut grave);
+        }
+        assert_eq!(st.expiry.len(), 1, "one chain entry for the whole queue");
+        // A shorter lifetime cannot join the chain: it gets an entry of its own.
+        let short = push_element(&mut st, &q, None, 1, Millis(1000), &mut grave);
+        assert_eq!(st.expiry.len(), 2);
+        check_invariants(&st, Millis(1000));
+        assert_eq!(
+            st.expire_due(Millis(2000), 100, &mut grave),
+            1,
+            "only the short one is due"
+        );
+        assert!(st.queues[&q].ready().all(|e| e.id != short.id));
+        // Half of the chain is due at 10.5 s, handled in bounded batches.
+        let mut rounds = 0;
+        while st.expire_due(Millis(10_500), 100, &mut grave) > 0 {
+            let _ = st.reschedule();
+            rounds += 1;
+            check_invariants(&st, Millis(10_500));
+        }
+        assert!(rounds >= 5, "batches of at most 100: {rounds}");
+        assert_eq!(st.queues[&q].counts().elements, 499);
+        assert_eq!(st.queues[&q].counts().expired, 502);
     }
 
     #[test]

@@ -49,6 +49,20 @@ pub(crate) struct Queue {
     head_seq: u64,
     /// Elements in `ready` (slots that are not `None`).
     live: usize,
+    /// The deadline chain: the elements pushed at the back with a deadline
+    /// no earlier than any chain element before them. In queue order their
+    /// deadlines never decrease, so the first one expires first and the
+    /// namespace's expiry index needs one entry for the whole chain instead
+    /// of one per element (with one lifetime per queue, that is every
+    /// element). Others (shorter lifetimes than earlier pushes, elements put
+    /// back at the head) have entries of their own. This is the sequence
+    /// number of the first chain element.
+    chain_head: Option<u64>,
+    /// Latest deadline of the chain; a back push at or after it joins.
+    chain_max: Millis,
+    /// The deadline of this queue's chain entry in the expiry index, if it
+    /// has one. It is never later than the chain head's deadline.
+    pub chain_key: Option<Millis>,
     /// Waiting consumers, served in arrival order.
     waiters: VecDeque<Waiter>,
     /// Elements out under a lease, by receipt.
@@ -68,6 +82,9 @@ impl Queue {
             ready: VecDeque::new(),
             head_seq: FIRST_SEQ,
             live: 0,
+            chain_head: None,
+            chain_max: Millis(0),
+            chain_key: None,
             waiters: VecDeque::new(),
             leased: HashMap::new(),
             bytes: 0,
@@ -93,10 +110,15 @@ impl Queue {
     }
 
     /// Puts `element` into the ready list and returns its sequence number.
-    pub fn insert(&mut self, element: Element, end: End) -> u64 {
+    /// `indexed` of the element in the list tells whether it needs its own
+    /// entry in the expiry index; if not, it joined the chain.
+    pub fn insert(&mut self, mut element: Element, end: End) -> (u64, bool) {
         self.bytes += element.size();
         self.live += 1;
-        match end {
+        let joins = end == End::Back && element.deadline >= self.chain_max;
+        element.indexed = !joins;
+        let deadline = element.deadline;
+        let seq = match end {
             End::Back => {
                 self.ready.push_back(Some(element));
                 self.head_seq + self.ready.len() as u64 - 1
@@ -106,7 +128,61 @@ impl Queue {
                 self.ready.push_front(Some(element));
                 self.head_seq
             }
+        };
+        if joins {
+            self.chain_max = deadline;
+            self.chain_head.get_or_insert(seq);
         }
+        (seq, !joins)
+    }
+
+    /// The deadline of the chain's first element.
+    pub fn chain_deadline(&self) -> Option<Millis> {
+        let seq = self.chain_head?;
+        self.slot(seq).map(|e| e.deadline)
+    }
+
+    fn slot(&self, seq: u64) -> Option<&Element> {
+        let index = usize::try_from(seq.checked_sub(self.head_seq)?).ok()?;
+        self.ready.get(index)?.as_ref()
+    }
+
+    /// The chain element at `seq` is gone: the chain now starts at the next
+    /// chain element after it. The scan only ever moves forward, so over the
+    /// queue's life each slot is passed about once.
+    fn advance_chain(&mut self, seq: u64) {
+        if self.chain_head != Some(seq) {
+            return;
+        }
+        let start = (seq + 1).saturating_sub(self.head_seq) as usize;
+        let next = self
+            .ready
+            .iter()
+            .enumerate()
+            .skip(start)
+            .find(|(_, slot)| slot.as_ref().is_some_and(|e| !e.indexed))
+            .map(|(i, _)| self.head_seq + i as u64);
+        self.chain_head = next;
+        if next.is_none() {
+            self.chain_max = Millis(0);
+        }
+    }
+
+    /// Removes chain elements whose deadline has passed at `now`, earliest
+    /// first, at most `limit` of them.
+    pub fn expire_chain(&mut self, now: Millis, limit: usize) -> Vec<Element> {
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(seq) = self.chain_head else { break };
+            if !self.chain_deadline().is_some_and(|d| d.has_passed(now)) {
+                break;
+            }
+            match self.remove(seq) {
+                Some(element) => out.push(element),
+                None => break,
+            }
+        }
+        out
     }
 
     /// Removes and returns the head.
@@ -121,6 +197,9 @@ impl Queue {
         let seq = self.head_seq - 1;
         self.live -= 1;
         self.bytes -= element.size();
+        if !element.indexed {
+            self.advance_chain(seq);
+        }
         self.skip_holes();
         // Give back the memory of a backlog once it has drained.
         let cap = self.ready.capacity();
@@ -136,6 +215,9 @@ impl Queue {
         let element = self.ready.get_mut(index)?.take()?;
         self.live -= 1;
         self.bytes -= element.size();
+        if !element.indexed {
+            self.advance_chain(seq);
+        }
         self.skip_holes();
         Some(element)
     }
@@ -149,8 +231,8 @@ impl Queue {
     }
 
     /// When holes outnumber elements, closes them up and returns each moved
-    /// element's (old sequence number, new one, deadline), so the caller can
-    /// re-key its expiry index. Amortised O(1) per removal.
+    /// indexed element's (old sequence number, new one, deadline), so the
+    /// caller can re-key its expiry index. Amortised O(1) per removal.
     pub fn compact(&mut self) -> Option<Vec<(u64, u64, Millis)>> {
         let holes = self.ready.len() - self.live;
         if holes <= self.live.max(32) {
@@ -162,7 +244,10 @@ impl Queue {
         for (i, slot) in old.into_iter().enumerate() {
             if let Some(element) = slot {
                 let (from, to) = (self.head_seq + i as u64, self.head_seq + kept.len() as u64);
-                if from != to {
+                if Some(from) == self.chain_head {
+                    self.chain_head = Some(to);
+                }
+                if from != to && element.indexed {
                     moved.push((from, to, element.deadline));
                 }
                 kept.push_back(Some(element));
@@ -214,6 +299,9 @@ impl Queue {
             .flatten()
             .collect();
         self.live = 0;
+        self.chain_head = None;
+        self.chain_max = Millis(0);
+        self.chain_key = None;
         let leased = self
             .leased
             .drain()

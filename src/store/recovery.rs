@@ -170,6 +170,7 @@ fn restore_namespace(
                 meta,
                 deadline: Millis(e.deadline),
                 deliveries: e.deliveries,
+                indexed: false,
             };
             let _ = st.enqueue(&queue, element, Arrival::Restore, now, &mut grave);
             count += 1;
