@@ -25,7 +25,7 @@ CLIENTS=${BENCH_CLIENTS:-1 64}
 OUT=${BENCH_OUT:-target/bench/durability.md}
 PORT=18180 REDIS_PORT=16391
 
-need() { command -v "$1" >/dev/null || { echo "bench: $1 not found ($2)" >&2; exit 1; }; }
+. bench/lib.sh
 need wrk "apt-get install -y wrk"
 need curl "apt-get install -y curl"
 HAVE_REDIS=1
@@ -36,26 +36,8 @@ command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || {
 
 cargo build -q --release --bin blobq
 BLOBQ=target/release/blobq
-WORK=$(mktemp -d /tmp/blobq-durable.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_port() {
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "bench: nothing listens on port $1" >&2
-    exit 1
-}
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-jf() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" <<<"$2"; }
+start_workdir blobq-durable
+ports_free $PORT $REDIS_PORT
 
 # wrk METHOD SIZE SECONDS CLIENTS -> "req/s p50_ms p99_ms"; fails on any error.
 run_wrk() {

@@ -28,7 +28,7 @@ PREFILL_BUDGET=${BENCH_PREFILL_BYTES:-$((8 << 30))}
 OUT=${BENCH_OUT:-target/bench/latest.md}
 BLOBQ_PORT=18080 CEILING_PORT=18090 REDIS_PORT=16390 WEBDIS_PORT=17379
 
-need() { command -v "$1" >/dev/null || { echo "bench: $1 not found ($2)" >&2; exit 1; }; }
+. bench/lib.sh
 need wrk "apt-get install -y wrk"
 need curl "apt-get install -y curl"
 if [[ " $TARGETS " == *" webdis "* ]]; then
@@ -44,39 +44,11 @@ cargo bench -q --no-run --bench scale 2>/dev/null
 BLOBQ=target/release/blobq
 SCALE() { cargo bench -q --bench scale -- "$@"; }
 
-WORK=$(mktemp -d /tmp/blobq-bench.XXXXXX)
+start_workdir blobq-bench
 ROWS=$WORK/rows.tsv
 : >"$ROWS"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 FAILED=0
-
-for port in $BLOBQ_PORT $CEILING_PORT $REDIS_PORT $WEBDIS_PORT; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        echo "bench: port $port is already in use" >&2
-        exit 1
-    fi
-done
-
-wait_port() {
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "bench: nothing listens on port $1" >&2
-    exit 1
-}
-
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-
-# A field of the JSON line wrk.lua prints.
-jf() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" <<<"$2"; }
+ports_free $BLOBQ_PORT $CEILING_PORT $REDIS_PORT $WEBDIS_PORT
 
 fail() { echo "bench: FAIL: $*" >&2; FAILED=1; }
 

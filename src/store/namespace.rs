@@ -207,17 +207,21 @@ impl NsState {
         exposed: bool,
         deadline: Millis,
     ) -> Option<Millis> {
-        let id = blob.id();
-        self.blob_bytes += blob.size();
-        self.blobs.insert(
-            id,
-            BlobEntry {
-                blob,
-                refs: 0,
-                exposed,
-                deadline,
-            },
-        );
+        self.add_blob(BlobEntry {
+            blob,
+            refs: 0,
+            exposed,
+            deadline,
+        })
+    }
+
+    /// Puts `entry` in the table; an exposed blob's deadline in the index.
+    #[must_use]
+    fn add_blob(&mut self, entry: BlobEntry) -> Option<Millis> {
+        let id = entry.blob.id();
+        let (exposed, deadline) = (entry.exposed, entry.deadline);
+        self.blob_bytes += entry.blob.size();
+        self.blobs.insert(id, entry);
         if exposed {
             self.index(deadline, ExpiryKey::Blob(id))
         } else {
@@ -256,7 +260,6 @@ impl NsState {
     #[must_use]
     pub fn insert_blob(&mut self, blob: Arc<Blob>, refs: u32, deadline: Millis) -> Option<Millis> {
         let exposed = refs == 0;
-        let id = blob.id();
         if let Some(journal) = &self.journal {
             journal.append(&blob_record(&self.name, &blob, deadline, exposed));
             if let BlobContent::Stored(file) = blob.content() {
@@ -264,21 +267,12 @@ impl NsState {
                 journal.file_added();
             }
         }
-        self.blob_bytes += blob.size();
-        self.blobs.insert(
-            id,
-            BlobEntry {
-                blob,
-                refs,
-                exposed,
-                deadline,
-            },
-        );
-        if exposed {
-            self.index(deadline, ExpiryKey::Blob(id))
-        } else {
-            None
-        }
+        self.add_blob(BlobEntry {
+            blob,
+            refs,
+            exposed,
+            deadline,
+        })
     }
 
     /// Takes blob `id` out of the table.
