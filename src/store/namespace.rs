@@ -698,7 +698,7 @@ impl NsState {
                         continue;
                     }
                     q.chain_key = None;
-                    let expired = q.expire_chain(now, limit.saturating_sub(handled).max(1));
+                    let expired = q.expire_chain(now, limit.saturating_sub(handled));
                     handled += expired.len();
                     for element in expired {
                         self.totals.element_unqueued();
