@@ -122,6 +122,33 @@ struct Output {
     spare: Vec<u8>,
 }
 
+/// The segment, held: whoever holds it writes for everyone (see
+/// [`Journal::wait`]). Releasing it wakes the waiters it left behind.
+struct Held<'a> {
+    shared: &'a Shared,
+    out: Option<MutexGuard<'a, Output>>,
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Output;
+    fn deref(&self) -> &Output {
+        self.out.as_deref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Output {
+        self.out.as_deref_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        drop(self.out.take());
+        self.shared.wake_waiters_left_behind();
+    }
+}
+
 /// The journal failed to write: answers cannot be promised durable.
 #[derive(Debug, thiserror::Error)]
 #[error("the log could not be written; see the server log")]
@@ -225,13 +252,10 @@ impl Journal {
             if *rx.borrow_and_update() >= target {
                 return Ok(());
             }
-            let led = match self.shared.out.try_lock() {
-                Ok(out) => Some(self.shared.lead_blocking(out)),
-                Err(std::sync::TryLockError::Poisoned(p)) => {
-                    Some(self.shared.lead_blocking(p.into_inner()))
-                }
-                Err(std::sync::TryLockError::WouldBlock) => None,
-            };
+            let led = self
+                .shared
+                .try_hold()
+                .map(|out| self.shared.lead_blocking(out));
             match led {
                 Some(Ok(())) => continue,
                 Some(Err(e)) => {
@@ -253,8 +277,7 @@ impl Journal {
         if self.shared.closing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let out = lock(&self.shared.out);
-        if let Err(e) = self.shared.lead(out, true) {
+        if let Err(e) = self.shared.lead(self.shared.hold(), true) {
             self.shared.fail(&e);
         }
         self.shared.syncer_wake.1.notify_all();
@@ -290,7 +313,7 @@ impl Shared {
     /// [`Shared::lead`] from an async task: an `fsync` can take milliseconds,
     /// so in `always` mode the worker thread's other tasks move elsewhere
     /// meanwhile.
-    fn lead_blocking(&self, out: MutexGuard<'_, Output>) -> io::Result<()> {
+    fn lead_blocking(&self, out: Held<'_>) -> io::Result<()> {
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if self.mode == FsyncMode::Always && multi_thread {
@@ -302,7 +325,7 @@ impl Shared {
 
     /// Writes every pending record in one `write`; syncs in `always` mode
     /// (or when `final_sync`); seals the segment once it is full.
-    fn lead(&self, mut out: MutexGuard<'_, Output>, final_sync: bool) -> io::Result<()> {
+    fn lead(&self, mut out: Held<'_>, final_sync: bool) -> io::Result<()> {
         let (mut batch, appended, unlink, new_files) = {
             let mut p = lock(&self.pending);
             let spare = std::mem::take(&mut out.spare);
@@ -338,6 +361,42 @@ impl Shared {
         Ok(())
     }
 
+    /// Takes the segment, waiting for it.
+    fn hold(&self) -> Held<'_> {
+        Held {
+            shared: self,
+            out: Some(lock(&self.out)),
+        }
+    }
+
+    /// Takes the segment if it is free.
+    fn try_hold(&self) -> Option<Held<'_>> {
+        let out = match self.out.try_lock() {
+            Ok(out) => out,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(Held {
+            shared: self,
+            out: Some(out),
+        })
+    }
+
+    /// Called by [`Held`] after releasing the segment. A request that found
+    /// it taken waits for the next change of `written` (or `synced`); if its
+    /// records were appended after the holder took the pending batch, or the
+    /// holder wrote nothing (the syncer, a rotation's sync after the write),
+    /// no change would come before the next periodic flush, an interval later.
+    fn wake_waiters_left_behind(&self) {
+        let appended = lock(&self.pending).appended;
+        if appended > *self.written.borrow() {
+            self.written.send_modify(|_| {});
+        }
+        if self.mode == FsyncMode::Always && appended > *self.synced.borrow() {
+            self.synced.send_modify(|_| {});
+        }
+    }
+
     /// Syncs the segment (and the blob folder if files were added), then
     /// removes the files whose removal is now durable.
     fn sync(&self, out: &mut Output) -> io::Result<()> {
@@ -363,16 +422,15 @@ impl Shared {
             if self.closing.load(Ordering::Acquire) {
                 return;
             }
+            if let Err(e) = self.lead(self.hold(), false) {
+                self.fail(&e);
+                return;
+            }
+            if self.mode != FsyncMode::Batch {
+                continue;
+            }
             let (file, written, dir_dirty) = {
-                let mut out = lock(&self.out);
-                if let Err(e) = self.lead(out, false) {
-                    self.fail(&e);
-                    return;
-                }
-                if self.mode != FsyncMode::Batch {
-                    continue;
-                }
-                out = lock(&self.out);
+                let mut out = self.hold();
                 let dirty = std::mem::take(&mut out.dir_dirty);
                 (out.file.clone(), out.written, dirty)
             };
@@ -393,7 +451,7 @@ impl Shared {
             synced = written;
             self.synced.send_replace(synced);
             let due: Vec<PathBuf> = {
-                let mut out = lock(&self.out);
+                let mut out = self.hold();
                 let (due, later) = std::mem::take(&mut out.unlink)
                     .into_iter()
                     .partition(|(at, _)| *at <= synced);
@@ -467,5 +525,53 @@ fn compact_loop(shared: &Shared, sealed: &mpsc::Receiver<u64>) {
                 tracing::error!(segment = upto, error = %e, "log compaction failed; will retry at the next segment")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal(dir: &std::path::Path) -> Arc<Journal> {
+        let data = DataDir::new(dir);
+        data.create().unwrap();
+        let config = DurabilityConfig {
+            dir: dir.to_owned(),
+            fsync: FsyncMode::Batch,
+            // The syncer never ticks during the test: only a wake-up from
+            // the request path can end the wait.
+            fsync_interval: Duration::from_secs(3600),
+            segment_bytes: 1 << 30,
+            repair: false,
+        };
+        Arc::new(Journal::start(data, &config, 1, 0).unwrap())
+    }
+
+    /// A request whose records were appended while another held the segment
+    /// without writing them is woken when the segment is released, not at
+    /// the next periodic flush.
+    #[tokio::test]
+    async fn a_waiter_left_behind_by_the_holder_is_woken_on_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = journal(dir.path());
+        let held = journal.shared.hold();
+        journal.append(&Record::Expose { ns: "ns", id: 7 });
+        let waiter = tokio::spawn({
+            let journal = journal.clone();
+            async move { journal.wait(Commit::Accepted).await }
+        });
+        // Let the waiter find the segment taken and start waiting.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiter.is_finished());
+        drop(held);
+        let done = tokio::time::timeout(Duration::from_secs(10), waiter).await;
+        assert!(
+            matches!(done, Ok(Ok(Ok(())))),
+            "the waiter was not woken when the segment was released"
+        );
+        assert_eq!(*journal.shared.written.borrow(), 1);
+        journal.close();
     }
 }
