@@ -422,7 +422,9 @@ async fn crash_run(fsync: &str, seed: u64) {
     let data = tempfile::tempdir().unwrap();
     let mut server = durable(data.path(), &[("--fsync", fsync)]).await;
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let run_for = Duration::from_millis(300 + rng.next() % 900);
+    // Killed a seed-chosen moment after the load is under way (at least
+    // `WARM` pushes answered, however slow the machine is at the time).
+    let run_for = Duration::from_millis(rng.next() % 900);
     let acked = Arc::new(Mutex::new(HashSet::new()));
     let popped = Arc::new(Mutex::new(Vec::new()));
     let lost_pops = Arc::new(AtomicU64::new(0));
@@ -473,6 +475,12 @@ async fn crash_run(fsync: &str, seed: u64) {
             }
         }));
     }
+    const WARM: usize = 60;
+    let warm_by = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < WARM {
+        assert!(Instant::now() < warm_by, "the load did not get going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     tokio::time::sleep(run_for).await;
     server.kill_hard();
     stop_flag.store(true, Ordering::Relaxed);
@@ -491,7 +499,7 @@ async fn crash_run(fsync: &str, seed: u64) {
 
     let acked = acked.lock().unwrap();
     let popped = popped.lock().unwrap();
-    assert!(acked.len() > 50, "the load ran: {} pushes", acked.len());
+    assert!(acked.len() >= WARM, "the load ran: {} pushes", acked.len());
     let mut found: HashMap<&str, u32> = HashMap::new();
     for tag in popped.iter().chain(after.iter()) {
         *found.entry(tag.as_str()).or_default() += 1;
