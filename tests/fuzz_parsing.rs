@@ -12,8 +12,7 @@
 use std::time::Duration;
 
 use blobq::http::request::{
-    self, delete_after_read, extend_query, no_query, PopQuery, PushHeaders, RequestLimits,
-    CONTENT_TYPE_OVERRIDE, CUSTOM_DATA, LIFETIME,
+    self, delete_after_read, extend_query, no_query, PopQuery, PushHeaders, RequestLimits, LIFETIME,
 };
 use blobq::http::route::Route;
 use blobq::http::ApiError;
@@ -396,7 +395,8 @@ proptest! {
         headers in prop::collection::vec(
             (
                 prop::sample::select(vec![
-                    LIFETIME, CONTENT_TYPE_OVERRIDE, CUSTOM_DATA, "content-type", "x-other",
+                    "x-queueserver-lifetime", "x-queueserver-contenttype", "x-custom-data",
+                    "content-type", "x-other",
                 ]),
                 prop_oneof![
                     prop::collection::vec(any::<u8>(), 0..80),

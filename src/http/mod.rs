@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::{Body as _, Incoming};
 use serde::Serialize;
@@ -63,8 +65,11 @@ impl App {
     ) -> Result<Response<Body>, Infallible> {
         let started = Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
-        let route = Route::parse(&path);
+        // A clone of the `Uri` shares its bytes (a reference count), where a
+        // copy of the path was an allocation per request.
+        let uri = req.uri().clone();
+        let path = uri.path();
+        let route = Route::parse(path);
         let template = route.map_or("unknown", |r| r.template());
         let has_body = !req.body().is_end_stream();
         let mut response = match route {
@@ -142,4 +147,15 @@ fn json(status: StatusCode, value: &impl Serialize) -> Handled {
 /// checked metadata), which is always visible ASCII.
 fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `header_value` of text already in a buffer, taken over without a copy.
+fn bytes_value(b: Bytes) -> HeaderValue {
+    HeaderValue::from_maybe_shared(b).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The header value of an id: its hyphenated text, formatted on the stack.
+fn id_value(id: uuid::Uuid) -> HeaderValue {
+    let mut text = uuid::Uuid::encode_buffer();
+    header_value(id.hyphenated().encode_lower(&mut text))
 }

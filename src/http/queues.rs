@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use bytes::BytesMut;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 use serde::Serialize;
@@ -13,17 +14,17 @@ use super::request::{
     self, name, PopQuery, PushHeaders, BLOB_ID, CUSTOM_DATA, DELIVERIES, ELEMENT_ID, LEASE,
     LIFETIME, SIZE,
 };
-use super::{header_value, json, ApiError, App, Body, Handled};
+use super::{bytes_value, header_value, id_value, json, ApiError, App, Body, Handled};
 use crate::store::blob::BlobContent;
 use crate::store::clock::saturating_millis;
-use crate::store::ids::BlobId;
-use crate::store::meta::Metadata;
+use crate::store::ids::{BlobId, ElementId};
+use crate::store::meta::{Metadata, DEFAULT_CONTENT_TYPE};
 use crate::store::{Commit, PopMode, Pushed, Store};
 
 #[derive(Serialize)]
 struct PushAnswer<'a> {
-    id: String,
-    blob_id: Option<String>,
+    id: ElementId,
+    blob_id: Option<BlobId>,
     namespace: &'a str,
     queue: &'a str,
     size: u64,
@@ -55,8 +56,8 @@ pub(super) async fn receive_body(
 
 fn pushed(ns: &str, q: &str, p: &Pushed) -> Handled {
     let answer = PushAnswer {
-        id: p.id.to_string(),
-        blob_id: p.blob_id.map(|b| b.to_string()),
+        id: p.id,
+        blob_id: p.blob_id,
         namespace: ns,
         queue: q,
         size: p.size,
@@ -64,9 +65,9 @@ fn pushed(ns: &str, q: &str, p: &Pushed) -> Handled {
     };
     let mut response = json(StatusCode::ACCEPTED, &answer)?;
     let headers = response.headers_mut();
-    headers.insert(ELEMENT_ID, header_value(&answer.id));
-    if let Some(blob) = &answer.blob_id {
-        headers.insert(BLOB_ID, header_value(blob));
+    headers.insert(ELEMENT_ID, id_value(p.id.uuid()));
+    if let Some(blob) = p.blob_id {
+        headers.insert(BLOB_ID, id_value(blob.uuid()));
     }
     Ok(response)
 }
@@ -118,17 +119,22 @@ pub(super) fn describe(
     size: u64,
     seconds_left: u64,
 ) {
-    headers.insert(CONTENT_TYPE, header_value(&meta.content_type));
+    let content_type = match &*meta.content_type {
+        DEFAULT_CONTENT_TYPE => HeaderValue::from_static(DEFAULT_CONTENT_TYPE),
+        other => header_value(other),
+    };
+    headers.insert(CONTENT_TYPE, content_type);
     if let Some(blob) = blob {
-        headers.insert(BLOB_ID, header_value(&blob.to_string()));
+        headers.insert(BLOB_ID, id_value(blob.uuid()));
     }
     headers.insert(SIZE, size.into());
     headers.insert(LIFETIME, seconds_left.into());
     for pair in meta.custom.iter() {
-        headers.append(
-            CUSTOM_DATA,
-            header_value(&format!("{}={}", pair.key, pair.value)),
-        );
+        let mut text = BytesMut::with_capacity(pair.key.len() + 1 + pair.value.len());
+        text.extend_from_slice(pair.key.as_bytes());
+        text.extend_from_slice(b"=");
+        text.extend_from_slice(pair.value.as_bytes());
+        headers.append(CUSTOM_DATA, bytes_value(text.freeze()));
     }
 }
 
@@ -151,10 +157,10 @@ pub(super) async fn pop(app: &App, ns: &str, q: &str, req: &Request<Incoming>) -
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     describe(headers, &p.meta, p.blob_id, p.size, p.seconds_left);
-    headers.insert(ELEMENT_ID, header_value(&p.id.to_string()));
+    headers.insert(ELEMENT_ID, id_value(p.id.uuid()));
     headers.insert(CONTENT_LENGTH, body_len.into());
     if let Some(lease) = p.lease {
-        headers.insert(LEASE, header_value(&lease.receipt.to_string()));
+        headers.insert(LEASE, id_value(lease.receipt.uuid()));
         headers.insert(DELIVERIES, lease.deliveries.into());
     }
     Ok(response)

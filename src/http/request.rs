@@ -4,21 +4,23 @@
 
 use std::time::Duration;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use super::error::ApiError;
 use crate::store::meta::{parse_content_type, CustomPair};
 use crate::store::name::Name;
 use crate::store::MetaInput;
 
-pub const LIFETIME: &str = "x-queueserver-lifetime";
-pub const CONTENT_TYPE_OVERRIDE: &str = "x-queueserver-contenttype";
-pub const CUSTOM_DATA: &str = "x-custom-data";
-pub const BLOB_ID: &str = "x-blobstorage_id";
-pub const ELEMENT_ID: &str = "x-queueserver-id";
-pub const SIZE: &str = "x-queueserver-size";
-pub const LEASE: &str = "x-queueserver-lease";
-pub const DELIVERIES: &str = "x-queueserver-deliveries";
+// blobq's own headers, as `HeaderName`s made once: a name given as `&str`
+// is parsed on every lookup, and copied into an allocation on every insert.
+pub const LIFETIME: HeaderName = HeaderName::from_static("x-queueserver-lifetime");
+pub const CONTENT_TYPE_OVERRIDE: HeaderName = HeaderName::from_static("x-queueserver-contenttype");
+pub const CUSTOM_DATA: HeaderName = HeaderName::from_static("x-custom-data");
+pub const BLOB_ID: HeaderName = HeaderName::from_static("x-blobstorage_id");
+pub const ELEMENT_ID: HeaderName = HeaderName::from_static("x-queueserver-id");
+pub const SIZE: HeaderName = HeaderName::from_static("x-queueserver-size");
+pub const LEASE: HeaderName = HeaderName::from_static("x-queueserver-lease");
+pub const DELIVERIES: HeaderName = HeaderName::from_static("x-queueserver-deliveries");
 
 /// Limits the HTTP layer checks requests against.
 #[derive(Clone, Debug)]
@@ -47,7 +49,7 @@ pub struct PushHeaders {
 
 /// The single value of header `name`, if present; a repeated header is refused
 /// rather than one of its values silently picked.
-fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ApiError> {
+fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, ApiError> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Ok(None);
@@ -70,13 +72,13 @@ impl PushHeaders {
     /// Reads `X-QueueServer-Lifetime`, the content type (the override header,
     /// else `Content-Type`) and every `X-Custom-Data` pair.
     pub fn parse(headers: &HeaderMap, limits: &RequestLimits) -> Result<PushHeaders, ApiError> {
-        let lifetime = match single(headers, LIFETIME)? {
+        let lifetime = match single(headers, &LIFETIME)? {
             None => limits.default_lifetime,
             Some(raw) => parse_lifetime(raw, limits.max_lifetime)?,
         };
-        let content_type = match single(headers, CONTENT_TYPE_OVERRIDE)? {
+        let content_type = match single(headers, &CONTENT_TYPE_OVERRIDE)? {
             Some(raw) => Some(raw),
-            None => single(headers, http::header::CONTENT_TYPE.as_str())?,
+            None => single(headers, &http::header::CONTENT_TYPE)?,
         }
         .map(|raw| {
             parse_content_type(raw)
@@ -84,7 +86,7 @@ impl PushHeaders {
         })
         .transpose()?;
         let mut custom = Vec::new();
-        for value in headers.get_all(CUSTOM_DATA) {
+        for value in headers.get_all(&CUSTOM_DATA) {
             if custom.len() == limits.max_custom_data {
                 return Err(ApiError::bad_request(
                     "invalid-custom-data",
@@ -143,7 +145,7 @@ fn parse_lifetime(raw: &str, max: u64) -> Result<u64, ApiError> {
 
 /// The `X-BlobStorage_Id` of a reference push, if any.
 pub fn blob_reference(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    single(headers, BLOB_ID)
+    single(headers, &BLOB_ID)
 }
 
 /// Query parameters as `(key, value)` pairs. Our values are numbers and flags,
@@ -331,7 +333,7 @@ mod tests {
     }
 
     fn lifetime(raw: &str) -> Result<u64, ApiError> {
-        PushHeaders::parse(&headers(&[(LIFETIME, raw)]), &limits()).map(|p| p.lifetime)
+        PushHeaders::parse(&headers(&[(LIFETIME.as_str(), raw)]), &limits()).map(|p| p.lifetime)
     }
 
     fn content_type(h: &[(&str, &str)]) -> Option<String> {
@@ -359,7 +361,7 @@ mod tests {
         for raw in bad {
             assert_eq!(problem(lifetime(raw)), "invalid-lifetime", "{raw:?}");
         }
-        let twice = headers(&[(LIFETIME, "1"), (LIFETIME, "2")]);
+        let twice = headers(&[(LIFETIME.as_str(), "1"), (LIFETIME.as_str(), "2")]);
         assert_eq!(
             problem(PushHeaders::parse(&twice, &limits())),
             "invalid-header"
@@ -369,7 +371,7 @@ mod tests {
     #[test]
     fn the_override_content_type_wins_over_content_type() {
         let both = [
-            (CONTENT_TYPE_OVERRIDE, "image/png"),
+            ("x-queueserver-contenttype", "image/png"),
             ("content-type", "text/plain"),
         ];
         assert_eq!(content_type(&both).as_deref(), Some("image/png"));
@@ -378,7 +380,7 @@ mod tests {
             Some("text/plain")
         );
         assert_eq!(content_type(&[]), None);
-        let bad = headers(&[(CONTENT_TYPE_OVERRIDE, "nonsense")]);
+        let bad = headers(&[(CONTENT_TYPE_OVERRIDE.as_str(), "nonsense")]);
         assert_eq!(
             problem(PushHeaders::parse(&bad, &limits())),
             "invalid-content-type"
@@ -389,9 +391,9 @@ mod tests {
     fn custom_data_keeps_order_and_is_capped() {
         let l = limits();
         let h = headers(&[
-            (CUSTOM_DATA, "b=2"),
-            (CUSTOM_DATA, "a=1"),
-            (CUSTOM_DATA, "b=3"),
+            (CUSTOM_DATA.as_str(), "b=2"),
+            (CUSTOM_DATA.as_str(), "a=1"),
+            (CUSTOM_DATA.as_str(), "b=3"),
         ]);
         let custom = PushHeaders::parse(&h, &l).unwrap().meta.custom;
         let got: Vec<_> = custom
@@ -399,9 +401,9 @@ mod tests {
             .map(|p| format!("{}={}", p.key, p.value))
             .collect();
         assert_eq!(got, ["b=2", "a=1", "b=3"]);
-        let h = headers(&[(CUSTOM_DATA, "a=1"); 4]);
+        let h = headers(&[(CUSTOM_DATA.as_str(), "a=1"); 4]);
         assert_eq!(problem(PushHeaders::parse(&h, &l)), "invalid-custom-data");
-        let h = headers(&[(CUSTOM_DATA, "x")]);
+        let h = headers(&[(CUSTOM_DATA.as_str(), "x")]);
         assert_eq!(problem(PushHeaders::parse(&h, &l)), "invalid-custom-data");
     }
 

@@ -22,8 +22,18 @@ impl<'a> Route<'a> {
     /// Matches a request path; `None` for an unknown route.
     pub fn parse(path: &'a str) -> Option<Route<'a>> {
         let rest = path.strip_prefix('/')?;
-        let segments: Vec<&str> = rest.split('/').collect();
-        Some(match segments.as_slice() {
+        // The longest route has 6 segments: gather up to 7 without a `Vec`,
+        // and give up at the 8th (7 already match no route).
+        let mut segments = [""; 7];
+        let mut count = 0;
+        for segment in rest.split('/') {
+            if count == segments.len() {
+                return None;
+            }
+            segments[count] = segment;
+            count += 1;
+        }
+        Some(match &segments[..count] {
             ["qs"] => Route::ServerStats,
             ["qs", ns] => Route::NamespaceStats(ns),
             ["qs", ns, q] => Route::Queue(ns, q),
@@ -116,6 +126,9 @@ mod tests {
             "/qs/a/b/stats/x",
             "/tbs/a",
             "/tbs/a/blob/x",
+            "/qs/a/b/leases/r/release/x",
+            "/qs/a/b/leases/r/release/x/y",
+            "/qs/a/b/leases/r/release/x/y/z/w",
         ] {
             assert_eq!(Route::parse(unknown), None, "{unknown:?}");
         }

@@ -2,14 +2,23 @@
 
 use std::fmt;
 use std::str::FromStr;
+
+use serde::Serialize;
 use uuid::Uuid;
 
 /// Identifies a blob within its namespace. Random (UUID v4: 122 random bits)
 /// because knowing a blob id is what lets a client read or delete the blob.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+/// Serialized as its hyphenated text, written without a `String`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize)]
+#[serde(transparent)]
 pub struct BlobId(Uuid);
 
 impl BlobId {
+    /// The id's UUID, for formatting without an allocation.
+    pub fn uuid(self) -> Uuid {
+        self.0
+    }
+
     pub fn random() -> BlobId {
         BlobId(Uuid::new_v4())
     }
@@ -45,10 +54,17 @@ impl FromStr for BlobId {
 
 /// Identifies one element. Random too, so that element ids from different
 /// servers or restarts never collide in a client's logs or dedup tables.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+/// Serialized as its hyphenated text, written without a `String`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(transparent)]
 pub struct ElementId(Uuid);
 
 impl ElementId {
+    /// The id's UUID, for formatting without an allocation.
+    pub fn uuid(self) -> Uuid {
+        self.0
+    }
+
     pub fn random() -> ElementId {
         ElementId(Uuid::new_v4())
     }
@@ -75,6 +91,11 @@ impl fmt::Display for ElementId {
 pub struct Receipt(Uuid);
 
 impl Receipt {
+    /// The id's UUID, for formatting without an allocation.
+    pub fn uuid(self) -> Uuid {
+        self.0
+    }
+
     pub fn random() -> Receipt {
         Receipt(Uuid::new_v4())
     }

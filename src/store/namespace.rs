@@ -869,7 +869,14 @@ impl NsState {
                     custom.into_boxed_slice()
                 },
             }),
-            None if content_type.is_none() && custom.is_empty() => Metadata::plain(),
+            // The default type named explicitly is the same record.
+            None if custom.is_empty()
+                && content_type
+                    .as_deref()
+                    .is_none_or(|t| t == super::meta::DEFAULT_CONTENT_TYPE) =>
+            {
+                Metadata::plain()
+            }
             None => Arc::new(Metadata {
                 content_type: content_type
                     .unwrap_or_else(|| super::meta::DEFAULT_CONTENT_TYPE.into()),
