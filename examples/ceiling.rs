@@ -4,8 +4,9 @@
 //! `GET /{anything}/{n}` with `n` bytes sliced from one preallocated buffer
 //! (no copy). It serves on blobq's own runtime and HTTP/1 settings
 //! (`blobq::server::runtime` and `http1_builder` with the default
-//! configuration), with `TCP_NODELAY` like blobq, so the gap between the two
-//! is the cost of blobq's routing, validation, store and metrics.
+//! configuration) and allocator (mimalloc), with `TCP_NODELAY` like blobq,
+//! so the gap between the two is the cost of blobq's routing, validation,
+//! store and metrics.
 //!
 //! `make bench` starts it; by hand: `cargo run --release --example ceiling -- 127.0.0.1:8090`.
 
@@ -21,6 +22,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use blobq::config::{Config, Settings};
+
+/// The allocator blobq's binary uses, so the comparison is of the HTTP work.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Largest GET body the ceiling can answer.
 const MAX_BODY: usize = 1 << 20;
