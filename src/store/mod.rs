@@ -3,6 +3,7 @@
 //! validated inputs and maps the [`StoreError`]s to responses.
 
 pub mod blob;
+mod blob_table;
 pub mod clock;
 pub mod element;
 pub mod ids;

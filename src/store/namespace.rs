@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::blob::{Blob, BlobContent};
+use super::blob_table::{BlobEntry, BlobTable};
 use super::clock::Millis;
 use super::element::Element;
 use super::ids::{BlobId, Receipt};
@@ -40,7 +41,7 @@ impl Namespace {
                 name,
                 journal,
                 queues: HashMap::new(),
-                blobs: HashMap::new(),
+                blobs: BlobTable::default(),
                 expiry: BTreeSet::new(),
                 scheduled: None,
                 removed: false,
@@ -58,28 +59,6 @@ impl Namespace {
     /// poisoned lock is taken over rather than propagated.
     pub fn lock(&self) -> MutexGuard<'_, NsState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// What the namespace keeps about one blob.
-#[derive(Debug)]
-struct BlobEntry {
-    blob: Arc<Blob>,
-    /// Queued elements that reference the blob.
-    refs: u32,
-    /// Stored through `/tbs` or handed out by a header-only pop: the blob then
-    /// lives until its own deadline even with no element referencing it.
-    exposed: bool,
-    /// End of the blob's own lifetime.
-    deadline: Millis,
-}
-
-impl BlobEntry {
-    fn is_readable(&self, now: Millis) -> bool {
-        !self.deadline.has_passed(now)
-    }
-    fn is_garbage(&self, now: Millis) -> bool {
-        self.refs == 0 && (!self.exposed || self.deadline.has_passed(now))
     }
 }
 
@@ -149,7 +128,7 @@ pub(crate) struct NsState {
     /// Where changes are recorded, in durable mode.
     journal: Option<Arc<Journal>>,
     queues: HashMap<Name, Queue>,
-    blobs: HashMap<BlobId, BlobEntry>,
+    blobs: BlobTable,
     /// Every pending deadline of the namespace, earliest first, so the sweeper
     /// touches only what is due.
     expiry: BTreeSet<(Millis, ExpiryKey)>,
@@ -221,7 +200,7 @@ impl NsState {
         let id = entry.blob.id();
         let (exposed, deadline) = (entry.exposed, entry.deadline);
         self.blob_bytes += entry.blob.size();
-        self.blobs.insert(id, entry);
+        self.blobs.insert(entry);
         if exposed {
             self.index(deadline, ExpiryKey::Blob(id))
         } else {
@@ -231,7 +210,7 @@ impl NsState {
 
     /// The blob `id` as restored, taking a reference for an element.
     pub fn restored_blob(&mut self, id: BlobId) -> Option<Arc<Blob>> {
-        let entry = self.blobs.get_mut(&id)?;
+        let entry = self.blobs.get_mut(id)?;
         entry.refs += 1;
         Some(entry.blob.clone())
     }
@@ -277,7 +256,7 @@ impl NsState {
 
     /// Takes blob `id` out of the table.
     fn forget_blob(&mut self, id: BlobId) -> Option<Arc<Blob>> {
-        let entry = self.blobs.remove(&id)?;
+        let entry = self.blobs.remove(id)?;
         self.blob_bytes -= entry.blob.size();
         if let Some(journal) = &self.journal {
             let ns = self.name.as_str();
@@ -307,20 +286,20 @@ impl NsState {
 
     /// Takes a new reference on a readable blob, for a reference push.
     pub fn reference_blob(&mut self, id: BlobId, now: Millis) -> Option<Arc<Blob>> {
-        let entry = self.blobs.get_mut(&id).filter(|e| e.is_readable(now))?;
+        let entry = self.blobs.get_mut(id).filter(|e| e.is_readable(now))?;
         entry.refs += 1;
         Some(entry.blob.clone())
     }
 
     /// The blob `id` with its seconds left, if it is readable.
     pub fn readable_blob(&self, id: BlobId, now: Millis) -> Option<(Arc<Blob>, u64)> {
-        let entry = self.blobs.get(&id).filter(|e| e.is_readable(now))?;
+        let entry = self.blobs.get(id).filter(|e| e.is_readable(now))?;
         Some((entry.blob.clone(), entry.deadline.seconds_left(now)))
     }
 
     /// Forgets blob `id`. The caller calls [`Blob::delete`] after unlocking.
     pub fn remove_blob(&mut self, id: BlobId, now: Millis) -> Option<Arc<Blob>> {
-        let entry = self.blobs.get(&id).filter(|e| e.is_readable(now))?;
+        let entry = self.blobs.get(id).filter(|e| e.is_readable(now))?;
         let key = (entry.deadline, ExpiryKey::Blob(id));
         let exposed = entry.exposed;
         if exposed {
@@ -340,10 +319,10 @@ impl NsState {
         grave: &mut Graveyard,
     ) -> Option<Millis> {
         let id = blob.id();
-        let entry = self.blobs.get_mut(&id)?;
+        let entry = self.blobs.get_mut(id)?;
         entry.refs = entry.refs.saturating_sub(1);
         let wake = if expose { self.expose_blob(id) } else { None };
-        if self.blobs.get(&id).is_some_and(|e| e.is_garbage(now)) {
+        if self.blobs.get(id).is_some_and(|e| e.is_garbage(now)) {
             if let Some(blob) = self.forget_blob(id) {
                 grave.blobs.push(blob);
             }
@@ -355,7 +334,7 @@ impl NsState {
     /// the blob lives to its own deadline.
     #[must_use]
     fn expose_blob(&mut self, id: BlobId) -> Option<Millis> {
-        let entry = self.blobs.get_mut(&id)?;
+        let entry = self.blobs.get_mut(id)?;
         if entry.exposed {
             return None;
         }
@@ -711,7 +690,7 @@ impl NsState {
                     self.compact_queue(&queue);
                 }
                 ExpiryKey::Blob(id) => {
-                    if self.blobs.get(&id).is_some_and(|e| e.is_garbage(now)) {
+                    if self.blobs.get(id).is_some_and(|e| e.is_garbage(now)) {
                         if let Some(blob) = self.forget_blob(id) {
                             grave.blobs.push(blob);
                         }
@@ -795,7 +774,7 @@ impl NsState {
             grave.elements.extend(leased);
         }
         self.queues.clear();
-        grave.blobs.extend(self.blobs.drain().map(|(_, e)| e.blob));
+        grave.blobs.extend(self.blobs.drain().map(|e| e.blob));
         self.blob_bytes = 0;
         self.expiry.clear();
         self.removed = true;
@@ -1082,7 +1061,8 @@ mod tests {
             .values()
             .flat_map(|q| q.ready().chain(q.leased.values().map(|l| &l.element)))
             .collect();
-        for (id, entry) in &st.blobs {
+        for entry in st.blobs.iter() {
+            let id = &entry.blob.id();
             let refs = held
                 .iter()
                 .filter(|e| e.blob.as_ref().is_some_and(|b| b.id() == *id))
@@ -1137,7 +1117,7 @@ mod tests {
             ready + leased,
             "the quota's element count"
         );
-        let bytes: u64 = st.blobs.values().map(|e| e.blob.size()).sum();
+        let bytes: u64 = st.blobs.iter().map(|e| e.blob.size()).sum();
         assert_eq!(st.blob_bytes, bytes, "the quota's byte count");
         if let Some((first, _)) = st.expiry.first() {
             assert!(
