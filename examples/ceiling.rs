@@ -4,7 +4,7 @@
 //! `GET /{anything}/{n}` with `n` bytes sliced from one preallocated buffer
 //! (no copy). It serves on blobq's own runtime and HTTP/1 settings
 //! (`blobq::server::runtime` and `http1_builder` with the default
-//! configuration) and allocator (mimalloc), with `TCP_NODELAY` like blobq,
+//! configuration) and allocator (jemalloc), with `TCP_NODELAY` like blobq,
 //! so the gap between the two is the cost of blobq's routing, validation,
 //! store and metrics.
 //!
@@ -25,7 +25,7 @@ use blobq::config::{Config, Settings};
 
 /// The allocator blobq's binary uses, so the comparison is of the HTTP work.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Largest GET body the ceiling can answer.
 const MAX_BODY: usize = 1 << 20;
