@@ -716,7 +716,8 @@ async fn storm(bin: &str, count: u64, push_rate: Option<f64>) -> Result<()> {
     let mut finished_at = None;
     let give_up = Instant::now() + Duration::from_secs(120);
     loop {
-        let expired = json_number(&mut probe, "/qs/storm/doomed/stats", "expired").await?;
+        // Server-wide: an emptied idle queue may be dropped, stats and all.
+        let expired = json_number(&mut probe, "/qs", "expirations").await?;
         let now = Instant::now();
         samples.push((now, done.load(Ordering::Relaxed), expired));
         if expired >= count && finished_at.is_none() {
