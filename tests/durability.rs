@@ -552,3 +552,39 @@ async fn a_crash_loses_no_acknowledged_push_with_fsync_batch() {
         crash_run("batch", seed).await;
     }
 }
+
+/// The nice value of the server thread named `name`, once it has one.
+fn thread_nice(pid: u32, name: &str) -> Option<i64> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let task = task.ok()?.path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+        // Fields after the parenthesised command name; nice is field 19.
+        let after = &stat[stat.rfind(')')? + 2..];
+        return after.split(' ').nth(16)?.parse().ok();
+    }
+    None
+}
+
+/// Compaction rewrites the live log now and then; it must not take CPU
+/// from the threads answering requests.
+#[tokio::test]
+async fn the_compactor_runs_at_a_lower_priority() {
+    let data = tempfile::tempdir().unwrap();
+    let server = durable(data.path(), &[]).await;
+    let pid = server.pid().expect("running");
+    let deadline = Instant::now() + STEP;
+    loop {
+        let nice = thread_nice(pid, "blobq-compact");
+        if nice == Some(10) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "compactor nice value: {nice:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The other threads keep the default priority.
+    assert_eq!(thread_nice(pid, "blobq-fsync"), Some(0));
+}

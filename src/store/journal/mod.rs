@@ -502,8 +502,24 @@ fn remove_files(paths: impl Iterator<Item = PathBuf>) {
     }
 }
 
+/// How much lower than the request threads the compactor runs: it rewrites
+/// the whole live log now and then, and on a small machine that work should
+/// wait for idle CPU rather than take it from answers.
+const COMPACTOR_NICE: libc::c_int = 10;
+
+/// Lowers the calling thread's scheduling priority (on Linux `setpriority`
+/// with `who = 0` applies to the calling thread alone). Best effort.
+fn lower_priority() {
+    // SAFETY: setpriority takes no pointers; it only changes our own nice value.
+    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, COMPACTOR_NICE) };
+    if result != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "could not lower the compactor's priority");
+    }
+}
+
 /// Compacts each sealed segment number it receives, until the journal closes.
 fn compact_loop(shared: &Shared, sealed: &mpsc::Receiver<u64>) {
+    lower_priority();
     while let Ok(mut upto) = sealed.recv() {
         // Catch up in one pass if several were sealed meanwhile.
         while let Ok(later) = sealed.try_recv() {
