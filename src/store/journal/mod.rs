@@ -66,6 +66,12 @@ pub enum Commit {
     Consumed,
 }
 
+/// In `never` mode the syncer syncs the open segment in the background
+/// each time this fraction of a segment has been written since the last
+/// sync, so that sealing it (which syncs it, with requests waiting) has at
+/// most that much left to write.
+const NEVER_MODE_SYNC_PARTS: u64 = 8;
+
 /// The log's writing end.
 pub struct Journal {
     shared: Arc<Shared>,
@@ -111,6 +117,8 @@ struct Output {
     file: Arc<File>,
     seq: u64,
     file_len: u64,
+    /// Bytes of `file` known to be on stable storage.
+    synced_len: u64,
     /// Bytes in segments sealed since the last compaction.
     sealed_bytes: u64,
     /// Records written to `file` or an earlier segment.
@@ -171,6 +179,7 @@ impl Journal {
                 file: Arc::new(file),
                 seq,
                 file_len: files::MAGIC.len() as u64,
+                synced_len: 0,
                 sealed_bytes: 0,
                 written: 0,
                 unlink: Vec::new(),
@@ -401,6 +410,7 @@ impl Shared {
     /// removes the files whose removal is now durable.
     fn sync(&self, out: &mut Output) -> io::Result<()> {
         out.file.sync_data()?;
+        out.synced_len = out.file_len;
         if std::mem::take(&mut out.dir_dirty) {
             sync_dir(&self.dir.blob_dir())?;
         }
@@ -411,7 +421,8 @@ impl Shared {
 
     /// Every interval, writes what nobody waited for (pops, expiries, file
     /// removals) and, in batch mode, syncs what was written without holding
-    /// the segment, so requests never wait for an `fsync`.
+    /// the segment, so requests never wait for an `fsync` (in never mode too,
+    /// once [`NEVER_MODE_SYNC_PARTS`] of a segment is unsynced).
     fn flush_periodically(&self) {
         let mut synced = 0;
         loop {
@@ -426,13 +437,23 @@ impl Shared {
                 self.fail(&e);
                 return;
             }
-            if self.mode != FsyncMode::Batch {
+            let due = match self.mode {
+                FsyncMode::Batch => true,
+                // Nothing is promised, but sealing a segment syncs it while
+                // requests wait: keep what that sync has left to write small.
+                FsyncMode::Never => {
+                    let out = self.hold();
+                    out.file_len - out.synced_len >= self.segment_bytes / NEVER_MODE_SYNC_PARTS
+                }
+                FsyncMode::Always => false,
+            };
+            if !due {
                 continue;
             }
-            let (file, written, dir_dirty) = {
+            let (file, written, dir_dirty, len) = {
                 let mut out = self.hold();
                 let dirty = std::mem::take(&mut out.dir_dirty);
-                (out.file.clone(), out.written, dirty)
+                (out.file.clone(), out.written, dirty, out.file_len)
             };
             if written == synced && !dir_dirty {
                 continue;
@@ -452,6 +473,9 @@ impl Shared {
             self.synced.send_replace(synced);
             let due: Vec<PathBuf> = {
                 let mut out = self.hold();
+                if Arc::ptr_eq(&out.file, &file) {
+                    out.synced_len = out.synced_len.max(len);
+                }
                 let (due, later) = std::mem::take(&mut out.unlink)
                     .into_iter()
                     .partition(|(at, _)| *at <= synced);
@@ -473,6 +497,7 @@ impl Shared {
         sync_dir(&self.dir.log_dir())?;
         out.sealed_bytes += out.file_len;
         out.file_len = files::MAGIC.len() as u64;
+        out.synced_len = 0;
         let live = self.compacted_bytes.load(Ordering::Relaxed);
         if out.sealed_bytes >= live.max(self.segment_bytes) {
             let _ = lock(&self.to_compactor).send(out.seq);
@@ -549,18 +574,63 @@ mod tests {
     use super::*;
 
     fn journal(dir: &std::path::Path) -> Arc<Journal> {
+        // The syncer never ticks during the test: only a wake-up from the
+        // request path can end a wait.
+        journal_with(dir, FsyncMode::Batch, Duration::from_secs(3600), 1 << 30)
+    }
+
+    fn journal_with(
+        dir: &std::path::Path,
+        fsync: FsyncMode,
+        fsync_interval: Duration,
+        segment_bytes: u64,
+    ) -> Arc<Journal> {
         let data = DataDir::new(dir);
         data.create().unwrap();
         let config = DurabilityConfig {
             dir: dir.to_owned(),
-            fsync: FsyncMode::Batch,
-            // The syncer never ticks during the test: only a wake-up from
-            // the request path can end the wait.
-            fsync_interval: Duration::from_secs(3600),
-            segment_bytes: 1 << 30,
+            fsync,
+            fsync_interval,
+            segment_bytes,
             repair: false,
         };
         Arc::new(Journal::start(data, &config, 1, 0).unwrap())
+    }
+
+    /// In never mode the open segment is synced in the background once an
+    /// eighth of it is unsynced, so sealing it never has a large sync to do
+    /// while requests wait.
+    #[tokio::test]
+    async fn never_mode_syncs_a_filling_segment_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = 64 * 1024;
+        let journal = journal_with(
+            dir.path(),
+            FsyncMode::Never,
+            Duration::from_millis(10),
+            segment,
+        );
+        let mut id = 0;
+        while journal.shared.hold().file_len < segment / 4 {
+            for _ in 0..50 {
+                id += 1;
+                journal.append(&Record::Expose { ns: "ns", id });
+            }
+            journal.wait(Commit::Accepted).await.unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (len, synced) = {
+                let out = journal.shared.hold();
+                (out.file_len, out.synced_len)
+            };
+            if len - synced < segment / NEVER_MODE_SYNC_PARTS {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{synced} of {len} bytes synced");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        journal.close();
     }
 
     /// A request whose records were appended while another held the segment
