@@ -6,13 +6,25 @@ use hyper::body::Incoming;
 use serde::Serialize;
 
 use super::request::{extend_query, name, no_query, LEASE};
-use super::{header_value, json, App, Body, Handled};
+use super::{header_value, json, ApiError, App, Body, Handled};
+use crate::store::name::Name;
 use crate::store::Commit;
 
 fn no_content() -> Handled {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)
+}
+
+/// The namespace and queue of an ack or release, which take no parameters.
+fn names_without_query(
+    ns: &str,
+    q: &str,
+    req: &Request<Incoming>,
+) -> Result<(Name, Name), ApiError> {
+    let names = (name("namespace", ns)?, name("queue", q)?);
+    no_query(req.uri().query())?;
+    Ok(names)
 }
 
 /// `DELETE .../leases/{receipt}`: the element is done with and removed.
@@ -23,8 +35,7 @@ pub(super) async fn ack(
     receipt: &str,
     req: &Request<Incoming>,
 ) -> Handled {
-    let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
-    no_query(req.uri().query())?;
+    let (nsn, qn) = names_without_query(ns, q, req)?;
     app.store.ack(&nsn, &qn, receipt)?;
     app.store.durable(Commit::Consumed).await?;
     no_content()
@@ -38,8 +49,7 @@ pub(super) fn release(
     receipt: &str,
     req: &Request<Incoming>,
 ) -> Handled {
-    let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
-    no_query(req.uri().query())?;
+    let (nsn, qn) = names_without_query(ns, q, req)?;
     app.store.release(&nsn, &qn, receipt)?;
     no_content()
 }

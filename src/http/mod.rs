@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::{Body as _, Incoming};
 use serde::Serialize;

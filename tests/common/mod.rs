@@ -120,7 +120,6 @@ pub async fn start() -> TestServer {
 
 impl TestServer {
     /// The server's process id, while it runs.
-    #[allow(dead_code)] // not every test binary uses it
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

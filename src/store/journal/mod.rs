@@ -437,21 +437,20 @@ impl Shared {
                 self.fail(&e);
                 return;
             }
-            let due = match self.mode {
-                FsyncMode::Batch => true,
-                // Nothing is promised, but sealing a segment syncs it while
-                // requests wait: keep what that sync has left to write small.
-                FsyncMode::Never => {
-                    let out = self.hold();
-                    out.file_len - out.synced_len >= self.segment_bytes / NEVER_MODE_SYNC_PARTS
-                }
-                FsyncMode::Always => false,
-            };
-            if !due {
-                continue;
-            }
             let (file, written, dir_dirty, len) = {
                 let mut out = self.hold();
+                let due = match self.mode {
+                    FsyncMode::Batch => true,
+                    // Nothing is promised, but sealing a segment syncs it while
+                    // requests wait: keep what that sync has left to write small.
+                    FsyncMode::Never => {
+                        out.file_len - out.synced_len >= self.segment_bytes / NEVER_MODE_SYNC_PARTS
+                    }
+                    FsyncMode::Always => false,
+                };
+                if !due {
+                    continue;
+                }
                 let dirty = std::mem::take(&mut out.dir_dirty);
                 (out.file.clone(), out.written, dirty, out.file_len)
             };
