@@ -133,13 +133,18 @@ impl App {
 /// A JSON response with `status`.
 fn json(status: StatusCode, value: &impl Serialize) -> Handled {
     let bytes = serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(json_bytes(status, bytes))
+}
+
+/// A response with `status` and a JSON text already written.
+fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(Body::bytes(bytes));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    Ok(response)
+    response
 }
 
 /// A header value from text the server made or validated (ids, numbers,

@@ -4,24 +4,25 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures_util::FutureExt as _;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
-use serde::Serialize;
 
 use super::request::{
     self, name, PopQuery, PushHeaders, BLOB_ID, CUSTOM_DATA, DELIVERIES, ELEMENT_ID, LEASE,
     LIFETIME, SIZE,
 };
-use super::{bytes_value, header_value, id_value, json, ApiError, App, Body, Handled};
+use super::{bytes_value, header_value, id_value, json, json_bytes, ApiError, App, Body, Handled};
 use crate::store::blob::BlobContent;
 use crate::store::clock::saturating_millis;
 use crate::store::ids::{BlobId, ElementId};
 use crate::store::meta::{Metadata, DEFAULT_CONTENT_TYPE};
 use crate::store::{Commit, PopMode, Pushed, Store};
 
-#[derive(Serialize)]
+/// The JSON body of a push answer.
+#[cfg_attr(test, derive(serde::Serialize))]
 struct PushAnswer<'a> {
     id: ElementId,
     blob_id: Option<BlobId>,
@@ -29,6 +30,45 @@ struct PushAnswer<'a> {
     queue: &'a str,
     size: u64,
     lifetime: u64,
+}
+
+impl PushAnswer<'_> {
+    /// The answer's JSON, written out directly: it goes with every push, and
+    /// serde_json's general path took 3–4 % of a push's CPU. Nothing in it
+    /// needs escaping: ids are hex and names passed `Name::parse`
+    /// (`[0-9a-zA-Z_.-]`). A test holds it byte for byte to serde_json's.
+    fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160 + self.namespace.len() + self.queue.len());
+        let mut text = uuid::Uuid::encode_buffer();
+        let mut number = itoa::Buffer::new();
+        out.extend_from_slice(b"{\"id\":\"");
+        out.extend_from_slice(
+            self.id
+                .uuid()
+                .hyphenated()
+                .encode_lower(&mut text)
+                .as_bytes(),
+        );
+        out.extend_from_slice(b"\",\"blob_id\":");
+        match self.blob_id {
+            Some(blob) => {
+                out.push(b'"');
+                out.extend_from_slice(blob.uuid().hyphenated().encode_lower(&mut text).as_bytes());
+                out.push(b'"');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"namespace\":\"");
+        out.extend_from_slice(self.namespace.as_bytes());
+        out.extend_from_slice(b"\",\"queue\":\"");
+        out.extend_from_slice(self.queue.as_bytes());
+        out.extend_from_slice(b"\",\"size\":");
+        out.extend_from_slice(number.format(self.size).as_bytes());
+        out.extend_from_slice(b",\"lifetime\":");
+        out.extend_from_slice(number.format(self.lifetime).as_bytes());
+        out.push(b'}');
+        out
+    }
 }
 
 /// Receives a request body chunk by chunk into memory or a spill file,
@@ -42,11 +82,16 @@ pub(super) async fn receive_body(
     let mut writer = store.blob_writer(body.size_hint().exact())?;
     let mut body = body;
     loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => return Err(ApiError::BodyTimeout(idle.as_secs())),
-            Ok(None) => break,
-            Ok(Some(frame)) => frame.map_err(|e| ApiError::BodyRead(e.to_string()))?,
+        // A small body has usually arrived with the head: only a frame still
+        // to come needs a timer.
+        let next = match body.frame().now_or_never() {
+            Some(next) => next,
+            None => tokio::time::timeout(idle, body.frame())
+                .await
+                .map_err(|_| ApiError::BodyTimeout(idle.as_secs()))?,
         };
+        let Some(frame) = next else { break };
+        let frame = frame.map_err(|e| ApiError::BodyRead(e.to_string()))?;
         if let Ok(data) = frame.into_data() {
             writer.write(data).await?;
         }
@@ -63,7 +108,7 @@ fn pushed(ns: &str, q: &str, p: &Pushed) -> Handled {
         size: p.size,
         lifetime: p.lifetime,
     };
-    let mut response = json(StatusCode::ACCEPTED, &answer)?;
+    let mut response = json_bytes(StatusCode::ACCEPTED, answer.to_json());
     let headers = response.headers_mut();
     headers.insert(ELEMENT_ID, id_value(p.id.uuid()));
     if let Some(blob) = p.blob_id {
@@ -186,4 +231,36 @@ pub(super) fn namespace_stats(app: &App, ns: &str) -> Handled {
 
 pub(super) fn server_stats(app: &App) -> Handled {
     json(StatusCode::OK, &app.store.server_stats())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_push_answer_is_the_json_serde_would_write() {
+        let with_blob = PushAnswer {
+            id: ElementId::random(),
+            blob_id: Some(BlobId::random()),
+            namespace: "ns-1.a_b",
+            queue: "Q",
+            size: 0,
+            lifetime: 3600,
+        };
+        let header_only = PushAnswer {
+            id: ElementId::random(),
+            blob_id: None,
+            namespace: "n",
+            queue: "queue.with-every_kind.of.9",
+            size: u64::MAX,
+            lifetime: 1,
+        };
+        for answer in [with_blob, header_only] {
+            let expected = serde_json::to_vec(&answer).unwrap();
+            assert_eq!(
+                String::from_utf8(answer.to_json()).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
+    }
 }

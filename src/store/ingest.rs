@@ -5,6 +5,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tempfile::TempPath;
@@ -50,7 +51,7 @@ pub struct IngestLimits {
     /// goes to a spill file too; 0 for no limit.
     pub memory_limit: u64,
     /// Where the bytes held in memory are counted.
-    pub totals: std::sync::Arc<Totals>,
+    pub totals: Arc<Totals>,
     /// In durable mode, files are blob files of the data directory that
     /// outlive the process; `Some(true)` when each must reach stable storage
     /// before the push is answered (`--fsync always`).
@@ -68,14 +69,18 @@ enum Sink {
 /// Receives one body chunk by chunk. Dropping it before `finish` removes any
 /// spill file, which is how a refused or interrupted push leaves nothing.
 pub struct BlobWriter {
-    limits: IngestLimits,
+    /// Shared by every upload: a clone per push copied the spill path.
+    limits: Arc<IngestLimits>,
     size: u64,
     sink: Sink,
 }
 
 impl BlobWriter {
     /// Starts a body whose length is `expected` if the client announced one.
-    pub fn new(limits: IngestLimits, expected: Option<u64>) -> Result<BlobWriter, IngestError> {
+    pub fn new(
+        limits: Arc<IngestLimits>,
+        expected: Option<u64>,
+    ) -> Result<BlobWriter, IngestError> {
         if let Some(len) = expected {
             if len > limits.max_element_size {
                 return Err(IngestError::TooLarge {
@@ -191,15 +196,15 @@ fn create_spill_file(limits: &IngestLimits) -> Result<Sink, IngestError> {
 mod tests {
     use super::*;
 
-    fn limits(dir: &std::path::Path) -> IngestLimits {
-        IngestLimits {
+    fn limits(dir: &std::path::Path) -> Arc<IngestLimits> {
+        Arc::new(IngestLimits {
             spill_threshold: 10,
             max_element_size: 25,
             spill_dir: dir.to_owned(),
             memory_limit: 0,
-            totals: std::sync::Arc::new(Totals::default()),
+            totals: Arc::new(Totals::default()),
             durable_sync: None,
-        }
+        })
     }
 
     fn files_in(dir: &std::path::Path) -> usize {
@@ -242,7 +247,7 @@ mod tests {
     async fn small_bodies_spill_once_the_memory_limit_is_reached() {
         let dir = tempfile::tempdir().unwrap();
         let mut l = limits(dir.path());
-        l.memory_limit = 8;
+        Arc::get_mut(&mut l).expect("not shared yet").memory_limit = 8;
         l.totals.add_blob_bytes(false, 5); // 5 bytes already held in memory
         let mut w = BlobWriter::new(l.clone(), Some(3)).unwrap();
         w.write(Bytes::from_static(b"abc")).await.unwrap();

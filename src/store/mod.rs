@@ -158,7 +158,7 @@ pub struct Store {
 struct Shared {
     namespaces: DashMap<Name, Arc<Namespace>>,
     totals: Arc<Totals>,
-    limits: IngestLimits,
+    limits: Arc<IngestLimits>,
     queue_idle_timeout: Duration,
     max_deliveries: u32,
     namespace_quota: Quota,
@@ -229,14 +229,14 @@ impl Store {
         let shared = Arc::new(Shared {
             namespaces,
             totals: totals.clone(),
-            limits: IngestLimits {
+            limits: Arc::new(IngestLimits {
                 spill_threshold: config.spill_threshold,
                 max_element_size: config.max_element_size,
                 spill_dir: file_dir,
                 memory_limit: config.memory_limit,
                 totals: totals.clone(),
                 durable_sync,
-            },
+            }),
             queue_idle_timeout: config.queue_idle_timeout,
             max_deliveries: config.max_deliveries,
             namespace_quota: config.namespace_quota,
