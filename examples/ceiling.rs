@@ -2,7 +2,10 @@
 //!
 //! It answers `202` to a `POST` after reading the whole body, and `200` to a
 //! `GET /{anything}/{n}` with `n` bytes sliced from one preallocated buffer
-//! (no copy). It serves on blobq's own runtime and HTTP/1 settings
+//! (no copy). A `POST /keep` also keeps a copy of the body, in one buffer of
+//! its own, until a `DELETE /keep`: the least any in-memory queue must do
+//! with a body it accepts, so the cost of holding the bytes shows apart from
+//! the cost of the HTTP stack. It serves on blobq's own runtime and HTTP/1 settings
 //! (`blobq::server::runtime` and `http1_builder` with the default
 //! configuration) and allocator (jemalloc), with `TCP_NODELAY` like blobq,
 //! so the gap between the two is the cost of blobq's routing, validation,
@@ -12,11 +15,12 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -26,6 +30,13 @@ use blobq::config::{Config, Settings};
 /// The allocator blobq's binary uses, so the comparison is of the HTTP work.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// The bodies `POST /keep` holds.
+static KEPT: Mutex<Vec<Bytes>> = Mutex::new(Vec::new());
+
+fn kept() -> std::sync::MutexGuard<'static, Vec<Bytes>> {
+    KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Largest GET body the ceiling can answer.
 const MAX_BODY: usize = 1 << 20;
@@ -58,12 +69,22 @@ fn main() -> std::io::Result<()> {
 
 async fn answer(req: Request<Incoming>, body: Bytes) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut response = Response::new(Full::new(Bytes::new()));
+    let keep = req.uri().path() == "/keep";
+    if req.method() == Method::DELETE && keep {
+        kept().clear();
+        return Ok(response);
+    }
     if req.method() == Method::POST {
         let mut incoming = req.into_body();
+        let mut copy = BytesMut::with_capacity(incoming.size_hint().exact().unwrap_or(0) as usize);
         while let Some(frame) = incoming.frame().await {
-            if frame.is_err() {
-                break;
+            let Ok(frame) = frame else { break };
+            if let (true, Ok(data)) = (keep, frame.into_data()) {
+                copy.extend_from_slice(&data);
             }
+        }
+        if keep {
+            kept().push(copy.freeze());
         }
         *response.status_mut() = StatusCode::ACCEPTED;
         return Ok(response);
