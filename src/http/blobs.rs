@@ -24,7 +24,7 @@ pub(super) async fn store(app: &App, ns: &str, req: Request<Incoming>) -> Handle
     let push = PushHeaders::parse(req.headers(), &app.limits)?;
     let body = req.into_body();
     app.store
-        .precheck_quota(&nsn, 0, body.size_hint().exact().unwrap_or(0))?;
+        .precheck_quota(&nsn, 0, body.size_hint().exact())?;
     let (content, size) = receive_body(&app.store, body, app.limits.body_read_timeout).await?;
     let blob = app
         .store

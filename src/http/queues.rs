@@ -123,7 +123,7 @@ pub(super) async fn push(app: &App, ns: &str, q: &str, req: Request<Incoming>) -
     let push = PushHeaders::parse(req.headers(), &app.limits)?;
     let body = req.into_body();
     app.store
-        .precheck_quota(&nsn, 1, body.size_hint().exact().unwrap_or(0))?;
+        .precheck_quota(&nsn, 1, body.size_hint().exact())?;
     let data = receive_body(&app.store, body, app.limits.body_read_timeout).await?;
     let result = app
         .store

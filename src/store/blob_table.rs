@@ -76,6 +76,22 @@ impl BlobTable {
         }
     }
 
+    /// Drops one element's reference to blob `id` and, when nothing keeps
+    /// the blob any more, takes its entry out: one probe of the table for
+    /// what every data pop does. `None` when there is no such blob.
+    pub fn release(&mut self, id: BlobId, now: Millis) -> Option<Option<BlobEntry>> {
+        let mut found = self
+            .table
+            .find_entry(hash(id), |e| e.blob.id() == id)
+            .ok()?;
+        let entry = found.get_mut();
+        entry.refs = entry.refs.saturating_sub(1);
+        if !entry.is_garbage(now) {
+            return Some(None);
+        }
+        Some(Some(found.remove().0))
+    }
+
     pub fn remove(&mut self, id: BlobId) -> Option<BlobEntry> {
         self.table
             .find_entry(hash(id), |e| e.blob.id() == id)
@@ -152,6 +168,36 @@ mod tests {
         assert_eq!(table.remove(ids[3]).map(|e| e.refs), Some(9));
         assert!(table.get(ids[3]).is_none() && table.remove(ids[3]).is_none());
         assert_eq!(table.drain().count(), 1000);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn release_takes_a_blob_out_only_when_nothing_keeps_it() {
+        let mut table = BlobTable::default();
+        let shared = entry(2);
+        let exposed = BlobEntry {
+            exposed: true,
+            ..entry(1)
+        };
+        let (shared_id, exposed_id) = (shared.blob.id(), exposed.blob.id());
+        table.insert(shared);
+        table.insert(exposed);
+        let now = Millis(10);
+        assert!(table.release(BlobId::random(), now).is_none());
+        // Two elements share the blob: the first release leaves it.
+        assert!(matches!(table.release(shared_id, now), Some(None)));
+        assert_eq!(table.get(shared_id).map(|e| e.refs), Some(1));
+        let gone = table.release(shared_id, now).unwrap().unwrap();
+        assert_eq!(gone.blob.id(), shared_id);
+        assert!(table.get(shared_id).is_none());
+        // An exposed blob outlives its last element until its own deadline.
+        assert!(matches!(table.release(exposed_id, now), Some(None)));
+        assert_eq!(table.get(exposed_id).map(|e| e.refs), Some(0));
+        table.get_mut(exposed_id).unwrap().refs = 1;
+        assert!(matches!(
+            table.release(exposed_id, Millis(1000)),
+            Some(Some(_))
+        ));
         assert!(table.is_empty());
     }
 }

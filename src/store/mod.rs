@@ -40,6 +40,11 @@ pub use namespace::PopMode;
 use namespace::{Arrival, Graveyard, Namespace, NsState, Taken};
 pub use namespace::{Quota, QuotaExceeded};
 use queue::Waiter;
+
+/// The namespaces by name. Looked up on every request: hashed with foldhash
+/// (hashbrown's default, seeded per map) rather than SipHash, a few percent
+/// of a request's instructions.
+pub(crate) type Namespaces = DashMap<Name, Arc<Namespace>, hashbrown::DefaultHashBuilder>;
 use stats::{NamespaceStats, QueueStats, ServerStats, Totals, TotalsSnapshot};
 
 /// Settings the store needs.
@@ -156,7 +161,7 @@ pub struct Store {
 }
 
 struct Shared {
-    namespaces: DashMap<Name, Arc<Namespace>>,
+    namespaces: Namespaces,
     totals: Arc<Totals>,
     limits: Arc<IngestLimits>,
     queue_idle_timeout: Duration,
@@ -195,7 +200,7 @@ impl Store {
             .prefix("blobq-")
             .tempdir_in(&config.spill_dir)?;
         let totals = Arc::new(Totals::default());
-        let namespaces = DashMap::new();
+        let namespaces = Namespaces::default();
         let quota_of = |ns: &Name| {
             config
                 .namespace_quotas
@@ -700,10 +705,21 @@ impl Store {
             .unwrap_or(shared.namespace_quota)
     }
 
-    /// Refuses early a body that could not be stored in `ns` anyway: `bytes`
-    /// more (when announced) and, for a push, one more element. The check
-    /// that counts is made again under the lock when the body is in.
-    pub fn precheck_quota(&self, ns: &Name, elements: u64, bytes: u64) -> Result<(), StoreError> {
+    /// Refuses early a body that could not be stored in `ns` anyway: the
+    /// `announced` bytes more and, for a push, one more element. The check
+    /// that counts is made again under the lock when the body is in; a body
+    /// announced below the spill threshold is cheap to take in, and is left
+    /// to that check alone (one lookup and lock less on the hot path).
+    pub fn precheck_quota(
+        &self,
+        ns: &Name,
+        elements: u64,
+        announced: Option<u64>,
+    ) -> Result<(), StoreError> {
+        if announced.is_some_and(|n| n < self.shared.limits.spill_threshold) {
+            return Ok(());
+        }
+        let bytes = announced.unwrap_or(0);
         let Some(namespace) = self.existing_namespace(ns) else {
             // An empty namespace: only a limit below this one push can refuse it.
             let quota = self.quota_of(ns);

@@ -7,7 +7,9 @@
 //! Anything that could be slow to drop (a spill file) is moved into a
 //! [`Graveyard`] and dropped by the caller after unlocking.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use hashbrown::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::blob::{Blob, BlobContent};
@@ -127,6 +129,7 @@ pub(crate) struct NsState {
     name: Name,
     /// Where changes are recorded, in durable mode.
     journal: Option<Arc<Journal>>,
+    /// By name; hashbrown's foldhash rather than SipHash, as for the namespaces.
     queues: HashMap<Name, Queue>,
     blobs: BlobTable,
     /// Every pending deadline of the namespace, earliest first, so the sweeper
@@ -257,6 +260,12 @@ impl NsState {
     /// Takes blob `id` out of the table.
     fn forget_blob(&mut self, id: BlobId) -> Option<Arc<Blob>> {
         let entry = self.blobs.remove(id)?;
+        Some(self.forget_entry(entry))
+    }
+
+    /// Accounts for a blob entry taken out of the table.
+    fn forget_entry(&mut self, entry: BlobEntry) -> Arc<Blob> {
+        let id = entry.blob.id();
         self.blob_bytes -= entry.blob.size();
         if let Some(journal) = &self.journal {
             let ns = self.name.as_str();
@@ -268,7 +277,7 @@ impl NsState {
                 file.remove_when_dropped(journal.clone());
             }
         }
-        Some(entry.blob)
+        entry.blob
     }
 
     /// Refuses what would take the namespace past its quota: `elements` more
@@ -319,9 +328,15 @@ impl NsState {
         grave: &mut Graveyard,
     ) -> Option<Millis> {
         let id = blob.id();
+        if !expose {
+            if let Some(entry) = self.blobs.release(id, now)? {
+                grave.blobs.push(self.forget_entry(entry));
+            }
+            return None;
+        }
         let entry = self.blobs.get_mut(id)?;
         entry.refs = entry.refs.saturating_sub(1);
-        let wake = if expose { self.expose_blob(id) } else { None };
+        let wake = self.expose_blob(id);
         if self.blobs.get(id).is_some_and(|e| e.is_garbage(now)) {
             if let Some(blob) = self.forget_blob(id) {
                 grave.blobs.push(blob);

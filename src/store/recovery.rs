@@ -6,8 +6,6 @@ use std::fs;
 use std::io;
 use std::sync::Arc;
 
-use dashmap::DashMap;
-
 use super::blob::{Blob, BlobContent, StoredFile};
 use super::clock::Millis;
 use super::element::Element;
@@ -29,7 +27,7 @@ pub(crate) struct Opened {
 
 /// What the store needs to rebuild its namespaces.
 pub(crate) struct Rebuild<'a> {
-    pub namespaces: &'a DashMap<Name, Arc<Namespace>>,
+    pub namespaces: &'a super::Namespaces,
     pub totals: &'a Arc<Totals>,
     pub max_deliveries: u32,
     pub quota_of: &'a dyn Fn(&Name) -> Quota,
