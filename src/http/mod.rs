@@ -111,19 +111,24 @@ impl App {
         if self.is_draining() {
             return Err(ApiError::ShuttingDown);
         }
+        // Every request's future is as large as the largest route's, and is
+        // moved several times on its way through hyper: the routes other than
+        // push and pop wait boxed, so as not to make every request pay for them.
         match (route, req.method().clone()) {
             (Route::Queue(ns, q), Method::POST) => queues::push(self, ns, q, req).await,
-            (Route::Queue(ns, q), Method::PUT) => queues::push_reference(self, ns, q, &req).await,
+            (Route::Queue(ns, q), Method::PUT) => {
+                Box::pin(queues::push_reference(self, ns, q, &req)).await
+            }
             (Route::Queue(ns, q), _) => queues::pop(self, ns, q, &req).await,
             (Route::QueueStats(ns, q), _) => queues::queue_stats(self, ns, q),
-            (Route::Lease(ns, q, r), _) => leases::ack(self, ns, q, r, &req).await,
+            (Route::Lease(ns, q, r), _) => Box::pin(leases::ack(self, ns, q, r, &req)).await,
             (Route::LeaseRelease(ns, q, r), _) => leases::release(self, ns, q, r, &req),
             (Route::LeaseExtend(ns, q, r), _) => leases::extend(self, ns, q, r, &req),
             (Route::NamespaceStats(ns), _) => queues::namespace_stats(self, ns),
             (Route::ServerStats, _) => queues::server_stats(self),
-            (Route::Blobs(ns), _) => blobs::store(self, ns, req).await,
-            (Route::Blob(ns, id), Method::DELETE) => blobs::delete(self, ns, id).await,
-            (Route::Blob(ns, id), _) => blobs::read(self, ns, id, &req).await,
+            (Route::Blobs(ns), _) => Box::pin(blobs::store(self, ns, req)).await,
+            (Route::Blob(ns, id), Method::DELETE) => Box::pin(blobs::delete(self, ns, id)).await,
+            (Route::Blob(ns, id), _) => Box::pin(blobs::read(self, ns, id, &req)).await,
             (Route::Metrics, _) => ops::metrics(self),
             (Route::Health, _) => ops::health(self),
         }

@@ -60,10 +60,14 @@ pub struct IngestLimits {
 
 enum Sink {
     Memory(BytesMut),
-    File {
-        file: BufWriter<tokio::fs::File>,
-        path: TempPath,
-    },
+    /// Boxed, like the file half of `write` and `finish`: most bodies stay in
+    /// memory, and a request's future should not carry a file's state.
+    File(Box<SpillFile>),
+}
+
+struct SpillFile {
+    file: BufWriter<tokio::fs::File>,
+    path: TempPath,
 }
 
 /// Receives one body chunk by chunk. Dropping it before `finish` removes any
@@ -89,7 +93,7 @@ impl BlobWriter {
             }
         }
         let sink = match expected {
-            Some(len) if len >= limits.spill_threshold => create_spill_file(&limits)?,
+            Some(len) if len >= limits.spill_threshold => Sink::File(create_spill_file(&limits)?),
             // An announced small length gives the buffer its exact size.
             Some(len) => Sink::Memory(BytesMut::with_capacity(len as usize)),
             None => Sink::Memory(BytesMut::new()),
@@ -114,14 +118,19 @@ impl BlobWriter {
                 buf.extend_from_slice(&chunk);
                 return Ok(());
             }
-            let buffered = std::mem::take(buf);
-            self.sink = create_spill_file(&self.limits)?;
-            if let Sink::File { file, .. } = &mut self.sink {
-                file.write_all(&buffered).await?;
-            }
         }
-        if let Sink::File { file, .. } = &mut self.sink {
-            file.write_all(&chunk).await?;
+        Box::pin(self.write_to_file(chunk)).await
+    }
+
+    async fn write_to_file(&mut self, chunk: Bytes) -> Result<(), IngestError> {
+        if let Sink::Memory(buf) = &mut self.sink {
+            let buffered = std::mem::take(buf);
+            let mut spill = create_spill_file(&self.limits)?;
+            spill.file.write_all(&buffered).await?;
+            self.sink = Sink::File(spill);
+        }
+        if let Sink::File(spill) = &mut self.sink {
+            spill.file.write_all(&chunk).await?;
         }
         Ok(())
     }
@@ -134,15 +143,9 @@ impl BlobWriter {
     /// Completes the body. A small body goes to a spill file after all if
     /// keeping it would take the memory held past the memory limit.
     pub async fn finish(self) -> Result<(BlobContent, u64), IngestError> {
+        let size = self.size;
         let content = match self.sink {
-            Sink::Memory(buf) if self.limits.over_memory_budget(buf.len() as u64) => {
-                let Sink::File { mut file, path } = create_spill_file(&self.limits)? else {
-                    unreachable!("create_spill_file makes a file sink")
-                };
-                file.write_all(&buf).await?;
-                self.limits.seal(file, path).await?
-            }
-            Sink::Memory(buf) => {
+            Sink::Memory(buf) if !self.limits.over_memory_budget(buf.len() as u64) => {
                 // A chunked body grew the buffer by doubling; do not keep the slack.
                 let bytes = if buf.capacity() > buf.len() + buf.len() / 8 + 64 {
                     Bytes::copy_from_slice(&buf)
@@ -151,9 +154,10 @@ impl BlobWriter {
                 };
                 BlobContent::Memory(bytes)
             }
-            Sink::File { file, path } => self.limits.seal(file, path).await?,
+            Sink::Memory(buf) => Box::pin(self.limits.spill_whole(buf)).await?,
+            Sink::File(spill) => Box::pin(self.limits.seal(*spill)).await?,
         };
-        Ok((content, self.size))
+        Ok((content, size))
     }
 }
 
@@ -162,11 +166,8 @@ impl IngestLimits {
     /// dies with the process, and filesystems reserve space at write time, so
     /// a full disk already failed a write. In durable mode the file becomes a
     /// blob file the log can refer to, synced first if asked.
-    async fn seal(
-        &self,
-        mut file: BufWriter<tokio::fs::File>,
-        path: TempPath,
-    ) -> Result<BlobContent, IngestError> {
+    async fn seal(&self, spill: SpillFile) -> Result<BlobContent, IngestError> {
+        let SpillFile { mut file, path } = spill;
         file.flush().await?;
         let Some(sync) = self.durable_sync else {
             return Ok(BlobContent::Spilled(path));
@@ -178,18 +179,25 @@ impl IngestLimits {
         Ok(BlobContent::Stored(Box::new(StoredFile::new(path, false))))
     }
 
+    /// A body received in memory that must go to a file after all.
+    async fn spill_whole(&self, body: BytesMut) -> Result<BlobContent, IngestError> {
+        let mut spill = create_spill_file(self)?;
+        spill.file.write_all(&body).await?;
+        self.seal(*spill).await
+    }
+
     fn over_memory_budget(&self, more: u64) -> bool {
         self.memory_limit > 0 && self.totals.snapshot().memory_bytes + more > self.memory_limit
     }
 }
 
-fn create_spill_file(limits: &IngestLimits) -> Result<Sink, IngestError> {
+fn create_spill_file(limits: &IngestLimits) -> Result<Box<SpillFile>, IngestError> {
     let (file, path) = tempfile::Builder::new()
         .prefix("blob-")
         .tempfile_in(&limits.spill_dir)?
         .into_parts();
     let file = BufWriter::with_capacity(SPILL_WRITE_BUFFER, tokio::fs::File::from_std(file));
-    Ok(Sink::File { file, path })
+    Ok(Box::new(SpillFile { file, path }))
 }
 
 #[cfg(test)]
