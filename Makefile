@@ -1,7 +1,7 @@
 # blobq: the commands a developer needs.
 CARGO ?= cargo
 
-.PHONY: run test fuzz lint fmt build release bench bench-durable clean
+.PHONY: run test fuzz lint fmt build release bench bench-durable bench-instructions clean
 
 ## run: start the server on 127.0.0.1:8080 with the defaults
 run:
@@ -33,6 +33,11 @@ bench:
 ## bench-durable: --data-dir in each --fsync mode against memory and redis AOF
 bench-durable:
 	bench/durability.sh
+
+## bench-instructions: instructions per push and pop under callgrind (needs valgrind);
+##       repeatable to a fraction of a percent, for small hot-path changes
+bench-instructions:
+	bench/instructions.sh
 
 fmt:
 	$(CARGO) fmt
