@@ -32,6 +32,11 @@ SCALE() { cargo bench -q --bench scale -- "$@"; }
 start_workdir blobq-instructions
 ports_free $PORT
 
+fill_failed() {
+    cat "$WORK/fill.log" >&2
+    exit 1
+}
+
 # count N: prints the instructions of a run with N pushes and N pops.
 count() {
     local pid out=$WORK/callgrind.$1
@@ -41,9 +46,10 @@ count() {
     pid=$!
     PIDS+=("$pid")
     wait_port $PORT
-    SCALE fill "http://127.0.0.1:$PORT/qs/instr/q" --count "$1" --size "$SIZE" >/dev/null
+    SCALE fill "http://127.0.0.1:$PORT/qs/instr/q" --count "$1" --size "$SIZE" \
+        >/dev/null 2>"$WORK/fill.log" || fill_failed
     SCALE fill "http://127.0.0.1:$PORT/qs/instr/q" --method GET --count "$1" --size 0 \
-        --expect 200 >/dev/null
+        --expect 200 >/dev/null 2>"$WORK/fill.log" || fill_failed
     kill -INT "$pid"
     wait "$pid" || true
     sed -n 's/^summary: //p' "$out"
@@ -55,6 +61,6 @@ if [[ -z $small || -z $large ]]; then
     echo "bench: callgrind wrote no summary (see $WORK/valgrind.log)" >&2
     exit 1
 fi
-echo "blobq $(git describe --always --dirty 2>/dev/null || echo '?'):" \
+echo "$BLOBQ ($(git describe --always --dirty 2>/dev/null || echo '?') here):" \
     "$(((large - small) / N)) instructions per push and pop of $SIZE B" \
     "(callgrind, $N vs $((2 * N)) of each)"
