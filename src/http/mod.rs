@@ -142,7 +142,7 @@ fn json(status: StatusCode, value: &impl Serialize) -> Handled {
 }
 
 /// A response with `status` and a JSON text already written.
-fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
+fn json_bytes(status: StatusCode, bytes: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(Body::bytes(bytes));
     *response.status_mut() = status;
     response.headers_mut().insert(
