@@ -25,7 +25,7 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 ## bench: blobq against its ceiling and webdis, then the scale cases (docs/PERFORMANCE.md)
-## (needs wrk, redis-server, webdis; BENCH_DURATION=10 and more in bench/run.sh)
+## (needs wrk, redis-server, webdis; BENCH_DURATION, BENCH_ROUNDS and more in bench/run.sh)
 bench:
 	bench/run.sh
 	bench/durability.sh

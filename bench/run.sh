@@ -6,7 +6,9 @@
 # runs each in-memory push size keeping the bodies ("ceiling-kept").
 #
 # Settings (environment):
-#   BENCH_DURATION     seconds per wrk case (10)
+#   BENCH_DURATION     seconds per wrk case (5)
+#   BENCH_ROUNDS       rounds of every wrk case, interleaved; the table shows
+#                      each case's median (3)
 #   BENCH_THREADS      wrk threads (2), the same for every target
 #   BENCH_CONNECTIONS  keep-alive connections (64)
 #   BENCH_SIZES        element sizes in bytes ("100 10240 1048576")
@@ -18,7 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${BENCH_DURATION:-10}
+DURATION=${BENCH_DURATION:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
 THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNECTIONS:-64}
 SIZES=${BENCH_SIZES:-100 10240 1048576}
@@ -59,7 +62,7 @@ fail() { echo "bench: FAIL: $*" >&2; FAILED=1; }
 # Sets RATE.
 wrk_case() {
     local out line requests duration errors p50 p99
-    echo "bench: $1 $2" >&2
+    echo "bench: round $ROUND: $1 $2" >&2
     out=$(BENCH_METHOD=$4 BENCH_SIZE=$5 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
         -s bench/wrk.lua "$3" 2>&1) || true
     line=$(grep '^BENCH ' <<<"$out" | cut -c7- || true)
@@ -211,8 +214,12 @@ fi
 if [[ " $TARGETS " == *" webdis "* ]]; then start_webdis; fi
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-for size in $SIZES; do
-    for target in $TARGETS; do "run_$target" "$size"; done
+# Rounds interleave the targets, so a burst of load from elsewhere on this
+# shared machine hits one sample of each case rather than one whole target.
+for ROUND in $(seq "$ROUNDS"); do
+    for size in $SIZES; do
+        for target in $TARGETS; do "run_$target" "$size"; done
+    done
 done
 
 if [[ -n $SCALE_CASES ]]; then
@@ -225,11 +232,26 @@ mkdir -p "$(dirname "$OUT")"
 {
     echo "blobq $(git describe --always --dirty 2>/dev/null || echo '?'), $(date -u +%Y-%m-%dT%H:%MZ)," \
         "$(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1))"
-    echo "wrk -t$THREADS -c$CONNS -d${DURATION}s; latencies in ms; load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, median of $ROUNDS interleaved rounds per case; latencies in ms;" \
+        "load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
     awk -F'\t' '
-        { t[NR] = $1; c[NR] = $2; r[NR] = $3; p50[NR] = $4; p99[NR] = $5; n[NR] = $6
-          key[$1 "|" $2] = NR }
+        # Rows come once per round; each (target, case) shows its medians.
+        {
+            k = $1 "|" $2
+            if (!(k in key)) { rows++; key[k] = rows; t[rows] = $1; c[rows] = $2 }
+            i = key[k]; m = ++seen[i]
+            s[i, 1, m] = $3; s[i, 2, m] = $4; s[i, 3, m] = $5; n[i] = $6
+        }
+        # Median of row i, field f (1 req/s, 2 p50, 3 p99) over its samples.
+        function median(i, f,   a, m, x, y, v) {
+            m = seen[i]
+            for (x = 1; x <= m; x++) a[x] = s[i, f, x]
+            if (a[1] == "-" || a[1] == "") return a[1]
+            for (x = 2; x <= m; x++)
+                for (y = x; y > 1 && a[y - 1] + 0 > a[y] + 0; y--) { v = a[y]; a[y] = a[y - 1]; a[y - 1] = v }
+            return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+        }
         function ratio(a, b) { return (b == "" || b == "-" || b == 0 || a == "-") ? "" : sprintf("%.2f", a / b) }
         function vs(i, other,   j) {
             j = key[other "|" c[i]]
@@ -237,9 +259,15 @@ mkdir -p "$(dirname "$OUT")"
             return ratio(r[i], r[j]) "x, p99 " ratio(p99[i], p99[j]) "x"
         }
         END {
+            for (i = 1; i <= rows; i++) {
+                r[i] = median(i, 1); p50[i] = median(i, 2); p99[i] = median(i, 3)
+                if (r[i] != "-") r[i] = sprintf("%d", r[i] + 0.5)
+                if (p50[i] != "-") p50[i] = sprintf("%.2f", p50[i])
+                if (p99[i] != "-") p99[i] = sprintf("%.2f", p99[i])
+            }
             print "| target | case | req/s | p50 | p99 | blobq/ceiling | blobq/ceiling-kept | blobq/webdis | notes |"
             print "| --- | --- | ---: | ---: | ---: | --- | --- | --- | --- |"
-            for (i = 1; i <= NR; i++)
+            for (i = 1; i <= rows; i++)
                 printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t[i], c[i], r[i], p50[i], p99[i], vs(i, "ceiling"), vs(i, "ceiling-kept"), vs(i, "webdis"), n[i]
         }' "$ROWS"
 } | tee "$OUT"
