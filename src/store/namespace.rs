@@ -8,9 +8,9 @@
 //! [`Graveyard`] and dropped by the caller after unlocking.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use hashbrown::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::blob::{Blob, BlobContent};
 use super::blob_table::{BlobEntry, BlobTable};
