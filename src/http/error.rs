@@ -19,7 +19,7 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{method} is not allowed here; allowed: {allow}")]
-    MethodNotAllowed { method: String, allow: &'static str },
+    MethodNotAllowed { method: String, allow: String },
     #[error("the element's blob was deleted; the element has been consumed")]
     Gone,
     #[error("the body exceeds the maximum element size of {limit} bytes")]
@@ -95,7 +95,9 @@ impl ApiError {
         );
         match self {
             ApiError::MethodNotAllowed { allow, .. } => {
-                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+                if let Ok(allow) = HeaderValue::from_str(&allow) {
+                    headers.insert(header::ALLOW, allow);
+                }
             }
             ApiError::OverQuota { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, retry_after.into());

@@ -328,19 +328,9 @@ impl NsState {
         grave: &mut Graveyard,
     ) -> Option<Millis> {
         let id = blob.id();
-        if !expose {
-            if let Some(entry) = self.blobs.release(id, now)? {
-                grave.blobs.push(self.forget_entry(entry));
-            }
-            return None;
-        }
-        let entry = self.blobs.get_mut(id)?;
-        entry.refs = entry.refs.saturating_sub(1);
-        let wake = self.expose_blob(id);
-        if self.blobs.get(id).is_some_and(|e| e.is_garbage(now)) {
-            if let Some(blob) = self.forget_blob(id) {
-                grave.blobs.push(blob);
-            }
+        let wake = if expose { self.expose_blob(id) } else { None };
+        if let Some(entry) = self.blobs.release(id, now)? {
+            grave.blobs.push(self.forget_entry(entry));
         }
         wake
     }
