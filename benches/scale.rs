@@ -539,7 +539,10 @@ async fn blocked(bin: &str, consumers: u64, queues: u64) -> Result<()> {
                 .lock()
                 .map_err(|_| "poisoned")?
                 .record(now.saturating_sub(sent) / 1000)?;
-            Ok::<_, Error>(())
+            // Kept open until every consumer has its answer, as a consumer
+            // that pops again would: the server is not closing 10 000
+            // connections while the wake-ups are being measured.
+            Ok::<_, Error>(conn)
         }));
     }
     let mut probe = Conn::open(addr).await?;
@@ -579,10 +582,12 @@ async fn blocked(bin: &str, consumers: u64, queues: u64) -> Result<()> {
     for t in pushers {
         t.await??;
     }
+    let mut open = Vec::with_capacity(tasks.len());
     for t in tasks {
-        t.await??;
+        open.push(t.await??);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    drop(open);
     let h = latencies.lock().map_err(|_| "poisoned")?;
     row(
         &format!("{consumers} blocked consumers, {queues} queues: wake-up"),
