@@ -3,7 +3,8 @@
 # repository) and its peer (webdis in front of redis-server), back to back on
 # this machine with the same generator and settings, then the scale cases.
 # Prints one table; see docs/PERFORMANCE.md for the method. The ceiling also
-# runs each in-memory push size keeping the bodies ("ceiling-kept").
+# runs each in-memory size keeping the bodies and popping them oldest first
+# ("ceiling-kept").
 #
 # Settings (environment):
 #   BENCH_DURATION     seconds per wrk case (5)
@@ -103,7 +104,7 @@ blobq_elements() {
 }
 
 run_ceiling() {
-    local size=$1 l
+    local size=$1 l have want
     l=$(label "$size")
     wrk_case ceiling "push $l" "http://127.0.0.1:$CEILING_PORT/push" POST "$size"
     wrk_case ceiling "pop $l" "http://127.0.0.1:$CEILING_PORT/get/$size" GET 0
@@ -114,6 +115,16 @@ run_ceiling() {
     if ((size < KEPT_BELOW)); then
         wrk_case ceiling-kept "push $l" "http://127.0.0.1:$CEILING_PORT/keep" POST "$size" \
             "bodies copied and held"
+        # And popping them oldest first, as a queue must: bodies stored
+        # seconds ago, no longer in the CPU's cache. Topped up like blobq's.
+        have=$(curl -sf "http://127.0.0.1:$CEILING_PORT/kept") || fail "ceiling: GET /kept"
+        want=$(pop_need "${CEILING_POP[$size]}")
+        if ((want > ${have:-0})); then
+            SCALE fill "http://127.0.0.1:$CEILING_PORT/keep" --count $((want - ${have:-0})) \
+                --size "$size" --expect 202
+        fi
+        wrk_case ceiling-kept "pop $l" "http://127.0.0.1:$CEILING_PORT/keep" GET 0 \
+            "held bodies, oldest first"
         curl -sf -X DELETE "http://127.0.0.1:$CEILING_PORT/keep" >/dev/null || fail "ceiling: DELETE /keep"
     fi
 }

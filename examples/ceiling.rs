@@ -5,7 +5,10 @@
 //! (no copy). A `POST /keep` also keeps a copy of the body, in one buffer of
 //! its own, until a `DELETE /keep`: the least any in-memory queue must do
 //! with a body it accepts, so the cost of holding the bytes shows apart from
-//! the cost of the HTTP stack. It serves on blobq's own runtime and HTTP/1 settings
+//! the cost of the HTTP stack. `GET /keep` answers with the oldest body kept
+//! and lets it go (`404` when none is left): the least a FIFO queue must do
+//! to serve bodies it received long ago, which are no longer in the CPU's
+//! cache. `GET /kept` tells how many are held. It serves on blobq's own runtime and HTTP/1 settings
 //! (`blobq::server::runtime` and `http1_builder` with the default
 //! configuration) and allocator (jemalloc), with `TCP_NODELAY` like blobq,
 //! so the gap between the two is the cost of blobq's routing, validation,
@@ -13,6 +16,7 @@
 //!
 //! `make bench` starts it; by hand: `cargo run --release --example ceiling -- 127.0.0.1:8090`.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -31,10 +35,10 @@ use blobq::config::{Config, Settings};
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// The bodies `POST /keep` holds.
-static KEPT: Mutex<Vec<Bytes>> = Mutex::new(Vec::new());
+/// The bodies `POST /keep` holds, oldest first.
+static KEPT: Mutex<VecDeque<Bytes>> = Mutex::new(VecDeque::new());
 
-fn kept() -> std::sync::MutexGuard<'static, Vec<Bytes>> {
+fn kept() -> std::sync::MutexGuard<'static, VecDeque<Bytes>> {
     KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -84,9 +88,20 @@ async fn answer(req: Request<Incoming>, body: Bytes) -> Result<Response<Full<Byt
             }
         }
         if keep {
-            kept().push(copy.freeze());
+            kept().push_back(copy.freeze());
         }
         *response.status_mut() = StatusCode::ACCEPTED;
+        return Ok(response);
+    }
+    if keep {
+        match kept().pop_front() {
+            Some(oldest) => *response.body_mut() = Full::new(oldest),
+            None => *response.status_mut() = StatusCode::NOT_FOUND,
+        }
+        return Ok(response);
+    }
+    if req.uri().path() == "/kept" {
+        *response.body_mut() = Full::new(Bytes::from(kept().len().to_string()));
         return Ok(response);
     }
     let n = req
