@@ -1,12 +1,13 @@
 //! `/tbs/{ns}/blobs`: temporary blob storage, read without consuming.
 
-use http::header::{CONTENT_LENGTH, LOCATION};
+use http::header::LOCATION;
 use http::{Request, Response, StatusCode};
 use hyper::body::{Body as _, Incoming};
 use serde::Serialize;
 
 use super::queues::{describe, receive_body};
 use super::request::{delete_after_read, name, PushHeaders, BLOB_ID};
+use super::spelled::Spelled;
 use super::{header_value, json, App, Body, Handled};
 use crate::store::Commit;
 
@@ -54,14 +55,16 @@ pub(super) async fn read(app: &App, ns: &str, id: &str, req: &Request<Incoming>)
     }
     let mut response = Response::new(Body::blob(blob.body, blob.size));
     let headers = response.headers_mut();
+    let mut spelled = Spelled::with_capacity(96);
     describe(
         headers,
+        &mut spelled,
         &blob.meta,
         Some(blob.id),
         blob.size,
         blob.seconds_left,
     );
-    headers.insert(CONTENT_LENGTH, blob.size.into());
+    spelled.insert_into(headers);
     Ok(response)
 }
 

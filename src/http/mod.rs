@@ -9,6 +9,7 @@ mod ops;
 mod queues;
 pub mod request;
 pub mod route;
+mod spelled;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -161,10 +162,4 @@ fn header_value(s: &str) -> HeaderValue {
 /// `header_value` of text already in a buffer, taken over without a copy.
 fn bytes_value(b: Bytes) -> HeaderValue {
     HeaderValue::from_maybe_shared(b).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// The header value of an id: its hyphenated text, formatted on the stack.
-fn id_value(id: uuid::Uuid) -> HeaderValue {
-    let mut text = uuid::Uuid::encode_buffer();
-    header_value(id.hyphenated().encode_lower(&mut text))
 }

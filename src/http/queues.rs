@@ -1,12 +1,11 @@
 //! `/qs`: push, reference push, pop, and the statistics of queues,
 //! namespaces and the server.
 
-use std::ops::Range;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt as _;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
@@ -15,7 +14,8 @@ use super::request::{
     self, name, PopQuery, PushHeaders, BLOB_ID, CUSTOM_DATA, DELIVERIES, ELEMENT_ID, LEASE,
     LIFETIME, SIZE,
 };
-use super::{bytes_value, header_value, id_value, json, json_bytes, ApiError, App, Body, Handled};
+use super::spelled::Spelled;
+use super::{bytes_value, header_value, json, json_bytes, ApiError, App, Body, Handled};
 use crate::store::blob::BlobContent;
 use crate::store::clock::saturating_millis;
 use crate::store::ids::{BlobId, ElementId};
@@ -33,63 +33,37 @@ struct PushAnswer<'a> {
     lifetime: u64,
 }
 
-/// The push answer's JSON, and where in it the ids are spelled out: the
-/// id headers are slices of the same bytes, not formatted again.
-struct PushJson {
-    body: Bytes,
-    id: Range<usize>,
-    blob_id: Option<Range<usize>>,
-}
-
 impl PushAnswer<'_> {
-    /// The answer's JSON, written out directly: it goes with every push, and
+    /// Writes the answer's JSON, and its id headers into `headers` as slices
+    /// of the same bytes. Written out directly: it goes with every push, and
     /// serde_json's general path took 3–4 % of a push's CPU. Nothing in it
     /// needs escaping: ids are hex and names passed `Name::parse`
     /// (`[0-9a-zA-Z_.-]`). A test holds it byte for byte to serde_json's.
-    fn to_json(&self) -> PushJson {
-        let mut out = Vec::with_capacity(160 + self.namespace.len() + self.queue.len());
-        let mut text = uuid::Uuid::encode_buffer();
+    fn write(&self, headers: &mut HeaderMap) -> Bytes {
+        let mut out = Spelled::with_capacity(160 + self.namespace.len() + self.queue.len());
         let mut number = itoa::Buffer::new();
-        out.extend_from_slice(b"{\"id\":\"");
-        let id = spell(
-            &mut out,
-            self.id.uuid().hyphenated().encode_lower(&mut text),
-        );
-        out.extend_from_slice(b"\",\"blob_id\":");
-        let blob_id = match self.blob_id {
+        out.text(b"{\"id\":\"");
+        out.id(ELEMENT_ID, self.id.uuid());
+        out.text(b"\",\"blob_id\":");
+        match self.blob_id {
             Some(blob) => {
-                out.push(b'"');
-                let at = spell(&mut out, blob.uuid().hyphenated().encode_lower(&mut text));
-                out.push(b'"');
-                Some(at)
+                out.text(b"\"");
+                out.id(BLOB_ID, blob.uuid());
+                out.text(b"\"");
             }
-            None => {
-                out.extend_from_slice(b"null");
-                None
-            }
-        };
-        out.extend_from_slice(b",\"namespace\":\"");
-        out.extend_from_slice(self.namespace.as_bytes());
-        out.extend_from_slice(b"\",\"queue\":\"");
-        out.extend_from_slice(self.queue.as_bytes());
-        out.extend_from_slice(b"\",\"size\":");
-        out.extend_from_slice(number.format(self.size).as_bytes());
-        out.extend_from_slice(b",\"lifetime\":");
-        out.extend_from_slice(number.format(self.lifetime).as_bytes());
-        out.push(b'}');
-        PushJson {
-            body: Bytes::from(out),
-            id,
-            blob_id,
+            None => out.text(b"null"),
         }
+        out.text(b",\"namespace\":\"");
+        out.text(self.namespace.as_bytes());
+        out.text(b"\",\"queue\":\"");
+        out.text(self.queue.as_bytes());
+        out.text(b"\",\"size\":");
+        out.text(number.format(self.size).as_bytes());
+        out.text(b",\"lifetime\":");
+        out.text(number.format(self.lifetime).as_bytes());
+        out.text(b"}");
+        out.insert_into(headers)
     }
-}
-
-/// Appends `text` to `out`; returns where it landed.
-fn spell(out: &mut Vec<u8>, text: &str) -> Range<usize> {
-    let start = out.len();
-    out.extend_from_slice(text.as_bytes());
-    start..out.len()
 }
 
 /// Receives a request body chunk by chunk into memory or a spill file,
@@ -129,13 +103,9 @@ fn pushed(ns: &str, q: &str, p: &Pushed) -> Handled {
         size: p.size,
         lifetime: p.lifetime,
     };
-    let json = answer.to_json();
-    let mut response = json_bytes(StatusCode::ACCEPTED, json.body.clone());
-    let headers = response.headers_mut();
-    headers.insert(ELEMENT_ID, bytes_value(json.body.slice(json.id)));
-    if let Some(at) = json.blob_id {
-        headers.insert(BLOB_ID, bytes_value(json.body.slice(at)));
-    }
+    let mut response = json_bytes(StatusCode::ACCEPTED, Bytes::new());
+    let json = answer.write(response.headers_mut());
+    *response.body_mut() = Body::bytes(json);
     Ok(response)
 }
 
@@ -178,9 +148,11 @@ pub(super) async fn push_reference(
     pushed(ns, q, &result)
 }
 
-/// The headers every element or blob answer carries.
+/// The headers every element or blob answer carries: the content type and
+/// custom data here, the spelled-out values into `spelled`.
 pub(super) fn describe(
     headers: &mut HeaderMap,
+    spelled: &mut Spelled,
     meta: &Metadata,
     blob: Option<BlobId>,
     size: u64,
@@ -192,10 +164,10 @@ pub(super) fn describe(
     };
     headers.insert(CONTENT_TYPE, content_type);
     if let Some(blob) = blob {
-        headers.insert(BLOB_ID, id_value(blob.uuid()));
+        spelled.id(BLOB_ID, blob.uuid());
     }
-    headers.insert(SIZE, size.into());
-    headers.insert(LIFETIME, seconds_left.into());
+    spelled.number(SIZE, size);
+    spelled.number(LIFETIME, seconds_left);
     for pair in meta.custom.iter() {
         let mut text = BytesMut::with_capacity(pair.key.len() + 1 + pair.value.len());
         text.extend_from_slice(pair.key.as_bytes());
@@ -219,17 +191,26 @@ pub(super) async fn pop(app: &App, ns: &str, q: &str, req: &Request<Incoming>) -
         *response.status_mut() = StatusCode::NO_CONTENT;
         return Ok(response);
     };
-    let body_len = if p.body.is_some() { p.size } else { 0 };
     let body = p.body.map_or_else(Body::empty, |b| Body::blob(b, p.size));
     let mut response = Response::new(body);
     let headers = response.headers_mut();
-    describe(headers, &p.meta, p.blob_id, p.size, p.seconds_left);
-    headers.insert(ELEMENT_ID, id_value(p.id.uuid()));
-    headers.insert(CONTENT_LENGTH, body_len.into());
+    // Ids and numbers: at most 36 + 20 + 20 + 36 + 36 + 10 bytes. hyper
+    // writes Content-Length itself, from the body's exact size.
+    let mut spelled = Spelled::with_capacity(160);
+    describe(
+        headers,
+        &mut spelled,
+        &p.meta,
+        p.blob_id,
+        p.size,
+        p.seconds_left,
+    );
+    spelled.id(ELEMENT_ID, p.id.uuid());
     if let Some(lease) = p.lease {
-        headers.insert(LEASE, id_value(lease.receipt.uuid()));
-        headers.insert(DELIVERIES, lease.deliveries.into());
+        spelled.id(LEASE, lease.receipt.uuid());
+        spelled.number(DELIVERIES, lease.deliveries.into());
     }
+    spelled.insert_into(headers);
     Ok(response)
 }
 
@@ -279,15 +260,15 @@ mod tests {
         };
         for answer in [with_blob, header_only] {
             let expected = serde_json::to_vec(&answer).unwrap();
-            let json = answer.to_json();
+            let mut headers = HeaderMap::new();
+            let json = answer.write(&mut headers);
             assert_eq!(
-                String::from_utf8(json.body.to_vec()).unwrap(),
+                String::from_utf8(json.to_vec()).unwrap(),
                 String::from_utf8(expected).unwrap()
             );
-            assert_eq!(json.body[json.id], *answer.id.to_string().as_bytes());
-            let blob_id = json.blob_id.map(|at| json.body.slice(at));
-            let expected = answer.blob_id.map(|b| b.to_string());
-            assert_eq!(blob_id.as_deref(), expected.as_ref().map(|b| b.as_bytes()));
+            assert_eq!(headers[ELEMENT_ID], answer.id.to_string());
+            let blob_id = headers.get(BLOB_ID).map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(blob_id, answer.blob_id.map(|b| b.to_string()));
         }
     }
 }

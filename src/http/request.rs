@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::error::ApiError;
 use crate::store::meta::{parse_content_type, CustomPair};
@@ -68,44 +68,58 @@ fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h st
     })
 }
 
+/// `single` for a header met while walking the whole map: records the value
+/// of `name` in `slot`, refusing a second one.
+fn once<'h>(
+    slot: &mut Option<&'h str>,
+    name: &HeaderName,
+    value: &'h HeaderValue,
+) -> Result<(), ApiError> {
+    if slot.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid-header",
+            format!("header {name} is given more than once"),
+        ));
+    }
+    let text = value.to_str().map_err(|_| {
+        ApiError::bad_request(
+            "invalid-header",
+            format!("header {name} is not visible ASCII"),
+        )
+    })?;
+    *slot = Some(text);
+    Ok(())
+}
+
 impl PushHeaders {
     /// Reads `X-QueueServer-Lifetime`, the content type (the override header,
-    /// else `Content-Type`) and every `X-Custom-Data` pair.
+    /// else `Content-Type`) and every `X-Custom-Data` pair, in one walk over
+    /// the request's few headers rather than a hashed lookup for each name.
     pub fn parse(headers: &HeaderMap, limits: &RequestLimits) -> Result<PushHeaders, ApiError> {
-        let lifetime = match single(headers, &LIFETIME)? {
+        let (mut lifetime, mut overridden, mut plain) = (None, None, None);
+        let mut custom = Vec::new();
+        for (name, value) in headers {
+            if name == http::header::CONTENT_TYPE {
+                once(&mut plain, name, value)?;
+            } else if name == LIFETIME {
+                once(&mut lifetime, name, value)?;
+            } else if name == CONTENT_TYPE_OVERRIDE {
+                once(&mut overridden, name, value)?;
+            } else if name == CUSTOM_DATA {
+                custom.push(custom_pair(value, custom.len(), limits)?);
+            }
+        }
+        let lifetime = match lifetime {
             None => limits.default_lifetime,
             Some(raw) => parse_lifetime(raw, limits.max_lifetime)?,
         };
-        let content_type = match single(headers, &CONTENT_TYPE_OVERRIDE)? {
-            Some(raw) => Some(raw),
-            None => single(headers, &http::header::CONTENT_TYPE)?,
-        }
-        .map(|raw| {
-            parse_content_type(raw)
-                .map_err(|e| ApiError::bad_request("invalid-content-type", e.to_string()))
-        })
-        .transpose()?;
-        let mut custom = Vec::new();
-        for value in headers.get_all(&CUSTOM_DATA) {
-            if custom.len() == limits.max_custom_data {
-                return Err(ApiError::bad_request(
-                    "invalid-custom-data",
-                    format!(
-                        "at most {} X-Custom-Data pairs are allowed",
-                        limits.max_custom_data
-                    ),
-                ));
-            }
-            let raw = value.to_str().map_err(|_| {
-                ApiError::bad_request(
-                    "invalid-custom-data",
-                    "X-Custom-Data must be visible ASCII characters or spaces",
-                )
-            })?;
-            let pair = CustomPair::parse(raw)
-                .map_err(|e| ApiError::bad_request("invalid-custom-data", e.to_string()))?;
-            custom.push(pair);
-        }
+        let content_type = overridden
+            .or(plain)
+            .map(|raw| {
+                parse_content_type(raw)
+                    .map_err(|e| ApiError::bad_request("invalid-content-type", e.to_string()))
+            })
+            .transpose()?;
         Ok(PushHeaders {
             meta: MetaInput {
                 content_type,
@@ -114,6 +128,30 @@ impl PushHeaders {
             lifetime,
         })
     }
+}
+
+/// One `X-Custom-Data` value, `before` pairs having been read already.
+fn custom_pair(
+    value: &HeaderValue,
+    before: usize,
+    limits: &RequestLimits,
+) -> Result<CustomPair, ApiError> {
+    if before == limits.max_custom_data {
+        return Err(ApiError::bad_request(
+            "invalid-custom-data",
+            format!(
+                "at most {} X-Custom-Data pairs are allowed",
+                limits.max_custom_data
+            ),
+        ));
+    }
+    let raw = value.to_str().map_err(|_| {
+        ApiError::bad_request(
+            "invalid-custom-data",
+            "X-Custom-Data must be visible ASCII characters or spaces",
+        )
+    })?;
+    CustomPair::parse(raw).map_err(|e| ApiError::bad_request("invalid-custom-data", e.to_string()))
 }
 
 fn is_digits(s: &str) -> bool {
@@ -303,7 +341,6 @@ pub fn delete_after_read(query: Option<&str>) -> Result<bool, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn limits() -> RequestLimits {
         RequestLimits {
@@ -366,6 +403,30 @@ mod tests {
             problem(PushHeaders::parse(&twice, &limits())),
             "invalid-header"
         );
+    }
+
+    #[test]
+    fn a_header_read_once_is_refused_twice_and_custom_data_repeats() {
+        for name in [
+            "content-type",
+            "x-queueserver-contenttype",
+            "x-queueserver-lifetime",
+        ] {
+            let twice = headers(&[(name, "1"), ("x-custom-data", "a=b"), (name, "1")]);
+            assert_eq!(
+                problem(PushHeaders::parse(&twice, &limits())),
+                "invalid-header",
+                "{name}"
+            );
+        }
+        let repeated = headers(&[
+            ("x-custom-data", "a=1"),
+            ("content-type", "text/plain"),
+            ("x-custom-data", "b=2"),
+        ]);
+        let parsed = PushHeaders::parse(&repeated, &limits()).unwrap();
+        let keys: Vec<&str> = parsed.meta.custom.iter().map(|p| &*p.key).collect();
+        assert_eq!(keys, ["a", "b"]);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 
 use std::borrow::Borrow;
 use std::fmt;
-use std::sync::Arc;
+
+use smol_str::SmolStr;
 
 /// Longest name the contract allows.
 pub const MAX_NAME_LEN: usize = 63;
@@ -11,10 +12,12 @@ pub const MAX_NAME_LEN: usize = 63;
 /// A validated namespace or queue name: 1 to 63 characters of `[0-9a-zA-Z._-]`,
 /// never `.` or `..`.
 ///
-/// Backed by `Arc<str>` because the same name is held by a map key, the expiry
-/// index and the sweeper's wake list: cloning is a reference count.
+/// The same name is held by a map key, the expiry index and the sweeper's
+/// wake list, and every request parses one or two: a `SmolStr` keeps names
+/// up to 23 bytes inline (no allocation to parse, a copy to clone) and
+/// longer ones behind an `Arc` (a reference count to clone).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Name(Arc<str>);
+pub struct Name(SmolStr);
 
 /// Why a string is not a valid name; the message is shown to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,7 +45,7 @@ impl Name {
         if s == "." || s == ".." {
             return Err(NameError::Reserved);
         }
-        Ok(Name(Arc::from(s)))
+        Ok(Name(SmolStr::new(s)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -53,6 +56,14 @@ impl Name {
     /// would be longer than a name may be.
     pub fn dead_letter(&self) -> Option<Name> {
         Name::parse(&format!("{}.dead", self.0)).ok()
+    }
+}
+
+/// A map keyed by names creates a missing entry from a borrowed one
+/// (`entry_ref`): a reference count, not a copy.
+impl From<&Name> for Name {
+    fn from(name: &Name) -> Name {
+        name.clone()
     }
 }
 

@@ -169,6 +169,13 @@ pub enum QuotaExceeded {
     Bytes(u64),
 }
 
+/// Queue `name` of `queues`, created if it does not exist yet: one probe
+/// of the map. Apart from `NsState::queue_mut` so that a caller can hold it
+/// beside the state's other fields.
+fn queue_in<'q>(queues: &'q mut HashMap<Name, Queue>, name: &Name, now: Millis) -> &'q mut Queue {
+    queues.entry_ref(name).or_insert_with(|| Queue::new(now))
+}
+
 impl NsState {
     /// Records that `element` left its queue for good.
     fn log_take(&self, element: &Element) {
@@ -231,10 +238,7 @@ impl NsState {
     }
 
     fn queue_mut(&mut self, name: &Name, now: Millis) -> &mut Queue {
-        if !self.queues.contains_key(name) {
-            self.queues.insert(name.clone(), Queue::new(now));
-        }
-        self.queues.get_mut(name).expect("inserted above")
+        queue_in(&mut self.queues, name, now)
     }
 
     /// Registers a blob. `refs` is 1 for a blob pushed with its element and 0
@@ -366,13 +370,13 @@ impl NsState {
         now: Millis,
         grave: &mut Graveyard,
     ) -> Option<Millis> {
-        let totals = self.totals.clone();
         if matches!(arrival, Arrival::Push | Arrival::DeadLetter) {
             if let Some(journal) = &self.journal {
                 journal.append(&put_record(&self.name, queue, &element));
             }
         }
-        let q = self.queue_mut(queue, now);
+        let totals = &*self.totals;
+        let q = queue_in(&mut self.queues, queue, now);
         q.last_active = now;
         if matches!(arrival, Arrival::Push | Arrival::DeadLetter) {
             q.count_push();
@@ -383,7 +387,7 @@ impl NsState {
         if element.deadline.has_passed(now) {
             return self.expire(queue, element, now, grave);
         }
-        let element = match q.hand_to_waiter(element, &totals) {
+        let element = match q.hand_to_waiter(element, totals) {
             Ok(()) => return None,
             Err(element) => element,
         };

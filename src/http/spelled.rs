@@ -1,0 +1,99 @@
+//! Header values the server spells out itself (ids, sizes, seconds), written
+//! one after another into a single buffer: an answer then makes one
+//! allocation for all of them, where a `HeaderValue` each was one apiece.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use uuid::Uuid;
+
+/// Most values one answer spells out (a leased pop: blob id, size,
+/// lifetime, element id, receipt, deliveries).
+const MAX_VALUES: usize = 6;
+
+/// Text being written, and which header each spelled value is for.
+pub(super) struct Spelled {
+    text: Vec<u8>,
+    values: [Option<(HeaderName, Range<usize>)>; MAX_VALUES],
+    count: usize,
+}
+
+impl Spelled {
+    /// Room for `bytes` of text before the buffer grows.
+    pub fn with_capacity(bytes: usize) -> Spelled {
+        Spelled {
+            text: Vec::with_capacity(bytes),
+            values: Default::default(),
+            count: 0,
+        }
+    }
+
+    /// Appends text that is no header's value (the punctuation of a JSON
+    /// body written into the same buffer).
+    pub fn text(&mut self, text: &[u8]) {
+        self.text.extend_from_slice(text);
+    }
+
+    /// Appends `id` hyphenated, as header `name`'s value.
+    pub fn id(&mut self, name: HeaderName, id: Uuid) {
+        let mut buffer = Uuid::encode_buffer();
+        self.value(name, id.hyphenated().encode_lower(&mut buffer).as_bytes());
+    }
+
+    /// Appends `n` in decimal, as header `name`'s value.
+    pub fn number(&mut self, name: HeaderName, n: u64) {
+        self.value(name, itoa::Buffer::new().format(n).as_bytes());
+    }
+
+    fn value(&mut self, name: HeaderName, text: &[u8]) {
+        let start = self.text.len();
+        self.text.extend_from_slice(text);
+        let at = start..self.text.len();
+        // Only an answer spelling more than MAX_VALUES would find no slot:
+        // the value still stands in the text but gets no header, which that
+        // answer's tests would show.
+        if let Some(slot) = self.values.get_mut(self.count) {
+            *slot = Some((name, at));
+            self.count += 1;
+        }
+    }
+
+    /// Inserts every value into `headers`, each a slice of the one buffer,
+    /// and returns the whole text.
+    pub fn insert_into(self, headers: &mut HeaderMap) -> Bytes {
+        let text = Bytes::from(self.text);
+        for (name, at) in self.values.into_iter().flatten() {
+            // Ids and decimal digits are always valid header text.
+            if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(at)) {
+                headers.insert(name, value);
+            }
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_lands_in_its_header_and_the_text_keeps_everything() {
+        let id = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        let mut spelled = Spelled::with_capacity(16);
+        spelled.text(b"{\"id\":\"");
+        spelled.id(HeaderName::from_static("x-id"), id);
+        spelled.text(b"\",\"n\":");
+        spelled.number(HeaderName::from_static("x-n"), 18_446_744_073_709_551_615);
+        spelled.number(HeaderName::from_static("x-zero"), 0);
+        let mut headers = HeaderMap::new();
+        let text = spelled.insert_into(&mut headers);
+        assert_eq!(headers["x-id"], "01234567-89ab-cdef-0123-456789abcdef");
+        assert_eq!(headers["x-n"], "18446744073709551615");
+        assert_eq!(headers["x-zero"], "0");
+        assert_eq!(
+            &text[..],
+            b"{\"id\":\"01234567-89ab-cdef-0123-456789abcdef\",\"n\":184467440737095516150"
+        );
+    }
+}
