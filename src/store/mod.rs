@@ -409,16 +409,22 @@ impl Store {
         wait: Duration,
     ) -> Result<PopStart, StoreError> {
         let now = Millis::now();
-        if wait.is_zero() && self.existing_namespace(ns).is_none() {
-            return Ok(PopStart::Empty);
+        if wait.is_zero() {
+            let taken = self.with_existing_namespace(ns, |st, grave| {
+                match st.take_head(queue, now, grave) {
+                    Some(element) => {
+                        let (taken, wake) = st.finish_pop(queue, element, mode, now, grave);
+                        (Some(taken), wake)
+                    }
+                    None => (None, None),
+                }
+            });
+            return Ok(taken.flatten().map_or(PopStart::Empty, PopStart::Taken));
         }
         self.with_namespace(ns, |st, grave| {
             if let Some(element) = st.take_head(queue, now, grave) {
                 let (taken, wake) = st.finish_pop(queue, element, mode, now, grave);
                 return Ok((PopStart::Taken(taken), wake));
-            }
-            if wait.is_zero() {
-                return Ok((PopStart::Empty, None));
             }
             if self.shared.closing.is_cancelled() {
                 return Err(StoreError::ShuttingDown);
@@ -458,17 +464,18 @@ impl Store {
             },
             _ => None,
         };
+        let now = Millis::now();
         Ok(Popped {
             id: element.id,
             meta: element.meta.clone(),
             blob_id: element.blob.as_ref().map(|b| b.id()),
             size: element.size(),
-            seconds_left: element.deadline.seconds_left(Millis::now()),
+            seconds_left: element.deadline.seconds_left(now),
             body,
             lease: lease.map(|l| LeaseGrant {
                 receipt: l.receipt,
                 deliveries: l.deliveries,
-                seconds_left: l.deadline.seconds_left(Millis::now()),
+                seconds_left: l.deadline.seconds_left(now),
             }),
         })
     }
@@ -750,21 +757,52 @@ impl Store {
         ns: &Name,
         f: impl FnOnce(&mut NsState, &mut Graveyard) -> R,
     ) -> T {
-        let mut grave = Graveyard::default();
-        let mut f = Some(f);
+        let mut f = f;
         loop {
             let namespace = self.namespace_for_write(ns);
-            let mut st = namespace.lock();
-            if st.removed {
-                continue;
+            match self.run_locked(ns, &namespace, f) {
+                Ok(out) => return out,
+                Err(back) => f = back,
             }
-            let f = f.take().expect("runs once");
-            let (out, wake) = f(&mut st, &mut grave).split();
-            drop(st);
-            self.schedule(ns, wake);
-            drop(grave);
-            return out;
         }
+    }
+
+    /// `with_namespace` for a namespace that exists already: `None`, and `f`
+    /// not run, when there is none. What a pop that will not wait uses: it
+    /// creates nothing, and looks the namespace up once.
+    fn with_existing_namespace<T, R: Scheduled<T>>(
+        &self,
+        ns: &Name,
+        f: impl FnOnce(&mut NsState, &mut Graveyard) -> R,
+    ) -> Option<T> {
+        let mut f = f;
+        loop {
+            let namespace = self.existing_namespace(ns)?;
+            match self.run_locked(ns, &namespace, f) {
+                Ok(out) => return Some(out),
+                Err(back) => f = back,
+            }
+        }
+    }
+
+    /// Runs `f` under `namespace`'s lock; gives `f` back, unrun, when the
+    /// namespace was removed before the lock was had (look it up again).
+    fn run_locked<T, R: Scheduled<T>, F: FnOnce(&mut NsState, &mut Graveyard) -> R>(
+        &self,
+        ns: &Name,
+        namespace: &Namespace,
+        f: F,
+    ) -> Result<T, F> {
+        let mut grave = Graveyard::default();
+        let mut st = namespace.lock();
+        if st.removed {
+            return Err(f);
+        }
+        let (out, wake) = f(&mut st, &mut grave).split();
+        drop(st);
+        self.schedule(ns, wake);
+        drop(grave);
+        Ok(out)
     }
 
     /// Tells the sweeper about a new, earlier deadline of namespace `ns`.
