@@ -14,7 +14,7 @@ use tempfile::TempPath;
 
 use super::ids::BlobId;
 use super::journal::Journal;
-use super::meta::Metadata;
+use super::meta::SharedMeta;
 use super::stats::Totals;
 
 /// Where a blob's bytes live.
@@ -90,7 +90,7 @@ pub enum BlobBody {
 pub struct Blob {
     id: BlobId,
     size: u64,
-    meta: Arc<Metadata>,
+    meta: SharedMeta,
     content: BlobContent,
     /// Set when a client deleted the blob; elements still holding it answer
     /// `410 Gone` instead of data.
@@ -103,7 +103,7 @@ impl Blob {
     pub(crate) fn new(
         content: BlobContent,
         size: u64,
-        meta: Arc<Metadata>,
+        meta: SharedMeta,
         totals: Arc<Totals>,
     ) -> Arc<Blob> {
         Blob::with_id(BlobId::random(), content, size, meta, totals)
@@ -114,7 +114,7 @@ impl Blob {
         id: BlobId,
         content: BlobContent,
         size: u64,
-        meta: Arc<Metadata>,
+        meta: SharedMeta,
         totals: Arc<Totals>,
     ) -> Arc<Blob> {
         totals.add_blob_bytes(content.is_spilled(), size);
@@ -136,7 +136,7 @@ impl Blob {
         self.size
     }
 
-    pub fn meta(&self) -> &Arc<Metadata> {
+    pub fn meta(&self) -> &SharedMeta {
         &self.meta
     }
 

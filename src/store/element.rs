@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::blob::Blob;
 use super::clock::Millis;
 use super::ids::ElementId;
-use super::meta::Metadata;
+use super::meta::SharedMeta;
 
 /// One queue entry. It is a value that moves: from the producer into a queue's
 /// ready list, from there (or straight from the producer) to a consumer. The
@@ -20,7 +20,7 @@ pub struct Element {
     /// The bytes, shared with the namespace's blob table and with other
     /// elements that reference the same blob. `None` for metadata-only elements.
     pub blob: Option<Arc<Blob>>,
-    pub meta: Arc<Metadata>,
+    pub meta: SharedMeta,
     /// When the element stops being served.
     pub deadline: Millis,
     /// How many times the element was handed out under a lease.

@@ -3,6 +3,7 @@
 //! The HTTP layer hands raw header strings to the constructors here; whatever
 //! they accept is safe to store and to send back as a header.
 
+use std::ops::Deref;
 use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
@@ -91,32 +92,54 @@ pub struct Metadata {
     pub custom: Box<[CustomPair]>,
 }
 
-/// The metadata of an element pushed with none: one allocation shared by
-/// all of them instead of one per element (most pushes carry none).
-static PLAIN: LazyLock<Arc<Metadata>> = LazyLock::new(|| {
-    Arc::new(Metadata {
-        content_type: DEFAULT_CONTENT_TYPE.into(),
-        custom: Box::new([]),
-    })
+/// The metadata of an element pushed with none (most pushes carry none).
+static PLAIN: LazyLock<Metadata> = LazyLock::new(|| Metadata {
+    content_type: DEFAULT_CONTENT_TYPE.into(),
+    custom: Box::new([]),
 });
 
+/// Metadata as elements and blobs hold it: an `Arc` shared by an element, its
+/// blob and the fan-out references to it, except for the plain record,
+/// which is not counted at all. When it was one shared `Arc`, every push and
+/// pop on every thread changed its one reference count, and that cache line
+/// travelled between the CPUs on each of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedMeta(Option<Arc<Metadata>>);
+
+impl SharedMeta {
+    pub fn new(meta: Metadata) -> SharedMeta {
+        SharedMeta(Some(Arc::new(meta)))
+    }
+}
+
+impl Deref for SharedMeta {
+    type Target = Metadata;
+
+    fn deref(&self) -> &Metadata {
+        match &self.0 {
+            Some(meta) => meta,
+            None => &PLAIN,
+        }
+    }
+}
+
 impl Metadata {
-    /// The default content type and no custom pairs, shared.
-    pub fn plain() -> Arc<Metadata> {
-        PLAIN.clone()
+    /// The default content type and no custom pairs.
+    pub fn plain() -> SharedMeta {
+        SharedMeta(None)
     }
 
-    /// Builds metadata from already-validated parts, refusing more than
-    /// `max_pairs` custom pairs.
-    pub fn new(
+    /// Builds shared metadata from already-validated parts, refusing more
+    /// than `max_pairs` custom pairs.
+    pub fn shared(
         content_type: Option<Box<str>>,
         custom: Vec<CustomPair>,
         max_pairs: usize,
-    ) -> Result<Arc<Metadata>, MetaError> {
+    ) -> Result<SharedMeta, MetaError> {
         if custom.len() > max_pairs {
             return Err(MetaError::TooManyPairs(max_pairs));
         }
-        Ok(Arc::new(Metadata {
+        Ok(SharedMeta::new(Metadata {
             content_type: content_type.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
             custom: custom.into_boxed_slice(),
         }))
@@ -126,6 +149,19 @@ impl Metadata {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_metadata_reads_as_the_default_and_equals_it_spelled_out() {
+        let plain = Metadata::plain();
+        assert_eq!(&*plain.content_type, DEFAULT_CONTENT_TYPE);
+        assert!(plain.custom.is_empty());
+        let spelled_out =
+            Metadata::shared(Some(DEFAULT_CONTENT_TYPE.into()), Vec::new(), 4).unwrap();
+        assert_eq!(*plain, *spelled_out);
+        let custom = Metadata::shared(Some("text/plain".into()), Vec::new(), 4).unwrap();
+        assert_ne!(*plain, *custom);
+        assert_eq!(&*custom.clone().content_type, "text/plain");
+    }
 
     #[test]
     fn custom_pairs_split_at_the_first_equals() {
@@ -191,11 +227,11 @@ mod tests {
 
     #[test]
     fn metadata_defaults_its_type_and_caps_pairs() {
-        let m = Metadata::new(None, vec![], 64).unwrap();
+        let m = Metadata::shared(None, vec![], 64).unwrap();
         assert_eq!(&*m.content_type, DEFAULT_CONTENT_TYPE);
         let pairs = vec![CustomPair::parse("a=1").unwrap(); 3];
         assert_eq!(
-            Metadata::new(None, pairs, 2),
+            Metadata::shared(None, pairs, 2),
             Err(MetaError::TooManyPairs(2))
         );
     }

@@ -34,7 +34,7 @@ use ids::{BlobId, ElementId, Receipt};
 use ingest::{BlobWriter, IngestError, IngestLimits};
 pub use journal::{Commit, DurabilityConfig, FsyncMode};
 use journal::{Journal, JournalFailed};
-use meta::{CustomPair, Metadata};
+use meta::{CustomPair, SharedMeta};
 use name::Name;
 pub use namespace::PopMode;
 use namespace::{Arrival, Graveyard, Namespace, NsState, Taken};
@@ -116,7 +116,7 @@ pub struct Pushed {
 #[derive(Debug)]
 pub struct Popped {
     pub id: ElementId,
-    pub meta: Arc<Metadata>,
+    pub meta: SharedMeta,
     pub blob_id: Option<BlobId>,
     /// Data size, also reported on header-only pops.
     pub size: u64,
@@ -140,7 +140,7 @@ pub struct LeaseGrant {
 #[derive(Debug)]
 pub struct BlobRead {
     pub id: BlobId,
-    pub meta: Arc<Metadata>,
+    pub meta: SharedMeta,
     pub size: u64,
     pub seconds_left: u64,
     pub body: BlobBody,

@@ -19,7 +19,7 @@ use super::element::Element;
 use super::ids::{BlobId, Receipt};
 use super::journal::record::{BlobData, MetaRecord, Record};
 use super::journal::Journal;
-use super::meta::Metadata;
+use super::meta::{Metadata, SharedMeta};
 use super::name::Name;
 use super::queue::{End, Lease, Queue};
 use super::stats::{Counts, NamespaceStats, NamespaceSummary, QueueStats, Totals};
@@ -846,10 +846,10 @@ impl NsState {
         blob: Option<&Arc<Blob>>,
         content_type: Option<Box<str>>,
         custom: Vec<super::meta::CustomPair>,
-    ) -> Arc<Metadata> {
+    ) -> SharedMeta {
         match blob {
             Some(b) if content_type.is_none() && custom.is_empty() => b.meta().clone(),
-            Some(b) => Arc::new(Metadata {
+            Some(b) => SharedMeta::new(Metadata {
                 content_type: content_type.unwrap_or_else(|| b.meta().content_type.clone()),
                 custom: if custom.is_empty() {
                     b.meta().custom.clone()
@@ -865,7 +865,7 @@ impl NsState {
             {
                 Metadata::plain()
             }
-            None => Arc::new(Metadata {
+            None => SharedMeta::new(Metadata {
                 content_type: content_type
                     .unwrap_or_else(|| super::meta::DEFAULT_CONTENT_TYPE.into()),
                 custom: custom.into_boxed_slice(),
@@ -1145,7 +1145,7 @@ mod tests {
         grave: &mut Graveyard,
     ) -> Expect {
         let meta = blob.as_ref().map_or_else(
-            || Metadata::new(None, vec![], 64).unwrap(),
+            || Metadata::shared(None, vec![], 64).unwrap(),
             |b| b.meta().clone(),
         );
         let deadline = now.plus_secs(lifetime);
@@ -1184,7 +1184,7 @@ mod tests {
                 match op {
                     Op::Push { queue, lifetime, data } => {
                         let blob = data.then(|| {
-                            let meta = Metadata::new(None, vec![], 64).unwrap();
+                            let meta = Metadata::shared(None, vec![], 64).unwrap();
                             Blob::new(BlobContent::Memory(Bytes::from_static(b"x")), 1, meta, totals.clone())
                         });
                         if let Some(b) = &blob {

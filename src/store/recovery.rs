@@ -13,7 +13,7 @@ use super::ids::{BlobId, ElementId};
 use super::journal::files::{DataDir, DirLock, SegmentKind};
 use super::journal::replay::{replay, LiveData, LiveMeta, LiveNamespace, OnDamage};
 use super::journal::{DurabilityConfig, Journal};
-use super::meta::{CustomPair, Metadata};
+use super::meta::{CustomPair, Metadata, SharedMeta};
 use super::name::Name;
 use super::namespace::{Arrival, Graveyard, Namespace, NsState, Quota};
 use super::stats::Totals;
@@ -125,7 +125,7 @@ fn restore_namespace(
     totals: &Arc<Totals>,
     now: Millis,
 ) -> (u64, u64) {
-    let mut metas: HashMap<u128, Arc<Metadata>> = HashMap::new();
+    let mut metas: HashMap<u128, SharedMeta> = HashMap::new();
     for (id, b) in &live.blobs {
         let content = match &b.data {
             LiveData::Inline(bytes) => BlobContent::Memory(bytes.clone()),
@@ -177,11 +177,11 @@ fn restore_namespace(
     (count, live.blobs.len() as u64)
 }
 
-fn metadata(m: &LiveMeta) -> Arc<Metadata> {
+fn metadata(m: &LiveMeta) -> SharedMeta {
     if m.custom.is_empty() && *m.content_type == *super::meta::DEFAULT_CONTENT_TYPE {
         return Metadata::plain();
     }
-    Arc::new(Metadata {
+    SharedMeta::new(Metadata {
         content_type: m.content_type.clone(),
         custom: m
             .custom
