@@ -1,6 +1,6 @@
 //! Counters and the statistics documents the store reports.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use serde::Serialize;
 
@@ -8,8 +8,27 @@ use super::name::Name;
 
 /// Store-wide gauges and counters, updated where the change happens and read
 /// by `/metrics` and `GET /qs` without walking the namespaces.
+///
+/// Every push and pop changes several of them, from whichever worker thread
+/// runs it. One shared set of atomics made their cache lines move between
+/// the CPUs on every request, so each thread adds to a shard of its own
+/// (assigned once per thread) and a report sums the shards.
 #[derive(Debug, Default)]
 pub struct Totals {
+    shards: [Shard; SHARDS],
+}
+
+/// Shards of `Totals`: more than the worker threads of a small machine, so
+/// that threads rarely share one.
+const SHARDS: usize = 8;
+
+/// One thread's share of every total. Gauges are kept as wrapping sums: an
+/// element queued on one shard and taken on another leaves +1 and -1 (as
+/// `u64::MAX`), which add up to 0.
+#[derive(Debug, Default)]
+// Two cache lines: x86 CPUs fetch lines in adjacent pairs.
+#[repr(align(128))]
+struct Shard {
     elements: AtomicU64,
     memory_bytes: AtomicU64,
     disk_bytes: AtomicU64,
@@ -39,57 +58,79 @@ pub struct TotalsSnapshot {
 }
 
 impl Totals {
+    /// The calling thread's shard.
+    fn mine(&self) -> &Shard {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static INDEX: usize = NEXT.fetch_add(1, Relaxed) % SHARDS;
+        }
+        &self.shards[INDEX.with(|i| *i)]
+    }
+
     pub(crate) fn add_blob_bytes(&self, spilled: bool, n: u64) {
-        self.bytes_gauge(spilled).fetch_add(n, Relaxed);
+        self.mine().bytes_gauge(spilled).fetch_add(n, Relaxed);
     }
     pub(crate) fn remove_blob_bytes(&self, spilled: bool, n: u64) {
-        self.bytes_gauge(spilled).fetch_sub(n, Relaxed);
+        self.mine().bytes_gauge(spilled).fetch_sub(n, Relaxed);
     }
+    pub(crate) fn element_queued(&self) {
+        self.mine().elements.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn element_unqueued(&self) {
+        self.mine().elements.fetch_sub(1, Relaxed);
+    }
+    pub(crate) fn waiter_added(&self) {
+        self.mine().waiting.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn waiter_removed(&self) {
+        self.mine().waiting.fetch_sub(1, Relaxed);
+    }
+    pub(crate) fn lease_added(&self) {
+        self.mine().leased.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn lease_removed(&self) {
+        self.mine().leased.fetch_sub(1, Relaxed);
+    }
+    pub(crate) fn pushed(&self) {
+        self.mine().pushes.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn popped(&self) {
+        self.mine().pops.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn expired(&self) {
+        self.mine().expirations.fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> TotalsSnapshot {
+        // A gauge read shard by shard while others change can catch a
+        // decrement without its increment: never report that as a
+        // negative (wrapped) figure.
+        let sum = |field: fn(&Shard) -> &AtomicU64| {
+            let total = self
+                .shards
+                .iter()
+                .fold(0u64, |sum, s| sum.wrapping_add(field(s).load(Relaxed)));
+            u64::try_from(total as i64).unwrap_or(0)
+        };
+        TotalsSnapshot {
+            elements: sum(|s| &s.elements),
+            memory_bytes: sum(|s| &s.memory_bytes),
+            disk_bytes: sum(|s| &s.disk_bytes),
+            waiting: sum(|s| &s.waiting),
+            leased: sum(|s| &s.leased),
+            pushes: sum(|s| &s.pushes),
+            pops: sum(|s| &s.pops),
+            expirations: sum(|s| &s.expirations),
+        }
+    }
+}
+
+impl Shard {
     fn bytes_gauge(&self, spilled: bool) -> &AtomicU64 {
         if spilled {
             &self.disk_bytes
         } else {
             &self.memory_bytes
-        }
-    }
-    pub(crate) fn element_queued(&self) {
-        self.elements.fetch_add(1, Relaxed);
-    }
-    pub(crate) fn element_unqueued(&self) {
-        self.elements.fetch_sub(1, Relaxed);
-    }
-    pub(crate) fn waiter_added(&self) {
-        self.waiting.fetch_add(1, Relaxed);
-    }
-    pub(crate) fn waiter_removed(&self) {
-        self.waiting.fetch_sub(1, Relaxed);
-    }
-    pub(crate) fn lease_added(&self) {
-        self.leased.fetch_add(1, Relaxed);
-    }
-    pub(crate) fn lease_removed(&self) {
-        self.leased.fetch_sub(1, Relaxed);
-    }
-    pub(crate) fn pushed(&self) {
-        self.pushes.fetch_add(1, Relaxed);
-    }
-    pub(crate) fn popped(&self) {
-        self.pops.fetch_add(1, Relaxed);
-    }
-    pub(crate) fn expired(&self) {
-        self.expirations.fetch_add(1, Relaxed);
-    }
-
-    pub fn snapshot(&self) -> TotalsSnapshot {
-        TotalsSnapshot {
-            elements: self.elements.load(Relaxed),
-            memory_bytes: self.memory_bytes.load(Relaxed),
-            disk_bytes: self.disk_bytes.load(Relaxed),
-            waiting: self.waiting.load(Relaxed),
-            leased: self.leased.load(Relaxed),
-            pushes: self.pushes.load(Relaxed),
-            pops: self.pops.load(Relaxed),
-            expirations: self.expirations.load(Relaxed),
         }
     }
 }
@@ -168,4 +209,54 @@ pub struct ServerStats {
     #[serde(flatten)]
     pub totals: TotalsSnapshot,
     pub namespaces: Vec<NamespaceSummary>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_changed_from_many_threads_add_up_and_never_read_negative() {
+        let totals = std::sync::Arc::new(Totals::default());
+        let threads: Vec<_> = (0..12)
+            .map(|i| {
+                let totals = totals.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        totals.element_queued();
+                        totals.pushed();
+                        totals.add_blob_bytes(i % 2 == 0, 10);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // Taken on other threads (other shards) than they were queued on.
+        let threads: Vec<_> = (0..5)
+            .map(|_| {
+                let totals = totals.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        totals.element_unqueued();
+                        totals.popped();
+                        totals.remove_blob_bytes(false, 10);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let s = totals.snapshot();
+        assert_eq!((s.elements, s.pushes, s.pops), (7000, 12000, 5000));
+        assert_eq!((s.memory_bytes, s.disk_bytes), (10000, 60000));
+        // A decrement seen without its increment reads as zero.
+        totals.waiter_removed();
+        assert_eq!(totals.snapshot().waiting, 0);
+        totals.waiter_added();
+        totals.waiter_added();
+        assert_eq!(totals.snapshot().waiting, 1);
+    }
 }
