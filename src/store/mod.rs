@@ -378,8 +378,9 @@ impl Store {
         if mode.lease_ms.is_some() && queue.dead_letter().is_none() {
             return Err(StoreError::NoDeadLetterQueue(queue.clone()));
         }
-        let mut ticket = match self.take_or_wait(ns, queue, mode, wait)? {
-            PopStart::Taken(taken) => return self.deliver(taken).await.map(Some),
+        let now = Millis::now();
+        let mut ticket = match self.take_or_wait(ns, queue, mode, wait, now)? {
+            PopStart::Taken(taken) => return self.deliver(taken, now).await.map(Some),
             PopStart::Empty => return Ok(None),
             PopStart::Wait(ticket) => ticket,
         };
@@ -396,7 +397,7 @@ impl Store {
         let taken = self.with_namespace(ns, |st, grave| {
             st.finish_pop(queue, element, mode, now, grave)
         });
-        self.deliver(taken).await.map(Some)
+        self.deliver(taken, now).await.map(Some)
     }
 
     /// The locked part of a pop: takes the head if there is one, else
@@ -407,8 +408,8 @@ impl Store {
         queue: &Name,
         mode: PopMode,
         wait: Duration,
+        now: Millis,
     ) -> Result<PopStart, StoreError> {
-        let now = Millis::now();
         if wait.is_zero() {
             let taken = self.with_existing_namespace(ns, |st, grave| {
                 match st.take_head(queue, now, grave) {
@@ -443,8 +444,9 @@ impl Store {
         })
     }
 
-    /// Turns a taken element into what the client receives, opening its data.
-    async fn deliver(&self, taken: Taken) -> Result<Popped, StoreError> {
+    /// Turns an element taken at `now` into what the client receives,
+    /// opening its data.
+    async fn deliver(&self, taken: Taken, now: Millis) -> Result<Popped, StoreError> {
         self.durable(Commit::Consumed).await?;
         let (element, with_data, lease) = match taken {
             Taken::Element {
@@ -464,7 +466,6 @@ impl Store {
             },
             _ => None,
         };
-        let now = Millis::now();
         Ok(Popped {
             id: element.id,
             meta: element.meta.clone(),
@@ -940,7 +941,7 @@ mod tests {
         let s = store(dir.path());
         let (ns, q) = names();
         let PopStart::Wait(ticket) = s
-            .take_or_wait(&ns, &q, DATA, Duration::from_secs(5))
+            .take_or_wait(&ns, &q, DATA, Duration::from_secs(5), Millis::now())
             .unwrap()
         else {
             panic!("empty queue: the pop must wait")
