@@ -215,40 +215,36 @@ pub struct ServerStats {
 mod tests {
     use super::*;
 
+    /// Runs `each(thread index)` 1000 times on each of `n` new threads.
+    fn on_threads(n: usize, each: impl Fn(usize) + Send + Sync + 'static) {
+        let each = std::sync::Arc::new(each);
+        let threads: Vec<_> = (0..n)
+            .map(|i| {
+                let each = each.clone();
+                std::thread::spawn(move || (0..1000).for_each(|_| each(i)))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
     #[test]
     fn totals_changed_from_many_threads_add_up_and_never_read_negative() {
         let totals = std::sync::Arc::new(Totals::default());
-        let threads: Vec<_> = (0..12)
-            .map(|i| {
-                let totals = totals.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..1000 {
-                        totals.element_queued();
-                        totals.pushed();
-                        totals.add_blob_bytes(i % 2 == 0, 10);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
+        let t = totals.clone();
+        on_threads(12, move |i| {
+            t.element_queued();
+            t.pushed();
+            t.add_blob_bytes(i % 2 == 0, 10);
+        });
         // Taken on other threads (other shards) than they were queued on.
-        let threads: Vec<_> = (0..5)
-            .map(|_| {
-                let totals = totals.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..1000 {
-                        totals.element_unqueued();
-                        totals.popped();
-                        totals.remove_blob_bytes(false, 10);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
+        let t = totals.clone();
+        on_threads(5, move |_| {
+            t.element_unqueued();
+            t.popped();
+            t.remove_blob_bytes(false, 10);
+        });
         let s = totals.snapshot();
         assert_eq!((s.elements, s.pushes, s.pops), (7000, 12000, 5000));
         assert_eq!((s.memory_bytes, s.disk_bytes), (10000, 60000));
