@@ -103,6 +103,7 @@ fn pushed(ns: &str, q: &str, p: &Pushed) -> Handled {
         size: p.size,
         lifetime: p.lifetime,
     };
+    // The body is written together with the id headers sliced from it.
     let mut response = json_bytes(StatusCode::ACCEPTED, Bytes::new());
     let json = answer.write(response.headers_mut());
     *response.body_mut() = Body::bytes(json);

@@ -60,7 +60,7 @@ impl Name {
 }
 
 /// A map keyed by names creates a missing entry from a borrowed one
-/// (`entry_ref`): a reference count, not a copy.
+/// (`entry_ref`): a clone of the name at hand, only when the entry is new.
 impl From<&Name> for Name {
     fn from(name: &Name) -> Name {
         name.clone()
