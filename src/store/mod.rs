@@ -411,20 +411,12 @@ impl Store {
         now: Millis,
     ) -> Result<PopStart, StoreError> {
         if wait.is_zero() {
-            let taken = self.with_existing_namespace(ns, |st, grave| {
-                match st.take_head(queue, now, grave) {
-                    Some(element) => {
-                        let (taken, wake) = st.finish_pop(queue, element, mode, now, grave);
-                        (Some(taken), wake)
-                    }
-                    None => (None, None),
-                }
-            });
+            let taken =
+                self.with_existing_namespace(ns, |st, grave| st.pop_head(queue, mode, now, grave));
             return Ok(taken.flatten().map_or(PopStart::Empty, PopStart::Taken));
         }
         self.with_namespace(ns, |st, grave| {
-            if let Some(element) = st.take_head(queue, now, grave) {
-                let (taken, wake) = st.finish_pop(queue, element, mode, now, grave);
+            if let (Some(taken), wake) = st.pop_head(queue, mode, now, grave) {
                 return Ok((PopStart::Taken(taken), wake));
             }
             if self.shared.closing.is_cancelled() {

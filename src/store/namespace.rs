@@ -446,6 +446,24 @@ impl NsState {
         }
     }
 
+    /// Pops the head of `queue`, if it has a live one: `take_head` then
+    /// `finish_pop`, with the sweeper wake-up that asks for.
+    pub fn pop_head(
+        &mut self,
+        queue: &Name,
+        mode: PopMode,
+        now: Millis,
+        grave: &mut Graveyard,
+    ) -> (Option<Taken>, Option<Millis>) {
+        match self.take_head(queue, now, grave) {
+            Some(element) => {
+                let (taken, wake) = self.finish_pop(queue, element, mode, now, grave);
+                (Some(taken), wake)
+            }
+            None => (None, None),
+        }
+    }
+
     /// Completes a pop of `element` taken from `queue`: counts it and settles
     /// its blob (freed if this was the last reference to an unexposed blob,
     /// exposed if the pop is header-only). Under a lease the element instead
