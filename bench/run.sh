@@ -4,7 +4,8 @@
 # this machine with the same generator and settings, then the scale cases.
 # Prints one table; see docs/PERFORMANCE.md for the method. The ceiling also
 # runs each in-memory size keeping the bodies and popping them oldest first
-# ("ceiling-kept").
+# ("ceiling-kept"), and doing so while answering in the contract's shape
+# ("ceiling-shaped").
 #
 # Settings (environment):
 #   BENCH_DURATION     seconds per wrk case (5)
@@ -103,29 +104,38 @@ blobq_elements() {
     curl -sf "http://127.0.0.1:$BLOBQ_PORT/qs/bench/$1/stats" | sed -n 's/.*"elements":\([0-9]*\).*/\1/p'
 }
 
+# held_cases TARGET SIZE PATH COUNT_PATH NOTE: the ceiling keeping each
+# body it is sent at PATH, then popping them oldest first, as a queue must:
+# bodies stored seconds ago, no longer in the CPU's cache. Topped up like
+# blobq's queue.
+held_cases() {
+    local target=$1 size=$2 path=$3 l have want
+    l=$(label "$size")
+    wrk_case "$target" "push $l" "http://127.0.0.1:$CEILING_PORT$path" POST "$size" "$5"
+    have=$(curl -sf "http://127.0.0.1:$CEILING_PORT$4") || fail "ceiling: GET $4"
+    want=$(pop_need "${CEILING_POP[$size]}")
+    if ((want > ${have:-0})); then
+        SCALE fill "http://127.0.0.1:$CEILING_PORT$path" --count $((want - ${have:-0})) \
+            --size "$size" --expect 202
+    fi
+    wrk_case "$target" "pop $l" "http://127.0.0.1:$CEILING_PORT$path" GET 0 "$5, oldest first"
+    curl -sf -X DELETE "http://127.0.0.1:$CEILING_PORT$path" >/dev/null || fail "ceiling: DELETE $path"
+}
+
 run_ceiling() {
-    local size=$1 l have want
+    local size=$1 l
     l=$(label "$size")
     wrk_case ceiling "push $l" "http://127.0.0.1:$CEILING_PORT/push" POST "$size"
     wrk_case ceiling "pop $l" "http://127.0.0.1:$CEILING_PORT/get/$size" GET 0
     CEILING_POP[$size]=$RATE
-    # The ceiling again, now copying each body into memory of its own and
-    # holding it: the floor for any in-memory queue. Only for sizes blobq
-    # holds in memory (larger bodies go to spill files).
+    # Only for sizes blobq holds in memory (larger bodies go to spill files):
+    # the ceiling copying each body into memory of its own and holding it,
+    # the floor for any in-memory queue; and the same answering in the
+    # contract's shape (ids, size and lifetime in headers, the push's JSON),
+    # the floor for any queue that meets the contract.
     if ((size < KEPT_BELOW)); then
-        wrk_case ceiling-kept "push $l" "http://127.0.0.1:$CEILING_PORT/keep" POST "$size" \
-            "bodies copied and held"
-        # And popping them oldest first, as a queue must: bodies stored
-        # seconds ago, no longer in the CPU's cache. Topped up like blobq's.
-        have=$(curl -sf "http://127.0.0.1:$CEILING_PORT/kept") || fail "ceiling: GET /kept"
-        want=$(pop_need "${CEILING_POP[$size]}")
-        if ((want > ${have:-0})); then
-            SCALE fill "http://127.0.0.1:$CEILING_PORT/keep" --count $((want - ${have:-0})) \
-                --size "$size" --expect 202
-        fi
-        wrk_case ceiling-kept "pop $l" "http://127.0.0.1:$CEILING_PORT/keep" GET 0 \
-            "held bodies, oldest first"
-        curl -sf -X DELETE "http://127.0.0.1:$CEILING_PORT/keep" >/dev/null || fail "ceiling: DELETE /keep"
+        held_cases ceiling-kept "$size" /keep /kept "held bodies"
+        held_cases ceiling-shaped "$size" /shaped /shaped/kept "held bodies, contract's answers"
     fi
 }
 
@@ -276,10 +286,10 @@ mkdir -p "$(dirname "$OUT")"
                 if (p50[i] != "-") p50[i] = sprintf("%.2f", p50[i])
                 if (p99[i] != "-") p99[i] = sprintf("%.2f", p99[i])
             }
-            print "| target | case | req/s | p50 | p99 | blobq/ceiling | blobq/ceiling-kept | blobq/webdis | notes |"
-            print "| --- | --- | ---: | ---: | ---: | --- | --- | --- | --- |"
+            print "| target | case | req/s | p50 | p99 | blobq/ceiling | blobq/ceiling-kept | blobq/ceiling-shaped | blobq/webdis | notes |"
+            print "| --- | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- |"
             for (i = 1; i <= rows; i++)
-                printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t[i], c[i], r[i], p50[i], p99[i], vs(i, "ceiling"), vs(i, "ceiling-kept"), vs(i, "webdis"), n[i]
+                printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t[i], c[i], r[i], p50[i], p99[i], vs(i, "ceiling"), vs(i, "ceiling-kept"), vs(i, "ceiling-shaped"), vs(i, "webdis"), n[i]
         }' "$ROWS"
 } | tee "$OUT"
 if ((FAILED)); then

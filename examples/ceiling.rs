@@ -8,7 +8,14 @@
 //! the cost of the HTTP stack. `GET /keep` answers with the oldest body kept
 //! and lets it go (`404` when none is left): the least a FIFO queue must do
 //! to serve bodies it received long ago, which are no longer in the CPU's
-//! cache. `GET /kept` tells how many are held. It serves on blobq's own runtime and HTTP/1 settings
+//! cache. `GET /kept` tells how many are held. `POST /shaped` and
+//! `GET /shaped` keep and pop like `/keep`, but answer in the shape the
+//! contract asks of blobq: a push answer with a fresh blob id and element id
+//! in headers and in a JSON body, a pop answer with the ids, the size and
+//! the lifetime left in headers (`GET /shaped/kept` counts them). The bytes
+//! of a conforming answer with no queue logic behind them: the least any
+//! server that meets the contract must do. It
+//! serves on blobq's own runtime and HTTP/1 settings
 //! (`blobq::server::runtime` and `http1_builder` with the default
 //! configuration) and allocator (jemalloc), with `TCP_NODELAY` like blobq,
 //! so the gap between the two is the cost of blobq's routing, validation,
@@ -22,14 +29,17 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response, StatusCode};
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use uuid::Uuid;
 
 use blobq::config::{Config, Settings};
+use blobq::http::request::{BLOB_ID, ELEMENT_ID, LIFETIME, SIZE};
 
 /// The allocator blobq's binary uses, so the comparison is of the HTTP work.
 #[global_allocator]
@@ -38,8 +48,12 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// The bodies `POST /keep` holds, oldest first.
 static KEPT: Mutex<VecDeque<Bytes>> = Mutex::new(VecDeque::new());
 
-fn kept() -> std::sync::MutexGuard<'static, VecDeque<Bytes>> {
-    KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The bodies `POST /shaped` holds, oldest first, with the blob id and
+/// element id its answer gave them.
+static SHAPED: Mutex<VecDeque<(Bytes, Uuid, Uuid)>> = Mutex::new(VecDeque::new());
+
+fn locked<T>(held: &'static Mutex<VecDeque<T>>) -> std::sync::MutexGuard<'static, VecDeque<T>> {
+    held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Largest GET body the ceiling can answer.
@@ -73,9 +87,11 @@ fn main() -> std::io::Result<()> {
 
 async fn answer(req: Request<Incoming>, body: Bytes) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut response = Response::new(Full::new(Bytes::new()));
-    let keep = req.uri().path() == "/keep";
-    if req.method() == Method::DELETE && keep {
-        kept().clear();
+    let path = req.uri().path();
+    let (keep, shaped) = (path == "/keep", path == "/shaped");
+    if req.method() == Method::DELETE && (keep || shaped) {
+        locked(&KEPT).clear();
+        locked(&SHAPED).clear();
         return Ok(response);
     }
     if req.method() == Method::POST {
@@ -83,30 +99,48 @@ async fn answer(req: Request<Incoming>, body: Bytes) -> Result<Response<Full<Byt
         let mut copy = BytesMut::with_capacity(incoming.size_hint().exact().unwrap_or(0) as usize);
         while let Some(frame) = incoming.frame().await {
             let Ok(frame) = frame else { break };
-            if let (true, Ok(data)) = (keep, frame.into_data()) {
+            if let (true, Ok(data)) = (keep || shaped, frame.into_data()) {
                 copy.extend_from_slice(&data);
             }
         }
         if keep {
-            kept().push_back(copy.freeze());
+            locked(&KEPT).push_back(copy.freeze());
+        } else if shaped {
+            let (blob, element) = (Uuid::new_v4(), Uuid::new_v4());
+            let json = push_answer(response.headers_mut(), blob, element, copy.len());
+            *response.body_mut() = Full::new(json);
+            locked(&SHAPED).push_back((copy.freeze(), blob, element));
         }
         *response.status_mut() = StatusCode::ACCEPTED;
         return Ok(response);
     }
     if keep {
-        match kept().pop_front() {
+        match locked(&KEPT).pop_front() {
             Some(oldest) => *response.body_mut() = Full::new(oldest),
             None => *response.status_mut() = StatusCode::NOT_FOUND,
         }
         return Ok(response);
     }
-    if req.uri().path() == "/kept" {
-        *response.body_mut() = Full::new(Bytes::from(kept().len().to_string()));
+    if shaped {
+        let oldest = locked(&SHAPED).pop_front();
+        match oldest {
+            Some((oldest, blob, element)) => {
+                pop_answer(response.headers_mut(), blob, element, oldest.len());
+                *response.body_mut() = Full::new(oldest);
+            }
+            None => *response.status_mut() = StatusCode::NOT_FOUND,
+        }
         return Ok(response);
     }
-    let n = req
-        .uri()
-        .path()
+    if path == "/kept" {
+        *response.body_mut() = Full::new(Bytes::from(locked(&KEPT).len().to_string()));
+        return Ok(response);
+    }
+    if path == "/shaped/kept" {
+        *response.body_mut() = Full::new(Bytes::from(locked(&SHAPED).len().to_string()));
+        return Ok(response);
+    }
+    let n = path
         .rsplit('/')
         .next()
         .and_then(|n| n.parse::<usize>().ok())
@@ -114,4 +148,107 @@ async fn answer(req: Request<Incoming>, body: Bytes) -> Result<Response<Full<Byt
         .min(MAX_BODY);
     *response.body_mut() = Full::new(body.slice(..n));
     Ok(response)
+}
+
+/// The header values of one answer, written into one buffer and sliced from
+/// it (one allocation for all of them, as blobq does).
+struct Values {
+    text: BytesMut,
+    values: Vec<(HeaderName, std::ops::Range<usize>)>,
+}
+
+impl Values {
+    fn new() -> Values {
+        Values {
+            text: BytesMut::with_capacity(192),
+            values: Vec::new(),
+        }
+    }
+
+    fn text(&mut self, text: &[u8]) {
+        self.text.extend_from_slice(text);
+    }
+
+    fn value(&mut self, name: HeaderName, text: &[u8]) {
+        let start = self.text.len();
+        self.text.extend_from_slice(text);
+        self.values.push((name, start..self.text.len()));
+    }
+
+    fn id(&mut self, name: HeaderName, id: Uuid) {
+        self.value(
+            name,
+            id.hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
+        );
+    }
+
+    fn insert_into(self, headers: &mut HeaderMap) -> Bytes {
+        let text = self.text.freeze();
+        for (name, at) in self.values {
+            if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(at)) {
+                headers.insert(name, value);
+            }
+        }
+        text
+    }
+}
+
+/// blobq's push answer: ids in headers and in the JSON body.
+fn push_answer(headers: &mut HeaderMap, blob: Uuid, element: Uuid, size: usize) -> Bytes {
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut out = Values::new();
+    out.text(b"{\"id\":\"");
+    out.id(ELEMENT_ID, element);
+    out.text(b"\",\"blob_id\":\"");
+    out.id(BLOB_ID, blob);
+    out.text(b"\",\"namespace\":\"bench\",\"queue\":\"q\",\"size\":");
+    out.text(itoa::Buffer::new().format(size).as_bytes());
+    out.text(b",\"lifetime\":3600}");
+    out.insert_into(headers)
+}
+
+/// blobq's pop answer headers (Content-Length is hyper's).
+fn pop_answer(headers: &mut HeaderMap, blob: Uuid, element: Uuid, size: usize) {
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    let mut out = Values::new();
+    out.id(BLOB_ID, blob);
+    out.value(SIZE, itoa::Buffer::new().format(size).as_bytes());
+    out.value(LIFETIME, b"3600");
+    out.id(ELEMENT_ID, element);
+    out.insert_into(headers);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shaped_answers_carry_what_the_contract_asks_of_blobq() {
+        let (blob, element) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut headers = HeaderMap::new();
+        let json = push_answer(&mut headers, blob, element, 100);
+        let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(json["id"], element.to_string());
+        assert_eq!(json["blob_id"], blob.to_string());
+        assert_eq!(json["size"], 100);
+        for key in ["namespace", "queue", "lifetime"] {
+            assert!(json.get(key).is_some(), "no {key} in {json}");
+        }
+        assert_eq!(headers[ELEMENT_ID], element.to_string());
+        assert_eq!(headers[BLOB_ID], blob.to_string());
+        assert_eq!(headers[CONTENT_TYPE], "application/json");
+
+        let mut headers = HeaderMap::new();
+        pop_answer(&mut headers, blob, element, 100);
+        assert_eq!(headers[ELEMENT_ID], element.to_string());
+        assert_eq!(headers[BLOB_ID], blob.to_string());
+        assert_eq!(headers[SIZE], "100");
+        assert_eq!(headers[LIFETIME], "3600");
+        assert_eq!(headers[CONTENT_TYPE], "application/octet-stream");
+    }
 }
