@@ -72,19 +72,20 @@ struct SpillFile {
 
 /// Receives one body chunk by chunk. Dropping it before `finish` removes any
 /// spill file, which is how a refused or interrupted push leaves nothing.
-pub struct BlobWriter {
-    /// Shared by every upload: a clone per push copied the spill path.
-    limits: Arc<IngestLimits>,
+pub struct BlobWriter<'a> {
+    /// Borrowed from the store: a clone per push copied the spill path, and
+    /// an `Arc` clone would touch one shared count from every worker.
+    limits: &'a IngestLimits,
     size: u64,
     sink: Sink,
 }
 
-impl BlobWriter {
+impl<'a> BlobWriter<'a> {
     /// Starts a body whose length is `expected` if the client announced one.
     pub fn new(
-        limits: Arc<IngestLimits>,
+        limits: &'a IngestLimits,
         expected: Option<u64>,
-    ) -> Result<BlobWriter, IngestError> {
+    ) -> Result<BlobWriter<'a>, IngestError> {
         if let Some(len) = expected {
             if len > limits.max_element_size {
                 return Err(IngestError::TooLarge {
@@ -93,7 +94,7 @@ impl BlobWriter {
             }
         }
         let sink = match expected {
-            Some(len) if len >= limits.spill_threshold => Sink::File(create_spill_file(&limits)?),
+            Some(len) if len >= limits.spill_threshold => Sink::File(create_spill_file(limits)?),
             // An announced small length gives the buffer its exact size.
             Some(len) => Sink::Memory(BytesMut::with_capacity(len as usize)),
             None => Sink::Memory(BytesMut::new()),
@@ -125,7 +126,7 @@ impl BlobWriter {
     async fn write_to_file(&mut self, chunk: Bytes) -> Result<(), IngestError> {
         if let Sink::Memory(buf) = &mut self.sink {
             let buffered = std::mem::take(buf);
-            let mut spill = create_spill_file(&self.limits)?;
+            let mut spill = create_spill_file(self.limits)?;
             spill.file.write_all(&buffered).await?;
             self.sink = Sink::File(spill);
         }
@@ -222,7 +223,8 @@ mod tests {
     #[tokio::test]
     async fn small_bodies_stay_in_memory_with_exact_capacity() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = BlobWriter::new(limits(dir.path()), None).unwrap();
+        let limits = limits(dir.path());
+        let mut w = BlobWriter::new(&limits, None).unwrap();
         for part in [&b"ab"[..], b"\0c", b"d"] {
             w.write(Bytes::copy_from_slice(part)).await.unwrap();
         }
@@ -238,7 +240,8 @@ mod tests {
     #[tokio::test]
     async fn a_body_reaching_the_threshold_spills_with_every_byte() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = BlobWriter::new(limits(dir.path()), None).unwrap();
+        let limits = limits(dir.path());
+        let mut w = BlobWriter::new(&limits, None).unwrap();
         w.write(Bytes::from_static(b"0123456")).await.unwrap();
         w.write(Bytes::from_static(b"789")).await.unwrap();
         let (content, size) = w.finish().await.unwrap();
@@ -257,14 +260,14 @@ mod tests {
         let mut l = limits(dir.path());
         Arc::get_mut(&mut l).expect("not shared yet").memory_limit = 8;
         l.totals.add_blob_bytes(false, 5); // 5 bytes already held in memory
-        let mut w = BlobWriter::new(l.clone(), Some(3)).unwrap();
+        let mut w = BlobWriter::new(&l, Some(3)).unwrap();
         w.write(Bytes::from_static(b"abc")).await.unwrap();
         assert!(
             matches!(w.finish().await.unwrap().0, BlobContent::Memory(_)),
             "5 + 3 fits"
         );
         l.totals.add_blob_bytes(false, 3);
-        let mut w = BlobWriter::new(l, Some(1)).unwrap();
+        let mut w = BlobWriter::new(&l, Some(1)).unwrap();
         w.write(Bytes::from_static(b"d")).await.unwrap();
         let (content, _) = w.finish().await.unwrap();
         let BlobContent::Spilled(path) = content else {
@@ -276,11 +279,12 @@ mod tests {
     #[tokio::test]
     async fn too_large_bodies_are_refused_and_leave_no_file() {
         let dir = tempfile::tempdir().unwrap();
+        let limits = limits(dir.path());
         assert!(matches!(
-            BlobWriter::new(limits(dir.path()), Some(26)),
+            BlobWriter::new(&limits, Some(26)),
             Err(IngestError::TooLarge { limit: 25 })
         ));
-        let mut w = BlobWriter::new(limits(dir.path()), None).unwrap();
+        let mut w = BlobWriter::new(&limits, None).unwrap();
         w.write(Bytes::from(vec![1; 20])).await.unwrap();
         assert_eq!(files_in(dir.path()), 1);
         let err = w.write(Bytes::from(vec![1; 6])).await.unwrap_err();

@@ -279,8 +279,8 @@ impl Store {
     }
 
     /// Starts receiving a body of `expected` bytes (if announced).
-    pub fn blob_writer(&self, expected: Option<u64>) -> Result<BlobWriter, IngestError> {
-        BlobWriter::new(self.shared.limits.clone(), expected)
+    pub fn blob_writer(&self, expected: Option<u64>) -> Result<BlobWriter<'_>, IngestError> {
+        BlobWriter::new(&self.shared.limits, expected)
     }
 
     /// Pushes a new element at the tail of `queue`, with its data if any.
