@@ -30,7 +30,7 @@ use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
@@ -40,6 +40,7 @@ use uuid::Uuid;
 
 use blobq::config::{Config, Settings};
 use blobq::http::request::{BLOB_ID, ELEMENT_ID, LIFETIME, SIZE};
+use blobq::http::spelled::Spelled;
 
 /// The allocator blobq's binary uses, so the comparison is of the HTTP work.
 #[global_allocator]
@@ -150,61 +151,16 @@ async fn answer(req: Request<Incoming>, body: Bytes) -> Result<Response<Full<Byt
     Ok(response)
 }
 
-/// The header values of one answer, written into one buffer and sliced from
-/// it (one allocation for all of them, as blobq does).
-struct Values {
-    text: BytesMut,
-    values: Vec<(HeaderName, std::ops::Range<usize>)>,
-}
-
-impl Values {
-    fn new() -> Values {
-        Values {
-            text: BytesMut::with_capacity(192),
-            values: Vec::new(),
-        }
-    }
-
-    fn text(&mut self, text: &[u8]) {
-        self.text.extend_from_slice(text);
-    }
-
-    fn value(&mut self, name: HeaderName, text: &[u8]) {
-        let start = self.text.len();
-        self.text.extend_from_slice(text);
-        self.values.push((name, start..self.text.len()));
-    }
-
-    fn id(&mut self, name: HeaderName, id: Uuid) {
-        self.value(
-            name,
-            id.hyphenated()
-                .encode_lower(&mut Uuid::encode_buffer())
-                .as_bytes(),
-        );
-    }
-
-    fn insert_into(self, headers: &mut HeaderMap) -> Bytes {
-        let text = self.text.freeze();
-        for (name, at) in self.values {
-            if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(at)) {
-                headers.insert(name, value);
-            }
-        }
-        text
-    }
-}
-
 /// blobq's push answer: ids in headers and in the JSON body.
 fn push_answer(headers: &mut HeaderMap, blob: Uuid, element: Uuid, size: usize) -> Bytes {
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let mut out = Values::new();
+    let mut out = Spelled::with_capacity(192);
     out.text(b"{\"id\":\"");
     out.id(ELEMENT_ID, element);
     out.text(b"\",\"blob_id\":\"");
     out.id(BLOB_ID, blob);
     out.text(b"\",\"namespace\":\"bench\",\"queue\":\"q\",\"size\":");
-    out.text(itoa::Buffer::new().format(size).as_bytes());
+    out.text(itoa::Buffer::new().format(size as u64).as_bytes());
     out.text(b",\"lifetime\":3600}");
     out.insert_into(headers)
 }
@@ -215,10 +171,10 @@ fn pop_answer(headers: &mut HeaderMap, blob: Uuid, element: Uuid, size: usize) {
         CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    let mut out = Values::new();
+    let mut out = Spelled::with_capacity(192);
     out.id(BLOB_ID, blob);
-    out.value(SIZE, itoa::Buffer::new().format(size).as_bytes());
-    out.value(LIFETIME, b"3600");
+    out.number(SIZE, size as u64);
+    out.number(LIFETIME, 3600);
     out.id(ELEMENT_ID, element);
     out.insert_into(headers);
 }

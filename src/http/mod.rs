@@ -9,7 +9,7 @@ mod ops;
 mod queues;
 pub mod request;
 pub mod route;
-mod spelled;
+pub mod spelled;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};

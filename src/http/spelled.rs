@@ -13,7 +13,7 @@ use uuid::Uuid;
 const MAX_VALUES: usize = 6;
 
 /// Text being written, and which header each spelled value is for.
-pub(super) struct Spelled {
+pub struct Spelled {
     text: Vec<u8>,
     values: [Option<(HeaderName, Range<usize>)>; MAX_VALUES],
     count: usize,
