@@ -14,8 +14,8 @@
 //! in headers and in a JSON body, a pop answer with the ids, the size and
 //! the lifetime left in headers (`GET /shaped/kept` counts them). The bytes
 //! of a conforming answer with no queue logic behind them: the least any
-//! server that meets the contract must do. It
-//! serves on blobq's own runtime and HTTP/1 settings
+//! server that meets the contract must do. It serves on blobq's own runtime
+//! and HTTP/1 settings
 //! (`blobq::server::runtime` and `http1_builder` with the default
 //! configuration) and allocator (jemalloc), with `TCP_NODELAY` like blobq,
 //! so the gap between the two is the cost of blobq's routing, validation,

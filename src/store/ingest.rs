@@ -205,15 +205,15 @@ fn create_spill_file(limits: &IngestLimits) -> Result<Box<SpillFile>, IngestErro
 mod tests {
     use super::*;
 
-    fn limits(dir: &std::path::Path) -> Arc<IngestLimits> {
-        Arc::new(IngestLimits {
+    fn limits(dir: &std::path::Path) -> IngestLimits {
+        IngestLimits {
             spill_threshold: 10,
             max_element_size: 25,
             spill_dir: dir.to_owned(),
             memory_limit: 0,
             totals: Arc::new(Totals::default()),
             durable_sync: None,
-        })
+        }
     }
 
     fn files_in(dir: &std::path::Path) -> usize {
@@ -258,7 +258,7 @@ mod tests {
     async fn small_bodies_spill_once_the_memory_limit_is_reached() {
         let dir = tempfile::tempdir().unwrap();
         let mut l = limits(dir.path());
-        Arc::get_mut(&mut l).expect("not shared yet").memory_limit = 8;
+        l.memory_limit = 8;
         l.totals.add_blob_bytes(false, 5); // 5 bytes already held in memory
         let mut w = BlobWriter::new(&l, Some(3)).unwrap();
         w.write(Bytes::from_static(b"abc")).await.unwrap();

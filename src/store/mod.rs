@@ -163,7 +163,7 @@ pub struct Store {
 struct Shared {
     namespaces: Namespaces,
     totals: Arc<Totals>,
-    limits: Arc<IngestLimits>,
+    limits: IngestLimits,
     queue_idle_timeout: Duration,
     max_deliveries: u32,
     namespace_quota: Quota,
@@ -234,14 +234,14 @@ impl Store {
         let shared = Arc::new(Shared {
             namespaces,
             totals: totals.clone(),
-            limits: Arc::new(IngestLimits {
+            limits: IngestLimits {
                 spill_threshold: config.spill_threshold,
                 max_element_size: config.max_element_size,
                 spill_dir: file_dir,
                 memory_limit: config.memory_limit,
                 totals: totals.clone(),
                 durable_sync,
-            }),
+            },
             queue_idle_timeout: config.queue_idle_timeout,
             max_deliveries: config.max_deliveries,
             namespace_quota: config.namespace_quota,
