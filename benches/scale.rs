@@ -282,20 +282,30 @@ struct Job {
     expect: u16,
 }
 
-/// Sends `job` `count` times over [`CONNECTIONS`] connections; returns req/s.
-async fn run_count(addr: SocketAddr, job: Job, count: u64) -> Result<f64> {
+/// What [`run_count`] measured.
+struct Run {
+    /// Requests per second.
+    rate: f64,
+    /// Each request's latency in microseconds, from sending it to its answer.
+    latencies: Histogram<u64>,
+}
+
+/// Sends `job` `count` times over [`CONNECTIONS`] connections.
+async fn run_count(addr: SocketAddr, job: Job, count: u64) -> Result<Run> {
     let left = Arc::new(AtomicU64::new(count));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CONNECTIONS.min(count.max(1) as usize) {
         let (job, left) = (job.clone(), left.clone());
         tasks.push(tokio::spawn(async move {
+            let mut latencies = Histogram::<u64>::new(3)?;
             let mut conn = Conn::open(addr).await?;
             let chunk = Repeat::new(job.size).chunk;
             while left
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                 .is_ok()
             {
+                let sent = Instant::now();
                 // A connection the server drops (webdis does, under load)
                 // is opened again and the request retried, a few times.
                 let mut tries = 0;
@@ -315,14 +325,19 @@ async fn run_count(addr: SocketAddr, job: Job, count: u64) -> Result<f64> {
                     }
                 };
                 answer.expect(job.expect, &job.path)?;
+                latencies.record(sent.elapsed().as_micros() as u64)?;
             }
-            Ok::<_, Error>(())
+            Ok::<_, Error>(latencies)
         }));
     }
+    let mut latencies = Histogram::<u64>::new(3)?;
     for t in tasks {
-        t.await??;
+        latencies.add(t.await??)?;
     }
-    Ok(count as f64 / started.elapsed().as_secs_f64())
+    Ok(Run {
+        rate: count as f64 / started.elapsed().as_secs_f64(),
+        latencies,
+    })
 }
 
 fn parse_url(url: &str) -> Result<(SocketAddr, String)> {
@@ -356,7 +371,7 @@ async fn fill_command(args: &[String]) -> Result<()> {
         expect: flags.num("expect", 202)? as u16,
     };
     let count = flags.num("count", 1000)?;
-    let rate = run_count(addr, job, count).await?;
+    let rate = run_count(addr, job, count).await?.rate;
     eprintln!(
         "filled {count} in {:.1} s ({rate:.0} req/s)",
         count as f64 / rate
@@ -615,26 +630,30 @@ async fn queued(bin: &str, count: u64) -> Result<f64> {
         size: 100,
         expect: 202,
     };
-    let rate = run_count(server.addr, job, count).await?;
+    let run = run_count(server.addr, job, count).await?;
     let mut probe = Conn::open(server.addr).await?;
     let queued = json_number(&mut probe, "/qs/million/q/stats", "elements").await?;
     if queued != count {
         return Err(format!("{queued} elements queued, expected {count}").into());
     }
     let after = server.memory("VmRSS")?;
+    // The queue and the blob table grow all the way: the longest push is
+    // what a resize under the namespace's lock costs.
+    let ms = |us: u64| us as f64 / 1000.0;
     row(
         &format!("{count} queued 100 B elements"),
-        Some(rate),
-        None,
-        None,
+        Some(run.rate),
+        Some(ms(run.latencies.value_at_quantile(0.5))),
+        Some(ms(run.latencies.value_at_quantile(0.99))),
         &format!(
-            "server RSS {:.1} MiB (from {:.1}): {:.0} B per element",
+            "server RSS {:.1} MiB (from {:.1}): {:.0} B per element; longest push {:.1} ms",
             mib(after),
             mib(before),
-            after.saturating_sub(before) as f64 / count as f64
+            after.saturating_sub(before) as f64 / count as f64,
+            ms(run.latencies.max())
         ),
     );
-    Ok(rate)
+    Ok(run.rate)
 }
 
 /// `count` elements all due within the same second, expiring while a
