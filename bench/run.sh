@@ -63,7 +63,7 @@ fail() { echo "bench: FAIL: $*" >&2; FAILED=1; }
 # wrk_case TARGET CASE URL METHOD BODY_SIZE [NOTE]: one wrk run, one row.
 # Sets RATE.
 wrk_case() {
-    local out line requests duration errors p50 p99
+    local out line requests duration errors dropped p50 p99
     echo "bench: round $ROUND: $1 $2" >&2
     out=$(BENCH_METHOD=$4 BENCH_SIZE=$5 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
         -s bench/wrk.lua "$3" 2>&1) || true
@@ -77,14 +77,23 @@ wrk_case() {
     duration=$(jf duration_us "$line")
     p50=$(jf p50_us "$line")
     p99=$(jf p99_us "$line")
-    errors=$(($(jf connect "$line") + $(jf read "$line") + $(jf write "$line") + $(jf status "$line") + $(jf timeout "$line")))
+    errors=$(($(jf connect "$line") + $(jf write "$line") + $(jf status "$line") + $(jf timeout "$line")))
+    dropped=$(jf read "$line")
+    # webdis, the peer, drops a few keep-alive connections under this load (a
+    # wrk "read" error: the connection closed under a request, no answer at
+    # all). That is the peer's flaw, not a wrong answer from what is measured:
+    # the row's notes count them. From blobq or the ceiling, any error fails.
+    if [[ $1 != webdis ]]; then
+        errors=$((errors + dropped))
+        dropped=0
+    fi
     if ((errors > 0)); then
         fail "$1 $2: $errors errors or unexpected statuses: $line"
     fi
     RATE=$((requests * 1000000 / duration))
-    printf '%s\t%s\t%d\t%s\t%s\t%s\n' "$1" "$2" "$RATE" \
+    printf '%s\t%s\t%d\t%s\t%s\t%s\t%d\n' "$1" "$2" "$RATE" \
         "$(awk -v v="$p50" 'BEGIN{printf "%.2f", v/1000}')" \
-        "$(awk -v v="$p99" 'BEGIN{printf "%.2f", v/1000}')" "${6:-}" >>"$ROWS"
+        "$(awk -v v="$p99" 'BEGIN{printf "%.2f", v/1000}')" "${6:-}" "$dropped" >>"$ROWS"
 }
 
 label() {
@@ -263,6 +272,12 @@ mkdir -p "$(dirname "$OUT")"
             if (!(k in key)) { rows++; key[k] = rows; t[rows] = $1; c[rows] = $2 }
             i = key[k]; m = ++seen[i]
             s[i, 1, m] = $3; s[i, 2, m] = $4; s[i, 3, m] = $5; n[i] = $6
+            if ($7 > 0) { dropped[i] += $7; dropped_in[i]++ }
+        }
+        # The note of row i, with the connections the peer dropped if any.
+        function note(i) {
+            if (!dropped[i]) return n[i]
+            return n[i] (n[i] == "" ? "" : "; ") "dropped " dropped[i] " connections in " dropped_in[i] " of " seen[i] " samples"
         }
         # Median of row i, field f (1 req/s, 2 p50, 3 p99) over its samples.
         function median(i, f,   a, m, x, y, v) {
@@ -289,7 +304,7 @@ mkdir -p "$(dirname "$OUT")"
             print "| target | case | req/s | p50 | p99 | blobq/ceiling | blobq/ceiling-kept | blobq/ceiling-shaped | blobq/webdis | notes |"
             print "| --- | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- |"
             for (i = 1; i <= rows; i++)
-                printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t[i], c[i], r[i], p50[i], p99[i], vs(i, "ceiling"), vs(i, "ceiling-kept"), vs(i, "ceiling-shaped"), vs(i, "webdis"), n[i]
+                printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t[i], c[i], r[i], p50[i], p99[i], vs(i, "ceiling"), vs(i, "ceiling-kept"), vs(i, "ceiling-shaped"), vs(i, "webdis"), note(i)
         }' "$ROWS"
 } | tee "$OUT"
 if ((FAILED)); then
