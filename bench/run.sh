@@ -77,16 +77,7 @@ wrk_case() {
     duration=$(jf duration_us "$line")
     p50=$(jf p50_us "$line")
     p99=$(jf p99_us "$line")
-    errors=$(($(jf connect "$line") + $(jf write "$line") + $(jf status "$line") + $(jf timeout "$line")))
-    dropped=$(jf read "$line")
-    # webdis, the peer, drops a few keep-alive connections under this load (a
-    # wrk "read" error: the connection closed under a request, no answer at
-    # all). That is the peer's flaw, not a wrong answer from what is measured:
-    # the row's notes count them. From blobq or the ceiling, any error fails.
-    if [[ $1 != webdis ]]; then
-        errors=$((errors + dropped))
-        dropped=0
-    fi
+    read -r errors dropped < <(wrk_errors "$1" "$line")
     if ((errors > 0)); then
         fail "$1 $2: $errors errors or unexpected statuses: $line"
     fi
@@ -265,47 +256,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, median of $ROUNDS interleaved rounds per case; latencies in ms;" \
         "load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
-    awk -F'\t' '
-        # Rows come once per round; each (target, case) shows its medians.
-        {
-            k = $1 "|" $2
-            if (!(k in key)) { rows++; key[k] = rows; t[rows] = $1; c[rows] = $2 }
-            i = key[k]; m = ++seen[i]
-            s[i, 1, m] = $3; s[i, 2, m] = $4; s[i, 3, m] = $5; n[i] = $6
-            if ($7 > 0) { dropped[i] += $7; dropped_in[i]++ }
-        }
-        # The note of row i, with the connections the peer dropped if any.
-        function note(i) {
-            if (!dropped[i]) return n[i]
-            return n[i] (n[i] == "" ? "" : "; ") "dropped " dropped[i] " connections in " dropped_in[i] " of " seen[i] " samples"
-        }
-        # Median of row i, field f (1 req/s, 2 p50, 3 p99) over its samples.
-        function median(i, f,   a, m, x, y, v) {
-            m = seen[i]
-            for (x = 1; x <= m; x++) a[x] = s[i, f, x]
-            if (a[1] == "-" || a[1] == "") return a[1]
-            for (x = 2; x <= m; x++)
-                for (y = x; y > 1 && a[y - 1] + 0 > a[y] + 0; y--) { v = a[y]; a[y] = a[y - 1]; a[y - 1] = v }
-            return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
-        }
-        function ratio(a, b) { return (b == "" || b == "-" || b == 0 || a == "-") ? "" : sprintf("%.2f", a / b) }
-        function vs(i, other,   j) {
-            j = key[other "|" c[i]]
-            if (t[i] != "blobq" || !j) return ""
-            return ratio(r[i], r[j]) "x, p99 " ratio(p99[i], p99[j]) "x"
-        }
-        END {
-            for (i = 1; i <= rows; i++) {
-                r[i] = median(i, 1); p50[i] = median(i, 2); p99[i] = median(i, 3)
-                if (r[i] != "-") r[i] = sprintf("%d", r[i] + 0.5)
-                if (p50[i] != "-") p50[i] = sprintf("%.2f", p50[i])
-                if (p99[i] != "-") p99[i] = sprintf("%.2f", p99[i])
-            }
-            print "| target | case | req/s | p50 | p99 | blobq/ceiling | blobq/ceiling-kept | blobq/ceiling-shaped | blobq/webdis | notes |"
-            print "| --- | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- |"
-            for (i = 1; i <= rows; i++)
-                printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t[i], c[i], r[i], p50[i], p99[i], vs(i, "ceiling"), vs(i, "ceiling-kept"), vs(i, "ceiling-shaped"), vs(i, "webdis"), note(i)
-        }' "$ROWS"
+    awk -F'\t' -f bench/table.awk "$ROWS"
 } | tee "$OUT"
 if ((FAILED)); then
     echo "bench: some cases failed (see above)" >&2
