@@ -7,11 +7,15 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::STEP;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn sigterm_answers_waiters_503_finishes_pushes_in_flight_removes_files_and_exits_0() {
+    // Idle keep-alive connections are otherwise closed after the header read
+    // timeout: make it longer than the test waits for them.
     let mut server = common::options()
         .arg("--spill-threshold", 1000)
+        .arg("--header-read-timeout", 120)
         .start()
         .await;
     assert_eq!(
@@ -45,6 +49,17 @@ async fn sigterm_answers_waiters_503_finishes_pushes_in_flight_removes_files_and
                 .expect("slow push")
         })
     };
+    // A keep-alive connection with no request in flight: shutdown must close
+    // it at once rather than wait the shutdown timeout out.
+    let mut idle = tokio::net::TcpStream::connect(&server.addr)
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: blobq\r\n\r\n")
+        .await
+        .expect("request");
+    let mut answer = [0u8; 512];
+    let n = idle.read(&mut answer).await.expect("answer");
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"), "healthz answered");
     tokio::time::sleep(Duration::from_millis(450)).await; // first part sent
     server.terminate();
 
@@ -57,6 +72,10 @@ async fn sigterm_answers_waiters_503_finishes_pushes_in_flight_removes_files_and
         p["detail"].as_str().unwrap().contains("shutting down"),
         "{p}"
     );
+    let closed = tokio::time::timeout(STEP, idle.read(&mut answer))
+        .await
+        .expect("the idle connection was closed");
+    assert_eq!(closed.expect("read"), 0, "closed without an answer");
     let r = tokio::time::timeout(STEP, slow_push)
         .await
         .expect("push answered")
@@ -71,6 +90,10 @@ async fn sigterm_answers_waiters_503_finishes_pushes_in_flight_removes_files_and
         "spill folder removed"
     );
     assert!(server.log().iter().any(|l| l.contains("shutdown complete")));
+    assert!(
+        !server.log().iter().any(|l| l.contains("cut off")),
+        "every connection ended before the shutdown timeout"
+    );
     assert!(
         reqwest::get(server.url("/healthz")).await.is_err(),
         "no longer accepting connections"

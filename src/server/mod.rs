@@ -1,5 +1,7 @@
 //! The listener, the connections and graceful shutdown.
 
+mod stop;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -9,13 +11,14 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::http::App;
 use crate::store::Store;
+use stop::StopSignals;
 
 /// hyper's own default; setting it explicitly moves header parsing to the heap.
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
@@ -95,7 +98,8 @@ impl Server {
             limits,
             builder,
         } = self;
-        let graceful = GracefulShutdown::new();
+        let connections = TaskTracker::new();
+        let mut stops = StopSignals::default();
         // One permit per open connection: at the cap, new connections wait in
         // the kernel's backlog instead of costing memory and descriptors.
         let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -123,9 +127,21 @@ impl Server {
             let _ = stream.set_nodelay(true);
             let app = app.clone();
             let service = service_fn(move |req| app.clone().serve(req));
-            let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let stop = stops.register();
+            connections.spawn(async move {
+                let mut conn = std::pin::pin!(conn);
+                let ended = tokio::select! {
+                    biased;
+                    ended = conn.as_mut() => ended,
+                    _ = stop => {
+                        // Finish the request in flight, then close; an idle
+                        // keep-alive connection closes at once.
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = ended {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 drop(slot);
@@ -135,8 +151,10 @@ impl Server {
         tracing::info!("shutting down: no longer accepting connections");
         app.begin_draining();
         app.store.begin_shutdown();
+        stops.stop_all();
+        connections.close();
         let timeout = limits.shutdown_timeout;
-        if tokio::time::timeout(timeout, graceful.shutdown())
+        if tokio::time::timeout(timeout, connections.wait())
             .await
             .is_err()
         {
