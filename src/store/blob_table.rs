@@ -1,12 +1,15 @@
 //! A namespace's blobs by id.
 //!
 //! Every data push adds an entry and nearly every data pop removes one, and
-//! a queue may hold millions, so the table is kept lean: a bucket holds only
-//! the entry, and finds its key through the blob (`Blob::id`), instead of
-//! a second copy of the 16-byte id beside it. The hash is a multiply of the
-//! id's two halves rather than SipHash: ids are random UUIDs the server made
-//! (clients only ever look them up, never choose one that is inserted), so
-//! there is nothing for a client to collide on purpose.
+//! a queue may hold millions, so the table is kept lean: a bucket holds the
+//! blob and 32 bits of its id (its `key`), not a copy of the whole 16-byte
+//! id. The key alone gives the hash, so moving an entry to a bigger table
+//! never reads the blob (a cache miss for every entry moved: it was most of
+//! a push's cost in the table while it grew), and a probe compares keys
+//! before it reads a blob's id. The hash is a multiply rather than SipHash:
+//! ids are random UUIDs the server made (clients only ever look them up,
+//! never choose one that is inserted), so there is nothing for a client to
+//! collide on purpose.
 
 use std::sync::Arc;
 
@@ -17,26 +20,74 @@ use super::blob::Blob;
 use super::clock::Millis;
 use super::ids::BlobId;
 
-/// What the namespace keeps about one blob.
+/// What the namespace keeps about one blob: 24 bytes.
 #[derive(Debug)]
 pub(crate) struct BlobEntry {
     pub blob: Arc<Blob>,
-    /// Queued elements that reference the blob.
-    pub refs: u32,
-    /// Stored through `/tbs` or handed out by a header-only pop: the blob then
-    /// lives until its own deadline even with no element referencing it.
-    pub exposed: bool,
     /// End of the blob's own lifetime.
     pub deadline: Millis,
+    /// Queued elements that reference the blob (the low 31 bits), and
+    /// [`EXPOSED`].
+    refs_exposed: u32,
+    /// [`key`] of the blob's id.
+    key: u32,
 }
 
+/// Stored through `/tbs` or handed out by a header-only pop: the blob then
+/// lives until its own deadline even with no element referencing it.
+const EXPOSED: u32 = 1 << 31;
+
 impl BlobEntry {
+    pub fn new(blob: Arc<Blob>, refs: u32, exposed: bool, deadline: Millis) -> BlobEntry {
+        let mut entry = BlobEntry {
+            key: key(blob.id()),
+            blob,
+            deadline,
+            refs_exposed: 0,
+        };
+        entry.set_refs(refs);
+        if exposed {
+            entry.expose();
+        }
+        entry
+    }
+
+    /// Queued elements that reference the blob.
+    pub fn refs(&self) -> u32 {
+        self.refs_exposed & !EXPOSED
+    }
+
+    /// `refs` saturates at 2^31 - 1, far beyond any queue's length.
+    pub fn set_refs(&mut self, refs: u32) {
+        self.refs_exposed = (self.refs_exposed & EXPOSED) | refs.min(!EXPOSED);
+    }
+
+    pub fn add_ref(&mut self) {
+        self.set_refs(self.refs().saturating_add(1));
+    }
+
+    pub fn drop_ref(&mut self) {
+        self.set_refs(self.refs().saturating_sub(1));
+    }
+
+    pub fn exposed(&self) -> bool {
+        self.refs_exposed & EXPOSED != 0
+    }
+
+    pub fn expose(&mut self) {
+        self.refs_exposed |= EXPOSED;
+    }
+
     pub fn is_readable(&self, now: Millis) -> bool {
         !self.deadline.has_passed(now)
     }
 
     pub fn is_garbage(&self, now: Millis) -> bool {
-        self.refs == 0 && (!self.exposed || self.deadline.has_passed(now))
+        self.refs() == 0 && (!self.exposed() || self.deadline.has_passed(now))
+    }
+
+    fn hash(&self) -> u64 {
+        hash_key(self.key)
     }
 }
 
@@ -53,12 +104,11 @@ const MOVE_STEP: usize = 16;
 /// The blobs of a namespace, resized a few buckets at a time.
 ///
 /// A hash table that grows all at once rehashes every entry while the caller
-/// holds the namespace's lock, and each rehash reads the entry's blob for its
-/// id: at a million entries that stopped every request to the namespace for
-/// about 100 ms. Like Redis's dict, a full table is instead replaced by an
-/// empty one twice the size, and each later change moves [`MOVE_STEP`]
-/// buckets of the old table over. Until the old table is empty, lookups try
-/// both.
+/// holds the namespace's lock: at a million entries that stopped every
+/// request to the namespace for about 100 ms. Like Redis's dict, a full
+/// table is instead replaced by an empty one twice the size, and each later
+/// change moves [`MOVE_STEP`] buckets of the old table over. Until the old
+/// table is empty, lookups try both.
 #[derive(Debug, Default)]
 pub(crate) struct BlobTable {
     table: HashTable<BlobEntry>,
@@ -69,22 +119,26 @@ pub(crate) struct BlobTable {
     cursor: usize,
 }
 
-fn hash(id: BlobId) -> u64 {
+/// 32 of the id's random bits (v4 UUIDs have 122).
+fn key(id: BlobId) -> u32 {
     let n = id.to_u128();
-    ((n >> 64) as u64 ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    (n as u32) ^ ((n >> 64) as u32)
 }
 
-fn entry_hash(entry: &BlobEntry) -> u64 {
-    hash(entry.blob.id())
+/// Fibonacci hashing: the low bits (the bucket) and the top 7 (hashbrown's
+/// tag) both depend on every bit of the key.
+fn hash_key(key: u32) -> u64 {
+    u64::from(key).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 fn is(id: BlobId) -> impl Fn(&BlobEntry) -> bool {
-    move |e| e.blob.id() == id
+    let k = key(id);
+    move |e| e.key == k && e.blob.id() == id
 }
 
 impl BlobTable {
     pub fn get(&self, id: BlobId) -> Option<&BlobEntry> {
-        let h = hash(id);
+        let h = hash_key(key(id));
         match self.table.find(h, is(id)) {
             None if !self.old.is_empty() => self.old.find(h, is(id)),
             found => found,
@@ -99,19 +153,33 @@ impl BlobTable {
     pub fn insert(&mut self, entry: BlobEntry) {
         self.step();
         let id = entry.blob.id();
-        let h = hash(id);
+        let h = entry.hash();
         if !self.old.is_empty() {
             if let Ok(found) = self.old.find_entry(h, is(id)) {
                 found.remove();
             }
         }
         self.make_room();
-        match self.table.entry(h, is(id), entry_hash) {
+        match self.table.entry(h, is(id), BlobEntry::hash) {
             Entry::Occupied(mut o) => *o.get_mut() = entry,
             Entry::Vacant(v) => {
                 v.insert(entry);
             }
         }
+    }
+
+    /// Adds the entry of a blob just made, whose random id no entry can
+    /// have (two v4 UUIDs are equal with odds of 2^-122): what every data
+    /// push does, without searching for an entry to replace.
+    pub fn insert_new(&mut self, entry: BlobEntry) {
+        debug_assert!(
+            self.get(entry.blob.id()).is_none(),
+            "a new blob's id is new"
+        );
+        self.step();
+        self.make_room();
+        self.table
+            .insert_unique(entry.hash(), entry, BlobEntry::hash);
     }
 
     /// Drops one element's reference to blob `id` and, when nothing keeps
@@ -121,7 +189,7 @@ impl BlobTable {
         self.step();
         let mut found = self.occupied(id)?;
         let entry = found.get_mut();
-        entry.refs = entry.refs.saturating_sub(1);
+        entry.drop_ref();
         if !entry.is_garbage(now) {
             return Some(None);
         }
@@ -153,7 +221,7 @@ impl BlobTable {
 
     /// The entry of blob `id`, in whichever table holds it.
     fn occupied(&mut self, id: BlobId) -> Option<OccupiedEntry<'_, BlobEntry>> {
-        let h = hash(id);
+        let h = hash_key(key(id));
         match self.table.find_entry(h, is(id)) {
             Ok(found) => Some(found),
             Err(_) if self.old.is_empty() => None,
@@ -187,7 +255,7 @@ impl BlobTable {
             if let Ok(found) = self.old.get_bucket_entry(index) {
                 let entry = found.remove().0;
                 self.table
-                    .insert_unique(entry_hash(&entry), entry, entry_hash);
+                    .insert_unique(entry.hash(), entry, BlobEntry::hash);
             }
         }
         self.cursor = end;
@@ -207,12 +275,7 @@ mod tests {
     fn entry(refs: u32) -> BlobEntry {
         let content = BlobContent::Memory(bytes::Bytes::from_static(b"x"));
         let blob = Blob::new(content, 1, Metadata::plain(), Arc::new(Totals::default()));
-        BlobEntry {
-            blob,
-            refs,
-            exposed: false,
-            deadline: Millis(1000),
-        }
+        BlobEntry::new(blob, refs, false, Millis(1000))
     }
 
     #[test]
@@ -225,27 +288,20 @@ mod tests {
         }
         assert_eq!(table.len(), 1000);
         for (i, id) in ids.iter().enumerate() {
-            assert_eq!(table.get(*id).map(|e| e.refs), Some(i as u32));
+            assert_eq!(table.get(*id).map(|e| e.refs()), Some(i as u32));
         }
         assert!(table.get(BlobId::random()).is_none());
         // Same blob again: replaced, not added.
-        let again = BlobEntry {
-            refs: 77,
-            ..entry(0)
-        };
+        let mut again = entry(0);
+        again.set_refs(77);
         let again_id = again.blob.id();
         table.insert(again);
         let blob = table.get(again_id).map(|e| e.blob.clone()).unwrap();
-        table.insert(BlobEntry {
-            blob,
-            refs: 78,
-            exposed: true,
-            deadline: Millis(5),
-        });
+        table.insert(BlobEntry::new(blob, 78, true, Millis(5)));
         assert_eq!(table.len(), 1001);
-        assert_eq!(table.get(again_id).map(|e| e.refs), Some(78));
-        table.get_mut(ids[3]).unwrap().refs = 9;
-        assert_eq!(table.remove(ids[3]).map(|e| e.refs), Some(9));
+        assert_eq!(table.get(again_id).map(|e| e.refs()), Some(78));
+        table.get_mut(ids[3]).unwrap().set_refs(9);
+        assert_eq!(table.remove(ids[3]).map(|e| e.refs()), Some(9));
         assert!(table.get(ids[3]).is_none() && table.remove(ids[3]).is_none());
         assert_eq!(table.drain().count(), 1000);
         assert!(table.is_empty());
@@ -289,27 +345,23 @@ mod tests {
             table.insert(e);
             i += 1;
         }
-        let in_old = |t: &BlobTable, id| t.old.find(hash(id), is(id)).is_some();
+        let in_old = |t: &BlobTable, id| t.old.find(hash_key(key(id)), is(id)).is_some();
         let old_id = *ids.iter().find(|&&id| in_old(&table, id)).unwrap();
         assert!(table.get(old_id).is_some());
-        table.get_mut(old_id).unwrap().refs += 100;
+        let old_entry = table.get_mut(old_id).unwrap();
+        old_entry.set_refs(old_entry.refs() + 100);
         // Replacing an entry still in the old table leaves one entry for it.
         let blob = table.get(old_id).unwrap().blob.clone();
         let len = table.len();
-        table.insert(BlobEntry {
-            blob,
-            refs: 7,
-            exposed: false,
-            deadline: Millis(1000),
-        });
+        table.insert(BlobEntry::new(blob, 7, false, Millis(1000)));
         assert_eq!(table.len(), len);
-        assert_eq!(table.get(old_id).map(|e| e.refs), Some(7));
+        assert_eq!(table.get(old_id).map(|e| e.refs()), Some(7));
         let other = *ids.iter().rev().find(|&&id| in_old(&table, id)).unwrap();
         assert!(table.remove(other).is_some());
         assert!(table.get(other).is_none());
         let third = *ids.iter().find(|&&id| in_old(&table, id)).unwrap();
-        let refs = table.get(third).unwrap().refs;
-        table.get_mut(third).unwrap().refs = 1;
+        let refs = table.get(third).unwrap().refs();
+        table.get_mut(third).unwrap().set_refs(1);
         assert!(matches!(table.release(third, Millis(10)), Some(Some(_))));
         assert!(refs > 0 && table.get(third).is_none());
         // Every other entry is still there, found in whichever table holds it.
@@ -322,14 +374,70 @@ mod tests {
         assert!(table.is_empty());
     }
 
+    fn entry_with_id(id: BlobId) -> BlobEntry {
+        let content = BlobContent::Memory(bytes::Bytes::from_static(b"x"));
+        let blob = Blob::with_id(
+            id,
+            content,
+            1,
+            Metadata::plain(),
+            Arc::new(Totals::default()),
+        );
+        BlobEntry::new(blob, 1, false, Millis(1000))
+    }
+
+    #[test]
+    fn an_entry_is_as_small_as_a_blob_pointer_a_deadline_and_two_words() {
+        assert_eq!(std::mem::size_of::<BlobEntry>(), 24);
+    }
+
+    #[test]
+    fn refs_and_exposed_share_a_word_without_touching_each_other() {
+        let mut e = entry(5);
+        e.expose();
+        assert_eq!((e.refs(), e.exposed()), (5, true));
+        e.drop_ref();
+        e.add_ref();
+        e.add_ref();
+        assert_eq!((e.refs(), e.exposed()), (6, true));
+        e.set_refs(u32::MAX);
+        assert_eq!((e.refs(), e.exposed()), (u32::MAX >> 1, true));
+        let mut plain = entry(0);
+        plain.drop_ref();
+        assert_eq!((plain.refs(), plain.exposed()), (0, false));
+    }
+
+    #[test]
+    fn new_entries_are_found_across_resizes_and_ids_sharing_a_key_stay_apart() {
+        let mut table = BlobTable::default();
+        let mut ids = Vec::new();
+        for i in 0..3 * GROW_AT_ONCE_BELOW as u32 {
+            let e = entry(i);
+            ids.push(e.blob.id());
+            table.insert_new(e);
+        }
+        assert!(ids
+            .iter()
+            .enumerate()
+            .all(|(i, id)| table.get(*id).map(|e| e.refs()) == Some(i as u32)));
+        // Two ids whose 32-bit keys are equal: one hash, two entries.
+        let a = BlobId::from_u128(0xabcd_0000_0000_0001_0000_0000_0000_0000);
+        let b = BlobId::from_u128(0x0000_0000_0000_0000_ffff_0000_0000_0001);
+        assert_eq!(key(a), key(b));
+        table.insert_new(entry_with_id(a));
+        table.insert_new(entry_with_id(b));
+        assert_eq!(table.get(a).map(|e| e.blob.id()), Some(a));
+        assert_eq!(table.remove(b).map(|e| e.blob.id()), Some(b));
+        assert!(table.get(b).is_none() && table.get(a).is_some());
+        assert_eq!(table.len(), ids.len() + 1);
+    }
+
     #[test]
     fn release_takes_a_blob_out_only_when_nothing_keeps_it() {
         let mut table = BlobTable::default();
         let shared = entry(2);
-        let exposed = BlobEntry {
-            exposed: true,
-            ..entry(1)
-        };
+        let mut exposed = entry(1);
+        exposed.expose();
         let (shared_id, exposed_id) = (shared.blob.id(), exposed.blob.id());
         table.insert(shared);
         table.insert(exposed);
@@ -337,14 +445,14 @@ mod tests {
         assert!(table.release(BlobId::random(), now).is_none());
         // Two elements share the blob: the first release leaves it.
         assert!(matches!(table.release(shared_id, now), Some(None)));
-        assert_eq!(table.get(shared_id).map(|e| e.refs), Some(1));
+        assert_eq!(table.get(shared_id).map(|e| e.refs()), Some(1));
         let gone = table.release(shared_id, now).unwrap().unwrap();
         assert_eq!(gone.blob.id(), shared_id);
         assert!(table.get(shared_id).is_none());
         // An exposed blob outlives its last element until its own deadline.
         assert!(matches!(table.release(exposed_id, now), Some(None)));
-        assert_eq!(table.get(exposed_id).map(|e| e.refs), Some(0));
-        table.get_mut(exposed_id).unwrap().refs = 1;
+        assert_eq!(table.get(exposed_id).map(|e| e.refs()), Some(0));
+        table.get_mut(exposed_id).unwrap().set_refs(1);
         assert!(matches!(
             table.release(exposed_id, Millis(1000)),
             Some(Some(_))

@@ -196,21 +196,21 @@ impl NsState {
         exposed: bool,
         deadline: Millis,
     ) -> Option<Millis> {
-        self.add_blob(BlobEntry {
-            blob,
-            refs: 0,
-            exposed,
-            deadline,
-        })
+        self.add_blob(BlobEntry::new(blob, 0, exposed, deadline), false)
     }
 
-    /// Puts `entry` in the table; an exposed blob's deadline in the index.
+    /// Puts `entry` in the table (`new`: a blob just made, whose id the
+    /// table cannot hold yet); an exposed blob's deadline in the index.
     #[must_use]
-    fn add_blob(&mut self, entry: BlobEntry) -> Option<Millis> {
+    fn add_blob(&mut self, entry: BlobEntry, new: bool) -> Option<Millis> {
         let id = entry.blob.id();
-        let (exposed, deadline) = (entry.exposed, entry.deadline);
+        let (exposed, deadline) = (entry.exposed(), entry.deadline);
         self.blob_bytes += entry.blob.size();
-        self.blobs.insert(entry);
+        if new {
+            self.blobs.insert_new(entry);
+        } else {
+            self.blobs.insert(entry);
+        }
         if exposed {
             self.index(deadline, ExpiryKey::Blob(id))
         } else {
@@ -221,7 +221,7 @@ impl NsState {
     /// The blob `id` as restored, taking a reference for an element.
     pub fn restored_blob(&mut self, id: BlobId) -> Option<Arc<Blob>> {
         let entry = self.blobs.get_mut(id)?;
-        entry.refs += 1;
+        entry.add_ref();
         Some(entry.blob.clone())
     }
 
@@ -241,8 +241,9 @@ impl NsState {
         queue_in(&mut self.queues, name, now)
     }
 
-    /// Registers a blob. `refs` is 1 for a blob pushed with its element and 0
-    /// for one stored through `/tbs` (which is exposed from the start).
+    /// Registers a blob just made (`Blob::new`, a fresh random id). `refs` is
+    /// 1 for a blob pushed with its element and 0 for one stored through
+    /// `/tbs` (which is exposed from the start).
     #[must_use]
     pub fn insert_blob(&mut self, blob: Arc<Blob>, refs: u32, deadline: Millis) -> Option<Millis> {
         let exposed = refs == 0;
@@ -253,12 +254,7 @@ impl NsState {
                 journal.file_added();
             }
         }
-        self.add_blob(BlobEntry {
-            blob,
-            refs,
-            exposed,
-            deadline,
-        })
+        self.add_blob(BlobEntry::new(blob, refs, exposed, deadline), true)
     }
 
     /// Takes blob `id` out of the table.
@@ -300,7 +296,7 @@ impl NsState {
     /// Takes a new reference on a readable blob, for a reference push.
     pub fn reference_blob(&mut self, id: BlobId, now: Millis) -> Option<Arc<Blob>> {
         let entry = self.blobs.get_mut(id).filter(|e| e.is_readable(now))?;
-        entry.refs += 1;
+        entry.add_ref();
         Some(entry.blob.clone())
     }
 
@@ -314,7 +310,7 @@ impl NsState {
     pub fn remove_blob(&mut self, id: BlobId, now: Millis) -> Option<Arc<Blob>> {
         let entry = self.blobs.get(id).filter(|e| e.is_readable(now))?;
         let key = (entry.deadline, ExpiryKey::Blob(id));
-        let exposed = entry.exposed;
+        let exposed = entry.exposed();
         if exposed {
             self.expiry.remove(&key);
         }
@@ -344,10 +340,10 @@ impl NsState {
     #[must_use]
     fn expose_blob(&mut self, id: BlobId) -> Option<Millis> {
         let entry = self.blobs.get_mut(id)?;
-        if entry.exposed {
+        if entry.exposed() {
             return None;
         }
-        entry.exposed = true;
+        entry.expose();
         let deadline = entry.deadline;
         if let Some(journal) = &self.journal {
             let ns = self.name.as_str();
@@ -1095,12 +1091,13 @@ mod tests {
                 .filter(|e| e.blob.as_ref().is_some_and(|b| b.id() == *id))
                 .count();
             assert_eq!(
-                entry.refs as usize, refs,
+                entry.refs() as usize,
+                refs,
                 "refs of blob {id} match the held elements"
             );
-            if !entry.exposed {
+            if !entry.exposed() {
                 assert!(
-                    entry.refs > 0 || !entry.is_garbage(now),
+                    entry.refs() > 0 || !entry.is_garbage(now),
                     "unreferenced unexposed blob kept"
                 );
             }
