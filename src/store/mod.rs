@@ -2,6 +2,7 @@
 //! nothing of HTTP; the HTTP layer calls the operations of [`Store`] with
 //! validated inputs and maps the [`StoreError`]s to responses.
 
+mod at_hand;
 pub mod blob;
 mod blob_table;
 pub mod clock;
@@ -160,7 +161,13 @@ pub struct Store {
     shared: Arc<Shared>,
 }
 
+/// Numbers stores (from 1), so that a thread's namespaces at hand
+/// (`at_hand`) are never taken for another store's in the same process.
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
+
 struct Shared {
+    /// From [`NEXT_STORE_ID`].
+    id: u64,
     namespaces: Namespaces,
     totals: Arc<Totals>,
     limits: IngestLimits,
@@ -232,6 +239,7 @@ impl Store {
             None => (None, None),
         };
         let shared = Arc::new(Shared {
+            id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
             namespaces,
             totals: totals.clone(),
             limits: IngestLimits {
@@ -750,11 +758,17 @@ impl Store {
         ns: &Name,
         f: impl FnOnce(&mut NsState, &mut Graveyard) -> R,
     ) -> T {
-        let mut f = f;
+        let mut f = match self.run_at_hand(ns, f) {
+            Ok(out) => return out,
+            Err(f) => f,
+        };
         loop {
             let namespace = self.namespace_for_write(ns);
             match self.run_locked(ns, &namespace, f) {
-                Ok(out) => return out,
+                Ok(out) => {
+                    at_hand::keep(self.shared.id, &namespace);
+                    return out;
+                }
                 Err(back) => f = back,
             }
         }
@@ -768,13 +782,37 @@ impl Store {
         ns: &Name,
         f: impl FnOnce(&mut NsState, &mut Graveyard) -> R,
     ) -> Option<T> {
-        let mut f = f;
+        let mut f = match self.run_at_hand(ns, f) {
+            Ok(out) => return Some(out),
+            Err(f) => f,
+        };
         loop {
             let namespace = self.existing_namespace(ns)?;
             match self.run_locked(ns, &namespace, f) {
-                Ok(out) => return Some(out),
+                Ok(out) => {
+                    at_hand::keep(self.shared.id, &namespace);
+                    return Some(out);
+                }
                 Err(back) => f = back,
             }
+        }
+    }
+
+    /// `run_locked` on namespace `ns` if this thread has it at hand (see
+    /// `at_hand`); gives `f` back, unrun, if not (or if it was removed).
+    fn run_at_hand<T, R: Scheduled<T>, F: FnOnce(&mut NsState, &mut Graveyard) -> R>(
+        &self,
+        ns: &Name,
+        f: F,
+    ) -> Result<T, F> {
+        let id = self.shared.id;
+        match at_hand::with(id, ns, f, |namespace, f| self.run_locked(ns, namespace, f)) {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(f)) => {
+                at_hand::forget(id, ns);
+                Err(f)
+            }
+            Err(f) => Err(f),
         }
     }
 
@@ -925,6 +963,62 @@ mod tests {
         w.write(Bytes::copy_from_slice(bytes)).await.unwrap();
         let data = w.finish().await.unwrap();
         s.push(ns, q, Some(data), MetaInput::default(), 60).unwrap()
+    }
+
+    fn ready(s: &Store, ns: &Name, q: &Name) -> Option<u64> {
+        s.queue_stats(ns, q).map(|st| st.counts.elements)
+    }
+
+    #[tokio::test]
+    async fn a_namespace_at_hand_that_was_dropped_is_looked_up_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let (ns, q) = names();
+        push_bytes(&s, &ns, &q, b"one").await;
+        assert_eq!(at_hand::held(s.shared.id), 1, "kept at hand");
+        let popped = s.pop(&ns, &q, DATA, Duration::ZERO).await.unwrap();
+        assert_eq!(body_of(popped.unwrap()).await, b"one");
+        // The idle namespace leaves the map, but not this thread's hand.
+        sweeper::drop_idle(&s.shared, Millis(Millis::now().0 + 3_600_000));
+        assert!(s.namespace_stats(&ns).is_none(), "dropped");
+        assert_eq!(at_hand::held(s.shared.id), 1);
+        // A pop that will not wait finds nothing, and creates nothing.
+        assert!(s
+            .pop(&ns, &q, DATA, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(s.namespace_stats(&ns).is_none());
+        // A push goes to a new namespace in the map, not to the dropped one.
+        push_bytes(&s, &ns, &q, b"two").await;
+        assert_eq!(ready(&s, &ns, &q), Some(1));
+        let popped = s.pop(&ns, &q, DATA, Duration::ZERO).await.unwrap();
+        assert_eq!(body_of(popped.unwrap()).await, b"two");
+        assert_eq!(ready(&s, &ns, &q), Some(0));
+    }
+
+    #[tokio::test]
+    async fn two_stores_on_one_thread_never_share_a_namespace_at_hand() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (store(dir.path()), store(dir.path()));
+        let (ns, q) = names();
+        for _ in 0..3 {
+            push_bytes(&a, &ns, &q, b"a").await;
+        }
+        push_bytes(&b, &ns, &q, b"b").await;
+        assert_eq!((ready(&a, &ns, &q), ready(&b, &ns, &q)), (Some(3), Some(1)));
+        let popped = b.pop(&ns, &q, DATA, Duration::ZERO).await.unwrap();
+        assert_eq!(body_of(popped.unwrap()).await, b"b");
+        assert_eq!((ready(&a, &ns, &q), ready(&b, &ns, &q)), (Some(3), Some(0)));
+        // More namespaces than a thread keeps: the oldest go, nothing is lost.
+        let names: Vec<Name> = (0..20)
+            .map(|i| Name::parse(&format!("n{i}")).unwrap())
+            .collect();
+        for n in names.iter().chain(names.iter()) {
+            push_bytes(&a, n, &q, b"x").await;
+        }
+        assert!(at_hand::held(a.shared.id) <= 8);
+        assert!(names.iter().all(|n| ready(&a, n, &q) == Some(2)));
     }
 
     #[tokio::test]

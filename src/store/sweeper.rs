@@ -107,7 +107,7 @@ async fn expire_due(shared: &Shared, now: Millis) {
 
 /// Drops empty queues idle for longer than the configured timeout, and
 /// namespaces left with nothing.
-fn drop_idle(shared: &Shared, now: Millis) {
+pub(super) fn drop_idle(shared: &Shared, now: Millis) {
     let idle_since = Millis(
         now.0
             .saturating_sub(shared.queue_idle_timeout.as_millis() as u64),
