@@ -12,6 +12,7 @@ pub mod route;
 pub mod spelled;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,79 +60,96 @@ impl App {
     }
 
     /// hyper's entry point: never fails, every error becomes a response.
-    pub async fn serve(
+    ///
+    /// This, `dispatch` and `queues::push` return an `async move` block
+    /// rather than being `async fn`s: an `async fn` keeps each argument
+    /// twice in its future (as captured, and as the local it is moved to),
+    /// and the request is 248 bytes, copied at every level.
+    #[allow(clippy::manual_async_fn)] // on purpose: the future's size
+    pub fn serve(
         self: Arc<Self>,
         req: Request<Incoming>,
-    ) -> Result<Response<Body>, Infallible> {
-        let started = Instant::now();
-        let method = req.method().clone();
-        // A clone of the `Uri` shares its bytes (a reference count), where a
-        // copy of the path was an allocation per request.
-        let uri = req.uri().clone();
-        let path = uri.path();
-        let route = Route::parse(path);
-        let template = route.map_or("unknown", |r| r.template());
-        let has_body = !req.body().is_end_stream();
-        let mut response = match route {
-            None => Err(ApiError::NotFound(format!("no route for {path}"))),
-            Some(route) => self.dispatch(route, req).await,
-        }
-        .unwrap_or_else(|e| {
-            if e.status() == StatusCode::INTERNAL_SERVER_ERROR {
-                tracing::error!(%method, route = template, error = %e, "request failed");
+    ) -> impl Future<Output = Result<Response<Body>, Infallible>> {
+        async move {
+            let started = Instant::now();
+            let method = req.method().clone();
+            // A clone of the `Uri` shares its bytes (a reference count), where a
+            // copy of the path was an allocation per request.
+            let uri = req.uri().clone();
+            let path = uri.path();
+            let route = Route::parse(path);
+            let template = route.map_or("unknown", |r| r.template());
+            let has_body = !req.body().is_end_stream();
+            let mut response = match route {
+                None => Err(ApiError::NotFound(format!("no route for {path}"))),
+                Some(route) => self.dispatch(route, req).await,
             }
-            e.into_response()
-        });
-        // Only a successful POST reads its body to the end. Any other answer to
-        // a request with a body leaves it unread, and hyper then closes the
-        // connection: say so, or the client reuses it and fails its next request.
-        if has_body && !(method == Method::POST && response.status().is_success()) {
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            .unwrap_or_else(|e| {
+                if e.status() == StatusCode::INTERNAL_SERVER_ERROR {
+                    tracing::error!(%method, route = template, error = %e, "request failed");
+                }
+                e.into_response()
+            });
+            // Only a successful POST reads its body to the end. Any other answer to
+            // a request with a body leaves it unread, and hyper then closes the
+            // connection: say so, or the client reuses it and fails its next request.
+            if has_body && !(method == Method::POST && response.status().is_success()) {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            self.metrics.observe(
+                template,
+                &method,
+                response.status().as_u16(),
+                started.elapsed(),
+            );
+            Ok(response)
         }
-        self.metrics.observe(
-            template,
-            &method,
-            response.status().as_u16(),
-            started.elapsed(),
-        );
-        Ok(response)
     }
 
-    async fn dispatch(&self, route: Route<'_>, req: Request<Incoming>) -> Handled {
-        if !route.allows(req.method()) {
-            return Err(ApiError::MethodNotAllowed {
-                method: req.method().to_string(),
-                allow: route.allow(),
-            });
-        }
-        if route == Route::Health {
-            return ops::health(self);
-        }
-        if self.is_draining() {
-            return Err(ApiError::ShuttingDown);
-        }
-        // Every request's future is as large as the largest route's, and is
-        // moved several times on its way through hyper: the routes other than
-        // push and pop wait boxed, so as not to make every request pay for them.
-        match (route, req.method().clone()) {
-            (Route::Queue(ns, q), Method::POST) => queues::push(self, ns, q, req).await,
-            (Route::Queue(ns, q), Method::PUT) => {
-                Box::pin(queues::push_reference(self, ns, q, &req)).await
+    #[allow(clippy::manual_async_fn)] // on purpose: see `serve`
+    fn dispatch<'a>(
+        &'a self,
+        route: Route<'a>,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Handled> + 'a {
+        async move {
+            if !route.allows(req.method()) {
+                return Err(ApiError::MethodNotAllowed {
+                    method: req.method().to_string(),
+                    allow: route.allow(),
+                });
             }
-            (Route::Queue(ns, q), _) => queues::pop(self, ns, q, &req).await,
-            (Route::QueueStats(ns, q), _) => queues::queue_stats(self, ns, q),
-            (Route::Lease(ns, q, r), _) => Box::pin(leases::ack(self, ns, q, r, &req)).await,
-            (Route::LeaseRelease(ns, q, r), _) => leases::release(self, ns, q, r, &req),
-            (Route::LeaseExtend(ns, q, r), _) => leases::extend(self, ns, q, r, &req),
-            (Route::NamespaceStats(ns), _) => queues::namespace_stats(self, ns),
-            (Route::ServerStats, _) => queues::server_stats(self),
-            (Route::Blobs(ns), _) => Box::pin(blobs::store(self, ns, req)).await,
-            (Route::Blob(ns, id), Method::DELETE) => Box::pin(blobs::delete(self, ns, id)).await,
-            (Route::Blob(ns, id), _) => Box::pin(blobs::read(self, ns, id, &req)).await,
-            (Route::Metrics, _) => ops::metrics(self),
-            (Route::Health, _) => ops::health(self),
+            if route == Route::Health {
+                return ops::health(self);
+            }
+            if self.is_draining() {
+                return Err(ApiError::ShuttingDown);
+            }
+            // Every request's future is as large as the largest route's, and is
+            // moved several times on its way through hyper: the routes other than
+            // push and pop wait boxed, so as not to make every request pay for them.
+            match (route, req.method().clone()) {
+                (Route::Queue(ns, q), Method::POST) => queues::push(self, ns, q, req).await,
+                (Route::Queue(ns, q), Method::PUT) => {
+                    Box::pin(queues::push_reference(self, ns, q, &req)).await
+                }
+                (Route::Queue(ns, q), _) => queues::pop(self, ns, q, &req).await,
+                (Route::QueueStats(ns, q), _) => queues::queue_stats(self, ns, q),
+                (Route::Lease(ns, q, r), _) => Box::pin(leases::ack(self, ns, q, r, &req)).await,
+                (Route::LeaseRelease(ns, q, r), _) => leases::release(self, ns, q, r, &req),
+                (Route::LeaseExtend(ns, q, r), _) => leases::extend(self, ns, q, r, &req),
+                (Route::NamespaceStats(ns), _) => queues::namespace_stats(self, ns),
+                (Route::ServerStats, _) => queues::server_stats(self),
+                (Route::Blobs(ns), _) => Box::pin(blobs::store(self, ns, req)).await,
+                (Route::Blob(ns, id), Method::DELETE) => {
+                    Box::pin(blobs::delete(self, ns, id)).await
+                }
+                (Route::Blob(ns, id), _) => Box::pin(blobs::read(self, ns, id, &req)).await,
+                (Route::Metrics, _) => ops::metrics(self),
+                (Route::Health, _) => ops::health(self),
+            }
         }
     }
 }

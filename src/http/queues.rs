@@ -1,6 +1,7 @@
 //! `/qs`: push, reference push, pop, and the statistics of queues,
 //! namespaces and the server.
 
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -111,18 +112,27 @@ fn pushed(ns: &str, q: &str, p: &Pushed) -> Handled {
 }
 
 /// `POST /qs/{ns}/{queue}`: the body becomes a new element at the tail.
-pub(super) async fn push(app: &App, ns: &str, q: &str, req: Request<Incoming>) -> Handled {
-    let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
-    let push = PushHeaders::parse(req.headers(), &app.limits)?;
-    let body = req.into_body();
-    app.store
-        .precheck_quota(&nsn, 1, body.size_hint().exact())?;
-    let data = receive_body(&app.store, body, app.limits.body_read_timeout).await?;
-    let result = app
-        .store
-        .push(&nsn, &qn, Some(data), push.meta, push.lifetime)?;
-    app.store.durable(Commit::Accepted).await?;
-    pushed(ns, q, &result)
+/// (An `async move` block, not an `async fn`: see `App::serve`.)
+#[allow(clippy::manual_async_fn)]
+pub(super) fn push<'a>(
+    app: &'a App,
+    ns: &'a str,
+    q: &'a str,
+    req: Request<Incoming>,
+) -> impl Future<Output = Handled> + 'a {
+    async move {
+        let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
+        let push = PushHeaders::parse(req.headers(), &app.limits)?;
+        let body = req.into_body();
+        app.store
+            .precheck_quota(&nsn, 1, body.size_hint().exact())?;
+        let data = receive_body(&app.store, body, app.limits.body_read_timeout).await?;
+        let result = app
+            .store
+            .push(&nsn, &qn, Some(data), push.meta, push.lifetime)?;
+        app.store.durable(Commit::Accepted).await?;
+        pushed(ns, q, &result)
+    }
 }
 
 /// `PUT /qs/{ns}/{queue}`: a header-only element, referencing a blob if
