@@ -180,12 +180,16 @@ impl Blob {
         if self.is_deleted() {
             return Err(io::ErrorKind::NotFound.into());
         }
+        // The file cases wait boxed: the open future is about 200 bytes, and
+        // would otherwise sit in the future of every pop, in memory or not.
         match &self.content {
             BlobContent::Memory(bytes) => Ok(BlobBody::Memory(bytes.clone())),
-            BlobContent::Spilled(path) => Ok(BlobBody::File(tokio::fs::File::open(path).await?)),
-            BlobContent::Stored(file) => {
-                Ok(BlobBody::File(tokio::fs::File::open(file.path()).await?))
+            BlobContent::Spilled(path) => {
+                Ok(BlobBody::File(Box::pin(tokio::fs::File::open(path)).await?))
             }
+            BlobContent::Stored(file) => Ok(BlobBody::File(
+                Box::pin(tokio::fs::File::open(file.path())).await?,
+            )),
         }
     }
 }
