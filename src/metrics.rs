@@ -78,20 +78,17 @@ impl Series {
 /// writes it; a scrape reads it. Shared counters and histograms had every
 /// request on every worker write the same cache lines (and take the
 /// histogram's lock), which then bounced between cores.
-#[derive(Debug, Default)]
-struct Shard(Mutex<Vec<Series>>);
-
-impl Shard {
-    fn lock(&self) -> MutexGuard<'_, Vec<Series>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
+type Shard = Mutex<Vec<Series>>;
 
 /// Every thread's shard of one `Metrics`, summed on a scrape.
-#[derive(Debug, Default)]
-struct Shards(Mutex<Vec<Arc<Shard>>>);
+type Shards = Mutex<Vec<Arc<Shard>>>;
+
+/// A metric lock whose holder panicked still holds whole counts.
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// How many `Metrics` (servers) a thread keeps the shard of at hand; a
 /// thread serves one outside tests.
@@ -151,7 +148,7 @@ impl Metrics {
                 Some(at) => at,
                 None => self.add_shard(mine),
             };
-            let mut series = mine[at].1.lock();
+            let mut series = locked(&mine[at].1);
             let index = match series.iter().position(|s| s.labels == labels) {
                 Some(index) => index,
                 None => {
@@ -167,8 +164,7 @@ impl Metrics {
     /// returns where it is in `mine`.
     fn add_shard(&self, mine: &mut Vec<(u64, Arc<Shard>)>) -> usize {
         let shard = Arc::new(Shard::default());
-        let mut all = self.shards.0.lock().unwrap_or_else(|p| p.into_inner());
-        all.push(shard.clone());
+        locked(&self.shards).push(shard.clone());
         if mine.len() == SHARDS_AT_HAND {
             mine.remove(0);
         }
@@ -213,9 +209,9 @@ impl Collector for RequestCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut requests: HashMap<RequestLabels, u64> = HashMap::new();
         let mut latency: HashMap<RouteLabels, SummedHistogram> = HashMap::new();
-        let shards = self.0 .0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let shards = locked(&self.0).clone();
         for shard in shards {
-            for series in shard.lock().iter() {
+            for series in locked(&shard).iter() {
                 *requests.entry(series.labels).or_default() += series.requests;
                 let route = RouteLabels {
                     route: series.labels.route,

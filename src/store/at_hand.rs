@@ -53,20 +53,18 @@ pub(super) fn with<A, R>(
     })
 }
 
-/// Keeps `namespace` of store `store` at hand.
-pub(super) fn keep(store: u64, namespace: &Arc<Namespace>) {
+/// Keeps `namespace` of store `store` at hand. Called only when [`with`]
+/// did not find it (or it was let go of with [`forget`]), so it is not
+/// there already.
+pub(super) fn keep(store: u64, namespace: Arc<Namespace>) {
     KEPT.with(|kept| {
         let Ok(mut kept) = kept.try_borrow_mut() else {
             return;
         };
-        kept.retain(|k| !(k.store == store && k.namespace.name == namespace.name));
         if kept.len() == AT_HAND {
             kept.remove(0);
         }
-        kept.push(Kept {
-            store,
-            namespace: namespace.clone(),
-        });
+        kept.push(Kept { store, namespace });
     });
 }
 

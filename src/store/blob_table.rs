@@ -131,6 +131,11 @@ fn hash_key(key: u32) -> u64 {
     u64::from(key).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
+/// The hash of blob `id`'s entry.
+fn hash(id: BlobId) -> u64 {
+    hash_key(key(id))
+}
+
 fn is(id: BlobId) -> impl Fn(&BlobEntry) -> bool {
     let k = key(id);
     move |e| e.key == k && e.blob.id() == id
@@ -138,7 +143,7 @@ fn is(id: BlobId) -> impl Fn(&BlobEntry) -> bool {
 
 impl BlobTable {
     pub fn get(&self, id: BlobId) -> Option<&BlobEntry> {
-        let h = hash_key(key(id));
+        let h = hash(id);
         match self.table.find(h, is(id)) {
             None if !self.old.is_empty() => self.old.find(h, is(id)),
             found => found,
@@ -221,7 +226,7 @@ impl BlobTable {
 
     /// The entry of blob `id`, in whichever table holds it.
     fn occupied(&mut self, id: BlobId) -> Option<OccupiedEntry<'_, BlobEntry>> {
-        let h = hash_key(key(id));
+        let h = hash(id);
         match self.table.find_entry(h, is(id)) {
             Ok(found) => Some(found),
             Err(_) if self.old.is_empty() => None,
@@ -345,7 +350,7 @@ mod tests {
             table.insert(e);
             i += 1;
         }
-        let in_old = |t: &BlobTable, id| t.old.find(hash_key(key(id)), is(id)).is_some();
+        let in_old = |t: &BlobTable, id| t.old.find(hash(id), is(id)).is_some();
         let old_id = *ids.iter().find(|&&id| in_old(&table, id)).unwrap();
         assert!(table.get(old_id).is_some());
         let old_entry = table.get_mut(old_id).unwrap();

@@ -765,12 +765,8 @@ impl Store {
             Err(f) => f,
         };
         loop {
-            let namespace = self.namespace_for_write(ns);
-            match self.run_locked(ns, &namespace, f) {
-                Ok(out) => {
-                    at_hand::keep(self.shared.id, &namespace);
-                    return out;
-                }
+            match self.run_looked_up(ns, self.namespace_for_write(ns), f) {
+                Ok(out) => return out,
                 Err(back) => f = back,
             }
         }
@@ -789,12 +785,8 @@ impl Store {
             Err(f) => f,
         };
         loop {
-            let namespace = self.existing_namespace(ns)?;
-            match self.run_locked(ns, &namespace, f) {
-                Ok(out) => {
-                    at_hand::keep(self.shared.id, &namespace);
-                    return Some(out);
-                }
+            match self.run_looked_up(ns, self.existing_namespace(ns)?, f) {
+                Ok(out) => return Some(out),
                 Err(back) => f = back,
             }
         }
@@ -816,6 +808,19 @@ impl Store {
             }
             Err(f) => Err(f),
         }
+    }
+
+    /// `run_locked` on a namespace just found in the map, kept at hand for
+    /// this thread's next requests once `f` ran.
+    fn run_looked_up<T, R: Scheduled<T>, F: FnOnce(&mut NsState, &mut Graveyard) -> R>(
+        &self,
+        ns: &Name,
+        namespace: Arc<Namespace>,
+        f: F,
+    ) -> Result<T, F> {
+        let out = self.run_locked(ns, &namespace, f)?;
+        at_hand::keep(self.shared.id, namespace);
+        Ok(out)
     }
 
     /// Runs `f` under `namespace`'s lock; gives `f` back, unrun, when the
