@@ -405,6 +405,7 @@ impl Store {
         };
         let now = Millis::now();
         let taken = self.with_namespace(ns, |st, grave| {
+            st.count_handed_pop(queue);
             st.finish_pop(queue, element, mode, now, grave)
         });
         self.deliver(taken, now).await.map(Some)

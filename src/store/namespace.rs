@@ -426,7 +426,7 @@ impl NsState {
     }
 
     /// Removes the first live element of `queue`, expiring any dead ones
-    /// found in front of it.
+    /// found in front of it, and counts the pop in the queue's statistics.
     pub fn take_head(
         &mut self,
         queue: &Name,
@@ -437,6 +437,11 @@ impl NsState {
             let q = self.queues.get_mut(queue)?;
             let (seq, element) = q.pop_front()?;
             q.last_active = now;
+            if !element.deadline.has_passed(now) {
+                // Here, while the queue is at hand: `finish_pop` would have
+                // to look it up again.
+                q.count_pop();
+            }
             self.totals.element_unqueued();
             self.held -= 1;
             if element.indexed {
@@ -470,7 +475,16 @@ impl NsState {
         }
     }
 
-    /// Completes a pop of `element` taken from `queue`: counts it and settles
+    /// Counts a pop of an element handed to a waiting consumer, which did
+    /// not go through `take_head`.
+    pub fn count_handed_pop(&mut self, queue: &Name) {
+        if let Some(q) = self.queues.get_mut(queue) {
+            q.count_pop();
+        }
+    }
+
+    /// Completes a pop of `element` taken from `queue` (by `take_head` or
+    /// handed to a waiter, and counted by then): counts it store-wide and settles
     /// its blob (freed if this was the last reference to an unexposed blob,
     /// exposed if the pop is header-only). Under a lease the element instead
     /// moves, with its blob reference, into the queue's leased map and the
@@ -483,9 +497,6 @@ impl NsState {
         now: Millis,
         grave: &mut Graveyard,
     ) -> (Taken, Option<Millis>) {
-        if let Some(q) = self.queues.get_mut(queue) {
-            q.count_pop();
-        }
         self.totals.popped();
         let with_data = mode.with_data;
         let blob = element.blob.clone();
