@@ -1,7 +1,8 @@
 //! `/tbs/{ns}/blobs`: temporary blob storage, read without consuming.
 
 use http::header::LOCATION;
-use http::{Request, Response, StatusCode};
+use http::request::Parts;
+use http::{Response, StatusCode};
 use hyper::body::{Body as _, Incoming};
 use serde::Serialize;
 
@@ -20,10 +21,9 @@ struct Stored<'a> {
 }
 
 /// `POST /tbs/{ns}/blobs`
-pub(super) async fn store(app: &App, ns: &str, req: Request<Incoming>) -> Handled {
+pub(super) async fn store(app: &App, ns: &str, head: &Parts, body: Incoming) -> Handled {
     let nsn = name("namespace", ns)?;
-    let push = PushHeaders::parse(req.headers(), &app.limits)?;
-    let body = req.into_body();
+    let push = PushHeaders::parse(&head.headers, &app.limits)?;
     app.store
         .precheck_quota(&nsn, 0, body.size_hint().exact())?;
     let (content, size) = receive_body(&app.store, body, app.limits.body_read_timeout).await?;
@@ -46,9 +46,9 @@ pub(super) async fn store(app: &App, ns: &str, req: Request<Incoming>) -> Handle
 }
 
 /// `GET /tbs/{ns}/blobs/{id}[?delete=1]`
-pub(super) async fn read(app: &App, ns: &str, id: &str, req: &Request<Incoming>) -> Handled {
+pub(super) async fn read(app: &App, ns: &str, id: &str, head: &Parts) -> Handled {
     let nsn = name("namespace", ns)?;
-    let delete = delete_after_read(req.uri().query())?;
+    let delete = delete_after_read(head.uri.query())?;
     let blob = app.store.read_blob(&nsn, id, delete).await?;
     if delete {
         app.store.durable(Commit::Consumed).await?;

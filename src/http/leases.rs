@@ -1,8 +1,8 @@
 //! `/qs/{ns}/{queue}/leases/{receipt}`: acknowledge, release or extend an
 //! element popped under a lease.
 
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::request::Parts;
+use http::{Response, StatusCode};
 use serde::Serialize;
 
 use super::request::{extend_query, name, no_query, LEASE};
@@ -17,39 +17,23 @@ fn no_content() -> Handled {
 }
 
 /// The namespace and queue of an ack or release, which take no parameters.
-fn names_without_query(
-    ns: &str,
-    q: &str,
-    req: &Request<Incoming>,
-) -> Result<(Name, Name), ApiError> {
+fn names_without_query(ns: &str, q: &str, head: &Parts) -> Result<(Name, Name), ApiError> {
     let names = (name("namespace", ns)?, name("queue", q)?);
-    no_query(req.uri().query())?;
+    no_query(head.uri.query())?;
     Ok(names)
 }
 
 /// `DELETE .../leases/{receipt}`: the element is done with and removed.
-pub(super) async fn ack(
-    app: &App,
-    ns: &str,
-    q: &str,
-    receipt: &str,
-    req: &Request<Incoming>,
-) -> Handled {
-    let (nsn, qn) = names_without_query(ns, q, req)?;
+pub(super) async fn ack(app: &App, ns: &str, q: &str, receipt: &str, head: &Parts) -> Handled {
+    let (nsn, qn) = names_without_query(ns, q, head)?;
     app.store.ack(&nsn, &qn, receipt)?;
     app.store.durable(Commit::Consumed).await?;
     no_content()
 }
 
 /// `POST .../leases/{receipt}/release`: hands the element back at once.
-pub(super) fn release(
-    app: &App,
-    ns: &str,
-    q: &str,
-    receipt: &str,
-    req: &Request<Incoming>,
-) -> Handled {
-    let (nsn, qn) = names_without_query(ns, q, req)?;
+pub(super) fn release(app: &App, ns: &str, q: &str, receipt: &str, head: &Parts) -> Handled {
+    let (nsn, qn) = names_without_query(ns, q, head)?;
     app.store.release(&nsn, &qn, receipt)?;
     no_content()
 }
@@ -62,15 +46,9 @@ struct Extended<'a> {
 
 /// `POST .../leases/{receipt}/extend?lease=S`: restarts the lease with `S`
 /// seconds from now.
-pub(super) fn extend(
-    app: &App,
-    ns: &str,
-    q: &str,
-    receipt: &str,
-    req: &Request<Incoming>,
-) -> Handled {
+pub(super) fn extend(app: &App, ns: &str, q: &str, receipt: &str, head: &Parts) -> Handled {
     let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
-    let lease = extend_query(req.uri().query(), &app.limits)?;
+    let lease = extend_query(head.uri.query(), &app.limits)?;
     let seconds_left = app.store.extend(&nsn, &qn, receipt, lease)?;
     let mut response = json(
         StatusCode::OK,

@@ -7,7 +7,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt as _;
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 
@@ -118,12 +119,12 @@ pub(super) fn push<'a>(
     app: &'a App,
     ns: &'a str,
     q: &'a str,
-    req: Request<Incoming>,
+    head: &'a Parts,
+    body: Incoming,
 ) -> impl Future<Output = Handled> + 'a {
     async move {
         let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
-        let push = PushHeaders::parse(req.headers(), &app.limits)?;
-        let body = req.into_body();
+        let push = PushHeaders::parse(&head.headers, &app.limits)?;
         app.store
             .precheck_quota(&nsn, 1, body.size_hint().exact())?;
         let data = receive_body(&app.store, body, app.limits.body_read_timeout).await?;
@@ -137,15 +138,10 @@ pub(super) fn push<'a>(
 
 /// `PUT /qs/{ns}/{queue}`: a header-only element, referencing a blob if
 /// `X-BlobStorage_Id` names one. The body is ignored.
-pub(super) async fn push_reference(
-    app: &App,
-    ns: &str,
-    q: &str,
-    req: &Request<Incoming>,
-) -> Handled {
+pub(super) async fn push_reference(app: &App, ns: &str, q: &str, head: &Parts) -> Handled {
     let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
-    let push = PushHeaders::parse(req.headers(), &app.limits)?;
-    let blob = match request::blob_reference(req.headers())? {
+    let push = PushHeaders::parse(&head.headers, &app.limits)?;
+    let blob = match request::blob_reference(&head.headers)? {
         None => None,
         Some(raw) => Some(
             raw.parse::<BlobId>()
@@ -189,9 +185,9 @@ pub(super) fn describe(
 }
 
 /// `GET /qs/{ns}/{queue}`: pops the head, waiting up to `?timeout=`.
-pub(super) async fn pop(app: &App, ns: &str, q: &str, req: &Request<Incoming>) -> Handled {
+pub(super) async fn pop(app: &App, ns: &str, q: &str, head: &Parts) -> Handled {
     let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
-    let query = PopQuery::parse(req.uri().query(), &app.limits)?;
+    let query = PopQuery::parse(head.uri.query(), &app.limits)?;
     let mode = PopMode {
         with_data: !query.header_only,
         lease_ms: query.lease.map(saturating_millis),

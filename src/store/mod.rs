@@ -459,22 +459,33 @@ impl Store {
             } => (element, with_data, lease),
             Taken::Gone => return Err(StoreError::BlobGone),
         };
-        let body = match (&element.blob, with_data) {
-            (Some(blob), true) => match blob.open().await {
-                Ok(body) => Some(body),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(StoreError::BlobGone)
-                }
-                Err(e) => return Err(StoreError::Io(e)),
+        let (blob_id, size) = (element.blob.as_ref().map(|b| b.id()), element.size());
+        let Element {
+            id,
+            blob,
+            meta,
+            deadline,
+            ..
+        } = element;
+        let body = match (blob, with_data) {
+            (Some(blob), true) => match Blob::take_memory(blob) {
+                Ok(bytes) => Some(BlobBody::Memory(bytes)),
+                Err(blob) => match blob.open().await {
+                    Ok(body) => Some(body),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(StoreError::BlobGone)
+                    }
+                    Err(e) => return Err(StoreError::Io(e)),
+                },
             },
             _ => None,
         };
         Ok(Popped {
-            id: element.id,
-            meta: element.meta.clone(),
-            blob_id: element.blob.as_ref().map(|b| b.id()),
-            size: element.size(),
-            seconds_left: element.deadline.seconds_left(now),
+            id,
+            meta,
+            blob_id,
+            size,
+            seconds_left: deadline.seconds_left(now),
             body,
             lease: lease.map(|l| LeaseGrant {
                 receipt: l.receipt,
@@ -1113,6 +1124,47 @@ mod tests {
             (0, 0, 0, 0),
             "every gauge back to zero"
         );
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_blob_held_elsewhere_is_shared_and_its_last_pop_takes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let (ns, q) = names();
+        let (a, b) = (Name::parse("a").unwrap(), Name::parse("b").unwrap());
+        let bytes = b"8 bytes!";
+        let blob = push_bytes(&s, &ns, &q, bytes).await.blob_id.unwrap();
+        for target in [&a, &b] {
+            s.push_reference(&ns, target, Some(blob), MetaInput::default(), 60)
+                .unwrap();
+        }
+        let pop = |queue: &Name, mode| {
+            let (s, ns, queue) = (s.clone(), ns.clone(), queue.clone());
+            async move { s.pop(&ns, &queue, mode, Duration::ZERO).await.unwrap() }
+        };
+        // Under a lease the element stays in flight, holding the blob.
+        let leased = PopMode {
+            with_data: true,
+            lease_ms: Some(60_000),
+        };
+        let first = pop(&q, leased).await.unwrap();
+        let receipt = first.lease.unwrap().receipt.to_string();
+        assert_eq!(body_of(first).await, bytes);
+        s.release(&ns, &q, &receipt).unwrap();
+        for queue in [&q, &a] {
+            let p = pop(queue, DATA).await.unwrap();
+            assert_eq!(
+                body_of(p).await,
+                bytes,
+                "{queue}: the blob is still referenced"
+            );
+            assert_eq!(s.namespace_stats(&ns).unwrap().blob_bytes, 8);
+        }
+        let last = pop(&b, DATA).await.unwrap();
+        assert_eq!(body_of(last).await, bytes, "the last reference's pop");
+        let after = s.namespace_stats(&ns).unwrap();
+        assert_eq!((after.blobs, after.blob_bytes), (0, 0), "{after:?}");
+        assert_eq!(s.server_stats().totals.memory_bytes, 0);
     }
 
     #[tokio::test]
