@@ -36,6 +36,7 @@ bench-durable:
 
 ## bench-instructions: instructions per push and pop under callgrind (needs valgrind);
 ##       repeatable to a fraction of a percent, for small hot-path changes
+##       INSTR_CACHE=1 also counts simulated instruction-cache misses
 bench-instructions:
 	bench/instructions.sh
 

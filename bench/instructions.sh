@@ -8,7 +8,14 @@
 # pops, one connection at a time (`scale fill`); the difference between the
 # two totals, divided by N, leaves out start-up and shutdown.
 #
+# With INSTR_CACHE=1 callgrind also simulates the caches and the script
+# reports the instruction-cache misses per push and pop: how many cache lines
+# of code a request pulls in, which on this machine costs as much as the
+# instructions themselves (docs/PERFORMANCE.md). The count moves by a few
+# percent between runs, with where the kernel places the code; run twice.
+#
 # Settings (environment):
+#   INSTR_CACHE  1: also count simulated I1 misses (twice as slow)
 #   INSTR_COUNT  N, the pushes (and pops) of the smaller run (5000)
 #   INSTR_SIZE   body size in bytes (100)
 #   BLOBQ        the server binary (target/release/blobq, built first)
@@ -18,6 +25,8 @@ cd "$(dirname "$0")/.."
 N=${INSTR_COUNT:-5000}
 SIZE=${INSTR_SIZE:-100}
 PORT=18081
+CACHE=()
+[[ ${INSTR_CACHE:-0} == 1 ]] && CACHE=(--cache-sim=yes)
 
 . bench/lib.sh
 need valgrind "apt-get install -y valgrind"
@@ -40,7 +49,7 @@ fill_failed() {
 # count N: prints the instructions of a run with N pushes and N pops.
 count() {
     local pid out=$WORK/callgrind.$1
-    valgrind --tool=callgrind --callgrind-out-file="$out" "$BLOBQ" serve \
+    valgrind --tool=callgrind "${CACHE[@]}" --callgrind-out-file="$out" "$BLOBQ" serve \
         --listen "127.0.0.1:$PORT" --spill-dir "$WORK" --memory-limit 0 --log warn \
         2>>"$WORK/valgrind.log" &
     pid=$!
@@ -55,12 +64,18 @@ count() {
     sed -n 's/^summary: //p' "$out"
 }
 
-small=$(count "$N")
-large=$(count $((2 * N)))
-if [[ -z $small || -z $large ]]; then
+# The summary line holds one total per event: Ir first, I1mr fourth when
+# the caches are simulated.
+small=($(count "$N"))
+large=($(count $((2 * N))))
+if [[ ${#small[@]} -eq 0 || ${#large[@]} -eq 0 ]]; then
     echo "bench: callgrind wrote no summary (see $WORK/valgrind.log)" >&2
     exit 1
 fi
+misses=""
+if [[ ${#CACHE[@]} -gt 0 ]]; then
+    misses=", $(((large[3] - small[3]) / N)) instruction-cache misses"
+fi
 echo "$BLOBQ ($(git describe --always --dirty 2>/dev/null || echo '?') here):" \
-    "$(((large - small) / N)) instructions per push and pop of $SIZE B" \
+    "$(((large[0] - small[0]) / N)) instructions${misses} per push and pop of $SIZE B" \
     "(callgrind, $N vs $((2 * N)) of each)"

@@ -85,12 +85,7 @@ impl App {
                 None => Err(ApiError::NotFound(format!("no route for {path}"))),
                 Some(route) => self.dispatch(route, &parts, body).await,
             }
-            .unwrap_or_else(|e| {
-                if e.status() == StatusCode::INTERNAL_SERVER_ERROR {
-                    tracing::error!(method = %parts.method, route = template, error = %e, "request failed");
-                }
-                e.into_response()
-            });
+            .unwrap_or_else(|e| failed(e, &parts.method, template));
             // Only a successful POST reads its body to the end. Any other answer to
             // a request with a body leaves it unread, and hyper then closes the
             // connection: say so, or the client reuses it and fails its next request.
@@ -154,6 +149,17 @@ impl App {
             }
         }
     }
+}
+
+/// The answer to a request that failed, logged when the fault is the
+/// server's. Cold, like the errors' constructors (see `error.rs`).
+#[cold]
+#[inline(never)]
+fn failed(e: ApiError, method: &Method, route: &str) -> Response<Body> {
+    if e.status() == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(%method, route, error = %e, "request failed");
+    }
+    e.into_response()
 }
 
 /// A JSON response with `status`.

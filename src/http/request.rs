@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::error::ApiError;
 use crate::store::meta::{parse_content_type, CustomPair};
-use crate::store::name::Name;
+use crate::store::name::{Name, NameError};
 use crate::store::MetaInput;
 
 // blobq's own headers, as `HeaderName`s made once: a name given as `&str`
@@ -36,8 +36,13 @@ pub struct RequestLimits {
 
 /// Validates a path segment as a namespace or queue name.
 pub fn name(what: &str, raw: &str) -> Result<Name, ApiError> {
-    Name::parse(raw)
-        .map_err(|e| ApiError::bad_request("invalid-name", format!("{what} name {raw:?} {e}")))
+    Name::parse(raw).map_err(|e| invalid_name(what, raw, e))
+}
+
+#[cold]
+#[inline(never)]
+fn invalid_name(what: &str, raw: &str, e: NameError) -> ApiError {
+    ApiError::bad_request("invalid-name", format!("{what} name {raw:?} {e}"))
 }
 
 /// Metadata and lifetime of a push or blob store.

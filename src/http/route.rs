@@ -23,9 +23,11 @@ impl<'a> Route<'a> {
     pub fn parse(path: &'a str) -> Option<Route<'a>> {
         // Nearly every request is a push or pop: `/qs/{ns}/{queue}` is found
         // with two searches for '/' instead of the walk over every segment.
-        if let Some((ns, q)) = path.strip_prefix("/qs/").and_then(|r| r.split_once('/')) {
-            if !q.contains('/') {
-                return Some(Route::Queue(ns, q));
+        // (Byte loops: `str`'s char searches are several times the code.)
+        if let Some(rest) = path.strip_prefix("/qs/") {
+            let mut slashes = rest.bytes().enumerate().filter(|&(_, b)| b == b'/');
+            if let (Some((at, _)), None) = (slashes.next(), slashes.next()) {
+                return Some(Route::Queue(&rest[..at], &rest[at + 1..]));
             }
         }
         let rest = path.strip_prefix('/')?;
