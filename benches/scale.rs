@@ -2,7 +2,7 @@
 //! wrk pop cases need.
 //!
 //! ```text
-//! cargo bench --bench scale -- fill URL --count N --size BYTES [--method M] [--expect STATUS] [--header 'K: V']
+//! cargo bench --bench scale -- fill URL --count N --size BYTES [--method M] [--expect STATUS] [--header 'K: V'] [--timeout SECONDS]
 //! cargo bench --bench scale -- cases --blobq PATH [--only big,blocked,million,storm]
 //! ```
 //!
@@ -37,6 +37,10 @@ type Result<T> = std::result::Result<T, Error>;
 
 /// Connections of the filler and of the push/pop loads, as wrk's `-c`.
 const CONNECTIONS: usize = 64;
+/// Longest wait for one answer of a fill or load before the connection is
+/// given up and the request retried: a peer that stops reading must fail
+/// the run, not hang it. A 1 MiB request takes milliseconds here.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MIB: u64 = 1 << 20;
 
 /// A common origin for timestamps written into bodies (wake-up latency).
@@ -280,6 +284,8 @@ struct Job {
     headers: Vec<(String, String)>,
     size: u64,
     expect: u16,
+    /// Longest wait for one answer ([`REQUEST_TIMEOUT`] unless told).
+    timeout: Duration,
 }
 
 /// What [`run_count`] measured.
@@ -307,14 +313,25 @@ async fn run_count(addr: SocketAddr, job: Job, count: u64) -> Result<Run> {
             {
                 let sent = Instant::now();
                 // A connection the server drops (webdis does, under load)
-                // is opened again and the request retried, a few times.
+                // or stops reading (webdis did, once, filling 10 KiB
+                // values: the run hung for good) is opened again and the
+                // request retried, a few times.
                 let mut tries = 0;
                 let answer = loop {
                     let body = Repeat {
                         chunk: chunk.clone(),
                         remaining: job.size,
                     };
-                    match conn.send(&job.method, &job.path, &job.headers, body).await {
+                    let sending = conn.send(&job.method, &job.path, &job.headers, body);
+                    let answer = match tokio::time::timeout(job.timeout, sending).await {
+                        Ok(answer) => answer,
+                        Err(_) => Err(format!(
+                            "no answer to {} {} within {:?}",
+                            job.method, job.path, job.timeout
+                        )
+                        .into()),
+                    };
+                    match answer {
                         Ok(answer) => break answer,
                         Err(e) if tries < 3 => {
                             tries += 1;
@@ -369,6 +386,7 @@ async fn fill_command(args: &[String]) -> Result<()> {
         headers,
         size: flags.num("size", 100)?,
         expect: flags.num("expect", 202)? as u16,
+        timeout: Duration::from_secs(flags.num("timeout", REQUEST_TIMEOUT.as_secs())?),
     };
     let count = flags.num("count", 1000)?;
     let rate = run_count(addr, job, count).await?.rate;
@@ -629,6 +647,7 @@ async fn queued(bin: &str, count: u64) -> Result<f64> {
         headers: Vec::new(),
         size: 100,
         expect: 202,
+        timeout: REQUEST_TIMEOUT,
     };
     let run = run_count(server.addr, job, count).await?;
     let mut probe = Conn::open(server.addr).await?;
