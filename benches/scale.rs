@@ -323,14 +323,15 @@ async fn run_count(addr: SocketAddr, job: Job, count: u64) -> Result<Run> {
                         remaining: job.size,
                     };
                     let sending = conn.send(&job.method, &job.path, &job.headers, body);
-                    let answer = match tokio::time::timeout(job.timeout, sending).await {
-                        Ok(answer) => answer,
-                        Err(_) => Err(format!(
-                            "no answer to {} {} within {:?}",
-                            job.method, job.path, job.timeout
-                        )
-                        .into()),
-                    };
+                    let answer = tokio::time::timeout(job.timeout, sending)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(format!(
+                                "no answer to {} {} within {:?}",
+                                job.method, job.path, job.timeout
+                            )
+                            .into())
+                        });
                     match answer {
                         Ok(answer) => break answer,
                         Err(e) if tries < 3 => {

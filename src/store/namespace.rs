@@ -437,7 +437,8 @@ impl NsState {
             let q = self.queues.get_mut(queue)?;
             let (seq, element) = q.pop_front()?;
             q.last_active = now;
-            if !element.deadline.has_passed(now) {
+            let expired = element.deadline.has_passed(now);
+            if !expired {
                 // Here, while the queue is at hand: `finish_pop` would have
                 // to look it up again.
                 q.count_pop();
@@ -448,7 +449,7 @@ impl NsState {
                 self.expiry
                     .remove(&(element.deadline, ExpiryKey::Element(queue.clone(), seq)));
             }
-            if element.deadline.has_passed(now) {
+            if expired {
                 // Nothing in the ready list can wake the sweeper earlier than it is already set for.
                 let _ = self.expire(queue, element, now, grave);
                 continue;
@@ -499,15 +500,15 @@ impl NsState {
     ) -> (Taken, Option<Millis>) {
         self.totals.popped();
         let with_data = mode.with_data;
-        let blob = element.blob.clone();
-        if blob.as_ref().is_some_and(|b| b.is_deleted()) {
+        if element.blob.as_ref().is_some_and(|b| b.is_deleted()) {
             self.log_take(&element);
             grave.elements.push(element);
             return (Taken::Gone, None);
         }
         let Some(lease_ms) = mode.lease_ms else {
             self.log_take(&element);
-            let wake = blob.and_then(|b| self.release_blob(&b, !with_data, now, grave));
+            let wake = (element.blob.as_deref())
+                .and_then(|b| self.release_blob(b, !with_data, now, grave));
             let taken = Taken::Element {
                 element,
                 with_data,
@@ -516,7 +517,7 @@ impl NsState {
             return (taken, wake);
         };
         element.deliveries += 1;
-        let wake_blob = match (&blob, with_data) {
+        let wake_blob = match (&element.blob, with_data) {
             (Some(b), false) => self.expose_blob(b.id()),
             _ => None,
         };
