@@ -6,7 +6,7 @@
 //! or at once when a client deletes the blob.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -95,6 +95,10 @@ pub struct Blob {
     /// Set when a client deleted the blob; elements still holding it answer
     /// `410 Gone` instead of data.
     deleted: AtomicBool,
+    /// Where the blob's entry was last placed in its namespace's table
+    /// ([`super::blob_table`]), so that a pop finds it without a search; a
+    /// hint, checked before use.
+    slot: AtomicU32,
     /// Store-wide byte gauges, decremented when the blob is dropped.
     totals: Arc<Totals>,
 }
@@ -124,6 +128,7 @@ impl Blob {
             meta,
             content,
             deleted: AtomicBool::new(false),
+            slot: AtomicU32::new(u32::MAX),
             totals,
         })
     }
@@ -155,6 +160,18 @@ impl Blob {
 
     pub(crate) fn content(&self) -> &BlobContent {
         &self.content
+    }
+
+    /// The last slot recorded with [`Blob::set_slot`] (`u32::MAX`: none).
+    pub(crate) fn slot(&self) -> usize {
+        self.slot.load(Ordering::Relaxed) as usize
+    }
+
+    /// Only the namespace's table, under the namespace's lock, sets the
+    /// slot; `Relaxed` suffices because the lock orders its accesses.
+    pub(crate) fn set_slot(&self, slot: usize) {
+        self.slot
+            .store(u32::try_from(slot).unwrap_or(u32::MAX), Ordering::Relaxed);
     }
 
     pub(crate) fn is_deleted(&self) -> bool {

@@ -341,7 +341,7 @@ impl NsState {
     ) -> Option<Millis> {
         let id = blob.id();
         let wake = if expose { self.expose_blob(id) } else { None };
-        if let Some(entry) = self.blobs.release(id, now)? {
+        if let Some(entry) = self.blobs.release(blob, now)? {
             grave.blobs.push(self.forget_entry(entry));
         }
         wake
