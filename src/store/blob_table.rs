@@ -142,6 +142,11 @@ fn key(id: BlobId) -> u32 {
     (n as u32) ^ ((n >> 64) as u32)
 }
 
+/// Records in an entry's blob the bucket the entry was just placed in.
+fn note_slot(placed: &OccupiedEntry<'_, BlobEntry>) {
+    placed.get().blob.set_slot(placed.bucket_index());
+}
+
 /// The bit of `fresh_keys` for an entry with `key`.
 fn fresh_bit(key: u32) -> u128 {
     1 << (key & 127)
@@ -204,7 +209,7 @@ impl BlobTable {
             }
             Entry::Vacant(v) => v.insert(entry),
         };
-        placed.get().blob.set_slot(placed.bucket_index());
+        note_slot(&placed);
     }
 
     /// Adds the entry of a blob just made, whose random id no entry can
@@ -230,23 +235,30 @@ impl BlobTable {
     /// if it were inserted alone.
     fn put_fresh_in(&mut self) {
         self.fresh_keys = 0;
-        let mut fresh = std::mem::take(&mut self.fresh);
-        for entry in fresh.drain(..) {
+        while let Some(entry) = self.fresh.pop() {
             self.step();
             self.make_room();
             self.place(entry);
         }
-        self.fresh = fresh;
     }
 
     /// Puts an entry whose blob is in neither table into `table`, and
     /// records where in its blob. The blob is only written to, so a blob
     /// long out of the caches costs a store, not a wait.
     fn place(&mut self, entry: BlobEntry) {
-        let placed = self
-            .table
-            .insert_unique(entry.hash(), entry, BlobEntry::hash);
-        placed.get().blob.set_slot(placed.bucket_index());
+        note_slot(
+            &self
+                .table
+                .insert_unique(entry.hash(), entry, BlobEntry::hash),
+        );
+    }
+
+    /// The bucket of `table` that `blob`'s recorded slot leads to, if that
+    /// bucket holds this very blob.
+    fn at_slot(&self, blob: &Blob) -> Option<usize> {
+        let slot = blob.slot();
+        let entry = self.table.get_bucket(slot)?;
+        std::ptr::eq(Arc::as_ptr(&entry.blob), blob).then_some(slot)
     }
 
     /// Where blob `id`'s entry is among the fresh ones.
@@ -274,12 +286,9 @@ impl BlobTable {
             return Some(entry.is_garbage(now).then(|| self.fresh.swap_remove(i)));
         }
         self.step();
-        let slot = blob.slot();
-        let at_slot = self.table.get_bucket(slot);
-        let mut found = if at_slot.is_some_and(|e| std::ptr::eq(Arc::as_ptr(&e.blob), blob)) {
-            self.table.get_bucket_entry(slot).ok()?
-        } else {
-            self.occupied(id)?
+        let mut found = match self.at_slot(blob) {
+            Some(slot) => self.table.get_bucket_entry(slot).ok()?,
+            None => self.occupied(id)?,
         };
         let entry = found.get_mut();
         entry.drop_ref();
