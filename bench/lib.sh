@@ -38,6 +38,11 @@ wait_port() {
 
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
+# bench_table ROWS: the table of every case, then the targets judged on it.
+bench_table() {
+    awk -F'\t' -f bench/rows.awk -f bench/table.awk -f bench/targets.awk "$1"
+}
+
 # A field of the JSON line wrk.lua prints.
 jf() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" <<<"$2"; }
 

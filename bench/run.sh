@@ -256,7 +256,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, median of $ROUNDS interleaved rounds per case; latencies in ms;" \
         "load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
-    awk -F'\t' -f bench/table.awk "$ROWS"
+    bench_table "$ROWS"
 } | tee "$OUT"
 if ((FAILED)); then
     echo "bench: some cases failed (see above)" >&2

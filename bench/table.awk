@@ -1,43 +1,17 @@
-# The table `bench/run.sh` prints, from its rows: one line per wrk sample
-# (target, case, req/s, p50 ms, p99 ms, note, connections the peer dropped)
-# or per scale case (the same, with "-" for what does not apply). Each
-# (target, case) shows the medians of its samples and blobq's ratios to the
-# other targets. Run as: awk -F'\t' -f bench/table.awk ROWS
-# Rows come once per round; each (target, case) shows its medians.
-{
-    k = $1 "|" $2
-    if (!(k in key)) { rows++; key[k] = rows; t[rows] = $1; c[rows] = $2 }
-    i = key[k]; m = ++seen[i]
-    s[i, 1, m] = $3; s[i, 2, m] = $4; s[i, 3, m] = $5; n[i] = $6
-    if ($7 > 0) { dropped[i] += $7; dropped_in[i]++ }
-}
+# The table of every case: each (target, case) with its medians and blobq's
+# ratios to the other targets. Reads what `rows.awk` collected.
+
 # The note of row i, with the connections the peer dropped if any.
 function note(i) {
     if (!dropped[i]) return n[i]
     return n[i] (n[i] == "" ? "" : "; ") "dropped " dropped[i] " connections in " dropped_in[i] " of " seen[i] " samples"
 }
-# Median of row i, field f (1 req/s, 2 p50, 3 p99) over its samples.
-function median(i, f,   a, m, x, y, v) {
-    m = seen[i]
-    for (x = 1; x <= m; x++) a[x] = s[i, f, x]
-    if (a[1] == "-" || a[1] == "") return a[1]
-    for (x = 2; x <= m; x++)
-        for (y = x; y > 1 && a[y - 1] + 0 > a[y] + 0; y--) { v = a[y]; a[y] = a[y - 1]; a[y - 1] = v }
-    return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
-}
-function ratio(a, b) { return (b == "" || b == "-" || b == 0 || a == "-") ? "" : sprintf("%.2f", a / b) }
 function vs(i, other,   j) {
     j = key[other "|" c[i]]
     if (t[i] != "blobq" || !j) return ""
     return ratio(r[i], r[j]) "x, p99 " ratio(p99[i], p99[j]) "x"
 }
 END {
-    for (i = 1; i <= rows; i++) {
-        r[i] = median(i, 1); p50[i] = median(i, 2); p99[i] = median(i, 3)
-        if (r[i] != "-") r[i] = sprintf("%d", r[i] + 0.5)
-        if (p50[i] != "-") p50[i] = sprintf("%.2f", p50[i])
-        if (p99[i] != "-") p99[i] = sprintf("%.2f", p99[i])
-    }
     print "| target | case | req/s | p50 | p99 | blobq/ceiling | blobq/ceiling-kept | blobq/ceiling-shaped | blobq/webdis | notes |"
     print "| --- | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- |"
     for (i = 1; i <= rows; i++)

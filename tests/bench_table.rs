@@ -1,7 +1,8 @@
-//! The benchmark harness's bookkeeping (`bench/table.awk`, `wrk_errors` in
-//! `bench/lib.sh`): which wrk errors fail a `make bench` run and how the
-//! table reports the rest. Runs the scripts themselves with awk and bash,
-//! which every machine that runs `make bench` has.
+//! The benchmark harness's bookkeeping (`bench_table` and `wrk_errors` in
+//! `bench/lib.sh`, with `bench/rows.awk`, `table.awk` and `targets.awk`):
+//! which wrk errors fail a `make bench` run, how the table reports the rest,
+//! and how each target is judged on it. Runs the scripts themselves with awk
+//! and bash, which every machine that runs `make bench` has.
 
 use std::path::Path;
 use std::process::Command;
@@ -10,19 +11,20 @@ fn bench_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/bench"))
 }
 
-/// The table `bench/table.awk` prints for these tab-separated rows.
+/// What `bench_table` prints for these tab-separated rows: the table, then
+/// the targets.
 fn table(rows: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rows.tsv");
     std::fs::write(&path, rows).unwrap();
-    let out = Command::new("awk")
-        .arg("-F\t")
-        .arg("-f")
-        .arg(bench_dir().join("table.awk"))
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#". bench/lib.sh && bench_table "$0""#)
         .arg(&path)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
-        .expect("awk runs");
-    assert!(out.status.success(), "awk failed: {out:?}");
+        .expect("bash runs");
+    assert!(out.status.success(), "bench_table failed: {out:?}");
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -100,4 +102,92 @@ blobq\tbig element\t-\t-\t-\t1000 MB/s
     );
     let scale = line(&table, "blobq", "big element");
     assert!(scale.ends_with("| 1000 MB/s |"), "{scale}");
+}
+
+/// The line of the targets' table for `target`.
+fn target_line<'a>(table: &'a str, target: &str) -> &'a str {
+    let start = format!("| {target} |");
+    table
+        .lines()
+        .find(|l| l.starts_with(&start))
+        .unwrap_or_else(|| panic!("no target {start} in\n{table}"))
+}
+
+/// The verdict of `target`: the line's last column.
+fn verdict<'a>(table: &'a str, target: &str) -> &'a str {
+    let found = target_line(table, target);
+    found.trim_end_matches(" |").rsplit(" | ").next().unwrap()
+}
+
+#[test]
+fn each_target_is_judged_on_the_medians_against_its_floor() {
+    let rows = "\
+ceiling\tpush 100 B\t1000\t0.20\t4.00\t\t0
+ceiling-kept\tpush 100 B\t950\t0.20\t4.00\t\t0
+ceiling-shaped\tpush 100 B\t900\t0.20\t4.00\t\t0
+blobq\tpush 100 B\t799\t0.40\t5.10\t\t0
+webdis\tpush 100 B\t400\t1.00\t2.00\t\t0
+ceiling\tpop 100 B\t1000\t0.20\t4.00\t\t0
+ceiling-kept\tpop 100 B\t1000\t0.20\t4.00\t\t0
+blobq\tpop 100 B\t850\t0.40\t4.00\t\t0
+webdis\tpop 100 B\t500\t1.00\t2.00\t\t0
+ceiling\tpush 10 KiB\t1000\t0.20\t4.00\t\t0
+ceiling-kept\tpush 10 KiB\t500\t0.20\t4.00\t\t0
+ceiling-shaped\tpush 10 KiB\t550\t0.20\t4.00\t\t0
+blobq\tpush 10 KiB\t480\t0.40\t4.00\t\t0
+blobq\t1024 MiB element push\t-\t-\t-\t970 MB/s (1.11 s); server peak RSS 9.5 MiB
+blobq\t1024 MiB element pop\t-\t-\t-\t450 MB/s (2.4 s); server peak RSS 9.5 MiB
+blobq\t10000 blocked consumers, 100 queues: wake-up\t22506\t2.52\t7.09\tserver RSS 89.1 MiB while waiting (5.6 MiB at start)
+blobq\t1000000 queued 100 B elements\t70867\t0.73\t4.71\tserver RSS 377.8 MiB (from 5.7): 371 B per element
+blobq\t1000000 elements expiring under push/pop load\t53969\t-\t-\t0.87x the same load without expiry (62130 req/s)
+";
+    let table = table(rows);
+    // 0.799 is below 0.8 even though the table rounds it to 0.80.
+    assert_eq!(verdict(&table, "push 100 B ≥ 0.8× ceiling"), "not met");
+    // 5.10 ms against 4.00 is 1.275×.
+    assert_eq!(verdict(&table, "push 100 B p99 ≤ 1.25× ceiling's"), "not met");
+    assert_eq!(verdict(&table, "pop 100 B p99 ≤ 1.25× ceiling's"), "met");
+    // 799 / 400 misses 2×, but ceiling-kept reaches 950 / 400.
+    assert_eq!(verdict(&table, "push 100 B ≥ 2× webdis"), "not met");
+    assert_eq!(verdict(&table, "pop 100 B ≥ 0.8× ceiling"), "met");
+    // 850 / 500 misses 2×, and so does the floor (1000 / 500 is 2×, not below).
+    assert_eq!(verdict(&table, "pop 100 B ≥ 2× webdis"), "not met");
+    let push_10k = "push 10 KiB ≥ 0.8× ceiling";
+    assert!(
+        verdict(&table, push_10k).starts_with("out of reach in this run"),
+        "both floors are below 0.8×:\n{table}"
+    );
+    assert!(
+        target_line(&table, push_10k)
+            .contains("| 0.480× | ceiling-kept 0.500×, ceiling-shaped 0.550× |"),
+        "{table}"
+    );
+    assert!(
+        !table.contains("| pop 10 KiB"),
+        "a case that did not run is not judged:\n{table}"
+    );
+    let big = "1024 MiB element push ≥ 500 MB/s, peak RSS < 64 MiB";
+    assert_eq!(verdict(&table, big), "met");
+    assert_eq!(
+        verdict(&table, "1024 MiB element pop ≥ 500 MB/s, peak RSS < 64 MiB"),
+        "not met"
+    );
+    assert_eq!(
+        verdict(
+            &table,
+            "10000 blocked consumers, 100 queues: wake-up: RSS < 256 MiB, p99 < 10 ms"
+        ),
+        "met"
+    );
+    assert_eq!(
+        verdict(&table, "1000000 queued 100 B elements: < 350 B each"),
+        "not met"
+    );
+    assert_eq!(
+        verdict(
+            &table,
+            "1000000 elements expiring under push/pop load: ≥ 0.8× without expiry"
+        ),
+        "met"
+    );
 }

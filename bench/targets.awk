@@ -1,0 +1,88 @@
+# Each target of the performance issue (docs/PERFORMANCE.md, "Against the
+# targets") judged on this run's medians, after the table. A target blobq
+# misses is "out of reach in this run" when even the floor misses it: the
+# better of ceiling-kept (the HTTP stack holding the bodies and popping them
+# oldest first, the least an in-memory FIFO does) and ceiling-shaped (that,
+# answering in the contract's shape). Reads what `rows.awk` collected.
+
+function rate(target, kase,   j) { j = key[target "|" kase]; return j ? r[j] : "" }
+# a / b unrounded (verdicts compare these), or "" when either is missing.
+function exact(a, b) { return (a == "" || a == "-" || b == "" || b == "-" || b == 0) ? "" : a / b }
+# A ratio as the verdicts show it: three decimals, so that one just below a
+# goal does not read as on it.
+function times(x) { return x == "" ? "" : sprintf("%.3f×", x) }
+function better(a, b) { return a == "" ? b : (b == "" || a + 0 >= b + 0) ? a : b }
+# met, or why not: below the floor too, or not.
+function verdict(got, goal, floor) {
+    if (got == "") return ""
+    if (got + 0 >= goal) return "met"
+    if (floor != "" && floor + 0 < goal) return "out of reach in this run: the floor is below it too"
+    return "not met"
+}
+function line(what, got, floor, judged) {
+    if (judged != "") printf "| %s | %s | %s | %s |\n", what, got, floor, judged
+}
+# blobq against the ceiling on one wrk case, with the floors beside it.
+function against_ceiling(kase, goal,   ceil, got, kept, shaped) {
+    ceil = rate("ceiling", kase)
+    got = exact(rate("blobq", kase), ceil)
+    kept = exact(rate("ceiling-kept", kase), ceil)
+    shaped = exact(rate("ceiling-shaped", kase), ceil)
+    line(kase " ≥ " goal "× ceiling", times(got),
+         (kept == "" ? "" : "ceiling-kept " times(kept)) (kept != "" && shaped != "" ? ", " : "") (shaped == "" ? "" : "ceiling-shaped " times(shaped)),
+         verdict(got, goal, better(kept, shaped)))
+}
+function p99_against_ceiling(kase, most,   b, c, got) {
+    b = key["blobq|" kase]; c = key["ceiling|" kase]
+    if (!b || !c) return
+    got = exact(p99[b], p99[c])
+    line(kase " p99 ≤ " most "× ceiling's", times(got), "", got == "" ? "" : (got + 0 <= most ? "met" : "not met"))
+}
+# blobq against webdis; the floor is the better of the two held-body
+# ceilings against webdis, and the bare ceiling is shown as well.
+function against_webdis(kase, goal,   w, got, bare, floor) {
+    w = rate("webdis", kase)
+    got = exact(rate("blobq", kase), w)
+    bare = exact(rate("ceiling", kase), w)
+    floor = better(exact(rate("ceiling-kept", kase), w), exact(rate("ceiling-shaped", kase), w))
+    line(kase " ≥ " goal "× webdis", times(got),
+         (floor == "" ? "" : "held-body ceiling " times(floor)) (floor != "" && bare != "" ? ", " : "") (bare == "" ? "" : "bare ceiling " times(bare)),
+         verdict(got, goal, floor))
+}
+# The number in text matched by re (which holds one number), or "".
+function grab(text, re,   x) {
+    if (!match(text, re)) return ""
+    x = substr(text, RSTART, RLENGTH); gsub(/[^0-9.]/, "", x); return x
+}
+function each_below(a, a_most, b, b_most) {
+    if (a == "" || b == "") return "not reported"
+    return (a + 0 < a_most && b + 0 < b_most) ? "met" : "not met"
+}
+function scale(i,   mbs, rss, per, x) {
+    if (t[i] != "blobq") return
+    if (c[i] ~ / element (push|pop)$/) {
+        mbs = grab(n[i], "[0-9.]+ MB/s"); rss = grab(n[i], "peak RSS [0-9.]+ MiB")
+        line(c[i] " ≥ 500 MB/s, peak RSS < 64 MiB", mbs " MB/s, " rss " MiB", "",
+             (mbs == "" || rss == "") ? "not reported" : (mbs + 0 >= 500 && rss + 0 < 64) ? "met" : "not met")
+    } else if (c[i] ~ /blocked consumers/) {
+        rss = grab(n[i], "server RSS [0-9.]+ MiB while waiting")
+        line(c[i] ": RSS < 256 MiB, p99 < 10 ms", rss " MiB, p99 " p99[i] " ms", "", each_below(rss, 256, p99[i], 10))
+    } else if (c[i] ~ /queued .* elements$/) {
+        per = grab(n[i], "[0-9.]+ B per element")
+        line(c[i] ": < 350 B each", per " B", "", per == "" ? "not reported" : (per + 0 < 350 ? "met" : "not met"))
+    } else if (c[i] ~ /expiring under/) {
+        x = grab(n[i], "[0-9.]+x the same load")
+        line(c[i] ": ≥ 0.8× without expiry", x == "" ? "" : x "×", "", x == "" ? "not reported" : verdict(x, 0.8, ""))
+    }
+}
+END {
+    print ""
+    print "Against the targets, in this run (floor: the better of ceiling-kept and ceiling-shaped):"
+    print ""
+    print "| target | blobq | floor in this run | verdict |"
+    print "| --- | --- | --- | --- |"
+    against_ceiling("push 100 B", 0.8); p99_against_ceiling("push 100 B", 1.25); against_webdis("push 100 B", 2)
+    against_ceiling("pop 100 B", 0.8); p99_against_ceiling("pop 100 B", 1.25); against_webdis("pop 100 B", 2)
+    against_ceiling("push 10 KiB", 0.8); against_ceiling("pop 10 KiB", 0.8)
+    for (i = 1; i <= rows; i++) scale(i)
+}
