@@ -3,7 +3,9 @@
 # case, req/s, p50 ms, p99 ms, note, connections the peer dropped) or per
 # scale case (the same, with "-" for what does not apply). Rows come once
 # per round; at the end each (target, case) i has its medians r[i], p50[i]
-# and p99[i]. Run through `bench_table` in `bench/lib.sh`.
+# and p99[i], and spread[i]: how far apart its req/s samples were, as a
+# share of the median ("" with one sample). Run through `bench_table` in
+# `bench/lib.sh`.
 {
     k = $1 "|" $2
     if (!(k in key)) { rows++; key[k] = rows; t[rows] = $1; c[rows] = $2 }
@@ -20,6 +22,17 @@ function median(i, f,   a, m, x, y, v) {
         for (y = x; y > 1 && a[y - 1] + 0 > a[y] + 0; y--) { v = a[y]; a[y] = a[y - 1]; a[y - 1] = v }
     return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
 }
+# (largest - smallest) / median of row i's req/s, in percent, or "".
+function spread_of(i,   x, lo, hi, v) {
+    if (seen[i] < 2 || s[i, 1, 1] == "-" || s[i, 1, 1] == "") return ""
+    lo = hi = s[i, 1, 1] + 0
+    for (x = 2; x <= seen[i]; x++) {
+        v = s[i, 1, x] + 0
+        if (v < lo) lo = v
+        if (v > hi) hi = v
+    }
+    return r[i] > 0 ? sprintf("%d%%", 100 * (hi - lo) / r[i] + 0.5) : ""
+}
 function ratio(a, b) { return (b == "" || b == "-" || b == 0 || a == "-") ? "" : sprintf("%.2f", a / b) }
 END {
     for (i = 1; i <= rows; i++) {
@@ -27,5 +40,6 @@ END {
         if (r[i] != "-") r[i] = sprintf("%d", r[i] + 0.5)
         if (p50[i] != "-") p50[i] = sprintf("%.2f", p50[i])
         if (p99[i] != "-") p99[i] = sprintf("%.2f", p99[i])
+        spread[i] = spread_of(i)
     }
 }

@@ -1,5 +1,7 @@
-# The table of every case: each (target, case) with its medians and blobq's
-# ratios to the other targets. Reads what `rows.awk` collected.
+# The table of every case: each (target, case) with its medians, the spread
+# of its req/s samples (a case whose samples were far apart was disturbed by
+# other load on the machine) and blobq's ratios to the other targets. Reads
+# what `rows.awk` collected.
 
 # The note of row i, with the connections the peer dropped if any.
 function note(i) {
@@ -12,8 +14,8 @@ function vs(i, other,   j) {
     return ratio(r[i], r[j]) "x, p99 " ratio(p99[i], p99[j]) "x"
 }
 END {
-    print "| target | case | req/s | p50 | p99 | blobq/ceiling | blobq/ceiling-kept | blobq/ceiling-shaped | blobq/webdis | notes |"
-    print "| --- | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- |"
+    print "| target | case | req/s | spread | p50 | p99 | blobq/ceiling | blobq/ceiling-kept | blobq/ceiling-shaped | blobq/webdis | notes |"
+    print "| --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- |"
     for (i = 1; i <= rows; i++)
-        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t[i], c[i], r[i], p50[i], p99[i], vs(i, "ceiling"), vs(i, "ceiling-kept"), vs(i, "ceiling-shaped"), vs(i, "webdis"), note(i)
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t[i], c[i], r[i], spread[i], p50[i], p99[i], vs(i, "ceiling"), vs(i, "ceiling-kept"), vs(i, "ceiling-shaped"), vs(i, "webdis"), note(i)
 }

@@ -85,7 +85,10 @@ blobq\tbig element\t-\t-\t-\t1000 MB/s
 ";
     let table = table(rows);
     let webdis = line(&table, "webdis", "push 100 B");
-    assert!(webdis.contains("| 110 |"), "median req/s: {webdis}");
+    assert!(
+        webdis.contains("| 110 | 18% |"),
+        "median req/s, and (120 - 100) / 110 apart: {webdis}"
+    );
     assert!(
         webdis.ends_with("| dropped 5 connections in 2 of 3 samples |"),
         "{webdis}"
@@ -99,6 +102,10 @@ blobq\tbig element\t-\t-\t-\t1000 MB/s
     assert!(
         blobq.contains("| 2.00x, p99 1.00x |"),
         "ratio to webdis: {blobq}"
+    );
+    assert!(
+        blobq.starts_with("| blobq | push 100 B | 220 |  |"),
+        "one sample, no spread: {blobq}"
     );
     let scale = line(&table, "blobq", "big element");
     assert!(scale.ends_with("| 1000 MB/s |"), "{scale}");
