@@ -152,7 +152,10 @@ blobq\t1000000 elements expiring under push/pop load\t53969\t-\t-\t0.87x the sam
     // 0.799 is below 0.8 even though the table rounds it to 0.80.
     assert_eq!(verdict(&table, "push 100 B ≥ 0.8× ceiling"), "not met");
     // 5.10 ms against 4.00 is 1.275×.
-    assert_eq!(verdict(&table, "push 100 B p99 ≤ 1.25× ceiling's"), "not met");
+    assert_eq!(
+        verdict(&table, "push 100 B p99 ≤ 1.25× ceiling's"),
+        "not met"
+    );
     assert_eq!(verdict(&table, "pop 100 B p99 ≤ 1.25× ceiling's"), "met");
     // 799 / 400 misses 2×, but ceiling-kept reaches 950 / 400.
     assert_eq!(verdict(&table, "push 100 B ≥ 2× webdis"), "not met");
