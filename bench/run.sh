@@ -2,7 +2,8 @@
 # `make bench`: blobq against its ceiling (a bare hyper server built from this
 # repository) and its peer (webdis in front of redis-server), back to back on
 # this machine with the same generator and settings, then the scale cases.
-# Prints one table; see docs/PERFORMANCE.md for the method. The ceiling also
+# Prints one table, then each target judged on it (bench/targets.awk); see
+# docs/PERFORMANCE.md for the method. The ceiling also
 # runs each in-memory size keeping the bodies and popping them oldest first
 # ("ceiling-kept"), and doing so while answering in the contract's shape
 # ("ceiling-shaped").

@@ -1,5 +1,5 @@
-# Each target of the performance issue (docs/PERFORMANCE.md, "Against the
-# targets") judged on this run's medians, after the table. A target blobq
+# Each target of the performance issue (listed in docs/PERFORMANCE.md,
+# "Against the targets") judged on this run's medians, after the table. A target blobq
 # misses is "out of reach in this run" when even the floor misses it: the
 # better of ceiling-kept (the HTTP stack holding the bodies and popping them
 # oldest first, the least an in-memory FIFO does) and ceiling-shaped (that,
