@@ -33,7 +33,9 @@ function spread_of(i,   x, lo, hi, v) {
     }
     return r[i] > 0 ? sprintf("%d%%", 100 * (hi - lo) / r[i] + 0.5) : ""
 }
-function ratio(a, b) { return (b == "" || b == "-" || b == 0 || a == "-") ? "" : sprintf("%.2f", a / b) }
+# a / b unrounded, or "" when either is missing; `ratio` as the table shows it.
+function exact(a, b) { return (a == "" || a == "-" || b == "" || b == "-" || b == 0) ? "" : a / b }
+function ratio(a, b,   x) { x = exact(a, b); return x == "" ? "" : sprintf("%.2f", x) }
 END {
     for (i = 1; i <= rows; i++) {
         r[i] = median(i, 1); p50[i] = median(i, 2); p99[i] = median(i, 3)

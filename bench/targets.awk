@@ -6,11 +6,14 @@
 # answering in the contract's shape). Reads what `rows.awk` collected.
 
 function rate(target, kase,   j) { j = key[target "|" kase]; return j ? r[j] : "" }
-# a / b unrounded (verdicts compare these), or "" when either is missing.
-function exact(a, b) { return (a == "" || a == "-" || b == "" || b == "-" || b == 0) ? "" : a / b }
-# A ratio as the verdicts show it: three decimals, so that one just below a
+# Verdicts compare unrounded ratios (`exact`, in rows.awk). A ratio as the
+# verdicts show it: three decimals, so that one just below a
 # goal does not read as on it.
 function times(x) { return x == "" ? "" : sprintf("%.3f×", x) }
+# "NAME_A A×, NAME_B B×", leaving out either that is missing.
+function both(name_a, a, name_b, b) {
+    return (a == "" ? "" : name_a " " times(a)) (a != "" && b != "" ? ", " : "") (b == "" ? "" : name_b " " times(b))
+}
 function better(a, b) { return a == "" ? b : (b == "" || a + 0 >= b + 0) ? a : b }
 # met, or why not: below the floor too, or not.
 function verdict(got, goal, floor) {
@@ -29,7 +32,7 @@ function against_ceiling(kase, goal,   ceil, got, kept, shaped) {
     kept = exact(rate("ceiling-kept", kase), ceil)
     shaped = exact(rate("ceiling-shaped", kase), ceil)
     line(kase " ≥ " goal "× ceiling", times(got),
-         (kept == "" ? "" : "ceiling-kept " times(kept)) (kept != "" && shaped != "" ? ", " : "") (shaped == "" ? "" : "ceiling-shaped " times(shaped)),
+         both("ceiling-kept", kept, "ceiling-shaped", shaped),
          verdict(got, goal, better(kept, shaped)))
 }
 function p99_against_ceiling(kase, most,   b, c, got) {
@@ -46,7 +49,7 @@ function against_webdis(kase, goal,   w, got, bare, floor) {
     bare = exact(rate("ceiling", kase), w)
     floor = better(exact(rate("ceiling-kept", kase), w), exact(rate("ceiling-shaped", kase), w))
     line(kase " ≥ " goal "× webdis", times(got),
-         (floor == "" ? "" : "held-body ceiling " times(floor)) (floor != "" && bare != "" ? ", " : "") (bare == "" ? "" : "bare ceiling " times(bare)),
+         both("held-body ceiling", floor, "bare ceiling", bare),
          verdict(got, goal, floor))
 }
 # The number in text matched by re (which holds one number), or "".

@@ -28,13 +28,17 @@ fn table(rows: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The table's line for `target` and `case`.
-fn line<'a>(table: &'a str, target: &str, case: &str) -> &'a str {
-    let start = format!("| {target} | {case} |");
+/// The first line of `table` that starts with `start`.
+fn line_starting<'a>(table: &'a str, start: &str) -> &'a str {
     table
         .lines()
-        .find(|l| l.starts_with(&start))
-        .unwrap_or_else(|| panic!("no row {start} in\n{table}"))
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no line {start} in\n{table}"))
+}
+
+/// The table's line for `target` and `case`.
+fn line<'a>(table: &'a str, target: &str, case: &str) -> &'a str {
+    line_starting(table, &format!("| {target} | {case} |"))
 }
 
 /// What `wrk_errors TARGET LINE` says: (errors that fail the run, dropped).
@@ -113,11 +117,7 @@ blobq\tbig element\t-\t-\t-\t1000 MB/s
 
 /// The line of the targets' table for `target`.
 fn target_line<'a>(table: &'a str, target: &str) -> &'a str {
-    let start = format!("| {target} |");
-    table
-        .lines()
-        .find(|l| l.starts_with(&start))
-        .unwrap_or_else(|| panic!("no target {start} in\n{table}"))
+    line_starting(table, &format!("| {target} |"))
 }
 
 /// The verdict of `target`: the line's last column.
