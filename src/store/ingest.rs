@@ -171,13 +171,13 @@ impl IngestLimits {
         let SpillFile { mut file, path } = spill;
         file.flush().await?;
         let Some(sync) = self.durable_sync else {
-            return Ok(BlobContent::Spilled(path));
+            return Ok(BlobContent::spilled(path));
         };
         if sync {
             file.get_ref().sync_data().await?;
         }
         let path = path.keep().map_err(|e| IngestError::Io(e.error))?;
-        Ok(BlobContent::Stored(Box::new(StoredFile::new(path, false))))
+        Ok(BlobContent::stored(StoredFile::new(path, false)))
     }
 
     /// A body received in memory that must go to a file after all.
@@ -232,7 +232,7 @@ mod tests {
         assert_eq!(size, 5);
         match content {
             BlobContent::Memory(b) => assert_eq!(&b[..], b"ab\0cd"),
-            BlobContent::Spilled(_) | BlobContent::Stored(_) => panic!("spilled a small body"),
+            BlobContent::File(_) => panic!("spilled a small body"),
         }
         assert_eq!(files_in(dir.path()), 0);
     }
@@ -246,11 +246,11 @@ mod tests {
         w.write(Bytes::from_static(b"789")).await.unwrap();
         let (content, size) = w.finish().await.unwrap();
         assert_eq!(size, 10);
-        let BlobContent::Spilled(path) = content else {
+        let Some(path) = content.spill_file() else {
             panic!("a body at the threshold must spill")
         };
-        assert_eq!(std::fs::read(&path).unwrap(), b"0123456789");
-        drop(path);
+        assert_eq!(std::fs::read(path).unwrap(), b"0123456789");
+        drop(content);
         assert_eq!(files_in(dir.path()), 0, "TempPath removes the file");
     }
 
@@ -270,10 +270,10 @@ mod tests {
         let mut w = BlobWriter::new(&l, Some(1)).unwrap();
         w.write(Bytes::from_static(b"d")).await.unwrap();
         let (content, _) = w.finish().await.unwrap();
-        let BlobContent::Spilled(path) = content else {
+        let Some(path) = content.spill_file() else {
             panic!("over the memory limit, a small body spills")
         };
-        assert_eq!(std::fs::read(&path).unwrap(), b"d");
+        assert_eq!(std::fs::read(path).unwrap(), b"d");
     }
 
     #[tokio::test]

@@ -261,7 +261,7 @@ impl NsState {
         let exposed = refs == 0;
         if let Some(journal) = &self.journal {
             journal.append(&blob_record(&self.name, &blob, deadline, exposed));
-            if let BlobContent::Stored(file) = blob.content() {
+            if let Some(file) = blob.content().stored_file() {
                 file.keep();
                 journal.file_added();
             }
@@ -285,7 +285,7 @@ impl NsState {
                 ns,
                 id: id.to_u128(),
             });
-            if let BlobContent::Stored(file) = entry.blob.content() {
+            if let Some(file) = entry.blob.content().stored_file() {
                 file.remove_when_dropped(journal.clone());
             }
         }
@@ -917,7 +917,7 @@ fn blob_record<'a>(ns: &'a Name, blob: &'a Blob, deadline: Millis, exposed: bool
         // Durable mode only makes stored files; a spill file cannot be named
         // relative to the data directory, so it is recorded by its name too and
         // would be found missing at replay.
-        BlobContent::Stored(_) | BlobContent::Spilled(_) => BlobData::File(
+        BlobContent::File(_) => BlobData::File(
             blob.spill_path()
                 .and_then(|p| p.file_name())
                 .and_then(|n| n.to_str())

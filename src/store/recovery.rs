@@ -134,7 +134,7 @@ fn restore_namespace(
                 if !path.exists() {
                     tracing::warn!(path = %path.display(), "a blob's file is missing; its elements will answer 410 Gone");
                 }
-                BlobContent::Stored(Box::new(StoredFile::new(path, true)))
+                BlobContent::stored(StoredFile::new(path, true))
             }
         };
         let meta = metadata(&b.meta);
