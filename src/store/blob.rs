@@ -192,6 +192,13 @@ impl Blob {
             .store(u32::try_from(slot).unwrap_or(u32::MAX), Ordering::Relaxed);
     }
 
+    /// Asks the CPU to fetch the slot's cache line, for writing, without
+    /// waiting for it: the table writes it a change later (see
+    /// `blob_table::BlobTable::step`).
+    pub(crate) fn prefetch_slot(&self) {
+        prefetch_for_write(&self.slot);
+    }
+
     pub(crate) fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)
     }
@@ -248,6 +255,22 @@ impl Blob {
             )),
         }
     }
+}
+
+/// A hint to the CPU to bring `target`'s cache line in for writing. It
+/// never reads or faults, so a hint about memory about to change is safe;
+/// on other architectures it does nothing.
+#[inline(always)]
+fn prefetch_for_write<T>(target: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it dereferences nothing and cannot
+    // fault, and SSE (the instruction's feature) is part of every x86-64.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
+        _mm_prefetch::<_MM_HINT_ET0>(std::ptr::from_ref(target).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = target;
 }
 
 impl BlobContent {

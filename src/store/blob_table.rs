@@ -127,6 +127,14 @@ pub(crate) struct BlobTable {
     old: HashTable<BlobEntry>,
     /// The next bucket of `old` to move.
     cursor: usize,
+    /// Buckets of `table` that the last resize step moved an entry into,
+    /// whose blobs still record their slot in `old`. A moved blob is long
+    /// out of the caches, and writing its slot at once waited for it
+    /// (a third of a microsecond of a push while a large table grew); the step only
+    /// prefetches it, and the next change, when it has arrived, writes it.
+    /// Until then a pop of such a blob searches for it, as for any stale
+    /// slot.
+    unnoted: Vec<usize>,
     /// Entries of blobs made since the last batch went into `table`, fewer
     /// than [`FRESH_BATCH`]; searched first by every lookup.
     fresh: Vec<BlobEntry>,
@@ -242,9 +250,9 @@ impl BlobTable {
         }
     }
 
-    /// Puts an entry whose blob is in neither table into `table`, and
-    /// records where in its blob. The blob is only written to, so a blob
-    /// long out of the caches costs a store, not a wait.
+    /// Puts a fresh entry (its blob in neither table) into `table`, and
+    /// records where in its blob, which was made moments ago and is still
+    /// in the cache. Moved entries are placed by `step`.
     fn place(&mut self, entry: BlobEntry) {
         note_slot(
             &self
@@ -324,6 +332,7 @@ impl BlobTable {
 
     pub fn drain(&mut self) -> impl Iterator<Item = BlobEntry> + '_ {
         self.cursor = 0;
+        self.unnoted.clear();
         self.fresh_keys = 0;
         let fresh = self.fresh.drain(..);
         fresh.chain(self.table.drain()).chain(self.old.drain())
@@ -346,14 +355,17 @@ impl BlobTable {
         if len < GROW_AT_ONCE_BELOW || len < self.table.capacity() || !self.old.is_empty() {
             return;
         }
+        self.note_moved();
         let bigger = HashTable::with_capacity(len * 2);
         self.old = std::mem::replace(&mut self.table, bigger);
         self.cursor = 0;
     }
 
     /// Moves the next [`MOVE_STEP`] buckets of the old table, if a resize is
-    /// under way, and frees the old table once it is empty.
+    /// under way, and frees the old table once it is empty. The blobs the
+    /// step before moved learn their new slots first.
     fn step(&mut self) {
+        self.note_moved();
         if self.old.is_empty() {
             if self.old.allocation_size() != 0 {
                 self.old = HashTable::new();
@@ -364,12 +376,27 @@ impl BlobTable {
         for index in self.cursor..end {
             if let Ok(found) = self.old.get_bucket_entry(index) {
                 let entry = found.remove().0;
-                self.place(entry);
+                entry.blob.prefetch_slot();
+                let placed = self
+                    .table
+                    .insert_unique(entry.hash(), entry, BlobEntry::hash);
+                self.unnoted.push(placed.bucket_index());
             }
         }
         self.cursor = end;
         if self.old.is_empty() {
             self.old = HashTable::new();
+        }
+    }
+
+    /// Records in each blob the last step moved its slot in `table`. The
+    /// buckets may have changed since, and each gets the slot of the entry
+    /// it holds now, which is true whatever happened in between.
+    fn note_moved(&mut self) {
+        for index in self.unnoted.drain(..) {
+            if let Some(entry) = self.table.get_bucket(index) {
+                entry.blob.set_slot(index);
+            }
         }
     }
 }
@@ -611,6 +638,8 @@ mod tests {
         }
         let in_table =
             |t: &BlobTable, b: &Arc<Blob>| t.table.find(hash(b.id()), is(b.id())).is_some();
+        // The last step's moves are written by the next change.
+        assert!(table.remove(BlobId::random()).is_none());
         let placed: Vec<_> = blobs.iter().filter(|b| in_table(&table, b)).collect();
         assert!(
             placed.len() > 4 * GROW_AT_ONCE_BELOW,
