@@ -192,11 +192,11 @@ impl Blob {
             .store(u32::try_from(slot).unwrap_or(u32::MAX), Ordering::Relaxed);
     }
 
-    /// Asks the CPU to fetch the slot's cache line, for writing, without
-    /// waiting for it: the table writes it a change later (see
+    /// Asks the CPU to fetch the slot's cache line without waiting for it:
+    /// the table writes the slot a change later (see
     /// `blob_table::BlobTable::step`).
     pub(crate) fn prefetch_slot(&self) {
-        prefetch_for_write(&self.slot);
+        prefetch(&self.slot);
     }
 
     pub(crate) fn is_deleted(&self) -> bool {
@@ -257,17 +257,17 @@ impl Blob {
     }
 }
 
-/// A hint to the CPU to bring `target`'s cache line in for writing. It
-/// never reads or faults, so a hint about memory about to change is safe;
-/// on other architectures it does nothing.
+/// A hint to the CPU to bring `target`'s cache line in without waiting for
+/// it. It reads nothing and cannot fault; on other architectures it does
+/// nothing.
 #[inline(always)]
-fn prefetch_for_write<T>(target: &T) {
+fn prefetch<T>(target: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint: it dereferences nothing and cannot
     // fault, and SSE (the instruction's feature) is part of every x86-64.
     unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
-        _mm_prefetch::<_MM_HINT_ET0>(std::ptr::from_ref(target).cast());
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(target).cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = target;

@@ -129,11 +129,11 @@ pub(crate) struct BlobTable {
     cursor: usize,
     /// Buckets of `table` that the last resize step moved an entry into,
     /// whose blobs still record their slot in `old`. A moved blob is long
-    /// out of the caches, and writing its slot at once waited for it
-    /// (a third of a microsecond of a push while a large table grew); the step only
-    /// prefetches it, and the next change, when it has arrived, writes it.
-    /// Until then a pop of such a blob searches for it, as for any stale
-    /// slot.
+    /// out of the caches, and writing its slot at once waited for it (a
+    /// third of a microsecond of a push while a large table grew): the step
+    /// only prefetches it, and the next change, when it has arrived,
+    /// writes the slot. Until then a pop of such a blob searches for it, as
+    /// for any stale slot.
     unnoted: Vec<usize>,
     /// Entries of blobs made since the last batch went into `table`, fewer
     /// than [`FRESH_BATCH`]; searched first by every lookup.
