@@ -170,10 +170,7 @@ impl Blob {
 
     /// The spill file, if the blob has one (for tests and diagnostics).
     pub fn spill_path(&self) -> Option<&std::path::Path> {
-        match &self.content {
-            BlobContent::File(file) => Some(file.path()),
-            BlobContent::Memory(_) => None,
-        }
+        self.content.file().map(BlobFile::path)
     }
 
     pub(crate) fn content(&self) -> &BlobContent {
@@ -287,25 +284,27 @@ impl BlobContent {
         matches!(self, BlobContent::File(_))
     }
 
+    /// The file the bytes are in, if they are in one.
+    pub fn file(&self) -> Option<&BlobFile> {
+        match self {
+            BlobContent::File(file) => Some(file),
+            BlobContent::Memory(_) => None,
+        }
+    }
+
     /// The spill file, if the bytes are in one.
     pub fn spill_file(&self) -> Option<&TempPath> {
-        match self {
-            BlobContent::File(file) => match &**file {
-                BlobFile::Spilled(path) => Some(path),
-                BlobFile::Stored(_) => None,
-            },
-            BlobContent::Memory(_) => None,
+        match self.file()? {
+            BlobFile::Spilled(path) => Some(path),
+            BlobFile::Stored(_) => None,
         }
     }
 
     /// The data directory's file, if the bytes are in one.
     pub fn stored_file(&self) -> Option<&StoredFile> {
-        match self {
-            BlobContent::File(file) => match &**file {
-                BlobFile::Stored(stored) => Some(stored),
-                BlobFile::Spilled(_) => None,
-            },
-            BlobContent::Memory(_) => None,
+        match self.file()? {
+            BlobFile::Stored(stored) => Some(stored),
+            BlobFile::Spilled(_) => None,
         }
     }
 }
