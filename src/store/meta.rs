@@ -7,6 +7,7 @@ use std::ops::Deref;
 use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
+use smol_str::SmolStr;
 
 /// The type a blob gets when the client names none.
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -71,13 +72,15 @@ impl CustomPair {
     }
 }
 
-/// Checks a content type and returns it as stored.
-pub fn parse_content_type(raw: &str) -> Result<Box<str>, MetaError> {
+/// Checks a content type and returns it as stored: a `SmolStr`, so that the
+/// default type and any of up to 23 bytes (`image/png`, `application/json`)
+/// cost a push no allocation.
+pub fn parse_content_type(raw: &str) -> Result<SmolStr, MetaError> {
     // The most common value, plainly valid: no need for the regex.
-    if raw == DEFAULT_CONTENT_TYPE
-        || (raw.len() <= MAX_CONTENT_TYPE_LEN && CONTENT_TYPE.is_match(raw))
-    {
-        Ok(raw.into())
+    if raw == DEFAULT_CONTENT_TYPE {
+        Ok(SmolStr::new_static(DEFAULT_CONTENT_TYPE))
+    } else if raw.len() <= MAX_CONTENT_TYPE_LEN && CONTENT_TYPE.is_match(raw) {
+        Ok(SmolStr::new(raw))
     } else {
         Err(MetaError::ContentType(raw.to_owned()))
     }
@@ -88,13 +91,13 @@ pub fn parse_content_type(raw: &str) -> Result<Box<str>, MetaError> {
 /// fan-out creates when they do not override it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Metadata {
-    pub content_type: Box<str>,
+    pub content_type: SmolStr,
     pub custom: Box<[CustomPair]>,
 }
 
 /// The metadata of an element pushed with none (most pushes carry none).
 static PLAIN: LazyLock<Metadata> = LazyLock::new(|| Metadata {
-    content_type: DEFAULT_CONTENT_TYPE.into(),
+    content_type: SmolStr::new_static(DEFAULT_CONTENT_TYPE),
     custom: Box::new([]),
 });
 
@@ -132,7 +135,7 @@ impl Metadata {
     /// Builds shared metadata from already-validated parts, refusing more
     /// than `max_pairs` custom pairs.
     pub fn shared(
-        content_type: Option<Box<str>>,
+        content_type: Option<SmolStr>,
         custom: Vec<CustomPair>,
         max_pairs: usize,
     ) -> Result<SharedMeta, MetaError> {
@@ -140,7 +143,7 @@ impl Metadata {
             return Err(MetaError::TooManyPairs(max_pairs));
         }
         Ok(SharedMeta::new(Metadata {
-            content_type: content_type.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
+            content_type: content_type.unwrap_or_else(|| SmolStr::new_static(DEFAULT_CONTENT_TYPE)),
             custom: custom.into_boxed_slice(),
         }))
     }
@@ -223,6 +226,17 @@ mod tests {
         ] {
             assert!(parse_content_type(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn common_content_types_are_kept_without_an_allocation() {
+        for common in [DEFAULT_CONTENT_TYPE, "image/png", "application/json"] {
+            let kept = parse_content_type(common).unwrap();
+            assert_eq!(&*kept, common);
+            assert!(!kept.is_heap_allocated(), "{common:?}");
+        }
+        let long = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
+        assert_eq!(&*parse_content_type(long).unwrap(), long);
     }
 
     #[test]

@@ -151,7 +151,7 @@ pub struct BlobRead {
 /// gave none, so a reference push can inherit from its blob.
 #[derive(Debug, Default, Clone)]
 pub struct MetaInput {
-    pub content_type: Option<Box<str>>,
+    pub content_type: Option<smol_str::SmolStr>,
     pub custom: Vec<CustomPair>,
 }
 

@@ -880,7 +880,7 @@ impl NsState {
     /// The metadata a reference push gets: its own where given, else the blob's.
     pub fn reference_meta(
         blob: Option<&Arc<Blob>>,
-        content_type: Option<Box<str>>,
+        content_type: Option<smol_str::SmolStr>,
         custom: Vec<super::meta::CustomPair>,
     ) -> SharedMeta {
         match blob {
@@ -902,8 +902,9 @@ impl NsState {
                 Metadata::plain()
             }
             None => SharedMeta::new(Metadata {
-                content_type: content_type
-                    .unwrap_or_else(|| super::meta::DEFAULT_CONTENT_TYPE.into()),
+                content_type: content_type.unwrap_or_else(|| {
+                    smol_str::SmolStr::new_static(super::meta::DEFAULT_CONTENT_TYPE)
+                }),
                 custom: custom.into_boxed_slice(),
             }),
         }

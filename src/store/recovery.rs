@@ -182,7 +182,7 @@ fn metadata(m: &LiveMeta) -> SharedMeta {
         return Metadata::plain();
     }
     SharedMeta::new(Metadata {
-        content_type: m.content_type.clone(),
+        content_type: smol_str::SmolStr::new(&m.content_type),
         custom: m
             .custom
             .iter()
