@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use hashbrown::HashMap;
+use smallvec::SmallVec;
 
 use super::blob::{Blob, BlobContent};
 use super::blob_table::{BlobEntry, BlobTable};
@@ -100,7 +101,9 @@ pub(crate) struct LeaseInfo {
 #[derive(Default)]
 pub(crate) struct Graveyard {
     elements: Vec<Element>,
-    blobs: Vec<Arc<Blob>>,
+    /// Room for one inline: nearly every pop releases its blob's table
+    /// entry, and a `Vec` allocated for that one `Arc` on each of them.
+    blobs: SmallVec<[Arc<Blob>; 1]>,
 }
 
 /// How a pop ended once an element was taken.
@@ -1310,6 +1313,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_data_pop_releases_its_blob_into_the_grave_without_allocating() {
+        let mut st = state();
+        let q = Name::parse("q").unwrap();
+        let now = Millis(1000);
+        let meta = Metadata::shared(None, vec![], 64).unwrap();
+        let blob = Blob::new(
+            BlobContent::Memory(Bytes::from_static(b"x")),
+            1,
+            meta,
+            st.totals.clone(),
+        );
+        let _ = st.insert_blob(blob.clone(), 1, now.plus_secs(5));
+        let mut grave = Graveyard::default();
+        push_element(&mut st, &q, Some(blob), 5, now, &mut grave);
+        let mode = PopMode {
+            with_data: true,
+            lease_ms: None,
+        };
+        let mut grave = Graveyard::default();
+        let (taken, _) = st.pop_head(&q, mode, now, &mut grave);
+        assert!(matches!(taken, Some(Taken::Element { .. })));
+        assert_eq!(
+            grave.blobs.len(),
+            1,
+            "the table's reference, dropped after the lock"
+        );
+        assert!(!grave.blobs.spilled(), "held inline, no allocation");
+        assert_eq!(st.blobs.len(), 0);
     }
 
     #[test]
