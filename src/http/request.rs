@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 use super::error::ApiError;
 use crate::store::meta::{parse_content_type, CustomPair};
@@ -193,9 +194,10 @@ pub fn blob_reference(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 
 /// Query parameters as `(key, value)` pairs. Our values are numbers and flags,
 /// so nothing is percent-decoded: an encoded value is simply not valid. A
-/// parameter given twice is refused, as a repeated header is.
-fn query_pairs(query: Option<&str>) -> Result<Vec<(&str, &str)>, ApiError> {
-    let mut pairs: Vec<(&str, &str)> = Vec::new();
+/// parameter given twice is refused, as a repeated header is. Up to four
+/// pairs (a pop's three, one spare) are kept without an allocation.
+fn query_pairs(query: Option<&str>) -> Result<QueryPairs<'_>, ApiError> {
+    let mut pairs = QueryPairs::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if pairs.iter().any(|(k, _)| *k == key) {
@@ -208,6 +210,8 @@ fn query_pairs(query: Option<&str>) -> Result<Vec<(&str, &str)>, ApiError> {
     }
     Ok(pairs)
 }
+
+type QueryPairs<'a> = SmallVec<[(&'a str, &'a str); 4]>;
 
 fn flag(key: &str, raw: &str) -> Result<bool, ApiError> {
     match raw {
@@ -471,6 +475,20 @@ mod tests {
         assert_eq!(problem(PushHeaders::parse(&h, &l)), "invalid-custom-data");
         let h = headers(&[(CUSTOM_DATA.as_str(), "x")]);
         assert_eq!(problem(PushHeaders::parse(&h, &l)), "invalid-custom-data");
+    }
+
+    #[test]
+    fn a_pops_query_is_split_without_an_allocation_and_repeats_are_refused() {
+        let pairs = query_pairs(Some("timeout=5&header_only=1&lease=30")).unwrap();
+        assert_eq!(
+            pairs.as_slice(),
+            [("timeout", "5"), ("header_only", "1"), ("lease", "30")]
+        );
+        assert!(!pairs.spilled(), "held inline");
+        let many = query_pairs(Some("a=1&b=2&c=3&d=4&e=5&&f")).unwrap();
+        assert_eq!(many.len(), 6);
+        assert_eq!(many[5], ("f", ""));
+        assert!(query_pairs(Some("a=1&b=2&c=3&d=4&e=5&a=6")).is_err());
     }
 
     #[test]
