@@ -12,8 +12,8 @@ use uuid::Uuid;
 /// Text up to this long is written on the stack and moved into the one
 /// allocation its `Bytes` share (`Bytes::from_owner`), which also holds their
 /// reference count. Text in a `Vec` took two: the `Vec`, and the count once the
-/// first value was sliced from it. A push answer of two short names is about
-/// 160 bytes, a pop's values at most 174.
+/// first value was sliced from it. A push answer with two short names is about
+/// 150 bytes, a pop's values at most 158.
 const INLINE_TEXT: usize = 256;
 
 /// Most values one answer spells out (a leased pop: blob id, size,
