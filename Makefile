@@ -1,7 +1,7 @@
 # blobq: the commands a developer needs.
 CARGO ?= cargo
 
-.PHONY: run test fuzz lint fmt build release bench bench-durable bench-instructions clean
+.PHONY: run test fuzz lint fmt build release bench bench-durable bench-instructions bench-allocations clean
 
 ## run: start the server on 127.0.0.1:8080 with the defaults
 run:
@@ -39,6 +39,12 @@ bench-durable:
 ##       INSTR_CACHE=1 also counts simulated instruction-cache misses
 bench-instructions:
 	bench/instructions.sh
+
+## bench-allocations: heap allocations per push and pop, counted exactly with
+##       uprobes (needs root and linux-perf); ALLOC_POP_QUERY=?timeout=5 for
+##       a blocking consumer's pops
+bench-allocations:
+	bench/allocations.sh
 
 fmt:
 	$(CARGO) fmt
