@@ -192,6 +192,9 @@ pub fn blob_reference(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     single(headers, &BLOB_ID)
 }
 
+/// A request's query pairs, inline up to four.
+type QueryPairs<'a> = SmallVec<[(&'a str, &'a str); 4]>;
+
 /// Query parameters as `(key, value)` pairs. Our values are numbers and flags,
 /// so nothing is percent-decoded: an encoded value is simply not valid. A
 /// parameter given twice is refused, as a repeated header is. Up to four
@@ -210,8 +213,6 @@ fn query_pairs(query: Option<&str>) -> Result<QueryPairs<'_>, ApiError> {
     }
     Ok(pairs)
 }
-
-type QueryPairs<'a> = SmallVec<[(&'a str, &'a str); 4]>;
 
 fn flag(key: &str, raw: &str) -> Result<bool, ApiError> {
     match raw {

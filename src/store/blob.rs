@@ -168,11 +168,6 @@ impl Blob {
         self.content.is_spilled()
     }
 
-    /// The spill file, if the blob has one (for tests and diagnostics).
-    pub fn spill_path(&self) -> Option<&std::path::Path> {
-        self.content.file().map(BlobFile::path)
-    }
-
     pub(crate) fn content(&self) -> &BlobContent {
         &self.content
     }

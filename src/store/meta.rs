@@ -72,13 +72,18 @@ impl CustomPair {
     }
 }
 
+/// [`DEFAULT_CONTENT_TYPE`] as stored: static text, no allocation.
+pub fn default_content_type() -> SmolStr {
+    SmolStr::new_static(DEFAULT_CONTENT_TYPE)
+}
+
 /// Checks a content type and returns it as stored: a `SmolStr`, so that the
 /// default type and any of up to 23 bytes (`image/png`, `application/json`)
 /// cost a push no allocation.
 pub fn parse_content_type(raw: &str) -> Result<SmolStr, MetaError> {
     // The most common value, plainly valid: no need for the regex.
     if raw == DEFAULT_CONTENT_TYPE {
-        Ok(SmolStr::new_static(DEFAULT_CONTENT_TYPE))
+        Ok(default_content_type())
     } else if raw.len() <= MAX_CONTENT_TYPE_LEN && CONTENT_TYPE.is_match(raw) {
         Ok(SmolStr::new(raw))
     } else {
@@ -97,7 +102,7 @@ pub struct Metadata {
 
 /// The metadata of an element pushed with none (most pushes carry none).
 static PLAIN: LazyLock<Metadata> = LazyLock::new(|| Metadata {
-    content_type: SmolStr::new_static(DEFAULT_CONTENT_TYPE),
+    content_type: default_content_type(),
     custom: Box::new([]),
 });
 
@@ -143,7 +148,7 @@ impl Metadata {
             return Err(MetaError::TooManyPairs(max_pairs));
         }
         Ok(SharedMeta::new(Metadata {
-            content_type: content_type.unwrap_or_else(|| SmolStr::new_static(DEFAULT_CONTENT_TYPE)),
+            content_type: content_type.unwrap_or_else(default_content_type),
             custom: custom.into_boxed_slice(),
         }))
     }

@@ -905,9 +905,7 @@ impl NsState {
                 Metadata::plain()
             }
             None => SharedMeta::new(Metadata {
-                content_type: content_type.unwrap_or_else(|| {
-                    smol_str::SmolStr::new_static(super::meta::DEFAULT_CONTENT_TYPE)
-                }),
+                content_type: content_type.unwrap_or_else(super::meta::default_content_type),
                 custom: custom.into_boxed_slice(),
             }),
         }
@@ -921,9 +919,9 @@ fn blob_record<'a>(ns: &'a Name, blob: &'a Blob, deadline: Millis, exposed: bool
         // Durable mode only makes stored files; a spill file cannot be named
         // relative to the data directory, so it is recorded by its name too and
         // would be found missing at replay.
-        BlobContent::File(_) => BlobData::File(
-            blob.spill_path()
-                .and_then(|p| p.file_name())
+        BlobContent::File(file) => BlobData::File(
+            file.path()
+                .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or_default(),
         ),
