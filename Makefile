@@ -1,7 +1,7 @@
 # blobq: the commands a developer needs.
 CARGO ?= cargo
 
-.PHONY: run test fuzz lint fmt build release bench bench-durable bench-instructions bench-allocations clean
+.PHONY: run test fuzz lint fmt build release bench bench-durable bench-instructions bench-allocations bench-policy clean
 
 ## run: start the server on 127.0.0.1:8080 with the defaults
 run:
@@ -45,6 +45,12 @@ bench-instructions:
 ##       a blocking consumer's pops
 bench-allocations:
 	bench/allocations.sh
+
+## bench-policy: blobq against the bare ceiling at 100 B in back-to-back pairs,
+##       with wrk under the default scheduling policy and under SCHED_BATCH
+##       (the policy make bench runs it with); POLICY_PAIRS, POLICY_DURATION
+bench-policy:
+	bench/policy.sh
 
 fmt:
 	$(CARGO) fmt

@@ -36,6 +36,22 @@ wait_port() {
     exit 1
 }
 
+# generator_policy: sets POLICY from BENCH_POLICY ("batch", the default, or
+# "other") and GENERATOR, the command that runs wrk under it. Under batch a
+# response that wakes wrk does not preempt the server worker that sent it
+# (see "Generator" in docs/PERFORMANCE.md).
+generator_policy() {
+    POLICY=${BENCH_POLICY:-batch}
+    case $POLICY in
+    batch) GENERATOR=(chrt --batch 0) ;;
+    other) GENERATOR=() ;;
+    *)
+        echo "bench: BENCH_POLICY is batch or other, not $POLICY" >&2
+        exit 2
+        ;;
+    esac
+}
+
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 # bench_table ROWS: the table of every case, then the targets judged on it.

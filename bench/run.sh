@@ -14,6 +14,10 @@
 #                      each case's median (3)
 #   BENCH_THREADS      wrk threads (2), the same for every target
 #   BENCH_CONNECTIONS  keep-alive connections (64)
+#   BENCH_POLICY       the generator's scheduling policy: "batch" (the
+#                      default: wrk never preempts the server it measures
+#                      when a response wakes it) or "other" (the default
+#                      policy of every process); see docs/PERFORMANCE.md
 #   BENCH_SIZES        element sizes in bytes ("100 10240 1048576")
 #   BENCH_TARGETS      which targets ("ceiling blobq webdis")
 #   BENCH_SCALE        scale cases ("big,blocked,million,storm"; "" for none)
@@ -38,6 +42,7 @@ BLOBQ_PORT=18080 CEILING_PORT=18090 REDIS_PORT=16390 WEBDIS_PORT=17379
 KEPT_BELOW=102400
 
 . bench/lib.sh
+generator_policy
 need wrk "apt-get install -y wrk"
 need curl "apt-get install -y curl"
 if [[ " $TARGETS " == *" webdis "* ]]; then
@@ -66,7 +71,7 @@ fail() { echo "bench: FAIL: $*" >&2; FAILED=1; }
 wrk_case() {
     local out line requests duration errors dropped p50 p99
     echo "bench: round $ROUND: $1 $2" >&2
-    out=$(BENCH_METHOD=$4 BENCH_SIZE=$5 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
+    out=$(BENCH_METHOD=$4 BENCH_SIZE=$5 "${GENERATOR[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
         -s bench/wrk.lua "$3" 2>&1) || true
     line=$(grep '^BENCH ' <<<"$out" | cut -c7- || true)
     if [[ -z $line ]]; then
@@ -254,7 +259,7 @@ mkdir -p "$(dirname "$OUT")"
 {
     echo "blobq $(git describe --always --dirty 2>/dev/null || echo '?'), $(date -u +%Y-%m-%dT%H:%MZ)," \
         "$(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1))"
-    echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, median of $ROUNDS interleaved rounds per case; latencies in ms;" \
+    echo "wrk -t$THREADS -c$CONNS -d${DURATION}s (policy $POLICY), median of $ROUNDS interleaved rounds per case; latencies in ms;" \
         "load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
     bench_table "$ROWS"

@@ -2,7 +2,8 @@
 //! `bench/lib.sh`, with `bench/rows.awk`, `table.awk` and `targets.awk`):
 //! which wrk errors fail a `make bench` run, how the table reports the rest,
 //! and how each target is judged on it. Runs the scripts themselves with awk
-//! and bash, which every machine that runs `make bench` has.
+//! and bash, which every machine that runs `make bench` has. Also that
+//! `generator_policy` runs wrk under the scheduling policy asked for.
 
 use std::path::Path;
 use std::process::Command;
@@ -200,4 +201,31 @@ blobq\t1000000 elements expiring under push/pop load\t53969\t-\t-\t0.87x the sam
         ),
         "met"
     );
+}
+
+/// What a command started through `generator_policy`'s `GENERATOR` under
+/// `BENCH_POLICY=policy` says of its own scheduling policy, and how the
+/// shell ended.
+fn generator_runs_under(policy: &str) -> (bool, i32, String) {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#". "$0/lib.sh" && BENCH_POLICY=$1 generator_policy && "${GENERATOR[@]}" sh -c 'chrt -p $$'"#)
+        .arg(bench_dir())
+        .arg(policy)
+        .output()
+        .expect("bash runs");
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), out.status.code().unwrap_or(-1), said)
+}
+
+#[test]
+fn the_generator_runs_under_the_policy_asked_for() {
+    let (ok, _, said) = generator_runs_under("batch");
+    assert!(ok && said.contains("SCHED_BATCH"), "{said}");
+    let (ok, _, said) = generator_runs_under("other");
+    assert!(ok && said.contains("SCHED_OTHER"), "{said}");
+    let (ok, code, said) = generator_runs_under("fifo");
+    assert!(!ok && code == 2, "{said}");
+    assert!(said.contains("BENCH_POLICY is batch or other"), "{said}");
 }
