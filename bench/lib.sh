@@ -39,7 +39,7 @@ wait_port() {
 # generator_policy: sets POLICY from BENCH_POLICY ("batch", the default, or
 # "other") and GENERATOR, the command that runs wrk under it. Under batch a
 # response that wakes wrk does not preempt the server worker that sent it
-# (see "Generator" in docs/PERFORMANCE.md).
+# (see "The generator's scheduling policy" in docs/PERFORMANCE.md).
 generator_policy() {
     POLICY=${BENCH_POLICY:-batch}
     case $POLICY in

@@ -9,8 +9,9 @@
 # both back to back: each pair is blobq then the ceiling, one case each, a
 # few seconds apart, the policies alternating pair by pair, so that a burst
 # of load from elsewhere hits both halves of a pair. It prints each pair's
-# ratio, then per policy and case the medians and the server's context
-# switches per 1000 requests. See docs/PERFORMANCE.md ("Generator").
+# rates, then per policy and case the medians and the server's context
+# switches per 1000 requests. See "The generator's scheduling policy" in
+# docs/PERFORMANCE.md.
 #
 # Settings (environment):
 #   POLICY_PAIRS     pairs per policy and case (6)
