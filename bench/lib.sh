@@ -62,6 +62,9 @@ bench_table() {
 # A field of the JSON line wrk.lua prints.
 jf() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" <<<"$2"; }
 
+# wrk_rate LINE: the requests per second of one wrk.lua result line.
+wrk_rate() { echo $(($(jf requests "$1") * 1000000 / $(jf duration_us "$1"))); }
+
 # wrk_errors TARGET LINE: "ERRORS DROPPED" for one wrk.lua result line.
 # webdis, the peer, drops a few keep-alive connections under load (a wrk
 # "read" error: the connection closed under a request, no answer at all).

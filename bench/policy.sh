@@ -50,7 +50,7 @@ switches() {
 # measure POLICY PID METHOD SIZE URL: one wrk run under POLICY; prints
 # "req/s switches-per-1000-requests". Fails on any error status.
 measure() {
-    local out line requests duration errors before after
+    local out line requests errors before after
     BENCH_POLICY=$1 generator_policy
     before=$(switches "$2")
     out=$(BENCH_METHOD=$3 BENCH_SIZE=$4 "${GENERATOR[@]}" wrk -t2 -c64 -d"${DURATION}s" \
@@ -58,13 +58,12 @@ measure() {
     after=$(switches "$2")
     line=$(grep '^BENCH ' <<<"$out" | cut -c7- || true)
     requests=$(jf requests "$line")
-    duration=$(jf duration_us "$line")
     read -r errors _ < <(wrk_errors blobq "$line")
     if [[ -z $requests || $requests -eq 0 || $errors -gt 0 ]]; then
         echo "bench: wrk failed or saw errors on $5: $out" >&2
         exit 1
     fi
-    echo "$((requests * 1000000 / duration)) $(((after - before) * 1000 / requests))"
+    echo "$(wrk_rate "$line") $(((after - before) * 1000 / requests))"
 }
 
 ROWS=$WORK/pairs.txt

@@ -69,7 +69,7 @@ fail() { echo "bench: FAIL: $*" >&2; FAILED=1; }
 # wrk_case TARGET CASE URL METHOD BODY_SIZE [NOTE]: one wrk run, one row.
 # Sets RATE.
 wrk_case() {
-    local out line requests duration errors dropped p50 p99
+    local out line errors dropped p50 p99
     echo "bench: round $ROUND: $1 $2" >&2
     out=$(BENCH_METHOD=$4 BENCH_SIZE=$5 "${GENERATOR[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
         -s bench/wrk.lua "$3" 2>&1) || true
@@ -79,15 +79,13 @@ wrk_case() {
         RATE=0
         return
     fi
-    requests=$(jf requests "$line")
-    duration=$(jf duration_us "$line")
     p50=$(jf p50_us "$line")
     p99=$(jf p99_us "$line")
     read -r errors dropped < <(wrk_errors "$1" "$line")
     if ((errors > 0)); then
         fail "$1 $2: $errors errors or unexpected statuses: $line"
     fi
-    RATE=$((requests * 1000000 / duration))
+    RATE=$(wrk_rate "$line")
     printf '%s\t%s\t%d\t%s\t%s\t%s\t%d\n' "$1" "$2" "$RATE" \
         "$(awk -v v="$p50" 'BEGIN{printf "%.2f", v/1000}')" \
         "$(awk -v v="$p99" 'BEGIN{printf "%.2f", v/1000}')" "${6:-}" "$dropped" >>"$ROWS"

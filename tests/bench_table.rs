@@ -229,3 +229,17 @@ fn the_generator_runs_under_the_policy_asked_for() {
     assert!(!ok && code == 2, "{said}");
     assert!(said.contains("BENCH_POLICY is batch or other"), "{said}");
 }
+
+#[test]
+fn a_cases_rate_is_its_requests_over_its_duration() {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#". "$0/lib.sh" && wrk_rate "$1""#)
+        .arg(bench_dir())
+        .arg(wrk_line(0, 0))
+        .output()
+        .expect("bash runs");
+    assert!(out.status.success(), "bash failed: {out:?}");
+    // 1000 requests in 5 s.
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "200");
+}

@@ -137,6 +137,15 @@ impl Metadata {
         SharedMeta(None)
     }
 
+    /// Metadata from already-validated parts, with the default type where
+    /// none was given.
+    pub fn with_default_type(content_type: Option<SmolStr>, custom: Vec<CustomPair>) -> Metadata {
+        Metadata {
+            content_type: content_type.unwrap_or_else(default_content_type),
+            custom: custom.into_boxed_slice(),
+        }
+    }
+
     /// Builds shared metadata from already-validated parts, refusing more
     /// than `max_pairs` custom pairs.
     pub fn shared(
@@ -147,10 +156,10 @@ impl Metadata {
         if custom.len() > max_pairs {
             return Err(MetaError::TooManyPairs(max_pairs));
         }
-        Ok(SharedMeta::new(Metadata {
-            content_type: content_type.unwrap_or_else(default_content_type),
-            custom: custom.into_boxed_slice(),
-        }))
+        Ok(SharedMeta::new(Metadata::with_default_type(
+            content_type,
+            custom,
+        )))
     }
 }
 

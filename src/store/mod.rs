@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use smol_str::SmolStr;
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -151,7 +152,7 @@ pub struct BlobRead {
 /// gave none, so a reference push can inherit from its blob.
 #[derive(Debug, Default, Clone)]
 pub struct MetaInput {
-    pub content_type: Option<smol_str::SmolStr>,
+    pub content_type: Option<SmolStr>,
     pub custom: Vec<CustomPair>,
 }
 

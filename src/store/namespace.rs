@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use hashbrown::HashMap;
 use smallvec::SmallVec;
+use smol_str::SmolStr;
 
 use super::blob::{Blob, BlobContent};
 use super::blob_table::{BlobEntry, BlobTable};
@@ -883,7 +884,7 @@ impl NsState {
     /// The metadata a reference push gets: its own where given, else the blob's.
     pub fn reference_meta(
         blob: Option<&Arc<Blob>>,
-        content_type: Option<smol_str::SmolStr>,
+        content_type: Option<SmolStr>,
         custom: Vec<super::meta::CustomPair>,
     ) -> SharedMeta {
         match blob {
@@ -904,10 +905,7 @@ impl NsState {
             {
                 Metadata::plain()
             }
-            None => SharedMeta::new(Metadata {
-                content_type: content_type.unwrap_or_else(super::meta::default_content_type),
-                custom: custom.into_boxed_slice(),
-            }),
+            None => SharedMeta::new(Metadata::with_default_type(content_type, custom)),
         }
     }
 }

@@ -6,6 +6,8 @@ use std::fs;
 use std::io;
 use std::sync::Arc;
 
+use smol_str::SmolStr;
+
 use super::blob::{Blob, BlobContent, StoredFile};
 use super::clock::Millis;
 use super::element::Element;
@@ -182,7 +184,7 @@ fn metadata(m: &LiveMeta) -> SharedMeta {
         return Metadata::plain();
     }
     SharedMeta::new(Metadata {
-        content_type: smol_str::SmolStr::new(&m.content_type),
+        content_type: SmolStr::new(&m.content_type),
         custom: m
             .custom
             .iter()
