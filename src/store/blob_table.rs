@@ -16,7 +16,7 @@ use std::sync::Arc;
 use hashbrown::hash_table::{Entry, OccupiedEntry};
 use hashbrown::HashTable;
 
-use super::blob::Blob;
+use super::blob::{prefetch_address, Blob};
 use super::clock::Millis;
 use super::ids::BlobId;
 
@@ -32,6 +32,9 @@ pub(crate) struct BlobEntry {
     /// [`key`] of the blob's id.
     key: u32,
 }
+
+/// Bytes of an entry in the table's buckets.
+const ENTRY: usize = size_of::<BlobEntry>();
 
 /// Stored through `/tbs` or handed out by a header-only pop: the blob then
 /// lives until its own deadline even with no element referencing it.
@@ -142,6 +145,13 @@ pub(crate) struct BlobTable {
     /// lookups of a blob that is not fresh (the pops of a long queue) skip
     /// the search. Bits of entries taken out stay until the batch goes in.
     fresh_keys: u128,
+    /// The address of `table`'s control bytes, which is also where its
+    /// buckets end (hashbrown's layout: bucket `i` is the `i + 1`-th entry
+    /// below it), as the last release through a slot found it. Only
+    /// [`BlobTable::prefetch_entry`] uses it, as a hint: after the table
+    /// moved it points at nothing in particular until the next release,
+    /// which costs a wasted prefetch, never a wrong read.
+    ctrl_at: usize,
 }
 
 /// 32 of the id's random bits (v4 UUIDs have 122).
@@ -295,7 +305,11 @@ impl BlobTable {
         }
         self.step();
         let mut found = match self.at_slot(blob) {
-            Some(slot) => self.table.get_bucket_entry(slot).ok()?,
+            Some(slot) => {
+                let found = self.table.get_bucket_entry(slot).ok()?;
+                self.ctrl_at = std::ptr::from_ref(found.get()).addr() + (slot + 1) * ENTRY;
+                found
+            }
             None => self.occupied(id)?,
         };
         let entry = found.get_mut();
@@ -304,6 +318,30 @@ impl BlobTable {
             return Some(None);
         }
         Some(Some(found.remove().0))
+    }
+
+    /// The addresses of the control byte and the bucket that `blob`'s
+    /// recorded slot leads to, if the slot is in the table.
+    fn slot_addresses(&self, blob: &Blob) -> Option<(usize, usize)> {
+        let slot = blob.slot();
+        (slot < self.table.num_buckets() && self.ctrl_at != 0).then(|| {
+            (
+                self.ctrl_at.wrapping_add(slot),
+                self.ctrl_at.wrapping_sub((slot + 1) * ENTRY),
+            )
+        })
+    }
+
+    /// Asks the CPU for the control byte and bucket of `blob`'s entry, so
+    /// that its release a request later finds both at hand. In a table
+    /// larger than the caches the bucket was a cache and TLB miss that a
+    /// pop of a long queue waited for (about 0.35 µs); the prefetch still
+    /// waits for the page walk, about half of it.
+    pub fn prefetch_entry(&self, blob: &Blob) {
+        if let Some((ctrl, bucket)) = self.slot_addresses(blob) {
+            prefetch_address(std::ptr::without_provenance(ctrl));
+            prefetch_address(std::ptr::without_provenance(bucket));
+        }
     }
 
     pub fn remove(&mut self, id: BlobId) -> Option<BlobEntry> {
@@ -670,6 +708,43 @@ mod tests {
             Some(b.id())
         );
         assert_eq!(table.len(), blobs.len() - 3);
+    }
+
+    #[test]
+    fn the_prefetch_of_an_entry_asks_for_its_own_control_byte_and_bucket() {
+        let mut table = BlobTable::default();
+        let blobs: Vec<Arc<Blob>> = (0..4 * FRESH_BATCH)
+            .map(|_| {
+                let e = entry(1);
+                let blob = e.blob.clone();
+                table.insert_new(e);
+                blob
+            })
+            .collect();
+        // No release through a slot yet: nothing to compute from.
+        assert_eq!(table.slot_addresses(&blobs[1]), None);
+        // A small table grows all at once, leaving slots behind: make every
+        // blob's slot true.
+        let ctrl_bytes = table.table.num_buckets();
+        for slot in 0..ctrl_bytes {
+            if let Some(entry) = table.table.get_bucket(slot) {
+                entry.blob.set_slot(slot);
+            }
+        }
+        assert!(table.release(&blobs[0], Millis(10)).unwrap().is_some());
+        assert_eq!(table.table.num_buckets(), ctrl_bytes);
+        for blob in &blobs[1..] {
+            let entry = table.table.get_bucket(blob.slot()).unwrap();
+            assert!(Arc::ptr_eq(&entry.blob, blob));
+            // hashbrown's layout, which the prefetch assumes: the buckets
+            // end where the control bytes begin, one byte per bucket.
+            let (ctrl, bucket) = table.slot_addresses(blob).unwrap();
+            assert_eq!(bucket, std::ptr::from_ref(entry).addr());
+            assert_eq!(ctrl - blob.slot(), table.ctrl_at);
+        }
+        // A slot beyond the table (a blob not placed yet) asks for nothing.
+        blobs[1].set_slot(ctrl_bytes);
+        assert_eq!(table.slot_addresses(&blobs[1]), None);
     }
 
     #[test]

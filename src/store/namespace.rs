@@ -446,6 +446,7 @@ impl NsState {
                 // Here, while the queue is at hand: `finish_pop` would have
                 // to look it up again.
                 q.count_pop();
+                q.prefetch_next(&self.blobs);
             }
             self.totals.element_unqueued();
             self.held -= 1;
