@@ -19,6 +19,7 @@ use hashbrown::HashTable;
 use super::blob::{prefetch_address, Blob};
 use super::clock::Millis;
 use super::ids::BlobId;
+use super::table_memory::TableMemory;
 
 /// What the namespace keeps about one blob: 24 bytes.
 #[derive(Debug)]
@@ -124,10 +125,10 @@ const FRESH_BATCH: usize = 32;
 /// table is empty, lookups try both.
 #[derive(Debug, Default)]
 pub(crate) struct BlobTable {
-    table: HashTable<BlobEntry>,
+    table: HashTable<BlobEntry, TableMemory>,
     /// The table being emptied into `table`; empty, with no allocation,
     /// when no resize is under way.
-    old: HashTable<BlobEntry>,
+    old: HashTable<BlobEntry, TableMemory>,
     /// The next bucket of `old` to move.
     cursor: usize,
     /// Buckets of `table` that the last resize step moved an entry into,
@@ -161,7 +162,7 @@ fn key(id: BlobId) -> u32 {
 }
 
 /// Records in an entry's blob the bucket the entry was just placed in.
-fn note_slot(placed: &OccupiedEntry<'_, BlobEntry>) {
+fn note_slot(placed: &OccupiedEntry<'_, BlobEntry, TableMemory>) {
     placed.get().blob.set_slot(placed.bucket_index());
 }
 
@@ -377,7 +378,7 @@ impl BlobTable {
     }
 
     /// The entry of blob `id`, in whichever table holds it.
-    fn occupied(&mut self, id: BlobId) -> Option<OccupiedEntry<'_, BlobEntry>> {
+    fn occupied(&mut self, id: BlobId) -> Option<OccupiedEntry<'_, BlobEntry, TableMemory>> {
         let h = hash(id);
         match self.table.find_entry(h, is(id)) {
             Ok(found) => Some(found),
@@ -394,7 +395,7 @@ impl BlobTable {
             return;
         }
         self.note_moved();
-        let bigger = HashTable::with_capacity(len * 2);
+        let bigger = HashTable::with_capacity_in(len * 2, TableMemory);
         self.old = std::mem::replace(&mut self.table, bigger);
         self.cursor = 0;
     }
@@ -406,7 +407,7 @@ impl BlobTable {
         self.note_moved();
         if self.old.is_empty() {
             if self.old.allocation_size() != 0 {
-                self.old = HashTable::new();
+                self.old = HashTable::new_in(TableMemory);
             }
             return;
         }
@@ -423,7 +424,7 @@ impl BlobTable {
         }
         self.cursor = end;
         if self.old.is_empty() {
-            self.old = HashTable::new();
+            self.old = HashTable::new_in(TableMemory);
         }
     }
 

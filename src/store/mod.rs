@@ -17,6 +17,7 @@ mod queue;
 mod recovery;
 pub mod stats;
 mod sweeper;
+mod table_memory;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

@@ -446,7 +446,7 @@ impl NsState {
                 // Here, while the queue is at hand: `finish_pop` would have
                 // to look it up again.
                 q.count_pop();
-                q.prefetch_next(&self.blobs);
+                prefetch_next_pops(q, &self.blobs);
             }
             self.totals.element_unqueued();
             self.held -= 1;
@@ -908,6 +908,21 @@ impl NsState {
             }
             None => SharedMeta::new(Metadata::with_default_type(content_type, custom)),
         }
+    }
+}
+
+/// Asks the CPU for what the next pops of `q` will read: the blob of the
+/// element after the head, and for the head, whose blob the pop before asked
+/// for, its bytes and its entry in `blobs`. Queued blobs and their entries
+/// are long out of the caches, and a pop otherwise waits for each in turn.
+fn prefetch_next_pops(q: &Queue, blobs: &BlobTable) {
+    let mut next = q.next_blobs();
+    if let Some(Some(blob)) = next.next() {
+        blob.prefetch_bytes();
+        blobs.prefetch_entry(blob);
+    }
+    if let Some(Some(blob)) = next.next() {
+        Blob::prefetch(blob);
     }
 }
 

@@ -1,11 +1,11 @@
 //! One FIFO queue: its ready elements and the consumers waiting on it.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
 use super::blob::Blob;
-use super::blob_table::BlobTable;
 use super::clock::Millis;
 use super::element::Element;
 use super::ids::Receipt;
@@ -211,19 +211,10 @@ impl Queue {
         Some((seq, element))
     }
 
-    /// Asks the CPU for what the next pops will read: the blob of the
-    /// element after the head, and for the head, whose blob the pop before
-    /// asked for, its bytes and its entry in `blobs`. Queued blobs are long
-    /// out of the caches, and a pop otherwise waits for each in turn.
-    pub fn prefetch_next(&self, blobs: &BlobTable) {
-        let mut next = self.ready.iter().take(2).flatten();
-        if let Some(blob) = next.next().and_then(|e| e.blob.as_ref()) {
-            blob.prefetch_bytes();
-            blobs.prefetch_entry(blob);
-        }
-        if let Some(blob) = next.next().and_then(|e| e.blob.as_ref()) {
-            Blob::prefetch(blob);
-        }
+    /// The blobs of the next two elements a pop would take (`None` for one
+    /// without data), for the namespace to prefetch.
+    pub fn next_blobs(&self) -> impl Iterator<Item = Option<&Arc<Blob>>> {
+        self.ready.iter().take(2).flatten().map(|e| e.blob.as_ref())
     }
 
     /// Removes the element with sequence number `seq` (the sweeper's path).
