@@ -19,7 +19,6 @@ use hashbrown::HashTable;
 use super::blob::{prefetch_address, Blob};
 use super::clock::Millis;
 use super::ids::BlobId;
-use super::table_memory::TableMemory;
 
 /// What the namespace keeps about one blob: 24 bytes.
 #[derive(Debug)]
@@ -125,10 +124,10 @@ const FRESH_BATCH: usize = 32;
 /// table is empty, lookups try both.
 #[derive(Debug, Default)]
 pub(crate) struct BlobTable {
-    table: HashTable<BlobEntry, TableMemory>,
+    table: HashTable<BlobEntry>,
     /// The table being emptied into `table`; empty, with no allocation,
     /// when no resize is under way.
-    old: HashTable<BlobEntry, TableMemory>,
+    old: HashTable<BlobEntry>,
     /// The next bucket of `old` to move.
     cursor: usize,
     /// Buckets of `table` that the last resize step moved an entry into,
@@ -162,7 +161,7 @@ fn key(id: BlobId) -> u32 {
 }
 
 /// Records in an entry's blob the bucket the entry was just placed in.
-fn note_slot(placed: &OccupiedEntry<'_, BlobEntry, TableMemory>) {
+fn note_slot(placed: &OccupiedEntry<'_, BlobEntry>) {
     placed.get().blob.set_slot(placed.bucket_index());
 }
 
@@ -378,7 +377,7 @@ impl BlobTable {
     }
 
     /// The entry of blob `id`, in whichever table holds it.
-    fn occupied(&mut self, id: BlobId) -> Option<OccupiedEntry<'_, BlobEntry, TableMemory>> {
+    fn occupied(&mut self, id: BlobId) -> Option<OccupiedEntry<'_, BlobEntry>> {
         let h = hash(id);
         match self.table.find_entry(h, is(id)) {
             Ok(found) => Some(found),
@@ -395,7 +394,7 @@ impl BlobTable {
             return;
         }
         self.note_moved();
-        let bigger = HashTable::with_capacity_in(len * 2, TableMemory);
+        let bigger = HashTable::with_capacity(len * 2);
         self.old = std::mem::replace(&mut self.table, bigger);
         self.cursor = 0;
     }
@@ -407,7 +406,7 @@ impl BlobTable {
         self.note_moved();
         if self.old.is_empty() {
             if self.old.allocation_size() != 0 {
-                self.old = HashTable::new_in(TableMemory);
+                self.old = HashTable::new();
             }
             return;
         }
@@ -424,7 +423,7 @@ impl BlobTable {
         }
         self.cursor = end;
         if self.old.is_empty() {
-            self.old = HashTable::new_in(TableMemory);
+            self.old = HashTable::new();
         }
     }
 

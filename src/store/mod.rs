@@ -17,7 +17,6 @@ mod queue;
 mod recovery;
 pub mod stats;
 mod sweeper;
-mod table_memory;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
