@@ -16,8 +16,9 @@
 //! of a conforming answer with no queue logic behind them: the least any
 //! server that meets the contract must do. It serves on blobq's own runtime
 //! and HTTP/1 settings
-//! (`blobq::server::runtime` and `http1_builder` with the default
-//! configuration) and allocator (jemalloc), with `TCP_NODELAY` like blobq,
+//! (`blobq::server::runtime`, and `http1_builder` with the default
+//! configuration given each connection's own header-read timer by
+//! `connection_builder`) and allocator (jemalloc), with `TCP_NODELAY` like blobq,
 //! so the gap between the two is the cost of blobq's routing, validation,
 //! store and metrics.
 //!
@@ -78,7 +79,8 @@ fn main() -> std::io::Result<()> {
             let _ = stream.set_nodelay(true);
             let body = body.clone();
             let service = service_fn(move |req| answer(req, body.clone()));
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = blobq::server::connection_builder(&builder)
+                .serve_connection(TokioIo::new(stream), service);
             tokio::spawn(async move {
                 let _ = conn.await;
             });

@@ -1,5 +1,6 @@
 //! The listener, the connections and graceful shutdown.
 
+mod header_timer;
 mod stop;
 
 use std::future::Future;
@@ -61,6 +62,14 @@ pub fn http1_builder(config: &Config) -> http1::Builder {
     if config.max_headers != HYPER_DEFAULT_MAX_HEADERS {
         builder.max_headers(config.max_headers);
     }
+    builder
+}
+
+/// `builder` with a header-read timer for one connection
+/// (`header_timer.rs`). Call inside a tokio runtime.
+pub fn connection_builder(builder: &http1::Builder) -> http1::Builder {
+    let mut builder = builder.clone();
+    builder.timer(header_timer::ConnectionTimer::new());
     builder
 }
 
@@ -127,7 +136,7 @@ impl Server {
             let _ = stream.set_nodelay(true);
             let app = app.clone();
             let service = service_fn(move |req| app.clone().serve(req));
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = connection_builder(&builder).serve_connection(TokioIo::new(stream), service);
             let stop = stops.register();
             connections.spawn(async move {
                 let mut conn = std::pin::pin!(conn);
