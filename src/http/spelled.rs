@@ -6,14 +6,13 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use smallvec::SmallVec;
 use uuid::Uuid;
 
-/// Text up to this long is written on the stack and moved into the one
-/// allocation its `Bytes` share (`Bytes::from_owner`), which also holds their
-/// reference count. Text in a `Vec` took two: the `Vec`, and the count once the
-/// first value was sliced from it. A push answer with two short names is about
-/// 150 bytes, a pop's values at most 158.
+/// Text up to this long is written into an array on the stack and moved
+/// into the one allocation its `Bytes` share (`Bytes::from_owner`), which
+/// also holds their reference count. Text in a `Vec` took two: the `Vec`,
+/// and the count once the first value was sliced from it. A push answer with
+/// two short names is about 150 bytes, a pop's values at most 158.
 const INLINE_TEXT: usize = 256;
 
 /// Most values one answer spells out (a leased pop: blob id, size,
@@ -22,16 +21,91 @@ const MAX_VALUES: usize = 6;
 
 /// Text being written, and which header each spelled value is for.
 pub struct Spelled {
-    text: SmallVec<[u8; INLINE_TEXT]>,
+    text: Text,
     values: [Option<(HeaderName, Range<usize>)>; MAX_VALUES],
     count: usize,
 }
 
+/// The text: inline while it fits, then in a `Vec`. Each piece written is a
+/// bounds-checked copy that the compiler turns into a few moves for the
+/// literals of an answer, where a growable buffer's append was a call per
+/// piece (a push answer is written in a dozen of them).
+#[allow(clippy::large_enum_variant)] // on purpose: the inline text is the point
+enum Text {
+    Inline {
+        bytes: [u8; INLINE_TEXT],
+        len: usize,
+    },
+    Spilled(Vec<u8>),
+}
+
+impl Text {
+    fn len(&self) -> usize {
+        match self {
+            Text::Inline { len, .. } => *len,
+            Text::Spilled(v) => v.len(),
+        }
+    }
+
+    #[inline]
+    fn put(&mut self, piece: &[u8]) {
+        match self {
+            Text::Inline { bytes, len } => match bytes.get_mut(*len..*len + piece.len()) {
+                Some(room) => {
+                    room.copy_from_slice(piece);
+                    *len += piece.len();
+                }
+                None => self.spill(piece),
+            },
+            Text::Spilled(v) => v.extend_from_slice(piece),
+        }
+    }
+
+    /// Moves the text to a `Vec`, `piece` last: it outgrew the inline room.
+    #[cold]
+    fn spill(&mut self, piece: &[u8]) {
+        if let Text::Inline { bytes, len } = self {
+            let mut v = Vec::with_capacity(2 * INLINE_TEXT + piece.len());
+            v.extend_from_slice(&bytes[..*len]);
+            v.extend_from_slice(piece);
+            *self = Text::Spilled(v);
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Text::Inline { bytes, len } => Bytes::from_owner(InlineText { bytes, len }),
+            Text::Spilled(v) => Bytes::from(v),
+        }
+    }
+}
+
+/// Inline text as the owner of its `Bytes`.
+struct InlineText {
+    bytes: [u8; INLINE_TEXT],
+    len: usize,
+}
+
+impl AsRef<[u8]> for InlineText {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 impl Spelled {
-    /// Room for `bytes` of text before the buffer grows.
+    /// Room for `bytes` of text before the buffer grows: on the stack up to
+    /// [`INLINE_TEXT`].
     pub fn with_capacity(bytes: usize) -> Spelled {
+        let text = if bytes <= INLINE_TEXT {
+            Text::Inline {
+                bytes: [0; INLINE_TEXT],
+                len: 0,
+            }
+        } else {
+            Text::Spilled(Vec::with_capacity(bytes))
+        };
         Spelled {
-            text: SmallVec::with_capacity(bytes),
+            text,
             values: Default::default(),
             count: 0,
         }
@@ -39,8 +113,9 @@ impl Spelled {
 
     /// Appends text that is no header's value (the punctuation of a JSON
     /// body written into the same buffer).
+    #[inline]
     pub fn text(&mut self, text: &[u8]) {
-        self.text.extend_from_slice(text);
+        self.text.put(text);
     }
 
     /// Appends `id` hyphenated, as header `name`'s value.
@@ -56,7 +131,7 @@ impl Spelled {
 
     fn value(&mut self, name: HeaderName, text: &[u8]) {
         let start = self.text.len();
-        self.text.extend_from_slice(text);
+        self.text.put(text);
         let at = start..self.text.len();
         // Only an answer spelling more than MAX_VALUES would find no slot:
         // the value still stands in the text but gets no header, which that
@@ -70,7 +145,7 @@ impl Spelled {
     /// Inserts every value into `headers`, each a slice of the one buffer,
     /// and returns the whole text.
     pub fn insert_into(self, headers: &mut HeaderMap) -> Bytes {
-        let text = Bytes::from_owner(self.text);
+        let text = self.text.into_bytes();
         for (name, at) in self.values.into_iter().flatten() {
             // Ids and decimal digits are always valid header text.
             if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(at)) {
@@ -95,7 +170,7 @@ mod tests {
         spelled.number(HeaderName::from_static("x-n"), 18_446_744_073_709_551_615);
         spelled.number(HeaderName::from_static("x-zero"), 0);
         assert!(
-            !spelled.text.spilled(),
+            matches!(spelled.text, Text::Inline { .. }),
             "an answer's text is written on the stack"
         );
         let mut headers = HeaderMap::new();
