@@ -185,6 +185,20 @@ mod tests {
     }
 
     #[test]
+    fn text_asked_for_beyond_the_inline_room_starts_on_the_heap() {
+        let id = Uuid::from_u128(7);
+        let mut spelled = Spelled::with_capacity(INLINE_TEXT + 1);
+        assert!(matches!(spelled.text, Text::Spilled(_)));
+        spelled.text(b"[");
+        spelled.id(HeaderName::from_static("x-id"), id);
+        spelled.text(b"]");
+        let mut headers = HeaderMap::new();
+        let text = spelled.insert_into(&mut headers);
+        assert_eq!(headers["x-id"], id.hyphenated().to_string());
+        assert_eq!(text, format!("[{}]", id.hyphenated()));
+    }
+
+    #[test]
     fn text_longer_than_the_inline_room_is_kept_whole() {
         let mut spelled = Spelled::with_capacity(16);
         let long = vec![b'n'; 3 * INLINE_TEXT];

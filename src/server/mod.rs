@@ -50,7 +50,8 @@ pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
 }
 
 /// The HTTP/1 settings of every connection. Public so that the benchmark
-/// ceiling serves with exactly the same ones.
+/// ceiling serves with exactly the same ones. Its timer is hyper-util's,
+/// shared; [`connection_builder`] gives each connection one of its own.
 pub fn http1_builder(config: &Config) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
