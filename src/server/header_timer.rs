@@ -44,10 +44,6 @@ impl Timer for ConnectionTimer {
         lock(&self.sleep).as_mut().reset(deadline.into());
         Box::pin(HeaderSleep(self.sleep.clone()))
     }
-
-    fn reset(&self, sleep: &mut Pin<Box<dyn Sleep>>, new_deadline: Instant) {
-        *sleep = self.sleep_until(new_deadline);
-    }
 }
 
 fn lock(sleep: &Shared) -> std::sync::MutexGuard<'_, Pin<Box<tokio::time::Sleep>>> {

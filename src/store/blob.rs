@@ -196,8 +196,8 @@ impl Blob {
     /// waiting for memory: a queued blob is long out of the caches.
     pub(crate) fn prefetch(this: &Arc<Blob>) {
         let fields = Arc::as_ptr(this).cast::<u8>();
-        // The reference counts sit just before the fields.
-        prefetch_address(fields.wrapping_sub(16));
+        // The strong and weak counts sit just before the fields.
+        prefetch_address(fields.wrapping_sub(2 * size_of::<usize>()));
         prefetch_address(fields.wrapping_add(size_of::<Blob>() - 1));
     }
 
