@@ -1,4 +1,5 @@
-//! Micro-benchmarks of the store alone, through its public API: no HTTP.
+//! Micro-benchmarks of the embedded engine alone, through the storage seam
+//! (`blobq::backend::Backend`): no HTTP.
 //!
 //! `cargo bench --bench store`. Under `cargo test --all-targets` Criterion
 //! runs each benchmark once, as a smoke test.
@@ -8,15 +9,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
+use blobq::backend::name::Name;
+use blobq::backend::{Backend, IncomingBody, PopOptions, PushOptions};
 use blobq::config::{Config, Settings};
-use blobq::store::blob::BlobContent;
-use blobq::store::name::Name;
-use blobq::store::{MetaInput, PopMode, Store};
+use blobq::store::Store;
 
-const DATA: PopMode = PopMode {
-    with_data: true,
-    lease_ms: None,
-};
+fn data(wait: Duration) -> PopOptions {
+    PopOptions {
+        with_data: true,
+        lease: None,
+        wait,
+    }
+}
 
 struct Fixture {
     runtime: tokio::runtime::Runtime,
@@ -54,16 +58,20 @@ fn fixture() -> Fixture {
 
 impl Fixture {
     fn push(&self) {
-        let data = Some((BlobContent::Memory(self.body.clone()), 100));
-        self.store
-            .push(&self.ns, &self.queue, data, MetaInput::default(), 3600)
+        let body = IncomingBody::from_bytes(self.body.clone());
+        let opts = PushOptions {
+            lifetime: 3600,
+            ..PushOptions::default()
+        };
+        self.runtime
+            .block_on(self.store.push(&self.ns, &self.queue, body, opts))
             .expect("push");
     }
 
     fn pop(&self) {
         let popped = self
             .runtime
-            .block_on(self.store.pop(&self.ns, &self.queue, DATA, Duration::ZERO))
+            .block_on(self.store.pop(&self.ns, &self.queue, data(Duration::ZERO)))
             .expect("pop");
         assert!(popped.is_some(), "queue ran empty");
     }
@@ -103,11 +111,19 @@ fn small_elements(c: &mut Criterion) {
                 let (ns, q) = (f.ns.clone(), f.queue.clone());
                 let waiter =
                     tokio::spawn(
-                        async move { store.pop(&ns, &q, DATA, Duration::from_secs(10)).await },
+                        async move { store.pop(&ns, &q, data(Duration::from_secs(10))).await },
                     );
                 // Let the waiter register before pushing.
                 tokio::task::yield_now().await;
-                f.push();
+                let body = IncomingBody::from_bytes(f.body.clone());
+                let opts = PushOptions {
+                    lifetime: 3600,
+                    ..PushOptions::default()
+                };
+                f.store
+                    .push(&f.ns, &f.queue, body, opts)
+                    .await
+                    .expect("push");
                 let popped = waiter.await.expect("join").expect("pop");
                 assert!(popped.is_some(), "the waiter timed out");
             })

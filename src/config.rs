@@ -11,8 +11,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::backend::name::Name;
 use crate::http::request::RequestLimits;
-use crate::store::name::Name;
 use crate::store::{DurabilityConfig, FsyncMode, Quota, StoreConfig};
 
 #[derive(Parser, Debug)]

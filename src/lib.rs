@@ -6,6 +6,7 @@
 //! - [`store`]: namespaces, queues, blobs, spill files and expiry; no HTTP.
 //! - [`metrics`]: the Prometheus registry.
 
+pub mod backend;
 pub mod config;
 pub mod http;
 pub mod metrics;

@@ -51,7 +51,7 @@ fn main() -> ExitCode {
 async fn serve(config: Config) -> std::io::Result<()> {
     raise_fd_limit(config.max_connections);
     let server = Server::bind(&config).await?;
-    tracing::info!(addr = %server.local_addr()?, spill_dir = %server.store().spill_dir().display(), "listening");
+    tracing::info!(addr = %server.local_addr()?, spill_dir = %server.spill_dir().display(), "listening");
     server.run(shutdown_signal()).await
 }
 

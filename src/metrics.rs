@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::store::Store;
+use crate::backend::Backend;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -110,11 +110,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(store: Store) -> Metrics {
+    pub fn new(backend: Arc<dyn Backend>) -> Metrics {
         let mut registry = Registry::with_prefix("blobq");
         let shards = Arc::new(Shards::default());
         registry.register_collector(Box::new(RequestCollector(shards.clone())));
-        registry.register_collector(Box::new(StoreCollector(store)));
+        registry.register_collector(Box::new(StoreCollector(backend)));
         Metrics {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             registry,
@@ -262,7 +262,7 @@ impl Collector for RequestCollector {
 
 /// Reads the store's totals on each scrape, so the hot path only bumps atomics.
 #[derive(Clone)]
-struct StoreCollector(Store);
+struct StoreCollector(Arc<dyn Backend>);
 
 impl std::fmt::Debug for StoreCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -328,7 +328,7 @@ mod tests {
         let config = Config::from_settings(Settings::default()).unwrap();
         let mut store = config.store();
         store.spill_dir = dir.to_owned();
-        Metrics::new(Store::new(store).unwrap())
+        Metrics::new(Arc::new(crate::store::Store::new(store).unwrap()))
     }
 
     /// The request count of series `route`, `status` in the exposition.

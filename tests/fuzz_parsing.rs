@@ -11,16 +11,16 @@
 
 use std::time::Duration;
 
+use blobq::backend::ids::{BlobId, Receipt};
+use blobq::backend::meta::{
+    parse_content_type, CustomPair, MAX_CONTENT_TYPE_LEN, MAX_CUSTOM_KEY_LEN, MAX_CUSTOM_VALUE_LEN,
+};
+use blobq::backend::name::{Name, MAX_NAME_LEN};
 use blobq::http::request::{
     self, delete_after_read, extend_query, no_query, PopQuery, PushHeaders, RequestLimits, LIFETIME,
 };
 use blobq::http::route::Route;
 use blobq::http::ApiError;
-use blobq::store::ids::{BlobId, Receipt};
-use blobq::store::meta::{
-    parse_content_type, CustomPair, MAX_CONTENT_TYPE_LEN, MAX_CUSTOM_KEY_LEN, MAX_CUSTOM_VALUE_LEN,
-};
-use blobq::store::name::{Name, MAX_NAME_LEN};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;

@@ -3,14 +3,13 @@
 use http::header::LOCATION;
 use http::request::Parts;
 use http::{Response, StatusCode};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 use serde::Serialize;
 
-use super::queues::{describe, receive_body};
+use super::queues::describe;
 use super::request::{delete_after_read, name, PushHeaders, BLOB_ID};
 use super::spelled::Spelled;
 use super::{header_value, json, App, Body, Handled};
-use crate::store::Commit;
 
 #[derive(Serialize)]
 struct Stored<'a> {
@@ -24,19 +23,14 @@ struct Stored<'a> {
 pub(super) async fn store(app: &App, ns: &str, head: &Parts, body: Incoming) -> Handled {
     let nsn = name("namespace", ns)?;
     let push = PushHeaders::parse(&head.headers, &app.limits)?;
-    app.store
-        .precheck_quota(&nsn, 0, body.size_hint().exact())?;
-    let (content, size) = receive_body(&app.store, body, app.limits.body_read_timeout).await?;
-    let blob = app
-        .store
-        .store_blob(&nsn, content, size, push.meta, push.lifetime)?;
-    app.store.durable(Commit::Accepted).await?;
-    let id = blob.id().to_string();
+    let body = super::body::incoming(body, app.limits.body_read_timeout);
+    let blob = app.backend.store_blob(&nsn, body, push.options()).await?;
+    let id = blob.id.to_string();
     let answer = Stored {
         id: id.clone(),
-        size,
-        lifetime: push.lifetime,
-        content_type: &blob.meta().content_type,
+        size: blob.size,
+        lifetime: blob.lifetime,
+        content_type: &blob.meta.content_type,
     };
     let mut response = json(StatusCode::CREATED, &answer)?;
     let headers = response.headers_mut();
@@ -49,11 +43,8 @@ pub(super) async fn store(app: &App, ns: &str, head: &Parts, body: Incoming) -> 
 pub(super) async fn read(app: &App, ns: &str, id: &str, head: &Parts) -> Handled {
     let nsn = name("namespace", ns)?;
     let delete = delete_after_read(head.uri.query())?;
-    let blob = app.store.read_blob(&nsn, id, delete).await?;
-    if delete {
-        app.store.durable(Commit::Consumed).await?;
-    }
-    let mut response = Response::new(Body::blob(blob.body, blob.size));
+    let blob = app.backend.read_blob(&nsn, id, delete).await?;
+    let mut response = Response::new(Body::payload(blob.body));
     let headers = response.headers_mut();
     let mut spelled = Spelled::with_capacity(96);
     describe(
@@ -71,8 +62,7 @@ pub(super) async fn read(app: &App, ns: &str, id: &str, head: &Parts) -> Handled
 /// `DELETE /tbs/{ns}/blobs/{id}`
 pub(super) async fn delete(app: &App, ns: &str, id: &str) -> Handled {
     let nsn = name("namespace", ns)?;
-    app.store.delete_blob(&nsn, id)?;
-    app.store.durable(Commit::Consumed).await?;
+    app.backend.delete_blob(&nsn, id).await?;
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)

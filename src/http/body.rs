@@ -1,24 +1,90 @@
-//! The response body: bytes already in memory, or a spill file streamed in
-//! chunks so a large element is never read whole into memory.
+//! Bodies at the HTTP edge: a request body turned into the stream an engine
+//! reads, and the response body made of bytes or of an engine's stream.
 
+use std::fmt::Display;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
 use hyper::body::{Frame, SizeHint};
-use tokio_util::io::ReaderStream;
+use tokio::time::Sleep;
 
-use crate::store::blob::BlobBody;
+use crate::backend::{BodyError, BodyStream, IncomingBody, Payload};
 
-/// Size of the reads that stream a spill file back to a client.
-const FILE_CHUNK: usize = 256 * 1024;
+/// A request body as an engine takes it. A client that sends nothing for
+/// `idle` fails the stream with `BodyError::Timeout`: a slow-body client
+/// must not hold a connection and a half-written file forever.
+pub fn incoming<B>(body: B, idle: Duration) -> IncomingBody
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Display,
+{
+    IncomingBody {
+        announced: body.size_hint().exact(),
+        chunks: Box::pin(IdleTimed {
+            body,
+            idle,
+            timer: None,
+        }),
+    }
+}
 
+/// The frames of a body as chunks, with a timer that runs only while the
+/// next frame is awaited (a small body has usually arrived with the head).
+struct IdleTimed<B> {
+    body: B,
+    idle: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<B> Stream for IdleTimed<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Display,
+{
+    type Item = Result<Bytes, BodyError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.timer = None;
+                    // Trailers carry no bytes of the element.
+                    if let Ok(data) = frame.into_data() {
+                        return Poll::Ready(Some(Ok(data)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Some(Err(BodyError::Read(e.to_string()))))
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => {
+                    let idle = this.idle;
+                    let timer = this
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                    return match timer.as_mut().poll(cx) {
+                        Poll::Ready(()) => {
+                            Poll::Ready(Some(Err(BodyError::Timeout(idle.as_secs()))))
+                        }
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// A response body: bytes in memory, or an engine's stream of known length.
 pub enum Body {
     Full(Option<Bytes>),
-    File {
-        stream: ReaderStream<tokio::fs::File>,
+    Stream {
+        chunks: BodyStream<io::Error>,
         remaining: u64,
     },
 }
@@ -33,13 +99,13 @@ impl Body {
         Body::Full((!b.is_empty()).then_some(b))
     }
 
-    /// The body of a blob of `size` bytes.
-    pub fn blob(content: BlobBody, size: u64) -> Body {
-        match content {
-            BlobBody::Memory(b) => Body::bytes(b),
-            BlobBody::File(file) => Body::File {
-                stream: ReaderStream::with_capacity(file, FILE_CHUNK),
-                remaining: size,
+    /// The body of an element's or blob's bytes.
+    pub fn payload(payload: Payload) -> Body {
+        match payload {
+            Payload::Bytes(b) => Body::bytes(b),
+            Payload::Stream { len, chunks } => Body::Stream {
+                chunks,
+                remaining: len,
             },
         }
     }
@@ -55,20 +121,20 @@ impl hyper::body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::File { stream, remaining } => {
+            Body::Stream { chunks, remaining } => {
                 if *remaining == 0 {
                     return Poll::Ready(None);
                 }
-                match Pin::new(stream).poll_next(cx) {
+                match chunks.as_mut().poll_next(cx) {
                     Poll::Ready(Some(Ok(chunk))) => {
                         *remaining = remaining.saturating_sub(chunk.len() as u64);
                         Poll::Ready(Some(Ok(Frame::data(chunk))))
                     }
                     Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-                    // The file ended before its recorded size: never send a short body as complete.
+                    // Never send a short body as complete.
                     Poll::Ready(None) => Poll::Ready(Some(Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        "spill file shorter than its element",
+                        "the body ended before its length",
                     )))),
                     Poll::Pending => Poll::Pending,
                 }
@@ -79,14 +145,14 @@ impl hyper::body::Body for Body {
     fn is_end_stream(&self) -> bool {
         match self {
             Body::Full(b) => b.is_none(),
-            Body::File { remaining, .. } => *remaining == 0,
+            Body::Stream { remaining, .. } => *remaining == 0,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Body::File { remaining, .. } => SizeHint::with_exact(*remaining),
+            Body::Stream { remaining, .. } => SizeHint::with_exact(*remaining),
         }
     }
 }

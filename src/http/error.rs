@@ -5,8 +5,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
 use super::body::Body;
-use crate::store::ingest::IngestError;
-use crate::store::StoreError;
+use crate::backend::{BackendError, BodyError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -113,37 +112,30 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
+impl From<BackendError> for ApiError {
     #[cold]
     #[inline(never)]
-    fn from(e: StoreError) -> Self {
+    fn from(e: BackendError) -> Self {
         match e {
-            StoreError::BlobNotFound { .. } | StoreError::LeaseNotFound { .. } => {
+            BackendError::BlobNotFound { .. } | BackendError::LeaseNotFound { .. } => {
                 ApiError::NotFound(e.to_string())
             }
-            StoreError::NoDeadLetterQueue(_) => {
+            BackendError::NoDeadLetterQueue(_) => {
                 ApiError::bad_request("invalid-lease", e.to_string())
             }
-            StoreError::OverQuota { retry_after, .. } => ApiError::OverQuota {
+            BackendError::OverQuota { retry_after, .. } => ApiError::OverQuota {
                 detail: e.to_string(),
                 retry_after,
             },
-            StoreError::BlobGone => ApiError::Gone,
-            StoreError::ShuttingDown => ApiError::ShuttingDown,
-            StoreError::Io(e) => ApiError::Internal(e.to_string()),
-            StoreError::Journal(e) => ApiError::Internal(e.to_string()),
-        }
-    }
-}
-
-impl From<IngestError> for ApiError {
-    #[cold]
-    #[inline(never)]
-    fn from(e: IngestError) -> Self {
-        match e {
-            IngestError::TooLarge { limit } => ApiError::TooLarge { limit },
-            IngestError::DiskFull => ApiError::InsufficientStorage,
-            IngestError::Io(e) => ApiError::Internal(format!("spill file: {e}")),
+            BackendError::BlobGone => ApiError::Gone,
+            BackendError::ShuttingDown => ApiError::ShuttingDown,
+            BackendError::TooLarge { limit } => ApiError::TooLarge { limit },
+            BackendError::StorageFull => ApiError::InsufficientStorage,
+            BackendError::Body(BodyError::Timeout(secs)) => ApiError::BodyTimeout(secs),
+            BackendError::Body(BodyError::Read(detail)) => ApiError::BodyRead(detail),
+            BackendError::Write(_) => ApiError::Internal(e.to_string()),
+            BackendError::Io(e) => ApiError::Internal(e.to_string()),
+            BackendError::Durability(detail) => ApiError::Internal(detail),
         }
     }
 }

@@ -7,8 +7,7 @@ use serde::Serialize;
 
 use super::request::{extend_query, name, no_query, LEASE};
 use super::{header_value, json, ApiError, App, Body, Handled};
-use crate::store::name::Name;
-use crate::store::Commit;
+use crate::backend::name::Name;
 
 fn no_content() -> Handled {
     let mut response = Response::new(Body::empty());
@@ -26,15 +25,14 @@ fn names_without_query(ns: &str, q: &str, head: &Parts) -> Result<(Name, Name), 
 /// `DELETE .../leases/{receipt}`: the element is done with and removed.
 pub(super) async fn ack(app: &App, ns: &str, q: &str, receipt: &str, head: &Parts) -> Handled {
     let (nsn, qn) = names_without_query(ns, q, head)?;
-    app.store.ack(&nsn, &qn, receipt)?;
-    app.store.durable(Commit::Consumed).await?;
+    app.backend.ack(&nsn, &qn, receipt).await?;
     no_content()
 }
 
 /// `POST .../leases/{receipt}/release`: hands the element back at once.
-pub(super) fn release(app: &App, ns: &str, q: &str, receipt: &str, head: &Parts) -> Handled {
+pub(super) async fn release(app: &App, ns: &str, q: &str, receipt: &str, head: &Parts) -> Handled {
     let (nsn, qn) = names_without_query(ns, q, head)?;
-    app.store.release(&nsn, &qn, receipt)?;
+    app.backend.release(&nsn, &qn, receipt).await?;
     no_content()
 }
 
@@ -46,10 +44,10 @@ struct Extended<'a> {
 
 /// `POST .../leases/{receipt}/extend?lease=S`: restarts the lease with `S`
 /// seconds from now.
-pub(super) fn extend(app: &App, ns: &str, q: &str, receipt: &str, head: &Parts) -> Handled {
+pub(super) async fn extend(app: &App, ns: &str, q: &str, receipt: &str, head: &Parts) -> Handled {
     let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
     let lease = extend_query(head.uri.query(), &app.limits)?;
-    let seconds_left = app.store.extend(&nsn, &qn, receipt, lease)?;
+    let seconds_left = app.backend.extend(&nsn, &qn, receipt, lease).await?;
     let mut response = json(
         StatusCode::OK,
         &Extended {

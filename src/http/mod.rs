@@ -28,12 +28,12 @@ pub use error::ApiError;
 use request::RequestLimits;
 use route::Route;
 
+use crate::backend::Backend;
 use crate::metrics::Metrics;
-use crate::store::Store;
 
 /// Everything a request handler needs, shared by all connections.
 pub struct App {
-    pub store: Store,
+    pub backend: Arc<dyn Backend>,
     pub limits: RequestLimits,
     pub metrics: Metrics,
     /// Set when shutdown begins: new requests and `/healthz` answer `503`.
@@ -43,10 +43,10 @@ pub struct App {
 type Handled = Result<Response<Body>, ApiError>;
 
 impl App {
-    pub fn new(store: Store, limits: RequestLimits) -> App {
+    pub fn new(backend: Arc<dyn Backend>, limits: RequestLimits) -> App {
         App {
-            metrics: Metrics::new(store.clone()),
-            store,
+            metrics: Metrics::new(backend.clone()),
+            backend,
             limits,
             draining: AtomicBool::new(false),
         }
@@ -134,12 +134,16 @@ impl App {
                     Box::pin(queues::push_reference(self, ns, q, head)).await
                 }
                 (Route::Queue(ns, q), _) => queues::pop(self, ns, q, head).await,
-                (Route::QueueStats(ns, q), _) => queues::queue_stats(self, ns, q),
+                (Route::QueueStats(ns, q), _) => Box::pin(queues::queue_stats(self, ns, q)).await,
                 (Route::Lease(ns, q, r), _) => Box::pin(leases::ack(self, ns, q, r, head)).await,
-                (Route::LeaseRelease(ns, q, r), _) => leases::release(self, ns, q, r, head),
-                (Route::LeaseExtend(ns, q, r), _) => leases::extend(self, ns, q, r, head),
-                (Route::NamespaceStats(ns), _) => queues::namespace_stats(self, ns),
-                (Route::ServerStats, _) => queues::server_stats(self),
+                (Route::LeaseRelease(ns, q, r), _) => {
+                    Box::pin(leases::release(self, ns, q, r, head)).await
+                }
+                (Route::LeaseExtend(ns, q, r), _) => {
+                    Box::pin(leases::extend(self, ns, q, r, head)).await
+                }
+                (Route::NamespaceStats(ns), _) => Box::pin(queues::namespace_stats(self, ns)).await,
+                (Route::ServerStats, _) => Box::pin(queues::server_stats(self)).await,
                 (Route::Blobs(ns), _) => Box::pin(blobs::store(self, ns, head, body)).await,
                 (Route::Blob(ns, id), &Method::DELETE) => {
                     Box::pin(blobs::delete(self, ns, id)).await

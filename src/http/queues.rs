@@ -2,15 +2,12 @@
 //! namespaces and the server.
 
 use std::future::Future;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::FutureExt as _;
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 
 use super::request::{
     self, name, PopQuery, PushHeaders, BLOB_ID, CUSTOM_DATA, DELIVERIES, ELEMENT_ID, LEASE,
@@ -18,11 +15,9 @@ use super::request::{
 };
 use super::spelled::Spelled;
 use super::{bytes_value, header_value, json, json_bytes, ApiError, App, Body, Handled};
-use crate::store::blob::BlobContent;
-use crate::store::clock::saturating_millis;
-use crate::store::ids::{BlobId, ElementId};
-use crate::store::meta::{Metadata, DEFAULT_CONTENT_TYPE};
-use crate::store::{Commit, PopMode, Pushed, Store};
+use crate::backend::ids::{BlobId, ElementId};
+use crate::backend::meta::{Metadata, DEFAULT_CONTENT_TYPE};
+use crate::backend::{PopOptions, Pushed};
 
 /// The JSON body of a push answer.
 #[cfg_attr(test, derive(serde::Serialize))]
@@ -68,34 +63,6 @@ impl PushAnswer<'_> {
     }
 }
 
-/// Receives a request body chunk by chunk into memory or a spill file,
-/// giving up when the client sends nothing for `idle` (a slow-body client
-/// must not hold a connection and a half-written file forever).
-pub(super) async fn receive_body(
-    store: &Store,
-    body: Incoming,
-    idle: Duration,
-) -> Result<(BlobContent, u64), ApiError> {
-    let mut writer = store.blob_writer(body.size_hint().exact())?;
-    let mut body = body;
-    loop {
-        // A small body has usually arrived with the head: only a frame still
-        // to come needs a timer.
-        let next = match body.frame().now_or_never() {
-            Some(next) => next,
-            None => tokio::time::timeout(idle, body.frame())
-                .await
-                .map_err(|_| ApiError::BodyTimeout(idle.as_secs()))?,
-        };
-        let Some(frame) = next else { break };
-        let frame = frame.map_err(|e| ApiError::BodyRead(e.to_string()))?;
-        if let Ok(data) = frame.into_data() {
-            writer.write(data).await?;
-        }
-    }
-    Ok(writer.finish().await?)
-}
-
 fn pushed(ns: &str, q: &str, p: &Pushed) -> Handled {
     let answer = PushAnswer {
         id: p.id,
@@ -125,13 +92,8 @@ pub(super) fn push<'a>(
     async move {
         let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
         let push = PushHeaders::parse(&head.headers, &app.limits)?;
-        app.store
-            .precheck_quota(&nsn, 1, body.size_hint().exact())?;
-        let data = receive_body(&app.store, body, app.limits.body_read_timeout).await?;
-        let result = app
-            .store
-            .push(&nsn, &qn, Some(data), push.meta, push.lifetime)?;
-        app.store.durable(Commit::Accepted).await?;
+        let body = super::body::incoming(body, app.limits.body_read_timeout);
+        let result = app.backend.push(&nsn, &qn, body, push.options()).await?;
         pushed(ns, q, &result)
     }
 }
@@ -141,17 +103,11 @@ pub(super) fn push<'a>(
 pub(super) async fn push_reference(app: &App, ns: &str, q: &str, head: &Parts) -> Handled {
     let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
     let push = PushHeaders::parse(&head.headers, &app.limits)?;
-    let blob = match request::blob_reference(&head.headers)? {
-        None => None,
-        Some(raw) => Some(
-            raw.parse::<BlobId>()
-                .map_err(|_| ApiError::NotFound(format!("no blob {raw} in namespace {ns}")))?,
-        ),
-    };
+    let blob = request::blob_reference(&head.headers)?;
     let result = app
-        .store
-        .push_reference(&nsn, &qn, blob, push.meta, push.lifetime)?;
-    app.store.durable(Commit::Accepted).await?;
+        .backend
+        .push_reference(&nsn, &qn, blob, push.options())
+        .await?;
     pushed(ns, q, &result)
 }
 
@@ -188,17 +144,18 @@ pub(super) fn describe(
 pub(super) async fn pop(app: &App, ns: &str, q: &str, head: &Parts) -> Handled {
     let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
     let query = PopQuery::parse(head.uri.query(), &app.limits)?;
-    let mode = PopMode {
+    let opts = PopOptions {
         with_data: !query.header_only,
-        lease_ms: query.lease.map(saturating_millis),
+        lease: query.lease,
+        wait: query.timeout,
     };
-    let popped = app.store.pop(&nsn, &qn, mode, query.timeout).await?;
+    let popped = app.backend.pop(&nsn, &qn, opts).await?;
     let Some(p) = popped else {
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::NO_CONTENT;
         return Ok(response);
     };
-    let body = p.body.map_or_else(Body::empty, |b| Body::blob(b, p.size));
+    let body = p.body.map_or_else(Body::empty, Body::payload);
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     // Ids and numbers: at most 36 + 20 + 20 + 36 + 36 + 10 bytes. hyper
@@ -221,26 +178,28 @@ pub(super) async fn pop(app: &App, ns: &str, q: &str, head: &Parts) -> Handled {
     Ok(response)
 }
 
-pub(super) fn queue_stats(app: &App, ns: &str, q: &str) -> Handled {
+pub(super) async fn queue_stats(app: &App, ns: &str, q: &str) -> Handled {
     let (nsn, qn) = (name("namespace", ns)?, name("queue", q)?);
     let stats = app
-        .store
+        .backend
         .queue_stats(&nsn, &qn)
+        .await
         .ok_or_else(|| ApiError::NotFound(format!("no queue {q} in namespace {ns}")))?;
     json(StatusCode::OK, &stats)
 }
 
-pub(super) fn namespace_stats(app: &App, ns: &str) -> Handled {
+pub(super) async fn namespace_stats(app: &App, ns: &str) -> Handled {
     let nsn = name("namespace", ns)?;
     let stats = app
-        .store
+        .backend
         .namespace_stats(&nsn)
+        .await
         .ok_or_else(|| ApiError::NotFound(format!("no namespace {ns}")))?;
     json(StatusCode::OK, &stats)
 }
 
-pub(super) fn server_stats(app: &App) -> Handled {
-    json(StatusCode::OK, &app.store.server_stats())
+pub(super) async fn server_stats(app: &App) -> Handled {
+    json(StatusCode::OK, &app.backend.server_stats().await)
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use smallvec::SmallVec;
 
 use super::error::ApiError;
-use crate::store::meta::{parse_content_type, CustomPair};
-use crate::store::name::{Name, NameError};
-use crate::store::MetaInput;
+use crate::backend::meta::{parse_content_type, CustomPair};
+use crate::backend::name::{Name, NameError};
+use crate::backend::{MetaInput, PushOptions};
 
 // blobq's own headers, as `HeaderName`s made once: a name given as `&str`
 // is parsed on every lookup, and copied into an allocation on every insert.
@@ -133,6 +133,14 @@ impl PushHeaders {
             },
             lifetime,
         })
+    }
+
+    /// The options a push or a stored blob passes to the backend.
+    pub fn options(self) -> PushOptions {
+        PushOptions {
+            meta: self.meta,
+            lifetime: self.lifetime,
+        }
     }
 }
 

@@ -29,6 +29,8 @@ const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
+    /// Where the embedded engine keeps this process's spill files.
+    spill_dir: std::path::PathBuf,
     limits: ConnectionLimits,
     builder: http1::Builder,
 }
@@ -81,7 +83,8 @@ impl Server {
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Server {
             listener,
-            app: Arc::new(App::new(store, config.request_limits())),
+            spill_dir: store.spill_dir().to_owned(),
+            app: Arc::new(App::new(Arc::new(store), config.request_limits())),
             limits: ConnectionLimits {
                 shutdown_timeout: config.shutdown_timeout,
                 max_connections: config.max_connections,
@@ -94,8 +97,9 @@ impl Server {
         self.listener.local_addr()
     }
 
-    pub fn store(&self) -> Store {
-        self.app.store.clone()
+    /// The folder holding this process's spill files.
+    pub fn spill_dir(&self) -> &std::path::Path {
+        &self.spill_dir
     }
 
     /// Serves until `shutdown` completes, then stops accepting, answers
@@ -107,6 +111,7 @@ impl Server {
             app,
             limits,
             builder,
+            ..
         } = self;
         let connections = TaskTracker::new();
         let mut stops = StopSignals::default();
@@ -160,7 +165,7 @@ impl Server {
         drop(listener);
         tracing::info!("shutting down: no longer accepting connections");
         app.begin_draining();
-        app.store.begin_shutdown();
+        app.backend.begin_shutdown();
         stops.stop_all();
         connections.close();
         let timeout = limits.shutdown_timeout;
@@ -173,7 +178,7 @@ impl Server {
                 "requests still in flight at the shutdown timeout were cut off"
             );
         }
-        app.store.purge();
+        app.backend.close();
         tracing::info!("shutdown complete");
         Ok(())
     }

@@ -13,8 +13,8 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use super::name::Name;
 use super::namespace::Namespace;
+use crate::backend::name::Name;
 
 /// Namespaces a thread keeps at hand; the one used longest ago goes first.
 const AT_HAND: usize = 8;

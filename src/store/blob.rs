@@ -12,10 +12,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tempfile::TempPath;
 
-use super::ids::BlobId;
 use super::journal::Journal;
-use super::meta::SharedMeta;
 use super::stats::Totals;
+use crate::backend::ids::BlobId;
+use crate::backend::meta::SharedMeta;
 
 /// Where a blob's bytes live.
 #[derive(Debug)]
@@ -340,7 +340,7 @@ impl Drop for Blob {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::meta::Metadata;
+    use crate::backend::meta::Metadata;
 
     fn in_memory(totals: &Arc<Totals>) -> Arc<Blob> {
         let content = BlobContent::Memory(Bytes::from_static(b"abc"));

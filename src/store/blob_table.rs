@@ -18,7 +18,7 @@ use hashbrown::HashTable;
 
 use super::blob::{prefetch_address, Blob};
 use super::clock::Millis;
-use super::ids::BlobId;
+use crate::backend::ids::BlobId;
 
 /// What the namespace keeps about one blob: 24 bytes.
 #[derive(Debug)]
@@ -442,8 +442,8 @@ impl BlobTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::meta::Metadata;
     use crate::store::blob::BlobContent;
-    use crate::store::meta::Metadata;
     use crate::store::stats::Totals;
 
     fn entry(refs: u32) -> BlobEntry {

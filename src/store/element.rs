@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use super::blob::Blob;
 use super::clock::Millis;
-use super::ids::ElementId;
-use super::meta::SharedMeta;
+use crate::backend::ids::ElementId;
+use crate::backend::meta::SharedMeta;
 
 /// One queue entry. It is a value that moves: from the producer into a queue's
 /// ready list, from there (or straight from the producer) to a consumer. The

@@ -1,17 +1,16 @@
 //! The store: namespaces, queues, blobs, spill files and expiry. It knows
 //! nothing of HTTP; the HTTP layer calls the operations of [`Store`] with
-//! validated inputs and maps the [`StoreError`]s to responses.
+//! validated inputs and maps the [`BackendError`]s to responses.
 
 mod at_hand;
+mod backend_impl;
 pub mod blob;
 mod blob_table;
 pub mod clock;
 pub mod element;
-pub mod ids;
+mod file_body;
 pub mod ingest;
 pub mod journal;
-pub mod meta;
-pub mod name;
 mod namespace;
 mod queue;
 mod recovery;
@@ -25,19 +24,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use smol_str::SmolStr;
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
-use blob::{Blob, BlobBody, BlobContent};
+use crate::backend::ids::{BlobId, ElementId, Receipt};
+use crate::backend::name::Name;
+use crate::backend::{BackendError, BlobRead, LeaseGrant, MetaInput, Payload, Popped, Pushed};
+use blob::{Blob, BlobContent};
 use clock::Millis;
 use element::Element;
-use ids::{BlobId, ElementId, Receipt};
 use ingest::{BlobWriter, IngestError, IngestLimits};
+use journal::Journal;
 pub use journal::{Commit, DurabilityConfig, FsyncMode};
-use journal::{Journal, JournalFailed};
-use meta::{CustomPair, SharedMeta};
-use name::Name;
 pub use namespace::PopMode;
 use namespace::{Arrival, Graveyard, Namespace, NsState, Taken};
 pub use namespace::{Quota, QuotaExceeded};
@@ -71,89 +69,6 @@ pub struct StoreConfig {
     pub memory_limit: u64,
     /// Durable mode: where and how the store keeps its log.
     pub durability: Option<DurabilityConfig>,
-}
-
-/// What can go wrong in a store operation, as the client should learn it.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("no blob {id} in namespace {namespace}")]
-    BlobNotFound { namespace: Name, id: String },
-    #[error("the element's blob was deleted")]
-    BlobGone,
-    #[error("namespace {namespace} is over quota: {quota}")]
-    OverQuota {
-        namespace: Name,
-        quota: QuotaExceeded,
-        /// Seconds a client should wait before trying again.
-        retry_after: u64,
-    },
-    #[error(
-        "no running lease {receipt} on queue {queue} of namespace {namespace}; it may have run out"
-    )]
-    LeaseNotFound {
-        namespace: Name,
-        queue: Name,
-        receipt: String,
-    },
-    #[error("queue {0} has no room for a dead-letter queue: leases need a queue name of at most 58 characters, so that '{0}.dead' is a valid name")]
-    NoDeadLetterQueue(Name),
-    #[error("the server is shutting down")]
-    ShuttingDown,
-    #[error("could not read the element's data: {0}")]
-    Io(#[from] std::io::Error),
-    #[error(transparent)]
-    Journal(#[from] JournalFailed),
-}
-
-/// Answer to a push.
-#[derive(Debug, Clone)]
-pub struct Pushed {
-    pub id: ElementId,
-    pub blob_id: Option<BlobId>,
-    pub size: u64,
-    pub lifetime: u64,
-}
-
-/// A popped element, ready to be sent.
-#[derive(Debug)]
-pub struct Popped {
-    pub id: ElementId,
-    pub meta: SharedMeta,
-    pub blob_id: Option<BlobId>,
-    /// Data size, also reported on header-only pops.
-    pub size: u64,
-    pub seconds_left: u64,
-    /// The bytes, on a data pop of an element that has data.
-    pub body: Option<BlobBody>,
-    /// The lease the element is out under, on a leased pop.
-    pub lease: Option<LeaseGrant>,
-}
-
-/// A lease as the consumer learns it.
-#[derive(Debug, Clone, Copy)]
-pub struct LeaseGrant {
-    pub receipt: Receipt,
-    /// Times the element has been delivered under a lease, this one included.
-    pub deliveries: u32,
-    pub seconds_left: u64,
-}
-
-/// A blob as read through `/tbs`.
-#[derive(Debug)]
-pub struct BlobRead {
-    pub id: BlobId,
-    pub meta: SharedMeta,
-    pub size: u64,
-    pub seconds_left: u64,
-    pub body: BlobBody,
-}
-
-/// Metadata a client gave for a new element or blob; `None` / empty where it
-/// gave none, so a reference push can inherit from its blob.
-#[derive(Debug, Default, Clone)]
-pub struct MetaInput {
-    pub content_type: Option<SmolStr>,
-    pub custom: Vec<CustomPair>,
 }
 
 /// A cheap-to-clone handle on the store.
@@ -275,7 +190,7 @@ impl Store {
 
     /// Waits until the changes made so far are as durable as `commit` asks
     /// (at once when the store is not durable). Call before answering.
-    pub async fn durable(&self, commit: Commit) -> Result<(), StoreError> {
+    pub async fn durable(&self, commit: Commit) -> Result<(), BackendError> {
         // Boxed, as the durable mode's wait is about 200 bytes of every
         // push's and pop's future, and an allocation is nothing beside it.
         match &self.shared.journal {
@@ -295,14 +210,14 @@ impl Store {
     }
 
     /// Pushes a new element at the tail of `queue`, with its data if any.
-    pub fn push(
+    pub fn push_received(
         &self,
         ns: &Name,
         queue: &Name,
         data: Option<(BlobContent, u64)>,
         meta: MetaInput,
         lifetime: u64,
-    ) -> Result<Pushed, StoreError> {
+    ) -> Result<Pushed, BackendError> {
         let meta = NsState::reference_meta(None, meta.content_type, meta.custom);
         let now = Millis::now();
         let deadline = now.plus_secs(lifetime);
@@ -328,21 +243,21 @@ impl Store {
             st.check_quota(1, bytes).map_err(|q| self.over(ns, q))?;
             let w1 = blob.and_then(|b| st.insert_blob(b, 1, deadline));
             let w2 = st.enqueue(queue, element, Arrival::Push, now, grave);
-            Ok::<_, StoreError>(((), w1.into_iter().chain(w2).min()))
+            Ok::<_, BackendError>(((), w1.into_iter().chain(w2).min()))
         })?;
         Ok(pushed)
     }
 
     /// Pushes a header-only element, referencing blob `blob_id` of the
     /// namespace if given (its bytes are what a data pop returns).
-    pub fn push_reference(
+    pub fn reference_push(
         &self,
         ns: &Name,
         queue: &Name,
         blob_id: Option<BlobId>,
         meta: MetaInput,
         lifetime: u64,
-    ) -> Result<Pushed, StoreError> {
+    ) -> Result<Pushed, BackendError> {
         let now = Millis::now();
         let deadline = now.plus_secs(lifetime);
         self.with_namespace(ns, |st, grave| {
@@ -350,7 +265,7 @@ impl Store {
             let blob =
                 match blob_id {
                     Some(id) => Some(st.reference_blob(id, now).ok_or_else(|| {
-                        StoreError::BlobNotFound {
+                        BackendError::BlobNotFound {
                             namespace: ns.clone(),
                             id: id.to_string(),
                         }
@@ -379,15 +294,15 @@ impl Store {
 
     /// Pops the head of `queue`, waiting up to `wait` for one to arrive.
     /// `Ok(None)` when nothing came in time.
-    pub async fn pop(
+    pub async fn pop_waiting(
         &self,
         ns: &Name,
         queue: &Name,
         mode: PopMode,
         wait: Duration,
-    ) -> Result<Option<Popped>, StoreError> {
+    ) -> Result<Option<Popped>, BackendError> {
         if mode.lease_ms.is_some() && queue.dead_letter().is_none() {
-            return Err(StoreError::NoDeadLetterQueue(queue.clone()));
+            return Err(BackendError::NoDeadLetterQueue(queue.clone()));
         }
         let now = Millis::now();
         let mut ticket = match self.take_or_wait(ns, queue, mode, wait, now)? {
@@ -399,10 +314,10 @@ impl Store {
             received = &mut ticket.rx => match received {
                 Ok(element) => element,
                 // The sender is dropped only when the store is purged.
-                Err(_) => return Err(StoreError::ShuttingDown),
+                Err(_) => return Err(BackendError::ShuttingDown),
             },
             () = tokio::time::sleep(wait) => return Ok(None),
-            () = self.shared.closing.cancelled() => return Err(StoreError::ShuttingDown),
+            () = self.shared.closing.cancelled() => return Err(BackendError::ShuttingDown),
         };
         let now = Millis::now();
         let taken = self.with_namespace(ns, |st, grave| {
@@ -421,7 +336,7 @@ impl Store {
         mode: PopMode,
         wait: Duration,
         now: Millis,
-    ) -> Result<PopStart, StoreError> {
+    ) -> Result<PopStart, BackendError> {
         if wait.is_zero() {
             let taken =
                 self.with_existing_namespace(ns, |st, grave| st.pop_head(queue, mode, now, grave));
@@ -432,7 +347,7 @@ impl Store {
                 return Ok((PopStart::Taken(taken), wake));
             }
             if self.shared.closing.is_cancelled() {
-                return Err(StoreError::ShuttingDown);
+                return Err(BackendError::ShuttingDown);
             }
             let (tx, rx) = oneshot::channel();
             let id = self.shared.next_waiter.fetch_add(1, Ordering::Relaxed);
@@ -450,7 +365,7 @@ impl Store {
 
     /// Turns an element taken at `now` into what the client receives,
     /// opening its data.
-    async fn deliver(&self, taken: Taken, now: Millis) -> Result<Popped, StoreError> {
+    async fn deliver(&self, taken: Taken, now: Millis) -> Result<Popped, BackendError> {
         self.durable(Commit::Consumed).await?;
         let (element, with_data, lease) = match taken {
             Taken::Element {
@@ -458,7 +373,7 @@ impl Store {
                 with_data,
                 lease,
             } => (element, with_data, lease),
-            Taken::Gone => return Err(StoreError::BlobGone),
+            Taken::Gone => return Err(BackendError::BlobGone),
         };
         let (blob_id, size) = (element.blob.as_ref().map(|b| b.id()), element.size());
         let Element {
@@ -470,13 +385,13 @@ impl Store {
         } = element;
         let body = match (blob, with_data) {
             (Some(blob), true) => match Blob::take_memory(blob) {
-                Ok(bytes) => Some(BlobBody::Memory(bytes)),
+                Ok(bytes) => Some(Payload::Bytes(bytes)),
                 Err(blob) => match blob.open().await {
-                    Ok(body) => Some(body),
+                    Ok(body) => Some(body.into_payload(size)),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return Err(StoreError::BlobGone)
+                        return Err(BackendError::BlobGone)
                     }
-                    Err(e) => return Err(StoreError::Io(e)),
+                    Err(e) => return Err(BackendError::Io(e)),
                 },
             },
             _ => None,
@@ -497,34 +412,34 @@ impl Store {
     }
 
     /// Stores a blob through `/tbs`; it lives `lifetime` seconds.
-    pub fn store_blob(
+    pub fn store_received(
         &self,
         ns: &Name,
         content: BlobContent,
         size: u64,
         meta: MetaInput,
         lifetime: u64,
-    ) -> Result<Arc<Blob>, StoreError> {
+    ) -> Result<Arc<Blob>, BackendError> {
         let meta = NsState::reference_meta(None, meta.content_type, meta.custom);
         let blob = Blob::new(content, size, meta, self.shared.totals.clone());
         let deadline = Millis::now().plus_secs(lifetime);
         let stored = blob.clone();
         self.with_namespace(ns, |st, _| {
             st.check_quota(0, size).map_err(|q| self.over(ns, q))?;
-            Ok::<_, StoreError>(((), st.insert_blob(stored, 0, deadline)))
+            Ok::<_, BackendError>(((), st.insert_blob(stored, 0, deadline)))
         })?;
         Ok(blob)
     }
 
     /// Reads blob `id` without consuming it; with `delete_after`, deletes it
     /// once its bytes are open.
-    pub async fn read_blob(
+    pub async fn open_blob(
         &self,
         ns: &Name,
         id: &str,
         delete_after: bool,
-    ) -> Result<BlobRead, StoreError> {
-        let not_found = || StoreError::BlobNotFound {
+    ) -> Result<BlobRead, BackendError> {
+        let not_found = || BackendError::BlobNotFound {
             namespace: ns.clone(),
             id: id.to_owned(),
         };
@@ -534,10 +449,11 @@ impl Store {
         let (blob, seconds_left) = found.ok_or_else(not_found)?;
         let body = blob.open().await.map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => not_found(),
-            _ => StoreError::Io(e),
+            _ => BackendError::Io(e),
         })?;
+        let body = body.into_payload(blob.size());
         if delete_after {
-            self.delete_blob(ns, id)?;
+            self.remove_blob(ns, id)?;
         }
         Ok(BlobRead {
             id: blob_id,
@@ -549,8 +465,8 @@ impl Store {
     }
 
     /// Deletes blob `id`. Elements still referencing it answer `410` on pop.
-    pub fn delete_blob(&self, ns: &Name, id: &str) -> Result<(), StoreError> {
-        let not_found = || StoreError::BlobNotFound {
+    pub fn remove_blob(&self, ns: &Name, id: &str) -> Result<(), BackendError> {
+        let not_found = || BackendError::BlobNotFound {
             namespace: ns.clone(),
             id: id.to_owned(),
         };
@@ -563,7 +479,7 @@ impl Store {
     }
 
     /// Acknowledges lease `receipt` of `queue`: the element is gone.
-    pub fn ack(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), StoreError> {
+    pub fn ack_lease(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), BackendError> {
         self.on_lease(ns, queue, receipt, |st, r, now, grave| {
             let (ok, wake) = st.ack(queue, r, now, grave);
             (ok.then_some(()), wake)
@@ -571,7 +487,12 @@ impl Store {
     }
 
     /// Hands the element of lease `receipt` back to the head of `queue` now.
-    pub fn release(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), StoreError> {
+    pub fn release_lease(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        receipt: &str,
+    ) -> Result<(), BackendError> {
         self.on_lease(ns, queue, receipt, |st, r, now, grave| {
             let (ok, wake) = st.release(queue, r, now, grave);
             (ok.then_some(()), wake)
@@ -579,13 +500,13 @@ impl Store {
     }
 
     /// Restarts lease `receipt` with `lease` from now; the seconds it now has.
-    pub fn extend(
+    pub fn extend_lease(
         &self,
         ns: &Name,
         queue: &Name,
         receipt: &str,
         lease: Duration,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<u64, BackendError> {
         let lease_ms = clock::saturating_millis(lease);
         self.on_lease(ns, queue, receipt, |st, r, now, grave| {
             let (deadline, wake) = st.extend(queue, r, lease_ms, now, grave);
@@ -600,8 +521,8 @@ impl Store {
         queue: &Name,
         receipt: &str,
         op: impl FnOnce(&mut NsState, Receipt, Millis, &mut Graveyard) -> (Option<T>, Option<Millis>),
-    ) -> Result<T, StoreError> {
-        let not_found = || StoreError::LeaseNotFound {
+    ) -> Result<T, BackendError> {
+        let not_found = || BackendError::LeaseNotFound {
             namespace: ns.clone(),
             queue: queue.clone(),
             receipt: receipt.to_owned(),
@@ -710,10 +631,10 @@ impl Store {
             .clone()
     }
 
-    fn over(&self, ns: &Name, quota: QuotaExceeded) -> StoreError {
-        StoreError::OverQuota {
+    fn over(&self, ns: &Name, quota: QuotaExceeded) -> BackendError {
+        BackendError::OverQuota {
             namespace: ns.clone(),
-            quota,
+            reason: quota.to_string(),
             retry_after: self.shared.quota_retry_after,
         }
     }
@@ -738,7 +659,7 @@ impl Store {
         ns: &Name,
         elements: u64,
         announced: Option<u64>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), BackendError> {
         if announced.is_some_and(|n| n < self.shared.limits.spill_threshold) {
             return Ok(());
         }
@@ -967,12 +888,14 @@ mod tests {
     }
 
     async fn body_of(p: Popped) -> Vec<u8> {
-        use tokio::io::AsyncReadExt;
+        use futures_util::StreamExt;
         match p.body.expect("data") {
-            BlobBody::Memory(b) => b.to_vec(),
-            BlobBody::File(mut f) => {
+            Payload::Bytes(b) => b.to_vec(),
+            Payload::Stream { mut chunks, .. } => {
                 let mut v = Vec::new();
-                f.read_to_end(&mut v).await.unwrap();
+                while let Some(chunk) = chunks.next().await {
+                    v.extend_from_slice(&chunk.unwrap());
+                }
                 v
             }
         }
@@ -982,7 +905,8 @@ mod tests {
         let mut w = s.blob_writer(Some(bytes.len() as u64)).unwrap();
         w.write(Bytes::copy_from_slice(bytes)).await.unwrap();
         let data = w.finish().await.unwrap();
-        s.push(ns, q, Some(data), MetaInput::default(), 60).unwrap()
+        s.push_received(ns, q, Some(data), MetaInput::default(), 60)
+            .unwrap()
     }
 
     fn ready(s: &Store, ns: &Name, q: &Name) -> Option<u64> {
@@ -996,7 +920,7 @@ mod tests {
         let (ns, q) = names();
         push_bytes(&s, &ns, &q, b"one").await;
         assert_eq!(at_hand::held(s.shared.id), 1, "kept at hand");
-        let popped = s.pop(&ns, &q, DATA, Duration::ZERO).await.unwrap();
+        let popped = s.pop_waiting(&ns, &q, DATA, Duration::ZERO).await.unwrap();
         assert_eq!(body_of(popped.unwrap()).await, b"one");
         // The idle namespace leaves the map, but not this thread's hand.
         sweeper::drop_idle(&s.shared, Millis(Millis::now().0 + 3_600_000));
@@ -1004,7 +928,7 @@ mod tests {
         assert_eq!(at_hand::held(s.shared.id), 1);
         // A pop that will not wait finds nothing, and creates nothing.
         assert!(s
-            .pop(&ns, &q, DATA, Duration::ZERO)
+            .pop_waiting(&ns, &q, DATA, Duration::ZERO)
             .await
             .unwrap()
             .is_none());
@@ -1012,7 +936,7 @@ mod tests {
         // A push goes to a new namespace in the map, not to the dropped one.
         push_bytes(&s, &ns, &q, b"two").await;
         assert_eq!(ready(&s, &ns, &q), Some(1));
-        let popped = s.pop(&ns, &q, DATA, Duration::ZERO).await.unwrap();
+        let popped = s.pop_waiting(&ns, &q, DATA, Duration::ZERO).await.unwrap();
         assert_eq!(body_of(popped.unwrap()).await, b"two");
         assert_eq!(ready(&s, &ns, &q), Some(0));
     }
@@ -1027,7 +951,7 @@ mod tests {
         }
         push_bytes(&b, &ns, &q, b"b").await;
         assert_eq!((ready(&a, &ns, &q), ready(&b, &ns, &q)), (Some(3), Some(1)));
-        let popped = b.pop(&ns, &q, DATA, Duration::ZERO).await.unwrap();
+        let popped = b.pop_waiting(&ns, &q, DATA, Duration::ZERO).await.unwrap();
         assert_eq!(body_of(popped.unwrap()).await, b"b");
         assert_eq!((ready(&a, &ns, &q), ready(&b, &ns, &q)), (Some(3), Some(0)));
         // More namespaces than a thread keeps: the oldest go, nothing is lost.
@@ -1062,7 +986,11 @@ mod tests {
         drop(ticket); // the consumer disconnected before reading it
         let stats = s.queue_stats(&ns, &q).unwrap().counts;
         assert_eq!((stats.elements, stats.waiting), (2, 0));
-        let p = s.pop(&ns, &q, DATA, Duration::ZERO).await.unwrap().unwrap();
+        let p = s
+            .pop_waiting(&ns, &q, DATA, Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(p.id, first.id, "handed back at the head, before 'second'");
         assert_eq!(body_of(p).await, b"first");
     }
@@ -1074,7 +1002,7 @@ mod tests {
         let (ns, q) = names();
         let waiter = {
             let (s, ns, q) = (s.clone(), ns.clone(), q.clone());
-            tokio::spawn(async move { s.pop(&ns, &q, DATA, Duration::from_secs(10)).await })
+            tokio::spawn(async move { s.pop_waiting(&ns, &q, DATA, Duration::from_secs(10)).await })
         };
         while s.totals().waiting == 0 {
             tokio::task::yield_now().await;
@@ -1099,7 +1027,7 @@ mod tests {
         push_bytes(&s, &ns, &Name::parse("other").unwrap(), &[1u8; 64]).await;
         let waiter = {
             let (s, ns, q) = (s.clone(), ns.clone(), q.clone());
-            tokio::spawn(async move { s.pop(&ns, &q, DATA, Duration::from_secs(30)).await })
+            tokio::spawn(async move { s.pop_waiting(&ns, &q, DATA, Duration::from_secs(30)).await })
         };
         while s.totals().waiting == 0 {
             tokio::task::yield_now().await;
@@ -1107,11 +1035,11 @@ mod tests {
         s.begin_shutdown();
         assert!(matches!(
             waiter.await.unwrap(),
-            Err(StoreError::ShuttingDown)
+            Err(BackendError::ShuttingDown)
         ));
         assert!(matches!(
-            s.pop(&ns, &q, DATA, Duration::from_secs(1)).await,
-            Err(StoreError::ShuttingDown)
+            s.pop_waiting(&ns, &q, DATA, Duration::from_secs(1)).await,
+            Err(BackendError::ShuttingDown)
         ));
         s.purge();
         assert_eq!(
@@ -1136,12 +1064,16 @@ mod tests {
         let bytes = b"8 bytes!";
         let blob = push_bytes(&s, &ns, &q, bytes).await.blob_id.unwrap();
         for target in [&a, &b] {
-            s.push_reference(&ns, target, Some(blob), MetaInput::default(), 60)
+            s.reference_push(&ns, target, Some(blob), MetaInput::default(), 60)
                 .unwrap();
         }
         let pop = |queue: &Name, mode| {
             let (s, ns, queue) = (s.clone(), ns.clone(), queue.clone());
-            async move { s.pop(&ns, &queue, mode, Duration::ZERO).await.unwrap() }
+            async move {
+                s.pop_waiting(&ns, &queue, mode, Duration::ZERO)
+                    .await
+                    .unwrap()
+            }
         };
         // Under a lease the element stays in flight, holding the blob.
         let leased = PopMode {
@@ -1151,7 +1083,7 @@ mod tests {
         let first = pop(&q, leased).await.unwrap();
         let receipt = first.lease.unwrap().receipt.to_string();
         assert_eq!(body_of(first).await, bytes);
-        s.release(&ns, &q, &receipt).unwrap();
+        s.release_lease(&ns, &q, &receipt).unwrap();
         for queue in [&q, &a] {
             let p = pop(queue, DATA).await.unwrap();
             assert_eq!(
@@ -1176,39 +1108,39 @@ mod tests {
         let pushed = push_bytes(&s, &ns, &q, &[3u8; 40]).await;
         let blob = pushed.blob_id.unwrap();
         let header = s
-            .pop(&ns, &q, HEADER, Duration::ZERO)
+            .pop_waiting(&ns, &q, HEADER, Duration::ZERO)
             .await
             .unwrap()
             .unwrap();
         assert!(header.body.is_none() && header.size == 40);
         for target in ["a", "b"] {
             let target = Name::parse(target).unwrap();
-            s.push_reference(&ns, &target, Some(blob), MetaInput::default(), 60)
+            s.reference_push(&ns, &target, Some(blob), MetaInput::default(), 60)
                 .unwrap();
         }
         assert_eq!(s.namespace_stats(&ns).unwrap().blobs, 1, "stored once");
         let a = s
-            .pop(&ns, &Name::parse("a").unwrap(), DATA, Duration::ZERO)
+            .pop_waiting(&ns, &Name::parse("a").unwrap(), DATA, Duration::ZERO)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(body_of(a).await, vec![3u8; 40]);
-        s.delete_blob(&ns, &blob.to_string()).unwrap();
+        s.remove_blob(&ns, &blob.to_string()).unwrap();
         assert!(matches!(
-            s.pop(&ns, &Name::parse("b").unwrap(), DATA, Duration::ZERO)
+            s.pop_waiting(&ns, &Name::parse("b").unwrap(), DATA, Duration::ZERO)
                 .await,
-            Err(StoreError::BlobGone)
+            Err(BackendError::BlobGone)
         ));
         assert!(
-            s.pop(&ns, &Name::parse("b").unwrap(), DATA, Duration::ZERO)
+            s.pop_waiting(&ns, &Name::parse("b").unwrap(), DATA, Duration::ZERO)
                 .await
                 .unwrap()
                 .is_none(),
             "consumed"
         );
         assert!(matches!(
-            s.push_reference(&ns, &q, Some(blob), MetaInput::default(), 60),
-            Err(StoreError::BlobNotFound { .. })
+            s.reference_push(&ns, &q, Some(blob), MetaInput::default(), 60),
+            Err(BackendError::BlobNotFound { .. })
         ));
     }
 }

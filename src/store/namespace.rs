@@ -18,13 +18,13 @@ use super::blob::{Blob, BlobContent};
 use super::blob_table::{BlobEntry, BlobTable};
 use super::clock::Millis;
 use super::element::Element;
-use super::ids::{BlobId, Receipt};
 use super::journal::record::{BlobData, MetaRecord, Record};
 use super::journal::Journal;
-use super::meta::{Metadata, SharedMeta};
-use super::name::Name;
 use super::queue::{End, Lease, Queue};
 use super::stats::{Counts, NamespaceStats, NamespaceSummary, QueueStats, Totals};
+use crate::backend::ids::{BlobId, Receipt};
+use crate::backend::meta::{Metadata, SharedMeta};
+use crate::backend::name::Name;
 
 pub(crate) struct Namespace {
     pub name: Name,
@@ -886,7 +886,7 @@ impl NsState {
     pub fn reference_meta(
         blob: Option<&Arc<Blob>>,
         content_type: Option<SmolStr>,
-        custom: Vec<super::meta::CustomPair>,
+        custom: Vec<crate::backend::meta::CustomPair>,
     ) -> SharedMeta {
         match blob {
             Some(b) if content_type.is_none() && custom.is_empty() => b.meta().clone(),
@@ -902,7 +902,7 @@ impl NsState {
             None if custom.is_empty()
                 && content_type
                     .as_deref()
-                    .is_none_or(|t| t == super::meta::DEFAULT_CONTENT_TYPE) =>
+                    .is_none_or(|t| t == crate::backend::meta::DEFAULT_CONTENT_TYPE) =>
             {
                 Metadata::plain()
             }
@@ -982,8 +982,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::backend::ids::ElementId;
     use crate::store::blob::BlobContent;
-    use crate::store::ids::ElementId;
 
     const MAX_DELIVERIES: u32 = 3;
     const QUEUES: [&str; 2] = ["a", "b"];

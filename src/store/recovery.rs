@@ -11,14 +11,14 @@ use smol_str::SmolStr;
 use super::blob::{Blob, BlobContent, StoredFile};
 use super::clock::Millis;
 use super::element::Element;
-use super::ids::{BlobId, ElementId};
 use super::journal::files::{DataDir, DirLock, SegmentKind};
 use super::journal::replay::{replay, LiveData, LiveMeta, LiveNamespace, OnDamage};
 use super::journal::{DurabilityConfig, Journal};
-use super::meta::{CustomPair, Metadata, SharedMeta};
-use super::name::Name;
 use super::namespace::{Arrival, Graveyard, Namespace, NsState, Quota};
 use super::stats::Totals;
+use crate::backend::ids::{BlobId, ElementId};
+use crate::backend::meta::{CustomPair, Metadata, SharedMeta};
+use crate::backend::name::Name;
 
 /// A data directory in use: its lock and its journal.
 pub(crate) struct Opened {
@@ -180,7 +180,7 @@ fn restore_namespace(
 }
 
 fn metadata(m: &LiveMeta) -> SharedMeta {
-    if m.custom.is_empty() && *m.content_type == *super::meta::DEFAULT_CONTENT_TYPE {
+    if m.custom.is_empty() && *m.content_type == *crate::backend::meta::DEFAULT_CONTENT_TYPE {
         return Metadata::plain();
     }
     SharedMeta::new(Metadata {

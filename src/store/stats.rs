@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use serde::Serialize;
 
-use super::name::Name;
+use crate::backend::name::Name;
 
 /// Store-wide gauges and counters, updated where the change happens and read
 /// by `/metrics` and `GET /qs` without walking the namespaces.

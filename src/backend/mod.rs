@@ -1,0 +1,207 @@
+//! The storage seam: every operation the HTTP layer asks of a storage
+//! engine, as one async trait, and the types that cross it.
+//!
+//! The HTTP layer parses and validates a request into these types, calls
+//! the [`Backend`] and shapes the answer; it never sees how an engine keeps
+//! its bytes. An engine never sees HTTP. Bodies cross the seam as streams
+//! ([`IncomingBody`] in, [`Payload`] out), so an engine may keep bytes in
+//! memory, in files, in its log or in a remote store. Each operation returns
+//! once its change is as durable as the engine promises: there is no
+//! separate commit for a caller to forget.
+//!
+//! The embedded engine (`crate::store::Store`: memory, spill files and an
+//! optional log) is the first implementation. `tests/backend_suite.rs` holds
+//! the suite every engine must pass.
+
+pub mod body;
+pub mod error;
+pub mod ids;
+pub mod meta;
+pub mod name;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use crate::store::stats::{NamespaceStats, QueueStats, ServerStats, TotalsSnapshot};
+pub use body::{BodyError, BodyStream, IncomingBody, Payload};
+pub use error::BackendError;
+use ids::{BlobId, ElementId, Receipt};
+use meta::{CustomPair, SharedMeta};
+use name::Name;
+use smol_str::SmolStr;
+
+/// Metadata a client gave for a new element or blob; `None` / empty where it
+/// gave none, so a reference push can inherit from its blob.
+#[derive(Debug, Default, Clone)]
+pub struct MetaInput {
+    pub content_type: Option<SmolStr>,
+    pub custom: Vec<CustomPair>,
+}
+
+/// What a push or a stored blob carries besides its bytes.
+#[derive(Debug, Default, Clone)]
+pub struct PushOptions {
+    pub meta: MetaInput,
+    /// Seconds the element or blob lives (already checked against the
+    /// configured maximum).
+    pub lifetime: u64,
+}
+
+/// How to pop.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PopOptions {
+    /// `false` for a header-only pop: the blob stays readable by id.
+    pub with_data: bool,
+    /// Pop under a lease of this long instead of removing the element.
+    pub lease: Option<Duration>,
+    /// Wait up to this long for an element when the queue is empty.
+    pub wait: Duration,
+}
+
+/// Answer to a push.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub id: ElementId,
+    pub blob_id: Option<BlobId>,
+    pub size: u64,
+    pub lifetime: u64,
+}
+
+/// A popped element, ready to be sent.
+#[derive(Debug)]
+pub struct Popped {
+    pub id: ElementId,
+    pub meta: SharedMeta,
+    pub blob_id: Option<BlobId>,
+    /// Data size, also reported on header-only pops.
+    pub size: u64,
+    pub seconds_left: u64,
+    /// The bytes, on a data pop of an element that has data.
+    pub body: Option<Payload>,
+    /// The lease the element is out under, on a leased pop.
+    pub lease: Option<LeaseGrant>,
+}
+
+/// A lease as the consumer learns it.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseGrant {
+    pub receipt: Receipt,
+    /// Times the element has been delivered under a lease, this one included.
+    pub deliveries: u32,
+    pub seconds_left: u64,
+}
+
+/// A blob stored through `/tbs`.
+#[derive(Debug, Clone)]
+pub struct StoredBlob {
+    pub id: BlobId,
+    pub size: u64,
+    pub lifetime: u64,
+    pub meta: SharedMeta,
+}
+
+/// A blob as read through `/tbs`.
+#[derive(Debug)]
+pub struct BlobRead {
+    pub id: BlobId,
+    pub meta: SharedMeta,
+    pub size: u64,
+    pub seconds_left: u64,
+    pub body: Payload,
+}
+
+/// A storage engine behind the HTTP layer. Names are already valid; ids and
+/// receipts arrive as the client spelled them, and an unknown or malformed
+/// one is the engine's `BlobNotFound` / `LeaseNotFound`.
+///
+/// `async_trait` boxes each call's future, so the HTTP layer can hold any
+/// engine as `Arc<dyn Backend>`, chosen at start-up.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Pushes a new element at the tail of `queue`, its data read from
+    /// `body`. A push that fails stores nothing.
+    async fn push(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        body: IncomingBody,
+        opts: PushOptions,
+    ) -> Result<Pushed, BackendError>;
+
+    /// Pushes a header-only element, referencing blob `blob` of the
+    /// namespace if given (its bytes are what a data pop returns).
+    async fn push_reference(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        blob: Option<&str>,
+        opts: PushOptions,
+    ) -> Result<Pushed, BackendError>;
+
+    /// Pops the head of `queue`, waiting up to `opts.wait` for one to
+    /// arrive. `Ok(None)` when nothing came in time. A caller that drops the
+    /// future while it waits is forgotten: no element is handed to it.
+    async fn pop(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        opts: PopOptions,
+    ) -> Result<Option<Popped>, BackendError>;
+
+    /// Acknowledges lease `receipt` of `queue`: the element is gone.
+    async fn ack(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), BackendError>;
+
+    /// Hands the element of lease `receipt` back to the head of `queue` now.
+    async fn release(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), BackendError>;
+
+    /// Restarts lease `receipt` with `lease` from now; the seconds it now has.
+    async fn extend(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        receipt: &str,
+        lease: Duration,
+    ) -> Result<u64, BackendError>;
+
+    /// Stores a blob of the namespace, readable by id until its lifetime ends.
+    async fn store_blob(
+        &self,
+        ns: &Name,
+        body: IncomingBody,
+        opts: PushOptions,
+    ) -> Result<StoredBlob, BackendError>;
+
+    /// Reads blob `id` without consuming it; with `delete_after`, deletes it
+    /// once its bytes are open.
+    async fn read_blob(
+        &self,
+        ns: &Name,
+        id: &str,
+        delete_after: bool,
+    ) -> Result<BlobRead, BackendError>;
+
+    /// Deletes blob `id`. Elements still referencing it answer `BlobGone`.
+    async fn delete_blob(&self, ns: &Name, id: &str) -> Result<(), BackendError>;
+
+    /// Statistics of one queue; `None` if it does not exist.
+    async fn queue_stats(&self, ns: &Name, queue: &Name) -> Option<QueueStats>;
+
+    /// Statistics of a namespace; `None` if it does not exist.
+    async fn namespace_stats(&self, ns: &Name) -> Option<NamespaceStats>;
+
+    /// Server-wide statistics.
+    async fn server_stats(&self) -> ServerStats;
+
+    /// The engine's gauges and counters, read without locks by `/metrics`.
+    fn totals(&self) -> TotalsSnapshot;
+
+    /// Starts shutdown: every waiting consumer gets `ShuttingDown`, and so
+    /// does any pop that would wait from now on.
+    fn begin_shutdown(&self);
+
+    /// The last step of shutdown: lets go of everything held for this
+    /// process (temporary files, connections). Whatever is still streaming
+    /// keeps its open handle.
+    fn close(&self);
+}

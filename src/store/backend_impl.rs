@@ -1,0 +1,184 @@
+//! The embedded engine behind the storage seam: each operation receives its
+//! body, runs under the namespace lock, and waits until its change is as
+//! durable as the configured fsync mode promises before it returns.
+
+use async_trait::async_trait;
+use futures_util::StreamExt as _;
+
+use crate::backend::ids::BlobId;
+use crate::backend::name::Name;
+use crate::backend::{
+    Backend, BackendError, BlobRead, IncomingBody, NamespaceStats, PopOptions, Popped, PushOptions,
+    Pushed, QueueStats, ServerStats, StoredBlob, TotalsSnapshot,
+};
+
+use super::blob::BlobContent;
+use super::clock::saturating_millis;
+use super::ingest::IngestError;
+use super::journal::{Commit, JournalFailed};
+use super::{PopMode, Store};
+
+impl From<IngestError> for BackendError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::TooLarge { limit } => BackendError::TooLarge { limit },
+            IngestError::DiskFull => BackendError::StorageFull,
+            IngestError::Io(e) => BackendError::Write(e),
+        }
+    }
+}
+
+impl From<JournalFailed> for BackendError {
+    fn from(e: JournalFailed) -> Self {
+        BackendError::Durability(e.to_string())
+    }
+}
+
+impl Store {
+    /// Receives a body chunk by chunk into memory or a spill file. Dropped
+    /// on any error, the writer removes whatever it wrote.
+    async fn receive(&self, body: IncomingBody) -> Result<(BlobContent, u64), BackendError> {
+        let mut writer = self.blob_writer(body.announced)?;
+        let mut chunks = body.chunks;
+        while let Some(chunk) = chunks.next().await {
+            writer.write(chunk?).await?;
+        }
+        Ok(writer.finish().await?)
+    }
+}
+
+#[async_trait]
+impl Backend for Store {
+    async fn push(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        body: IncomingBody,
+        opts: PushOptions,
+    ) -> Result<Pushed, BackendError> {
+        // A large body announced past the quota is refused before it is read.
+        self.precheck_quota(ns, 1, body.announced)?;
+        let data = self.receive(body).await?;
+        let pushed = self.push_received(ns, queue, Some(data), opts.meta, opts.lifetime)?;
+        self.durable(Commit::Accepted).await?;
+        Ok(pushed)
+    }
+
+    async fn push_reference(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        blob: Option<&str>,
+        opts: PushOptions,
+    ) -> Result<Pushed, BackendError> {
+        let blob = match blob {
+            None => None,
+            Some(raw) => Some(
+                raw.parse::<BlobId>()
+                    .map_err(|_| BackendError::BlobNotFound {
+                        namespace: ns.clone(),
+                        id: raw.to_owned(),
+                    })?,
+            ),
+        };
+        let pushed = self.reference_push(ns, queue, blob, opts.meta, opts.lifetime)?;
+        self.durable(Commit::Accepted).await?;
+        Ok(pushed)
+    }
+
+    async fn pop(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        opts: PopOptions,
+    ) -> Result<Option<Popped>, BackendError> {
+        let mode = PopMode {
+            with_data: opts.with_data,
+            lease_ms: opts.lease.map(saturating_millis),
+        };
+        // Made durable (Commit::Consumed) before the element is delivered.
+        self.pop_waiting(ns, queue, mode, opts.wait).await
+    }
+
+    async fn ack(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), BackendError> {
+        self.ack_lease(ns, queue, receipt)?;
+        self.durable(Commit::Consumed).await
+    }
+
+    async fn release(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), BackendError> {
+        // A release may dead-letter the element, which the log records.
+        self.release_lease(ns, queue, receipt)?;
+        self.durable(Commit::Consumed).await
+    }
+
+    async fn extend(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        receipt: &str,
+        lease: std::time::Duration,
+    ) -> Result<u64, BackendError> {
+        // Leases are not logged: after a restart a leased element is ready.
+        self.extend_lease(ns, queue, receipt, lease)
+    }
+
+    async fn store_blob(
+        &self,
+        ns: &Name,
+        body: IncomingBody,
+        opts: PushOptions,
+    ) -> Result<StoredBlob, BackendError> {
+        self.precheck_quota(ns, 0, body.announced)?;
+        let (content, size) = self.receive(body).await?;
+        let blob = self.store_received(ns, content, size, opts.meta, opts.lifetime)?;
+        self.durable(Commit::Accepted).await?;
+        Ok(StoredBlob {
+            id: blob.id(),
+            size,
+            lifetime: opts.lifetime,
+            meta: blob.meta().clone(),
+        })
+    }
+
+    async fn read_blob(
+        &self,
+        ns: &Name,
+        id: &str,
+        delete_after: bool,
+    ) -> Result<BlobRead, BackendError> {
+        let read = self.open_blob(ns, id, delete_after).await?;
+        if delete_after {
+            self.durable(Commit::Consumed).await?;
+        }
+        Ok(read)
+    }
+
+    async fn delete_blob(&self, ns: &Name, id: &str) -> Result<(), BackendError> {
+        self.remove_blob(ns, id)?;
+        self.durable(Commit::Consumed).await
+    }
+
+    async fn queue_stats(&self, ns: &Name, queue: &Name) -> Option<QueueStats> {
+        Store::queue_stats(self, ns, queue)
+    }
+
+    async fn namespace_stats(&self, ns: &Name) -> Option<NamespaceStats> {
+        Store::namespace_stats(self, ns)
+    }
+
+    async fn server_stats(&self) -> ServerStats {
+        Store::server_stats(self)
+    }
+
+    fn totals(&self) -> TotalsSnapshot {
+        Store::totals(self)
+    }
+
+    fn begin_shutdown(&self) {
+        Store::begin_shutdown(self)
+    }
+
+    fn close(&self) {
+        self.purge()
+    }
+}
