@@ -18,18 +18,21 @@ pub mod error;
 pub mod ids;
 pub mod meta;
 pub mod name;
+pub mod stats;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use crate::store::stats::{NamespaceStats, QueueStats, ServerStats, TotalsSnapshot};
 pub use body::{BodyError, BodyStream, IncomingBody, Payload};
 pub use error::BackendError;
 use ids::{BlobId, ElementId, Receipt};
 use meta::{CustomPair, SharedMeta};
 use name::Name;
 use smol_str::SmolStr;
+pub use stats::{
+    Counts, NamespaceStats, NamespaceSummary, QueueStats, ServerStats, TotalsSnapshot,
+};
 
 /// Metadata a client gave for a new element or blob; `None` / empty where it
 /// gave none, so a reference push can inherit from its blob.

@@ -45,7 +45,8 @@ use queue::Waiter;
 /// (hashbrown's default, seeded per map) rather than SipHash, a few percent
 /// of a request's instructions.
 pub(crate) type Namespaces = DashMap<Name, Arc<Namespace>, hashbrown::DefaultHashBuilder>;
-use stats::{NamespaceStats, QueueStats, ServerStats, Totals, TotalsSnapshot};
+use crate::backend::stats::{NamespaceStats, QueueStats, ServerStats, TotalsSnapshot};
+use stats::Totals;
 
 /// Settings the store needs.
 #[derive(Clone, Debug)]

@@ -21,10 +21,11 @@ use super::element::Element;
 use super::journal::record::{BlobData, MetaRecord, Record};
 use super::journal::Journal;
 use super::queue::{End, Lease, Queue};
-use super::stats::{Counts, NamespaceStats, NamespaceSummary, QueueStats, Totals};
+use super::stats::Totals;
 use crate::backend::ids::{BlobId, Receipt};
 use crate::backend::meta::{Metadata, SharedMeta};
 use crate::backend::name::Name;
+use crate::backend::stats::{Counts, NamespaceStats, NamespaceSummary, QueueStats};
 
 pub(crate) struct Namespace {
     pub name: Name,

@@ -8,8 +8,9 @@ use tokio::sync::oneshot;
 use super::blob::Blob;
 use super::clock::Millis;
 use super::element::Element;
-use super::stats::{Counts, Totals};
+use super::stats::Totals;
 use crate::backend::ids::Receipt;
+use crate::backend::stats::Counts;
 
 /// Sequence numbers start in the middle of the range so that elements can be
 /// put back at the head (below the first) as easily as pushed at the tail.
