@@ -8,12 +8,21 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::backend::name::Name;
 use crate::http::request::RequestLimits;
 use crate::store::{DurabilityConfig, FsyncMode, Quota, StoreConfig};
+
+/// Parses `--fsync`: the store's own names and descriptions, listed by
+/// `--help` and in clap's error for any other value.
+fn fsync_mode_parser() -> impl TypedValueParser<Value = FsyncMode> {
+    let possible =
+        FsyncMode::ALL.map(|mode| PossibleValue::new(mode.name()).help(mode.description()));
+    PossibleValuesParser::new(possible).try_map(|name| name.parse::<FsyncMode>())
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -118,7 +127,7 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     /// When the log reaches stable storage: always (before each answer),
     /// batch (every --fsync-interval-ms) or never (left to the OS) [default: batch]
-    #[arg(long, env = "BLOBQ_FSYNC", value_enum, value_name = "MODE")]
+    #[arg(long, env = "BLOBQ_FSYNC", value_parser = fsync_mode_parser(), value_name = "MODE")]
     pub fsync: Option<FsyncMode>,
     /// Longest time between log syncs in batch mode, in milliseconds [default: 100]
     #[arg(long, env = "BLOBQ_FSYNC_INTERVAL_MS", value_name = "MS")]

@@ -7,6 +7,7 @@ mod backend_impl;
 pub mod blob;
 mod blob_table;
 pub mod clock;
+mod config;
 pub mod element;
 mod file_body;
 pub mod ingest;
@@ -18,7 +19,7 @@ pub mod stats;
 mod sweeper;
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -32,6 +33,7 @@ use crate::backend::name::Name;
 use crate::backend::{BackendError, BlobRead, LeaseGrant, MetaInput, Payload, Popped, Pushed};
 use blob::{Blob, BlobContent};
 use clock::Millis;
+pub use config::{StoreConfig, UnknownFsyncMode};
 use element::Element;
 use ingest::{BlobWriter, IngestError, IngestLimits};
 use journal::Journal;
@@ -47,30 +49,6 @@ use queue::Waiter;
 pub(crate) type Namespaces = DashMap<Name, Arc<Namespace>, hashbrown::DefaultHashBuilder>;
 use crate::backend::stats::{NamespaceStats, QueueStats, ServerStats, TotalsSnapshot};
 use stats::Totals;
-
-/// Settings the store needs.
-#[derive(Clone, Debug)]
-pub struct StoreConfig {
-    /// Directory in which the store makes its own spill folder.
-    pub spill_dir: PathBuf,
-    pub spill_threshold: u64,
-    pub max_element_size: u64,
-    /// An empty queue nobody waits on is dropped after this long.
-    pub queue_idle_timeout: Duration,
-    /// Deliveries under lease after which an element is dead-lettered.
-    pub max_deliveries: u32,
-    /// What a namespace may hold, unless `namespace_quotas` names it.
-    pub namespace_quota: Quota,
-    /// Quotas of particular namespaces.
-    pub namespace_quotas: HashMap<String, Quota>,
-    /// Seconds an over-quota client is told to wait before retrying.
-    pub quota_retry_after: u64,
-    /// Bytes of bodies held in memory beyond which new bodies spill to disk
-    /// whatever their size; 0 for no limit.
-    pub memory_limit: u64,
-    /// Durable mode: where and how the store keeps its log.
-    pub durability: Option<DurabilityConfig>,
-}
 
 /// A cheap-to-clone handle on the store.
 #[derive(Clone)]

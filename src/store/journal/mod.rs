@@ -31,7 +31,7 @@ use files::{create_segment, sync_dir, DataDir, SegmentKind};
 pub use record::Record;
 
 /// When the log is flushed to stable storage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FsyncMode {
     /// Before every answer (group commit shares one fsync among concurrent requests).
