@@ -6,7 +6,7 @@
 //! or at once when a client deletes the blob.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,10 +22,8 @@ use crate::backend::meta::SharedMeta;
 pub enum BlobContent {
     /// Small bodies, held in an allocation of their exact size.
     Memory(Bytes),
-    /// Bodies in a file. Boxed: with two variants the enum fits in the 32
-    /// bytes of a `Bytes` (its null niche tells them apart), where a third
-    /// took it to 40 and every blob from the allocator's 112-byte class to
-    /// its 96-byte one, 16 bytes of each queued element.
+    /// Bodies in a file. Boxed, so that the enum is no larger than a
+    /// `Bytes`: every queued element with data holds a blob.
     File(Box<BlobFile>),
 }
 
@@ -114,10 +112,6 @@ pub struct Blob {
     /// Set when a client deleted the blob; elements still holding it answer
     /// `410 Gone` instead of data.
     deleted: AtomicBool,
-    /// Where the blob's entry was last placed in its namespace's table
-    /// ([`super::blob_table`]), so that a pop finds it without a search; a
-    /// hint, checked before use.
-    slot: AtomicU32,
     /// Store-wide byte gauges, decremented when the blob is dropped.
     totals: Arc<Totals>,
 }
@@ -147,7 +141,6 @@ impl Blob {
             meta,
             content,
             deleted: AtomicBool::new(false),
-            slot: AtomicU32::new(u32::MAX),
             totals,
         })
     }
@@ -172,43 +165,6 @@ impl Blob {
         &self.content
     }
 
-    /// The last slot recorded with [`Blob::set_slot`] (`u32::MAX`: none).
-    pub(crate) fn slot(&self) -> usize {
-        self.slot.load(Ordering::Relaxed) as usize
-    }
-
-    /// Only the namespace's table, under the namespace's lock, sets the
-    /// slot; `Relaxed` suffices because the lock orders its accesses.
-    pub(crate) fn set_slot(&self, slot: usize) {
-        self.slot
-            .store(u32::try_from(slot).unwrap_or(u32::MAX), Ordering::Relaxed);
-    }
-
-    /// Asks the CPU to fetch the slot's cache line without waiting for it:
-    /// the table writes the slot a change later (see
-    /// `blob_table::BlobTable::step`).
-    pub(crate) fn prefetch_slot(&self) {
-        prefetch(&self.slot);
-    }
-
-    /// Asks the CPU for the blob's cache lines (its counts and fields span
-    /// two), so that a pop a request later finds them at hand instead of
-    /// waiting for memory: a queued blob is long out of the caches.
-    pub(crate) fn prefetch(this: &Arc<Blob>) {
-        let fields = Arc::as_ptr(this).cast::<u8>();
-        // The strong and weak counts sit just before the fields.
-        prefetch_address(fields.wrapping_sub(2 * size_of::<usize>()));
-        prefetch_address(fields.wrapping_add(size_of::<Blob>() - 1));
-    }
-
-    /// Asks the CPU for the first bytes of an in-memory blob's data, which
-    /// its answer will be written from.
-    pub(crate) fn prefetch_bytes(&self) {
-        if let BlobContent::Memory(bytes) = &self.content {
-            prefetch_address(bytes.as_ptr());
-        }
-    }
-
     pub(crate) fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)
     }
@@ -228,10 +184,9 @@ impl Blob {
 
     /// The bytes of an in-memory blob that nothing else holds any more (the
     /// usual data pop: its element was the blob's only reference), taken
-    /// over rather than shared. Sharing them would make the body's
-    /// `Bytes` allocate a reference count on its first clone, and free it
-    /// again after the answer (with its CAS, about 280 instructions of a
-    /// push and pop).
+    /// over rather than shared: a clone of the `Bytes` would allocate a
+    /// shared reference count on the way out, only to free it after the
+    /// answer.
     /// `Err` gives the blob back when it is still held elsewhere, is
     /// deleted, or lives in a file.
     pub(crate) fn take_memory(blob: Arc<Blob>) -> Result<Bytes, Arc<Blob>> {
@@ -256,7 +211,7 @@ impl Blob {
         if self.is_deleted() {
             return Err(io::ErrorKind::NotFound.into());
         }
-        // The file cases wait boxed: the open future is about 200 bytes, and
+        // The file case waits boxed: opening a file is a large future, which
         // would otherwise sit in the future of every pop, in memory or not.
         match &self.content {
             BlobContent::Memory(bytes) => Ok(BlobBody::Memory(bytes.clone())),
@@ -265,29 +220,6 @@ impl Blob {
             )),
         }
     }
-}
-
-/// A hint to the CPU to bring `target`'s cache line in without waiting for
-/// it. It reads nothing and cannot fault; on other architectures it does
-/// nothing.
-#[inline(always)]
-fn prefetch<T>(target: &T) {
-    prefetch_address(std::ptr::from_ref(target).cast());
-}
-
-/// [`prefetch`] of any address, valid or not.
-#[inline(always)]
-pub(crate) fn prefetch_address(address: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint: it dereferences nothing and cannot
-    // fault, whatever the address, and SSE (the instruction's feature) is
-    // part of every x86-64.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(address.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = address;
 }
 
 impl BlobContent {
@@ -345,15 +277,6 @@ mod tests {
     fn in_memory(totals: &Arc<Totals>) -> Arc<Blob> {
         let content = BlobContent::Memory(Bytes::from_static(b"abc"));
         Blob::new(content, 3, Metadata::plain(), totals.clone())
-    }
-
-    /// Every queued element with data holds one blob: its size is memory
-    /// per element (see `BlobContent`).
-    #[test]
-    fn a_blob_fits_the_allocators_96_byte_class() {
-        assert_eq!(std::mem::size_of::<BlobContent>(), 32);
-        let arc_counts = 2 * std::mem::size_of::<usize>();
-        assert!(arc_counts + std::mem::size_of::<Blob>() <= 96);
     }
 
     #[test]

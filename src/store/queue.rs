@@ -1,11 +1,9 @@
 //! One FIFO queue: its ready elements and the consumers waiting on it.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use super::blob::Blob;
 use super::clock::Millis;
 use super::element::Element;
 use super::stats::Totals;
@@ -210,12 +208,6 @@ impl Queue {
             self.ready.shrink_to(self.ready.len() * 2);
         }
         Some((seq, element))
-    }
-
-    /// The blobs of the next two elements a pop would take (`None` for one
-    /// without data), for the namespace to prefetch.
-    pub fn next_blobs(&self) -> impl Iterator<Item = Option<&Arc<Blob>>> {
-        self.ready.iter().take(2).flatten().map(|e| e.blob.as_ref())
     }
 
     /// Removes the element with sequence number `seq` (the sweeper's path).

@@ -148,7 +148,7 @@ fn restore_namespace(
             meta,
             totals.clone(),
         );
-        let _ = st.restore_blob(blob, b.exposed, Millis(b.deadline));
+        st.restore_blob(blob, b.exposed, Millis(b.deadline));
     }
     let mut grave = Graveyard::default();
     let mut count = 0;
@@ -172,7 +172,7 @@ fn restore_namespace(
                 deliveries: e.deliveries,
                 indexed: false,
             };
-            let _ = st.enqueue(&queue, element, Arrival::Restore, now, &mut grave);
+            st.enqueue(&queue, element, Arrival::Restore, now, &mut grave);
             count += 1;
         }
     }

@@ -12,8 +12,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::Millis;
+use super::handle::Shared;
 use super::namespace::Graveyard;
-use super::Shared;
 
 /// Deadlines handled per lock hold, so a million elements expiring at once
 /// never keep a namespace locked for more than a moment.

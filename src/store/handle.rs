@@ -1,0 +1,353 @@
+//! The [`Store`] handle: what it shares between clones, how it starts and
+//! stops, and how an operation finds and locks a namespace.
+//!
+//! An operation looks its namespace up in the map, clones the `Arc`, lets
+//! go of the map's guard and locks the namespace (so no map shard is held
+//! while a namespace is locked). A namespace can leave the map between the
+//! lookup and the lock (the sweeper drops idle ones, shutdown purges them):
+//! it is marked `removed` under its lock first, and an operation that finds
+//! the mark looks the name up again.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::clock::Millis;
+use super::config::StoreConfig;
+use super::ingest::{BlobWriter, IngestError, IngestLimits};
+use super::journal::{self, Commit, FsyncMode, Journal};
+use super::namespace::{Graveyard, Namespace, NsState, Quota, QuotaExceeded};
+use super::stats::Totals;
+use super::{recovery, sweeper};
+use crate::backend::name::Name;
+use crate::backend::stats::{NamespaceStats, QueueStats, ServerStats, TotalsSnapshot};
+use crate::backend::BackendError;
+
+/// The namespaces by name. Looked up on every request: hashed with foldhash
+/// (hashbrown's default, seeded per map) rather than SipHash.
+pub(crate) type Namespaces = DashMap<Name, Arc<Namespace>, hashbrown::DefaultHashBuilder>;
+
+/// A cheap-to-clone handle on the store.
+#[derive(Clone)]
+pub struct Store {
+    pub(super) shared: Arc<Shared>,
+}
+
+/// What every clone of a [`Store`] shares.
+pub(super) struct Shared {
+    pub namespaces: Namespaces,
+    pub totals: Arc<Totals>,
+    pub limits: IngestLimits,
+    pub queue_idle_timeout: Duration,
+    max_deliveries: u32,
+    namespace_quota: Quota,
+    namespace_quotas: HashMap<String, Quota>,
+    quota_retry_after: u64,
+    /// This process's spill folder, removed with everything in it on drop.
+    spill_dir: tempfile::TempDir,
+    /// (deadline, namespace) pairs the sweeper must look at, earliest first.
+    pub wakeups: std::sync::Mutex<BTreeSet<(Millis, Name)>>,
+    /// Tells the sweeper its next wake-up moved earlier.
+    sweeper: Arc<Notify>,
+    /// Cancelled when shutdown begins: waiting consumers give up.
+    pub closing: CancellationToken,
+    /// Numbers waiting consumers, so a wait ticket finds its own waiter.
+    pub next_waiter: AtomicU64,
+    started: Instant,
+    /// Durable mode: the log every change is appended to.
+    journal: Option<Arc<Journal>>,
+    /// Durable mode: held so no second server uses the data directory.
+    _dir_lock: Option<journal::files::DirLock>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.closing.cancel();
+        self.sweeper.notify_one();
+    }
+}
+
+impl Store {
+    /// Creates the store and starts its sweeper; call inside a tokio runtime.
+    pub fn new(config: StoreConfig) -> std::io::Result<Store> {
+        std::fs::create_dir_all(&config.spill_dir)?;
+        let spill_dir = tempfile::Builder::new()
+            .prefix("blobq-")
+            .tempdir_in(&config.spill_dir)?;
+        let totals = Arc::new(Totals::default());
+        let namespaces = Namespaces::default();
+        let quota_of = |ns: &Name| {
+            config
+                .namespace_quotas
+                .get(ns.as_str())
+                .copied()
+                .unwrap_or(config.namespace_quota)
+        };
+        let (opened, wakeups) = match &config.durability {
+            None => (None, Vec::new()),
+            Some(durability) => {
+                let rebuild = recovery::Rebuild {
+                    namespaces: &namespaces,
+                    totals: &totals,
+                    max_deliveries: config.max_deliveries,
+                    quota_of: &quota_of,
+                };
+                let (opened, wakeups) = recovery::open(durability, &rebuild)?;
+                (Some(opened), wakeups)
+            }
+        };
+        // In durable mode, large bodies are written straight into the data
+        // directory, where they stay: no copy when the push is accepted.
+        let (file_dir, durable_sync) = match (&opened, &config.durability) {
+            (Some(o), Some(d)) => (o.dir.blob_dir(), Some(d.fsync == FsyncMode::Always)),
+            _ => (spill_dir.path().to_owned(), None),
+        };
+        let (journal, dir_lock) = match opened {
+            Some(o) => (Some(o.journal), Some(o.lock)),
+            None => (None, None),
+        };
+        let shared = Arc::new(Shared {
+            namespaces,
+            totals: totals.clone(),
+            limits: IngestLimits {
+                spill_threshold: config.spill_threshold,
+                max_element_size: config.max_element_size,
+                spill_dir: file_dir,
+                memory_limit: config.memory_limit,
+                totals: totals.clone(),
+                durable_sync,
+            },
+            queue_idle_timeout: config.queue_idle_timeout,
+            max_deliveries: config.max_deliveries,
+            namespace_quota: config.namespace_quota,
+            namespace_quotas: config.namespace_quotas,
+            quota_retry_after: config.quota_retry_after,
+            spill_dir,
+            wakeups: std::sync::Mutex::new(wakeups.into_iter().collect()),
+            sweeper: Arc::new(Notify::new()),
+            closing: CancellationToken::new(),
+            next_waiter: AtomicU64::new(0),
+            started: Instant::now(),
+            journal,
+            _dir_lock: dir_lock,
+        });
+        tokio::spawn(sweeper::run(
+            Arc::downgrade(&shared),
+            shared.sweeper.clone(),
+            shared.closing.clone(),
+        ));
+        Ok(Store { shared })
+    }
+
+    /// Waits until the changes made so far are as durable as `commit` asks
+    /// (at once when the store is not durable). Every operation of the
+    /// seam calls it before it answers.
+    pub async fn durable(&self, commit: Commit) -> Result<(), BackendError> {
+        // Boxed: the journal's wait is a large future that would otherwise
+        // sit inside every push's and pop's, durable or not.
+        match &self.shared.journal {
+            Some(journal) => Ok(Box::pin(journal.wait(commit)).await?),
+            None => Ok(()),
+        }
+    }
+
+    /// The folder holding this process's spill files.
+    pub fn spill_dir(&self) -> &Path {
+        self.shared.spill_dir.path()
+    }
+
+    /// Starts receiving a body of `expected` bytes (if announced).
+    pub fn blob_writer(&self, expected: Option<u64>) -> Result<BlobWriter<'_>, IngestError> {
+        BlobWriter::new(&self.shared.limits, expected)
+    }
+
+    pub fn queue_stats(&self, ns: &Name, queue: &Name) -> Option<QueueStats> {
+        self.change_existing(ns, |st, _| st.queue_stats(ns, queue))
+            .flatten()
+    }
+
+    pub fn namespace_stats(&self, ns: &Name) -> Option<NamespaceStats> {
+        self.change_existing(ns, |st, _| st.stats(ns))
+    }
+
+    pub fn server_stats(&self) -> ServerStats {
+        let mut namespaces: Vec<_> = self
+            .all_namespaces()
+            .iter()
+            .map(|n| n.lock().summary(&n.name))
+            .collect();
+        namespaces.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+        ServerStats {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: self.shared.started.elapsed().as_secs(),
+            namespace_count: namespaces.len() as u64,
+            totals: self.totals(),
+            namespaces,
+        }
+    }
+
+    pub fn totals(&self) -> TotalsSnapshot {
+        self.shared.totals.snapshot()
+    }
+
+    /// Starts shutdown: every waiting consumer gets `ShuttingDown`, and so
+    /// does any pop that would wait from now on.
+    pub fn begin_shutdown(&self) {
+        self.shared.closing.cancel();
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.closing.is_cancelled()
+    }
+
+    /// Drops every element and blob and removes the spill folder. The last
+    /// step of shutdown: whatever is still streaming keeps its open file.
+    pub fn purge(&self) {
+        self.begin_shutdown();
+        for namespace in self.all_namespaces() {
+            let mut grave = Graveyard::default();
+            let mut st = namespace.lock();
+            st.purge(&mut grave);
+            // Out of the map while still locked, so a late writer that finds
+            // it removed looks it up afresh instead of spinning on it.
+            self.shared
+                .namespaces
+                .remove_if(&namespace.name, |_, n| Arc::ptr_eq(n, &namespace));
+            drop(st);
+            drop(grave);
+        }
+        if let Some(journal) = &self.shared.journal {
+            journal.close();
+        }
+        if let Err(e) = std::fs::remove_dir_all(self.spill_dir()) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %self.spill_dir().display(), error = %e, "could not remove spill folder");
+            }
+        }
+    }
+
+    /// Runs `change` on the state of namespace `ns`, created if needed,
+    /// under its lock; then tells the sweeper of any earlier deadline the
+    /// change added, and drops what it removed, both after unlocking.
+    pub(super) fn change<T>(
+        &self,
+        ns: &Name,
+        change: impl FnOnce(&mut NsState, &mut Graveyard) -> T,
+    ) -> T {
+        loop {
+            let namespace = self.namespace_for_write(ns);
+            let st = namespace.lock();
+            if !st.removed {
+                return self.apply(ns, st, change);
+            }
+        }
+    }
+
+    /// [`Store::change`] on a namespace that exists already: `None`, and
+    /// `change` not run, when there is none. Reads, and changes that must
+    /// not create a namespace (a pop that will not wait), use it.
+    pub(super) fn change_existing<T>(
+        &self,
+        ns: &Name,
+        change: impl FnOnce(&mut NsState, &mut Graveyard) -> T,
+    ) -> Option<T> {
+        loop {
+            let namespace = self.existing_namespace(ns)?;
+            let st = namespace.lock();
+            if !st.removed {
+                return Some(self.apply(ns, st, change));
+            }
+        }
+    }
+
+    fn apply<T>(
+        &self,
+        ns: &Name,
+        mut st: MutexGuard<'_, NsState>,
+        change: impl FnOnce(&mut NsState, &mut Graveyard) -> T,
+    ) -> T {
+        let mut grave = Graveyard::default();
+        let out = change(&mut st, &mut grave);
+        let wakeup = st.take_earlier_wakeup();
+        drop(st);
+        if let Some(at) = wakeup {
+            self.schedule(ns, at);
+        }
+        drop(grave);
+        out
+    }
+
+    fn existing_namespace(&self, ns: &Name) -> Option<Arc<Namespace>> {
+        self.shared.namespaces.get(ns).map(|n| n.clone())
+    }
+
+    fn namespace_for_write(&self, ns: &Name) -> Arc<Namespace> {
+        if let Some(n) = self.existing_namespace(ns) {
+            return n;
+        }
+        let shared = &self.shared;
+        shared
+            .namespaces
+            .entry(ns.clone())
+            .or_insert_with(|| {
+                Arc::new(Namespace::new(
+                    ns.clone(),
+                    shared.totals.clone(),
+                    shared.max_deliveries,
+                    self.quota_of(ns),
+                    shared.journal.clone(),
+                ))
+            })
+            .clone()
+    }
+
+    /// Every namespace, collected first so no map guard is held while a
+    /// namespace is locked.
+    fn all_namespaces(&self) -> Vec<Arc<Namespace>> {
+        self.shared
+            .namespaces
+            .iter()
+            .map(|e| e.value().clone())
+            .collect()
+    }
+
+    /// Tells the sweeper about a new, earlier deadline of namespace `ns`.
+    fn schedule(&self, ns: &Name, at: Millis) {
+        let mut wakeups = self
+            .shared
+            .wakeups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let earliest = wakeups.first().is_none_or(|(first, _)| at < *first);
+        wakeups.insert((at, ns.clone()));
+        drop(wakeups);
+        if earliest {
+            self.shared.sweeper.notify_one();
+        }
+    }
+
+    /// The quota of namespace `ns`.
+    pub(super) fn quota_of(&self, ns: &Name) -> Quota {
+        let shared = &self.shared;
+        shared
+            .namespace_quotas
+            .get(ns.as_str())
+            .copied()
+            .unwrap_or(shared.namespace_quota)
+    }
+
+    /// The error a client gets for a change that would break `quota`.
+    pub(super) fn over(&self, ns: &Name, quota: QuotaExceeded) -> BackendError {
+        BackendError::OverQuota {
+            namespace: ns.clone(),
+            reason: quota.to_string(),
+            retry_after: self.shared.quota_retry_after,
+        }
+    }
+}
