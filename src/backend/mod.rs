@@ -10,8 +10,8 @@
 //! separate commit for a caller to forget.
 //!
 //! The embedded engine (`crate::store::Store`: memory, spill files and an
-//! optional log) is the first implementation. `tests/backend_suite.rs` holds
-//! the suite every engine must pass.
+//! optional log) is the first implementation. [`suite`] holds the tests
+//! every engine must pass, run with the `backend_suite!` macro.
 
 pub mod body;
 pub mod error;
@@ -19,6 +19,8 @@ pub mod ids;
 pub mod meta;
 pub mod name;
 pub mod stats;
+#[doc(hidden)]
+pub mod suite;
 
 use std::time::Duration;
 

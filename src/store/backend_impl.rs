@@ -182,3 +182,67 @@ impl Backend for Store {
         self.purge()
     }
 }
+
+/// The generic backend suite, run against the store in memory mode and in
+/// durable mode.
+#[cfg(test)]
+mod suite {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::backend::suite::{
+        Fresh, LIMITED_MAX_BYTES, LIMITED_MAX_ELEMENTS, LIMITED_NAMESPACE, MAX_DELIVERIES,
+    };
+    use crate::store::{DurabilityConfig, FsyncMode, Quota, Store, StoreConfig};
+
+    /// A store configured as the suite asks, its files under a new
+    /// temporary directory; durable with a log there if `durable`.
+    fn store(durable: bool) -> Fresh {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let limited = Quota {
+            max_elements: LIMITED_MAX_ELEMENTS,
+            max_bytes: LIMITED_MAX_BYTES,
+        };
+        let store = Store::new(StoreConfig {
+            spill_dir: dir.path().join("spill"),
+            // Small, so that the suite's larger bodies go to files.
+            spill_threshold: 16,
+            max_element_size: 1 << 20,
+            queue_idle_timeout: Duration::from_secs(60),
+            max_deliveries: MAX_DELIVERIES,
+            namespace_quota: Quota::default(),
+            namespace_quotas: HashMap::from([(LIMITED_NAMESPACE.to_owned(), limited)]),
+            quota_retry_after: 1,
+            memory_limit: 0,
+            durability: durable.then(|| DurabilityConfig {
+                dir: dir.path().join("data"),
+                fsync: FsyncMode::Batch,
+                fsync_interval: Duration::from_millis(50),
+                segment_bytes: 1 << 20,
+                repair: false,
+            }),
+        })
+        .expect("a store");
+        Fresh {
+            backend: Arc::new(store),
+            guard: Box::new(dir),
+        }
+    }
+
+    async fn in_memory() -> Fresh {
+        store(false)
+    }
+
+    async fn durable() -> Fresh {
+        store(true)
+    }
+
+    mod memory {
+        crate::backend_suite!(super::in_memory);
+    }
+
+    mod durable {
+        crate::backend_suite!(super::durable);
+    }
+}
