@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::backend::name::Name;
-use crate::http::request::RequestLimits;
+use crate::http::RequestLimits;
 use crate::store::{DurabilityConfig, FsyncMode, Quota, StoreConfig};
 
 #[derive(Parser, Debug)]
