@@ -99,9 +99,7 @@ impl IntoResponse for ApiError {
         let mut response = Response::new(Body::from(json));
         *response.status_mut() = status;
         if status == StatusCode::INTERNAL_SERVER_ERROR {
-            response
-                .extensions_mut()
-                .insert(ServerFault(self.to_string()));
+            response.extensions_mut().insert(ServerFault(doc.detail));
         }
         let headers = response.headers_mut();
         headers.insert(
@@ -146,5 +144,40 @@ impl From<BackendError> for ApiError {
             BackendError::Io(e) => ApiError::Internal(e.to_string()),
             BackendError::Durability(detail) => ApiError::Internal(detail),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_server_fault_leaves_its_text_for_the_log() {
+        let fault = ApiError::Internal("disk on fire".into()).into_response();
+        assert_eq!(fault.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let logged = fault
+            .extensions()
+            .get::<ServerFault>()
+            .map(|f| f.0.as_str());
+        assert_eq!(logged, Some("internal error: disk on fire"));
+        let refused = ApiError::bad_request("invalid-name", "no").into_response();
+        assert!(refused.extensions().get::<ServerFault>().is_none());
+    }
+
+    #[test]
+    fn a_405_lists_allow_and_a_429_says_when_to_retry() {
+        let not_allowed = ApiError::MethodNotAllowed {
+            method: "PATCH".into(),
+            allow: "GET, POST, PUT".into(),
+        };
+        assert_eq!(
+            not_allowed.into_response().headers()[header::ALLOW],
+            "GET, POST, PUT"
+        );
+        let over = ApiError::OverQuota {
+            detail: "full".into(),
+            retry_after: 7,
+        };
+        assert_eq!(over.into_response().headers()[header::RETRY_AFTER], "7");
     }
 }
