@@ -15,12 +15,10 @@
 //! the lifetime left in headers (`GET /shaped/kept` counts them). The bytes
 //! of a conforming answer with no queue logic behind them: the least any
 //! server that meets the contract must do. It serves on blobq's own runtime
-//! and HTTP/1 settings
-//! (`blobq::server::runtime`, and `http1_builder` with the default
-//! configuration given each connection's own header-read timer by
-//! `connection_builder`) and allocator (jemalloc), with `TCP_NODELAY` like blobq,
-//! so the gap between the two is the cost of blobq's routing, validation,
-//! store and metrics.
+//! and HTTP/1 settings (`blobq::server::runtime`, and `http1_builder` with
+//! the default configuration) and allocator (jemalloc), with `TCP_NODELAY`
+//! like blobq, so the gap between the two is the cost of blobq's routing,
+//! validation, store and metrics.
 //!
 //! `make bench` starts it; by hand: `cargo run --release --example ceiling -- 127.0.0.1:8090`.
 
@@ -40,8 +38,7 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use blobq::config::{Config, Settings};
-use blobq::http::request::{BLOB_ID, ELEMENT_ID, LIFETIME, SIZE};
-use blobq::http::spelled::Spelled;
+use blobq::http::headers::{BLOB_ID, ELEMENT_ID, LIFETIME, SIZE};
 
 /// The allocator blobq's binary uses, so the comparison is of the HTTP work.
 #[global_allocator]
@@ -79,8 +76,7 @@ fn main() -> std::io::Result<()> {
             let _ = stream.set_nodelay(true);
             let body = body.clone();
             let service = service_fn(move |req| answer(req, body.clone()));
-            let conn = blobq::server::connection_builder(&builder)
-                .serve_connection(TokioIo::new(stream), service);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
             tokio::spawn(async move {
                 let _ = conn.await;
             });
@@ -153,18 +149,40 @@ async fn answer(req: Request<Incoming>, body: Bytes) -> Result<Response<Full<Byt
     Ok(response)
 }
 
+/// An id as blobq writes it in a header.
+fn id_value(id: Uuid) -> HeaderValue {
+    let mut buffer = Uuid::encode_buffer();
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buffer))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The JSON body of blobq's push answer, field for field.
+#[derive(serde::Serialize)]
+struct PushAnswer {
+    id: Uuid,
+    blob_id: Uuid,
+    namespace: &'static str,
+    queue: &'static str,
+    size: usize,
+    lifetime: u64,
+}
+
 /// blobq's push answer: ids in headers and in the JSON body.
 fn push_answer(headers: &mut HeaderMap, blob: Uuid, element: Uuid, size: usize) -> Bytes {
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let mut out = Spelled::with_capacity(192);
-    out.text(b"{\"id\":\"");
-    out.id(ELEMENT_ID, element);
-    out.text(b"\",\"blob_id\":\"");
-    out.id(BLOB_ID, blob);
-    out.text(b"\",\"namespace\":\"bench\",\"queue\":\"q\",\"size\":");
-    out.text(itoa::Buffer::new().format(size as u64).as_bytes());
-    out.text(b",\"lifetime\":3600}");
-    out.insert_into(headers)
+    headers.insert(ELEMENT_ID, id_value(element));
+    headers.insert(BLOB_ID, id_value(blob));
+    let answer = PushAnswer {
+        id: element,
+        blob_id: blob,
+        namespace: "bench",
+        queue: "q",
+        size,
+        lifetime: 3600,
+    };
+    serde_json::to_vec(&answer)
+        .map(Bytes::from)
+        .unwrap_or_default()
 }
 
 /// blobq's pop answer headers (Content-Length is hyper's).
@@ -173,12 +191,10 @@ fn pop_answer(headers: &mut HeaderMap, blob: Uuid, element: Uuid, size: usize) {
         CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    let mut out = Spelled::with_capacity(192);
-    out.id(BLOB_ID, blob);
-    out.number(SIZE, size as u64);
-    out.number(LIFETIME, 3600);
-    out.id(ELEMENT_ID, element);
-    out.insert_into(headers);
+    headers.insert(BLOB_ID, id_value(blob));
+    headers.insert(SIZE, HeaderValue::from(size));
+    headers.insert(LIFETIME, HeaderValue::from(3600u32));
+    headers.insert(ELEMENT_ID, id_value(element));
 }
 
 #[cfg(test)]

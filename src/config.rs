@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::backend::name::Name;
-use crate::http::request::RequestLimits;
+use crate::http::RequestLimits;
 use crate::store::{DurabilityConfig, FsyncMode, Quota, StoreConfig};
 
 /// Parses `--fsync`: the store's own names and descriptions, listed by

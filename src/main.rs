@@ -10,11 +10,9 @@ use blobq::config::{Cli, Command, Config};
 use blobq::server::Server;
 
 /// jemalloc rather than glibc's malloc: a queue server allocates and frees
-/// millions of small objects (elements, 100-byte bodies, header values);
-/// glibc spent about 14 % of a pop load in `_int_malloc` and
-/// `malloc_consolidate`. jemalloc also keeps an idle connection smaller
-/// (11 KiB against glibc's 18.5 and mimalloc's 31 with 10 000 blocked
-/// consumers; see docs/PERFORMANCE.md).
+/// many small objects (elements, small bodies, header values) across
+/// threads, where glibc's allocator spent much of a pop load consolidating,
+/// and jemalloc keeps an idle connection smaller (docs/PERFORMANCE.md).
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -1,15 +1,18 @@
 //! `/tbs/{ns}/blobs`: temporary blob storage, read without consuming.
 
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
 use http::header::LOCATION;
-use http::request::Parts;
-use http::{Response, StatusCode};
-use hyper::body::Incoming;
+use http::StatusCode;
 use serde::Serialize;
 
+use super::extract::{BlobKey, DeleteAfterRead, Namespace, PushHeaders};
+use super::headers::BLOB_ID;
 use super::queues::describe;
-use super::request::{delete_after_read, name, PushHeaders, BLOB_ID};
-use super::spelled::Spelled;
-use super::{header_value, json, App, Body, Handled};
+use super::{body, header_value, json, no_content, App, Handled};
 
 #[derive(Serialize)]
 struct Stored<'a> {
@@ -20,11 +23,17 @@ struct Stored<'a> {
 }
 
 /// `POST /tbs/{ns}/blobs`
-pub(super) async fn store(app: &App, ns: &str, head: &Parts, body: Incoming) -> Handled {
-    let nsn = name("namespace", ns)?;
-    let push = PushHeaders::parse(&head.headers, &app.limits)?;
-    let body = super::body::incoming(body, app.limits.body_read_timeout);
-    let blob = app.backend.store_blob(&nsn, body, push.options()).await?;
+pub(super) async fn store(
+    State(app): State<Arc<App>>,
+    Namespace(ns): Namespace,
+    push: PushHeaders,
+    incoming: Body,
+) -> Handled {
+    let incoming = body::incoming(incoming, app.limits.body_read_timeout);
+    let blob = app
+        .backend
+        .store_blob(&ns, incoming, push.options())
+        .await?;
     let id = blob.id.to_string();
     let answer = Stored {
         id: id.clone(),
@@ -40,30 +49,31 @@ pub(super) async fn store(app: &App, ns: &str, head: &Parts, body: Incoming) -> 
 }
 
 /// `GET /tbs/{ns}/blobs/{id}[?delete=1]`
-pub(super) async fn read(app: &App, ns: &str, id: &str, head: &Parts) -> Handled {
-    let nsn = name("namespace", ns)?;
-    let delete = delete_after_read(head.uri.query())?;
-    let blob = app.backend.read_blob(&nsn, id, delete).await?;
-    let mut response = Response::new(Body::payload(blob.body));
+pub(super) async fn read(
+    State(app): State<Arc<App>>,
+    Namespace(ns): Namespace,
+    DeleteAfterRead(delete): DeleteAfterRead,
+    BlobKey(id): BlobKey,
+) -> Handled {
+    let blob = app.backend.read_blob(&ns, &id, delete).await?;
+    let mut response = Response::new(body::payload(blob.body));
     let headers = response.headers_mut();
-    let mut spelled = Spelled::with_capacity(96);
     describe(
         headers,
-        &mut spelled,
         &blob.meta,
         Some(blob.id),
         blob.size,
         blob.seconds_left,
     );
-    spelled.insert_into(headers);
     Ok(response)
 }
 
 /// `DELETE /tbs/{ns}/blobs/{id}`
-pub(super) async fn delete(app: &App, ns: &str, id: &str) -> Handled {
-    let nsn = name("namespace", ns)?;
-    app.backend.delete_blob(&nsn, id).await?;
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    Ok(response)
+pub(super) async fn delete(
+    State(app): State<Arc<App>>,
+    Namespace(ns): Namespace,
+    BlobKey(id): BlobKey,
+) -> Handled {
+    app.backend.delete_blob(&ns, &id).await?;
+    Ok(no_content())
 }

@@ -1,5 +1,5 @@
 //! Bodies at the HTTP edge: a request body turned into the stream an engine
-//! reads, and the response body made of bytes or of an engine's stream.
+//! reads, and an engine's bytes or stream turned into a response body.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -80,38 +80,26 @@ where
     }
 }
 
-/// A response body: bytes in memory, or an engine's stream of known length.
-pub enum Body {
-    Full(Option<Bytes>),
-    Stream {
-        chunks: BodyStream<io::Error>,
-        remaining: u64,
-    },
-}
-
-impl Body {
-    pub fn empty() -> Body {
-        Body::Full(None)
-    }
-
-    pub fn bytes(b: impl Into<Bytes>) -> Body {
-        let b = b.into();
-        Body::Full((!b.is_empty()).then_some(b))
-    }
-
-    /// The body of an element's or blob's bytes.
-    pub fn payload(payload: Payload) -> Body {
-        match payload {
-            Payload::Bytes(b) => Body::bytes(b),
-            Payload::Stream { len, chunks } => Body::Stream {
-                chunks,
-                remaining: len,
-            },
-        }
+/// The response body of an element's or blob's bytes.
+pub fn payload(payload: Payload) -> axum::body::Body {
+    match payload {
+        Payload::Bytes(b) => axum::body::Body::from(b),
+        Payload::Stream { len, chunks } => axum::body::Body::new(Sized {
+            chunks,
+            remaining: len,
+        }),
     }
 }
 
-impl hyper::body::Body for Body {
+/// An engine's stream of a known length, as a response body: the length
+/// becomes `Content-Length`, and a stream that ends short fails the
+/// response rather than passing for complete.
+struct Sized {
+    chunks: BodyStream<io::Error>,
+    remaining: u64,
+}
+
+impl hyper::body::Body for Sized {
     type Data = Bytes;
     type Error = io::Error;
 
@@ -119,40 +107,29 @@ impl hyper::body::Body for Body {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        match self.get_mut() {
-            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Stream { chunks, remaining } => {
-                if *remaining == 0 {
-                    return Poll::Ready(None);
-                }
-                match chunks.as_mut().poll_next(cx) {
-                    Poll::Ready(Some(Ok(chunk))) => {
-                        *remaining = remaining.saturating_sub(chunk.len() as u64);
-                        Poll::Ready(Some(Ok(Frame::data(chunk))))
-                    }
-                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-                    // Never send a short body as complete.
-                    Poll::Ready(None) => Poll::Ready(Some(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the body ended before its length",
-                    )))),
-                    Poll::Pending => Poll::Pending,
-                }
+        let this = self.get_mut();
+        if this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        match this.chunks.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.remaining = this.remaining.saturating_sub(chunk.len() as u64);
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(Some(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the body ended before its length",
+            )))),
+            Poll::Pending => Poll::Pending,
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            Body::Full(b) => b.is_none(),
-            Body::Stream { remaining, .. } => *remaining == 0,
-        }
+        self.remaining == 0
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Body::Stream { remaining, .. } => SizeHint::with_exact(*remaining),
-        }
+        SizeHint::with_exact(self.remaining)
     }
 }

@@ -1,10 +1,11 @@
 //! The HTTP layer's one error type. Each variant maps to exactly one status
 //! and an RFC 9457 problem document, in one function.
 
-use http::{header, HeaderValue, Response, StatusCode};
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 
-use super::body::Body;
 use crate::backend::{BackendError, BodyError};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,12 +47,13 @@ struct Problem<'a> {
     detail: String,
 }
 
-// The constructors and conversions below run only on the error path: kept
-// out of line and marked cold, their code stays out of the handlers' hot
-// path, where every request pays for the instruction cache it fills.
+/// The text of a server fault, left in the extensions of its `500`
+/// response for the request log (see `layers::observe`), which knows the
+/// method and route it failed on.
+#[derive(Clone, Debug)]
+pub struct ServerFault(pub String);
+
 impl ApiError {
-    #[cold]
-    #[inline(never)]
     pub fn bad_request(problem: &'static str, detail: impl Into<String>) -> ApiError {
         ApiError::BadRequest {
             problem,
@@ -80,8 +82,12 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status_and_problem().0
     }
+}
 
-    pub fn into_response(self) -> Response<Body> {
+impl IntoResponse for ApiError {
+    /// The status and problem document of the error, with `Allow` for a
+    /// `405` and `Retry-After` for a `429`.
+    fn into_response(self) -> Response {
         let (status, problem) = self.status_and_problem();
         let doc = Problem {
             kind: format!("urn:blobq:problem:{problem}"),
@@ -90,8 +96,11 @@ impl ApiError {
             detail: self.to_string(),
         };
         let json = serde_json::to_vec(&doc).unwrap_or_default();
-        let mut response = Response::new(Body::bytes(json));
+        let mut response = Response::new(Body::from(json));
         *response.status_mut() = status;
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            response.extensions_mut().insert(ServerFault(doc.detail));
+        }
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -113,8 +122,6 @@ impl ApiError {
 }
 
 impl From<BackendError> for ApiError {
-    #[cold]
-    #[inline(never)]
     fn from(e: BackendError) -> Self {
         match e {
             BackendError::BlobNotFound { .. } | BackendError::LeaseNotFound { .. } => {
@@ -137,5 +144,40 @@ impl From<BackendError> for ApiError {
             BackendError::Io(e) => ApiError::Internal(e.to_string()),
             BackendError::Durability(detail) => ApiError::Internal(detail),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_server_fault_leaves_its_text_for_the_log() {
+        let fault = ApiError::Internal("disk on fire".into()).into_response();
+        assert_eq!(fault.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let logged = fault
+            .extensions()
+            .get::<ServerFault>()
+            .map(|f| f.0.as_str());
+        assert_eq!(logged, Some("internal error: disk on fire"));
+        let refused = ApiError::bad_request("invalid-name", "no").into_response();
+        assert!(refused.extensions().get::<ServerFault>().is_none());
+    }
+
+    #[test]
+    fn a_405_lists_allow_and_a_429_says_when_to_retry() {
+        let not_allowed = ApiError::MethodNotAllowed {
+            method: "PATCH".into(),
+            allow: "GET, POST, PUT".into(),
+        };
+        assert_eq!(
+            not_allowed.into_response().headers()[header::ALLOW],
+            "GET, POST, PUT"
+        );
+        let over = ApiError::OverQuota {
+            detail: "full".into(),
+            retry_after: 7,
+        };
+        assert_eq!(over.into_response().headers()[header::RETRY_AFTER], "7");
     }
 }

@@ -1,13 +1,16 @@
 //! `/healthz` and `/metrics`.
 
-use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Response, StatusCode};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use http::StatusCode;
 use serde_json::json;
 
-use super::{json, App, Body, Handled};
+use super::{json, with_status, App, Handled};
 
 /// `200` while the server accepts work, `503` once it is draining.
-pub(super) fn health(app: &App) -> Handled {
+pub(super) async fn health(State(app): State<Arc<App>>) -> Handled {
     if app.is_draining() {
         json(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -18,11 +21,11 @@ pub(super) fn health(app: &App) -> Handled {
     }
 }
 
-pub(super) fn metrics(app: &App) -> Handled {
-    let mut response = Response::new(Body::bytes(app.metrics.render()));
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    Ok(response)
+/// The Prometheus text exposition.
+pub(super) async fn metrics(State(app): State<Arc<App>>) -> Handled {
+    Ok(with_status(
+        StatusCode::OK,
+        Body::from(app.metrics.render()),
+        Some("text/plain; version=0.0.4; charset=utf-8"),
+    ))
 }

@@ -1,6 +1,5 @@
 //! The listener, the connections and graceful shutdown.
 
-mod header_timer;
 mod stop;
 
 use std::future::Future;
@@ -10,19 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::http::App;
+use crate::http::{router, App};
 use crate::store::Store;
 use stop::StopSignals;
-
-/// hyper's own default; setting it explicitly moves header parsing to the heap.
-const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
 /// A bound server, not yet serving: binding first lets the caller learn the
 /// port actually picked for `:0` before requests arrive.
@@ -52,8 +48,7 @@ pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
 }
 
 /// The HTTP/1 settings of every connection. Public so that the benchmark
-/// ceiling serves with exactly the same ones. Its timer is hyper-util's,
-/// shared; [`connection_builder`] gives each connection one of its own.
+/// ceiling serves with exactly the same ones.
 pub fn http1_builder(config: &Config) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
@@ -61,18 +56,8 @@ pub fn http1_builder(config: &Config) -> http1::Builder {
         .keep_alive(true)
         // Also bounds how long an idle keep-alive connection is kept.
         .header_read_timeout(config.header_read_timeout)
-        .max_header_size(config.max_header_size);
-    if config.max_headers != HYPER_DEFAULT_MAX_HEADERS {
-        builder.max_headers(config.max_headers);
-    }
-    builder
-}
-
-/// `builder` with a header-read timer for one connection
-/// (`header_timer.rs`). Call inside a tokio runtime.
-pub fn connection_builder(builder: &http1::Builder) -> http1::Builder {
-    let mut builder = builder.clone();
-    builder.timer(header_timer::ConnectionTimer::new());
+        .max_header_size(config.max_header_size)
+        .max_headers(config.max_headers);
     builder
 }
 
@@ -113,6 +98,7 @@ impl Server {
             builder,
             ..
         } = self;
+        let routes = router(app.clone());
         let connections = TaskTracker::new();
         let mut stops = StopSignals::default();
         // One permit per open connection: at the cap, new connections wait in
@@ -140,9 +126,8 @@ impl Server {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            let app = app.clone();
-            let service = service_fn(move |req| app.clone().serve(req));
-            let conn = connection_builder(&builder).serve_connection(TokioIo::new(stream), service);
+            let service = TowerToHyperService::new(routes.clone());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
             let stop = stops.register();
             connections.spawn(async move {
                 let mut conn = std::pin::pin!(conn);

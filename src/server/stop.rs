@@ -1,14 +1,12 @@
 //! Telling every open connection that shutdown has begun.
 //!
 //! hyper-util's `GracefulShutdown` does it with one `watch` channel shared by
-//! all connections, and a `watch` (or `Notify`) future that is still waiting
-//! takes the channel's one lock each time it is polled: every poll of every
-//! connection, on every worker thread, went through that lock. Here each
-//! connection has a `oneshot` receiver of its own, and shutdown drops the
-//! senders. Its state is a cache line of its own, cold at each of the
-//! connection's wake-ups (about 200 ns a request in a profile), so a connection polls it only
-//! once to register and again only after shutdown has begun, which one flag
-//! shared by all connections (read, never written until then) tells.
+//! all connections, whose waiting futures take the channel's lock each time
+//! they are polled: every poll of every connection, on every worker thread,
+//! would meet there. Here each connection has a `oneshot` receiver of its
+//! own, and shutdown drops the senders. A connection polls its receiver
+//! once to register, and again only after shutdown has begun, which one
+//! flag shared by all connections (read, never written until then) tells.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,0 +1,214 @@
+//! The route table, one line a route, and the layers every request passes
+//! through on its way to a handler.
+//!
+//! The path of a request: empty segments made routable (`path.rs`) -> the
+//! route matched -> `trace` -> `observe` (metrics, fault log) ->
+//! `close_unread_bodies` -> the route's method (or `405`) ->
+//! `refuse_while_draining` -> the handler, which extracts what it needs
+//! and calls the backend. An unknown path goes to `no_route` (`404`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
+use axum::handler::Handler;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::future::RouteFuture;
+use axum::routing::{MethodRouter, Route};
+use axum::Router;
+use bytes::Bytes;
+use http::Method;
+use tower::{Layer, Service, ServiceBuilder};
+
+use super::{blobs, layers, leases, ops, path, queues, ApiError, App};
+
+/// Every route of the server behind its layers, as one tower service.
+pub fn router(app: Arc<App>) -> Api {
+    let table = Table::new()
+        .route("/qs", get(queues::server_stats))
+        .route("/qs/{ns}", get(queues::namespace_stats))
+        .route(
+            "/qs/{ns}/{queue}",
+            get(queues::pop)
+                .post(queues::push)
+                .put(queues::push_reference),
+        )
+        .route("/qs/{ns}/{queue}/stats", get(queues::queue_stats))
+        .route("/qs/{ns}/{queue}/leases/{receipt}", delete(leases::ack))
+        .route(
+            "/qs/{ns}/{queue}/leases/{receipt}/release",
+            post(leases::release),
+        )
+        .route(
+            "/qs/{ns}/{queue}/leases/{receipt}/extend",
+            post(leases::extend),
+        )
+        .route("/tbs/{ns}/blobs", post(blobs::store))
+        .route(
+            "/tbs/{ns}/blobs/{id}",
+            get(blobs::read).delete(blobs::delete),
+        )
+        .route("/metrics", get(ops::metrics))
+        // Applies to the routes above only: /healthz, below, is how a load
+        // balancer learns of the drain.
+        .route_layer(from_fn_with_state(
+            app.clone(),
+            layers::refuse_while_draining,
+        ))
+        .route("/healthz", get(ops::health));
+    let observer = layers::Observer::new(app.clone(), table.templates);
+    let router = table
+        .router
+        .fallback(no_route)
+        // Outermost first. An authentication layer goes after `observe`,
+        // so that refused requests are counted too.
+        .layer(
+            ServiceBuilder::new()
+                .layer(layers::trace())
+                .layer(from_fn_with_state(observer, layers::observe))
+                .layer(from_fn(layers::close_unread_bodies)),
+        )
+        .with_state(app);
+    Api { router }
+}
+
+/// `404` for a path no route matches.
+async fn no_route(request: Request) -> ApiError {
+    let path = path::as_sent(request.uri(), request.extensions());
+    ApiError::NotFound(format!("no route for {path}"))
+}
+
+/// The router, with the one step that must come before routing.
+#[derive(Clone)]
+pub struct Api {
+    router: Router,
+}
+
+impl<B> Service<http::Request<B>> for Api
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = RouteFuture<Infallible>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        self.router.call(path::make_routable(request))
+    }
+}
+
+/// The route table being built, and the templates in it (the metrics label
+/// requests with them).
+struct Table {
+    router: Router<Arc<App>>,
+    templates: Vec<&'static str>,
+}
+
+impl Table {
+    fn new() -> Table {
+        Table {
+            router: Router::new(),
+            templates: Vec::new(),
+        }
+    }
+
+    fn route(mut self, template: &'static str, methods: Methods) -> Table {
+        self.templates.push(template);
+        self.router = self.router.route(template, methods.into_method_router());
+        self
+    }
+
+    /// `layer` around every route added so far (`Router::route_layer`).
+    fn route_layer<L>(mut self, layer: L) -> Table
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.router = self.router.route_layer(layer);
+        self
+    }
+}
+
+/// The methods one path answers, with the handler of each. axum's own
+/// `MethodRouter` would also answer HEAD with the GET handler (a HEAD would
+/// pop an element) and spell `Allow` its own way: the contract answers
+/// every method not listed, HEAD included, `405` with `Allow` listing the
+/// methods as `GET, POST, PUT`.
+struct Methods {
+    router: MethodRouter<Arc<App>>,
+    allow: Vec<&'static str>,
+}
+
+fn get<H: Handler<T, Arc<App>>, T: 'static>(handler: H) -> Methods {
+    Methods::new().get(handler)
+}
+
+fn post<H: Handler<T, Arc<App>>, T: 'static>(handler: H) -> Methods {
+    Methods::new().post(handler)
+}
+
+fn delete<H: Handler<T, Arc<App>>, T: 'static>(handler: H) -> Methods {
+    Methods::new().delete(handler)
+}
+
+impl Methods {
+    fn new() -> Methods {
+        Methods {
+            router: MethodRouter::new(),
+            allow: Vec::new(),
+        }
+    }
+
+    fn get<H: Handler<T, Arc<App>>, T: 'static>(mut self, handler: H) -> Methods {
+        self.router = self.router.get(handler);
+        self.allow.push("GET");
+        self
+    }
+
+    fn post<H: Handler<T, Arc<App>>, T: 'static>(mut self, handler: H) -> Methods {
+        self.router = self.router.post(handler);
+        self.allow.push("POST");
+        self
+    }
+
+    fn put<H: Handler<T, Arc<App>>, T: 'static>(mut self, handler: H) -> Methods {
+        self.router = self.router.put(handler);
+        self.allow.push("PUT");
+        self
+    }
+
+    fn delete<H: Handler<T, Arc<App>>, T: 'static>(mut self, handler: H) -> Methods {
+        self.router = self.router.delete(handler);
+        self.allow.push("DELETE");
+        self
+    }
+
+    /// The `MethodRouter`, with HEAD and every method not listed refused.
+    fn into_method_router(self) -> MethodRouter<Arc<App>> {
+        let allow: Arc<str> = self.allow.join(", ").into();
+        let refuse = move |method: Method| {
+            let allow = allow.to_string();
+            async move {
+                ApiError::MethodNotAllowed {
+                    method: method.to_string(),
+                    allow,
+                }
+            }
+        };
+        self.router.head(refuse.clone()).fallback(refuse)
+    }
+}
+
+#[cfg(test)]
+#[path = "router_tests.rs"]
+mod tests;
