@@ -4,7 +4,7 @@
 //! The path of a request: empty segments made routable (`path.rs`) -> the
 //! route matched -> `trace` -> `observe` (metrics, fault log) ->
 //! `close_unread_bodies` -> the route's method (or `405`) ->
-//! `refuse_while_draining` -> the handler, which extracts what it needs
+//! `refuse_while_draining` (every route but `/healthz`) -> the handler, which extracts what it needs
 //! and calls the backend. An unknown path goes to `no_route` (`404`).
 
 use std::convert::Infallible;
@@ -14,19 +14,19 @@ use std::task::{Context, Poll};
 use axum::extract::Request;
 use axum::handler::Handler;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::future::RouteFuture;
-use axum::routing::{MethodRouter, Route};
+use axum::routing::MethodRouter;
 use axum::Router;
 use bytes::Bytes;
 use http::Method;
-use tower::{Layer, Service, ServiceBuilder};
+use tower::{Service, ServiceBuilder};
 
 use super::{blobs, layers, leases, ops, path, queues, ApiError, App};
 
 /// Every route of the server behind its layers, as one tower service.
 pub fn router(app: Arc<App>) -> Api {
-    let table = Table::new()
+    let table = Table::new(app.clone())
         .route("/qs", get(queues::server_stats))
         .route("/qs/{ns}", get(queues::namespace_stats))
         .route(
@@ -51,13 +51,8 @@ pub fn router(app: Arc<App>) -> Api {
             get(blobs::read).delete(blobs::delete),
         )
         .route("/metrics", get(ops::metrics))
-        // Applies to the routes above only: /healthz, below, is how a load
-        // balancer learns of the drain.
-        .route_layer(from_fn_with_state(
-            app.clone(),
-            layers::refuse_while_draining,
-        ))
-        .route("/healthz", get(ops::health));
+        // Answers while draining: it is how a load balancer learns of it.
+        .route("/healthz", get(ops::health).while_draining());
     let observer = layers::Observer::new(app.clone(), table.templates);
     let router = table
         .router
@@ -107,13 +102,15 @@ where
 /// The route table being built, and the templates in it (the metrics label
 /// requests with them).
 struct Table {
+    app: Arc<App>,
     router: Router<Arc<App>>,
     templates: Vec<&'static str>,
 }
 
 impl Table {
-    fn new() -> Table {
+    fn new(app: Arc<App>) -> Table {
         Table {
+            app,
             router: Router::new(),
             templates: Vec::new(),
         }
@@ -121,20 +118,8 @@ impl Table {
 
     fn route(mut self, template: &'static str, methods: Methods) -> Table {
         self.templates.push(template);
-        self.router = self.router.route(template, methods.into_method_router());
-        self
-    }
-
-    /// `layer` around every route added so far (`Router::route_layer`).
-    fn route_layer<L>(mut self, layer: L) -> Table
-    where
-        L: Layer<Route> + Clone + Send + Sync + 'static,
-        L::Service: Service<Request> + Clone + Send + Sync + 'static,
-        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
-        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
-        <L::Service as Service<Request>>::Future: Send + 'static,
-    {
-        self.router = self.router.route_layer(layer);
+        let router = methods.into_method_router(&self.app);
+        self.router = self.router.route(template, router);
         self
     }
 }
@@ -147,6 +132,8 @@ impl Table {
 struct Methods {
     router: MethodRouter<Arc<App>>,
     allow: Vec<&'static str>,
+    /// Whether the route answers while the server drains.
+    while_draining: bool,
 }
 
 fn get<H: Handler<T, Arc<App>>, T: 'static>(handler: H) -> Methods {
@@ -166,6 +153,7 @@ impl Methods {
         Methods {
             router: MethodRouter::new(),
             allow: Vec::new(),
+            while_draining: false,
         }
     }
 
@@ -193,8 +181,17 @@ impl Methods {
         self
     }
 
+    /// The route keeps answering while the server drains.
+    fn while_draining(mut self) -> Methods {
+        self.while_draining = true;
+        self
+    }
+
     /// The `MethodRouter`, with HEAD and every method not listed refused.
-    fn into_method_router(self) -> MethodRouter<Arc<App>> {
+    /// The drain check wraps the listed methods only (`route_layer`), so a
+    /// method the route does not answer is `405` whether or not the server
+    /// is draining.
+    fn into_method_router(self, app: &Arc<App>) -> MethodRouter<Arc<App>> {
         let allow: Arc<str> = self.allow.join(", ").into();
         let refuse = move |method: Method| {
             let allow = allow.to_string();
@@ -205,7 +202,14 @@ impl Methods {
                 }
             }
         };
-        self.router.head(refuse.clone()).fallback(refuse)
+        let mut router = self.router;
+        if !self.while_draining {
+            router = router.route_layer(from_fn_with_state(
+                app.clone(),
+                layers::refuse_while_draining,
+            ));
+        }
+        router.head(refuse.clone()).fallback(refuse)
     }
 }
 

@@ -214,6 +214,12 @@ async fn draining_refuses_work_but_not_health_or_unknown_paths() {
     assert_eq!(health.body["status"], "draining");
     let unknown = send(&router, Method::GET, "/nope", "").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    // A method the route does not answer is 405 first, as when serving.
+    for method in [Method::DELETE, Method::HEAD] {
+        let wrong = send(&router, method, "/qs/ns/q", "").await;
+        assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(wrong.headers[header::ALLOW], "GET, POST, PUT");
+    }
 }
 
 #[tokio::test]
