@@ -276,17 +276,30 @@ done
 
 if [[ -n $SCALE_CASES ]]; then
     echo "bench: scale cases $SCALE_CASES" >&2
-    # Case by case, the baseline (if any) beside blobq; its rows are
-    # relabelled, as the scale harness names every row "blobq".
+    # With a baseline, case by case beside blobq, the two taking turns going
+    # first; "storm" stays with a "million" before it, whose push rate paces
+    # its fill. The baseline's rows are relabelled: the scale harness names
+    # every row "blobq".
+    groups=("$SCALE_CASES")
+    if [[ -n $BASELINE ]]; then
+        groups=()
+        for case in ${SCALE_CASES//,/ }; do
+            if [[ $case == storm && ${#groups[@]} -gt 0 && ${groups[-1]} == million ]]; then
+                groups[-1]=million,storm
+            else
+                groups+=("$case")
+            fi
+        done
+    fi
     n=0
-    for case in ${SCALE_CASES//,/ }; do
+    for group in "${groups[@]}"; do
         n=$((n + 1))
         for target in $(round_order "$n" "blobq${BASELINE:+ baseline}"); do
             bin=$BLOBQ
             [[ $target == baseline ]] && bin=$BASELINE
             # shellcheck disable=SC2086 # SCALE_ARGS is a list of words
-            SCALE cases --blobq "$bin" --only "$case" $SCALE_ARGS | relabel "$target" >>"$ROWS" ||
-                fail "scale case $case ($target)"
+            SCALE cases --blobq "$bin" --only "$group" $SCALE_ARGS | relabel "$target" >>"$ROWS" ||
+                fail "scale cases $group ($target)"
         done
     done
 fi
