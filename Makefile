@@ -26,6 +26,8 @@ lint:
 
 ## bench: blobq against its ceiling and webdis, then the scale cases (docs/PERFORMANCE.md)
 ## (needs wrk, redis-server, webdis; BENCH_DURATION, BENCH_ROUNDS and more in bench/run.sh)
+## BENCH_BASELINE=/path/to/old/blobq runs an older binary in the same rounds and
+## judges blobq against it (an A/B of a change)
 bench:
 	bench/run.sh
 	bench/durability.sh

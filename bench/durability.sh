@@ -29,10 +29,10 @@ PORT=18180 REDIS_PORT=16391
 need wrk "apt-get install -y wrk"
 need curl "apt-get install -y curl"
 HAVE_REDIS=1
-command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || {
+if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
     echo "bench: redis-server or redis-benchmark missing (apt-get install -y redis-server): no redis rows" >&2
     HAVE_REDIS=0
-}
+fi
 
 cargo build -q --release --bin blobq
 BLOBQ=target/release/blobq
@@ -68,8 +68,8 @@ for clients in $CLIENTS; do
         pid=$!
         PIDS+=("$pid")
         wait_port $PORT
-        read -r push push50 push99 <<<"$(run_wrk POST 100 "$DURATION" "$clients")"
-        read -r pop pop50 pop99 <<<"$(run_wrk GET 0 "$POP_DURATION" "$clients")"
+        read -r push _ push99 <<<"$(run_wrk POST 100 "$DURATION" "$clients")"
+        read -r pop _ pop99 <<<"$(run_wrk GET 0 "$POP_DURATION" "$clients")"
         left=$(curl -s "http://127.0.0.1:$PORT/qs/bench/q/stats" | sed -n 's/.*"elements":\([0-9]*\).*/\1/p')
         [[ ${left:-0} -gt 0 ]] || pop="$pop (ran empty)"
         stop "$pid"

@@ -66,8 +66,8 @@ count() {
 
 # The summary line holds one total per event: Ir first, I1mr fourth when
 # the caches are simulated.
-small=($(count "$N"))
-large=($(count $((2 * N))))
+read -ra small <<<"$(count "$N")"
+read -ra large <<<"$(count $((2 * N)))"
 if [[ ${#small[@]} -eq 0 || ${#large[@]} -eq 0 ]]; then
     echo "bench: callgrind wrote no summary (see $WORK/valgrind.log)" >&2
     exit 1

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the bench scripts; sourced, not run.
 
 # need CMD HINT: fail unless CMD is installed.
@@ -40,6 +41,7 @@ wait_port() {
 # "other") and GENERATOR, the command that runs wrk under it. Under batch a
 # response that wakes wrk does not preempt the server worker that sent it
 # (see "The generator's scheduling policy" in docs/PERFORMANCE.md).
+# shellcheck disable=SC2034 # POLICY and GENERATOR are for the caller
 generator_policy() {
     POLICY=${BENCH_POLICY:-batch}
     case $POLICY in
@@ -53,6 +55,40 @@ generator_policy() {
 }
 
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# with_baseline TARGETS: TARGETS with "baseline" right after "blobq" (or
+# last, without blobq), once.
+with_baseline() {
+    local targets=() t
+    for t in $1; do
+        [[ $t == baseline ]] && continue
+        targets+=("$t")
+        [[ $t == blobq ]] && targets+=(baseline)
+    done
+    [[ " ${targets[*]} " == *" baseline "* ]] || targets+=(baseline)
+    echo "${targets[*]}"
+}
+
+# round_order ROUND TARGETS: the targets in the order round ROUND runs them.
+# With both blobq and baseline, the two swap places in even rounds, so that
+# neither always runs first (and so in the state the other left the machine in).
+round_order() {
+    local order=() t
+    for t in $2; do
+        if (($1 % 2 == 0)) && [[ " $2 " == *" blobq "* && " $2 " == *" baseline "* ]]; then
+            case $t in
+            blobq) t=baseline ;;
+            baseline) t=blobq ;;
+            esac
+        fi
+        order+=("$t")
+    done
+    echo "${order[*]}"
+}
+
+# relabel TARGET: rows on stdin with their first field (the target) set to
+# TARGET, for the scale harness's rows of the baseline binary.
+relabel() { awk -F'\t' -v OFS='\t' -v target="$1" '{ $1 = target; print }'; }
 
 # bench_table ROWS: the table of every case, then the targets judged on it.
 bench_table() {

@@ -68,7 +68,7 @@ measure() {
 
 ROWS=$WORK/pairs.txt
 : >"$ROWS"
-for pair in $(seq "$PAIRS"); do
+for _ in $(seq "$PAIRS"); do
     for policy in other batch; do
         # A fresh blobq for each pair, so each one starts from the same state.
         "$BLOBQ" serve --listen "127.0.0.1:$BLOBQ_PORT" --spill-dir "$WORK" \

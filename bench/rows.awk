@@ -4,7 +4,8 @@
 # scale case (the same, with "-" for what does not apply). Rows come once
 # per round; at the end each (target, case) i has its medians r[i], p50[i]
 # and p99[i], and spread[i]: how far apart its req/s samples were, as a
-# share of the median ("" with one sample). Run through `bench_table` in
+# share of the median ("" with one sample); with_baseline is 1 when a
+# baseline binary ran (BENCH_BASELINE in `run.sh`). Run through `bench_table` in
 # `bench/lib.sh`.
 {
     k = $1 "|" $2
@@ -43,5 +44,6 @@ END {
         if (p50[i] != "-") p50[i] = sprintf("%.2f", p50[i])
         if (p99[i] != "-") p99[i] = sprintf("%.2f", p99[i])
         spread[i] = spread_of(i)
+        if (t[i] == "baseline") with_baseline = 1
     }
 }

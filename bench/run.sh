@@ -8,6 +8,12 @@
 # ("ceiling-kept"), and doing so while answering in the contract's shape
 # ("ceiling-shaped").
 #
+# With BENCH_BASELINE, a second blobq binary (an older build, for an A/B of a
+# change) runs as the target "baseline": on its own port with the same flags,
+# in the same interleaved rounds and cases, and through the same scale cases;
+# the table then shows blobq's ratio to it and judges the redesign's target
+# (push and pop at 100 B and 10 KiB at 0.9x the baseline or better).
+#
 # Settings (environment):
 #   BENCH_DURATION     seconds per wrk case (5)
 #   BENCH_ROUNDS       rounds of every wrk case, interleaved; the table shows
@@ -19,7 +25,9 @@
 #                      when a response wakes it) or "other" (the default
 #                      policy of every process); see docs/PERFORMANCE.md
 #   BENCH_SIZES        element sizes in bytes ("100 10240 1048576")
-#   BENCH_TARGETS      which targets ("ceiling blobq webdis")
+#   BENCH_TARGETS      which targets ("ceiling blobq webdis"; "baseline"
+#                      is added when BENCH_BASELINE is set)
+#   BENCH_BASELINE     path of an older blobq binary to compare with ("")
 #   BENCH_SCALE        scale cases ("big,blocked,million,storm"; "" for none)
 #   BENCH_SCALE_ARGS   extra arguments for them, e.g. "--million 100000"
 #   BENCH_PREFILL_BYTES  most bytes a pop case may queue up front (8 GiB)
@@ -37,7 +45,8 @@ SCALE_CASES=${BENCH_SCALE-big,blocked,million,storm}
 SCALE_ARGS=${BENCH_SCALE_ARGS:-}
 PREFILL_BUDGET=${BENCH_PREFILL_BYTES:-$((8 << 30))}
 OUT=${BENCH_OUT:-target/bench/latest.md}
-BLOBQ_PORT=18080 CEILING_PORT=18090 REDIS_PORT=16390 WEBDIS_PORT=17379
+BASELINE=${BENCH_BASELINE:-}
+BLOBQ_PORT=18080 BASELINE_PORT=18085 CEILING_PORT=18090 REDIS_PORT=16390 WEBDIS_PORT=17379
 # blobq's default spill threshold: bodies this large go to files, not memory.
 KEPT_BELOW=102400
 
@@ -45,6 +54,16 @@ KEPT_BELOW=102400
 generator_policy
 need wrk "apt-get install -y wrk"
 need curl "apt-get install -y curl"
+if [[ -n $BASELINE ]]; then
+    if [[ ! -x $BASELINE ]]; then
+        echo "bench: BENCH_BASELINE=$BASELINE is not an executable file" >&2
+        exit 2
+    fi
+    BASELINE=$(realpath "$BASELINE")
+    TARGETS=$(with_baseline "$TARGETS")
+else
+    TARGETS=${TARGETS//baseline/}
+fi
 if [[ " $TARGETS " == *" webdis "* ]]; then
     if ! command -v webdis >/dev/null || ! command -v redis-server >/dev/null; then
         echo "bench: webdis or redis-server missing (apt-get install -y webdis redis-server): skipping the peer" >&2
@@ -62,7 +81,7 @@ start_workdir blobq-bench
 ROWS=$WORK/rows.tsv
 : >"$ROWS"
 FAILED=0
-ports_free $BLOBQ_PORT $CEILING_PORT $REDIS_PORT $WEBDIS_PORT
+ports_free $BLOBQ_PORT $BASELINE_PORT $CEILING_PORT $REDIS_PORT $WEBDIS_PORT
 
 fail() { echo "bench: FAIL: $*" >&2; FAILED=1; }
 
@@ -104,8 +123,9 @@ label() {
 pop_need() { echo $(((DURATION * $1 * 3 + 1) / 2)); }
 
 declare -A CEILING_POP
+# blobq_elements PORT QUEUE: elements queued in QUEUE of namespace bench.
 blobq_elements() {
-    curl -sf "http://127.0.0.1:$BLOBQ_PORT/qs/bench/$1/stats" | sed -n 's/.*"elements":\([0-9]*\).*/\1/p'
+    curl -sf "http://127.0.0.1:$1/qs/bench/$2/stats" | sed -n 's/.*"elements":\([0-9]*\).*/\1/p'
 }
 
 # held_cases TARGET SIZE PATH COUNT_PATH NOTE: the ceiling keeping each
@@ -143,40 +163,45 @@ run_ceiling() {
     fi
 }
 
-run_blobq() {
-    local size=$1 l pid have want queue note="" id
+# blobq_cases TARGET BINARY PORT SIZE: push and pop cases of one blobq
+# binary, as target TARGET ("blobq", or "baseline" for BENCH_BASELINE).
+blobq_cases() {
+    local target=$1 bin=$2 port=$3 size=$4 l pid have want queue note="" id
     l=$(label "$size")
     # Fresh per size; no memory budget so pop prefills stay in memory as pushes would.
-    $BLOBQ serve --listen "127.0.0.1:$BLOBQ_PORT" --spill-dir "$WORK" --memory-limit 0 \
-        --log warn 2>>"$WORK/blobq.log" &
+    "$bin" serve --listen "127.0.0.1:$port" --spill-dir "$WORK" --memory-limit 0 \
+        --log warn 2>>"$WORK/$target.log" &
     pid=$!
     PIDS+=("$pid")
-    wait_port $BLOBQ_PORT
-    wrk_case blobq "push $l" "http://127.0.0.1:$BLOBQ_PORT/qs/bench/q$size" POST "$size"
-    have=$(blobq_elements "q$size")
+    wait_port "$port"
+    wrk_case "$target" "push $l" "http://127.0.0.1:$port/qs/bench/q$size" POST "$size"
+    have=$(blobq_elements "$port" "q$size")
     want=$(pop_need $((RATE > ${CEILING_POP[$size]:-0} ? RATE : ${CEILING_POP[$size]:-0})))
     queue=q$size
     if ((want * size <= PREFILL_BUDGET)); then
         if ((want > have)); then
-            SCALE fill "http://127.0.0.1:$BLOBQ_PORT/qs/bench/q$size" --count $((want - have)) --size "$size"
+            SCALE fill "http://127.0.0.1:$port/qs/bench/q$size" --count $((want - have)) --size "$size"
         fi
     else
         # Too many bytes to queue for real: elements that all reference one
         # stored blob (PUT with X-BlobStorage_Id). A pop serves them exactly
         # like pushed ones, except that the blob is not freed afterwards.
         id=$(curl -sf -X POST --data-binary @<(head -c "$size" /dev/zero) \
-            "http://127.0.0.1:$BLOBQ_PORT/tbs/bench/blobs" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+            "http://127.0.0.1:$port/tbs/bench/blobs" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
         queue=shared$size
-        SCALE fill "http://127.0.0.1:$BLOBQ_PORT/qs/bench/$queue" --method PUT --size 0 \
+        SCALE fill "http://127.0.0.1:$port/qs/bench/$queue" --method PUT --size 0 \
             --header "X-BlobStorage_Id: $id" --count "$want"
         note="$want references to one blob"
     fi
-    wrk_case blobq "pop $l" "http://127.0.0.1:$BLOBQ_PORT/qs/bench/$queue" GET 0 "$note"
-    if (($(blobq_elements "$queue") == 0)); then
-        fail "blobq pop $l: the queue ran empty (some pops answered 204)"
+    wrk_case "$target" "pop $l" "http://127.0.0.1:$port/qs/bench/$queue" GET 0 "$note"
+    if (($(blobq_elements "$port" "$queue") == 0)); then
+        fail "$target pop $l: the queue ran empty (some pops answered 204)"
     fi
     stop "$pid"
 }
+
+run_blobq() { blobq_cases blobq "$BLOBQ" "$BLOBQ_PORT" "$1"; }
+run_baseline() { blobq_cases baseline "$BASELINE" "$BASELINE_PORT" "$1"; }
 
 start_webdis() {
     redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no \
@@ -241,16 +266,42 @@ if [[ " $TARGETS " == *" webdis "* ]]; then start_webdis; fi
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # Rounds interleave the targets, so a burst of load from elsewhere on this
 # shared machine hits one sample of each case rather than one whole target.
+# blobq and the baseline swap places from one round to the next, so that
+# neither always runs right after the other.
 for ROUND in $(seq "$ROUNDS"); do
     for size in $SIZES; do
-        for target in $TARGETS; do "run_$target" "$size"; done
+        for target in $(round_order "$ROUND" "$TARGETS"); do "run_$target" "$size"; done
     done
 done
 
 if [[ -n $SCALE_CASES ]]; then
     echo "bench: scale cases $SCALE_CASES" >&2
-    # shellcheck disable=SC2086 # SCALE_ARGS is a list of words
-    SCALE cases --blobq "$BLOBQ" --only "$SCALE_CASES" $SCALE_ARGS >>"$ROWS" || fail "scale cases"
+    # With a baseline, case by case beside blobq, the two taking turns going
+    # first; "storm" stays with a "million" before it, whose push rate paces
+    # its fill. The baseline's rows are relabelled: the scale harness names
+    # every row "blobq".
+    groups=("$SCALE_CASES")
+    if [[ -n $BASELINE ]]; then
+        groups=()
+        for case in ${SCALE_CASES//,/ }; do
+            if [[ $case == storm && ${#groups[@]} -gt 0 && ${groups[-1]} == million ]]; then
+                groups[-1]=million,storm
+            else
+                groups+=("$case")
+            fi
+        done
+    fi
+    n=0
+    for group in "${groups[@]}"; do
+        n=$((n + 1))
+        for target in $(round_order "$n" "blobq${BASELINE:+ baseline}"); do
+            bin=$BLOBQ
+            [[ $target == baseline ]] && bin=$BASELINE
+            # shellcheck disable=SC2086 # SCALE_ARGS is a list of words
+            SCALE cases --blobq "$bin" --only "$group" $SCALE_ARGS | relabel "$target" >>"$ROWS" ||
+                fail "scale cases $group ($target)"
+        done
+    done
 fi
 
 mkdir -p "$(dirname "$OUT")"
@@ -259,6 +310,9 @@ mkdir -p "$(dirname "$OUT")"
         "$(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1))"
     echo "wrk -t$THREADS -c$CONNS -d${DURATION}s (policy $POLICY), median of $ROUNDS interleaved rounds per case; latencies in ms;" \
         "load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+    if [[ -n $BASELINE ]]; then
+        echo "baseline: $BASELINE (modified $(date -u -r "$BASELINE" +%Y-%m-%dT%H:%MZ))"
+    fi
     echo
     bench_table "$ROWS"
 } | tee "$OUT"

@@ -1,9 +1,10 @@
 # Each target of the performance issue (listed in docs/PERFORMANCE.md,
-# "Against the targets") judged on this run's medians, after the table. A target blobq
+# "Targets") judged on this run's medians, after the table. A target blobq
 # misses is "out of reach in this run" when even the floor misses it: the
 # better of ceiling-kept (the HTTP stack holding the bodies and popping them
 # oldest first, the least an in-memory FIFO does) and ceiling-shaped (that,
-# answering in the contract's shape). Reads what `rows.awk` collected.
+# answering in the contract's shape). With a baseline (BENCH_BASELINE), a
+# second table judges blobq against it. Reads what `rows.awk` collected.
 
 function rate(target, kase,   j) { j = key[target "|" kase]; return j ? r[j] : "" }
 # Verdicts compare unrounded ratios (`exact`, in rows.awk). A ratio as the
@@ -61,22 +62,35 @@ function each_below(a, a_most, b, b_most) {
     if (a == "" || b == "") return "not reported"
     return (a + 0 < a_most && b + 0 < b_most) ? "met" : "not met"
 }
-function scale(i,   mbs, rss, per, x) {
-    if (t[i] != "blobq") return
+# The scale case of row i against its target, for blobq or the baseline
+# (whose lines start "baseline: ").
+function scale(i,   mbs, rss, per, x, who) {
+    if (t[i] != "blobq" && t[i] != "baseline") return
+    who = t[i] == "baseline" ? "baseline: " : ""
     if (c[i] ~ / element (push|pop)$/) {
         mbs = grab(n[i], "[0-9.]+ MB/s"); rss = grab(n[i], "peak RSS [0-9.]+ MiB")
-        line(c[i] " ≥ 500 MB/s, peak RSS < 64 MiB", mbs " MB/s, " rss " MiB", "",
+        line(who c[i] " ≥ 500 MB/s, peak RSS < 64 MiB", mbs " MB/s, " rss " MiB", "",
              (mbs == "" || rss == "") ? "not reported" : (mbs + 0 >= 500 && rss + 0 < 64) ? "met" : "not met")
     } else if (c[i] ~ /blocked consumers/) {
         rss = grab(n[i], "server RSS [0-9.]+ MiB while waiting")
-        line(c[i] ": RSS < 256 MiB, p99 < 10 ms", rss " MiB, p99 " p99[i] " ms", "", each_below(rss, 256, p99[i], 10))
+        line(who c[i] ": RSS < 256 MiB, p99 < 10 ms", rss " MiB, p99 " p99[i] " ms", "", each_below(rss, 256, p99[i], 10))
     } else if (c[i] ~ /queued .* elements$/) {
         per = grab(n[i], "[0-9.]+ B per element")
-        line(c[i] ": < 350 B each", per " B", "", per == "" ? "not reported" : (per + 0 < 350 ? "met" : "not met"))
+        line(who c[i] ": < 350 B each", per " B", "", per == "" ? "not reported" : (per + 0 < 350 ? "met" : "not met"))
     } else if (c[i] ~ /expiring under/) {
         x = grab(n[i], "[0-9.]+x the same load")
-        line(c[i] ": ≥ 0.8× without expiry", x == "" ? "" : x "×", "", x == "" ? "not reported" : verdict(x, 0.8, ""))
+        line(who c[i] ": ≥ 0.8× without expiry", x == "" ? "" : x "×", "", x == "" ? "not reported" : verdict(x, 0.8, ""))
     }
+}
+# blobq against the baseline on one wrk case (the redesign's target), with
+# the two against the bare ceiling of the same run beside it.
+function against_baseline(kase, goal,   base, got, ceil) {
+    base = rate("baseline", kase)
+    got = exact(rate("blobq", kase), base)
+    ceil = rate("ceiling", kase)
+    line(kase " ≥ " goal "× baseline", times(got),
+         both("blobq", exact(rate("blobq", kase), ceil), "baseline", exact(base, ceil)),
+         verdict(got, goal, ""))
 }
 END {
     print ""
@@ -88,4 +102,13 @@ END {
     against_ceiling("pop 100 B", 0.8); p99_against_ceiling("pop 100 B", 1.25); against_webdis("pop 100 B", 2)
     against_ceiling("push 10 KiB", 0.8); against_ceiling("pop 10 KiB", 0.8)
     for (i = 1; i <= rows; i++) scale(i)
+    if (with_baseline) {
+        print ""
+        print "Against the baseline (BENCH_BASELINE), in this run:"
+        print ""
+        print "| target | blobq | against the ceiling | verdict |"
+        print "| --- | --- | --- | --- |"
+        against_baseline("push 100 B", 0.9); against_baseline("pop 100 B", 0.9)
+        against_baseline("push 10 KiB", 0.9); against_baseline("pop 10 KiB", 0.9)
+    }
 }

@@ -3,7 +3,8 @@
 //! which wrk errors fail a `make bench` run, how the table reports the rest,
 //! and how each target is judged on it. Runs the scripts themselves with awk
 //! and bash, which every machine that runs `make bench` has. Also that
-//! `generator_policy` runs wrk under the scheduling policy asked for.
+//! `generator_policy` runs wrk under the scheduling policy asked for, and
+//! how a baseline binary (`BENCH_BASELINE`) joins the run and the table.
 
 use std::path::Path;
 use std::process::Command;
@@ -114,6 +115,143 @@ blobq\tbig element\t-\t-\t-\t1000 MB/s
     );
     let scale = line(&table, "blobq", "big element");
     assert!(scale.ends_with("| 1000 MB/s |"), "{scale}");
+}
+
+#[test]
+fn without_a_baseline_the_table_has_no_baseline_column_nor_verdicts() {
+    let table = table("blobq\tpush 100 B\t220\t0.50\t3.00\t\t0\n");
+    assert!(
+        table.starts_with("| target | case | req/s | spread | p50 | p99 | blobq/ceiling | blobq/ceiling-kept | blobq/ceiling-shaped | blobq/webdis | notes |\n"),
+        "{table}"
+    );
+    assert!(!table.contains("baseline"), "{table}");
+}
+
+#[test]
+fn with_a_baseline_the_table_shows_blobqs_ratio_to_it() {
+    let rows = "\
+blobq\tpush 100 B\t900\t0.40\t5.00\t\t0
+baseline\tpush 100 B\t1000\t0.40\t4.00\t\t0
+blobq\tpush 100 B\t1100\t0.40\t5.00\t\t0
+baseline\tpush 100 B\t1000\t0.40\t4.00\t\t0
+blobq\t1024 MiB element push\t-\t-\t-\t970 MB/s (1.11 s); server peak RSS 9.5 MiB
+baseline\t1024 MiB element push\t-\t-\t-\t870 MB/s (1.23 s); server peak RSS 9.4 MiB
+";
+    let table = table(rows);
+    assert!(
+        line_starting(&table, "| target |").ends_with("| blobq/webdis | blobq/baseline | notes |"),
+        "{table}"
+    );
+    let blobq = line(&table, "blobq", "push 100 B");
+    assert!(
+        blobq.ends_with("|  | 1.00x, p99 1.25x |  |"),
+        "median 1000 of 900 and 1100 against 1000; no webdis: {blobq}"
+    );
+    assert!(
+        line(&table, "baseline", "push 100 B").ends_with("|  |  |"),
+        "{table}"
+    );
+    let scale = line(&table, "blobq", "1024 MiB element push");
+    assert!(
+        scale.ends_with("|  |  | 970 MB/s (1.11 s); server peak RSS 9.5 MiB |"),
+        "no ratio of a scale case's \"-\": {scale}"
+    );
+}
+
+#[test]
+fn blobq_is_judged_against_the_baseline_at_100_b_and_10_kib() {
+    let rows = "\
+ceiling\tpush 100 B\t1000\t0.20\t4.00\t\t0
+blobq\tpush 100 B\t719\t0.40\t4.00\t\t0
+baseline\tpush 100 B\t800\t0.40\t4.00\t\t0
+blobq\tpop 100 B\t720\t0.40\t4.00\t\t0
+baseline\tpop 100 B\t800\t0.40\t4.00\t\t0
+blobq\tpush 10 KiB\t500\t0.40\t4.00\t\t0
+baseline\tpush 10 KiB\t400\t0.40\t4.00\t\t0
+blobq\t10000 blocked consumers, 100 queues: wake-up\t22506\t2.52\t7.09\tserver RSS 89.1 MiB while waiting (5.6 MiB at start)
+baseline\t10000 blocked consumers, 100 queues: wake-up\t20000\t2.52\t11.00\tserver RSS 89.1 MiB while waiting (5.6 MiB at start)
+";
+    let table = table(rows);
+    assert!(
+        table.contains("\nAgainst the baseline (BENCH_BASELINE), in this run:\n"),
+        "{table}"
+    );
+    // 719 / 800 is 0.89875: below 0.9, though it would round to 0.90.
+    assert_eq!(verdict(&table, "push 100 B ≥ 0.9× baseline"), "not met");
+    assert!(
+        target_line(&table, "push 100 B ≥ 0.9× baseline")
+            .contains("| 0.899× | blobq 0.719×, baseline 0.800× |"),
+        "both against the ceiling beside it:\n{table}"
+    );
+    assert_eq!(verdict(&table, "pop 100 B ≥ 0.9× baseline"), "met");
+    assert!(
+        target_line(&table, "pop 100 B ≥ 0.9× baseline").contains("| 0.900× |  |"),
+        "no ceiling for pops in this run:\n{table}"
+    );
+    assert_eq!(verdict(&table, "push 10 KiB ≥ 0.9× baseline"), "met");
+    assert!(
+        !table.contains("| pop 10 KiB ≥ 0.9× baseline"),
+        "a case that did not run is not judged:\n{table}"
+    );
+    let wake_up = "10000 blocked consumers, 100 queues: wake-up: RSS < 256 MiB, p99 < 10 ms";
+    assert_eq!(verdict(&table, wake_up), "met");
+    assert_eq!(
+        verdict(&table, &format!("baseline: {wake_up}")),
+        "not met",
+        "the baseline's scale cases are judged on their own lines"
+    );
+}
+
+/// What `lib.sh`'s function `call` prints for `args`.
+fn lib(call: &str, args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(r#". "$0/lib.sh" && {call} "$@""#))
+        .arg(bench_dir())
+        .args(args)
+        .output()
+        .expect("bash runs");
+    assert!(out.status.success(), "bash failed: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_baseline_runs_beside_blobq_and_the_two_take_turns_going_first() {
+    assert_eq!(
+        lib("with_baseline", &["ceiling blobq webdis"]),
+        "ceiling blobq baseline webdis\n"
+    );
+    assert_eq!(
+        lib("with_baseline", &["ceiling webdis baseline"]),
+        "ceiling webdis baseline\n"
+    );
+    let targets = "ceiling blobq baseline webdis";
+    assert_eq!(lib("round_order", &["1", targets]), format!("{targets}\n"));
+    assert_eq!(
+        lib("round_order", &["2", targets]),
+        "ceiling baseline blobq webdis\n"
+    );
+    assert_eq!(lib("round_order", &["3", targets]), format!("{targets}\n"));
+    assert_eq!(
+        lib("round_order", &["2", "ceiling blobq webdis"]),
+        "ceiling blobq webdis\n",
+        "without a baseline every round runs in the order given"
+    );
+}
+
+#[test]
+fn the_baselines_scale_rows_are_relabelled() {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#". "$0/lib.sh" && printf 'blobq\tbig\t-\t-\t-\t970 MB/s; peak RSS 9 MiB\n' | relabel baseline"#)
+        .arg(bench_dir())
+        .output()
+        .expect("bash runs");
+    assert!(out.status.success(), "bash failed: {out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "baseline\tbig\t-\t-\t-\t970 MB/s; peak RSS 9 MiB\n"
+    );
 }
 
 /// The line of the targets' table for `target`.
