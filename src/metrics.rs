@@ -30,7 +30,7 @@ struct RouteLabels {
     route: &'static str,
 }
 
-/// Upper bounds of the latency buckets, in seconds: 50 µs to ~100 s (4×
+/// Upper bounds of the latency buckets, in seconds: 50 µs to about 52 s (4×
 /// apart), covering in-memory pops and long blocking waits. A last bucket,
 /// `+Inf`, takes the rest.
 const LATENCY_BOUNDS: [f64; 11] = {
