@@ -6,9 +6,10 @@
 //!
 //! Every server here spills at 100 bytes, so any partial body that was kept
 //! would show up as a file in the spill directory.
-mod common;
+
 #[path = "hostile/bodies.rs"]
 mod bodies;
+mod common;
 #[path = "hostile/connections.rs"]
 mod connections;
 #[path = "hostile/heads.rs"]
