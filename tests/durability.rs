@@ -2,7 +2,6 @@
 //! crash (SIGKILL), the log is compacted, and a damaged log is cut at a torn
 //! tail but refused when damaged in the middle.
 
-
 mod common;
 #[path = "durability/crash.rs"]
 mod crash;
@@ -260,4 +259,3 @@ fn run_to_exit(dir: &Path, extra: &[&str]) -> (bool, String) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
-
