@@ -284,9 +284,8 @@ mod tests {
 
     /// The syncer of a journal closed at once may not have started waiting
     /// yet: the close must still end it, not leave it asleep for its
-    /// interval (an hour here) while `close` joins it. On an idle machine
-    /// the syncer is usually waiting by then; under load (three `yes`
-    /// processes on 2 CPUs) this failed 3 runs of 3 before the fix.
+    /// interval (an hour here) while `close` joins it. The race shows
+    /// mostly on a loaded machine, hence the many rounds.
     #[test]
     fn a_journal_closed_right_after_it_started_closes_at_once() {
         for _ in 0..200 {
