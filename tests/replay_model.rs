@@ -16,13 +16,18 @@
 //! Cases: `BLOBQ_REPLAY_CASES` (default 16, so `make test` stays quick;
 //! `make fuzz` runs many more).
 
+#[path = "common/store_crash.rs"]
+mod store_crash;
 #[path = "common/store_model.rs"]
 mod store_model;
+#[path = "common/store_ops.rs"]
+mod store_ops;
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
-use store_model::{run_case, Op, Size};
+use store_crash::run_case;
+use store_model::{Op, Size};
 
 fn cases() -> u32 {
     std::env::var("BLOBQ_REPLAY_CASES")
