@@ -1,0 +1,58 @@
+//! Records and log files for the journal's unit tests.
+
+use std::io::Write;
+
+use super::files::{create_segment, DataDir, SegmentKind};
+use super::live::LiveState;
+use super::record::{encode, BlobData, MetaRecord, Record};
+
+pub fn meta() -> MetaRecord<'static> {
+    MetaRecord {
+        content_type: "text/plain",
+        custom: vec![("k", "v")],
+    }
+}
+
+pub fn put(id: u128, queue: &'static str, blob: Option<u128>, deadline: u64) -> Record<'static> {
+    Record::Put {
+        ns: "ns",
+        queue,
+        id,
+        blob,
+        meta: meta(),
+        deadline,
+        deliveries: 0,
+    }
+}
+
+pub fn blob(id: u128, exposed: bool) -> Record<'static> {
+    Record::Blob {
+        ns: "ns",
+        id,
+        size: 3,
+        meta: meta(),
+        deadline: 10_000,
+        exposed,
+        data: BlobData::Inline(b"abc"),
+    }
+}
+
+pub fn write_log(dir: &DataDir, seq: u64, records: &[Record<'_>]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    for r in records {
+        encode(r, &mut buf);
+    }
+    let mut f = create_segment(&dir.segment(seq, SegmentKind::Log)).unwrap();
+    f.write_all(&buf).unwrap();
+    buf
+}
+
+pub fn ids(state: &LiveState, queue: &str) -> Vec<u128> {
+    let Some(ns) = state.namespaces.get("ns") else {
+        return Vec::new();
+    };
+    ns.queues()
+        .get(queue)
+        .map(|q| q.iter().map(|(id, _)| *id).collect())
+        .unwrap_or_default()
+}
