@@ -11,15 +11,15 @@ run:
 test:
 	$(CARGO) test --all-targets
 
-## fuzz: the parsing property tests (tests/fuzz_parsing.rs) and the replay
-##       model test (tests/replay_model.rs) with many cases: about two
-##       minutes on 2 cores, reusing the debug build of `make test`.
+## fuzz: the parsing and path property tests (tests/fuzz_parsing.rs,
+##       tests/fuzz_paths.rs) and the replay model test (tests/replay_model.rs)
+##       with many cases, reusing the debug build of `make test`.
 ##       Longer: make fuzz FUZZ_CASES=1000000 REPLAY_CASES=5000 FUZZ_FLAGS=--release
 FUZZ_CASES ?= 5000
 REPLAY_CASES ?= 200
 FUZZ_FLAGS ?=
 fuzz:
-	BLOBQ_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test $(FUZZ_FLAGS) --test fuzz_parsing
+	BLOBQ_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test $(FUZZ_FLAGS) --test fuzz_parsing --test fuzz_paths
 	BLOBQ_REPLAY_CASES=$(REPLAY_CASES) $(CARGO) test $(FUZZ_FLAGS) --test replay_model
 
 ## lint: formatting check and clippy with warnings as errors

@@ -1,9 +1,12 @@
 //! blobq: a namespaced HTTP queue server for binary blobs.
 //!
+//! - [`backend`]: the storage seam: the trait every engine implements, and
+//!   the types that cross it.
 //! - [`config`]: the settings, from flags, environment and TOML file.
 //! - [`server`]: the listener, connections and graceful shutdown.
 //! - [`http`]: routes, request validation and error responses.
-//! - [`store`]: namespaces, queues, blobs, spill files and expiry; no HTTP.
+//! - [`store`]: the embedded engine: namespaces, queues, blobs, spill files,
+//!   expiry and the durable log; no HTTP.
 //! - [`metrics`]: the Prometheus registry.
 
 pub mod backend;

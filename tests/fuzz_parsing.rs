@@ -6,7 +6,7 @@
 //! within the configured maximum or refused, whatever the maximum.
 //!
 //! Cases per property: `BLOBQ_FUZZ_CASES` (default 256, so `make test` stays
-//! fast; `make fuzz` runs many more in release mode).
+//! fast; `make fuzz` runs many more).
 
 mod fuzz_support;
 

@@ -7,7 +7,7 @@
 //! other path answers a status of the contract.
 //!
 //! Cases per property: `BLOBQ_FUZZ_CASES` (default 256, so `make test` stays
-//! fast; `make fuzz` runs many more in release mode).
+//! fast; `make fuzz` runs many more).
 
 mod fuzz_support;
 

@@ -66,7 +66,9 @@ type Handled = Result<Response, ApiError>;
 
 /// A JSON response with `status`.
 fn json(status: StatusCode, value: &impl Serialize) -> Handled {
-    let bytes = serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.to_string()))?;
+    // Room for a push answer or a small document without growing.
+    let mut bytes = Vec::with_capacity(256);
+    serde_json::to_writer(&mut bytes, value).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(with_status(
         status,
         Body::from(bytes),

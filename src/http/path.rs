@@ -76,8 +76,13 @@ pub fn param<'a>(parts: &'a Parts, key: &str) -> Option<&'a str> {
 fn segment_of<'a>(template: &str, path: &'a str, key: &str) -> Option<&'a str> {
     let is_key =
         |segment: &str| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) == Some(key);
-    let at = template.split('/').position(is_key)?;
-    path.split('/').nth(at)
+    // One pass over both: paths are short, and a closure pattern costs less
+    // per call than a searcher set up for each split.
+    let slash = |c: char| c == '/';
+    template
+        .split(slash)
+        .zip(path.split(slash))
+        .find_map(|(t, p)| is_key(t).then_some(p))
 }
 
 #[cfg(test)]

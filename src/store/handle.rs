@@ -70,6 +70,12 @@ impl Drop for Shared {
     fn drop(&mut self) {
         self.closing.cancel();
         self.sweeper.notify_one();
+        // A store dropped without `purge` must not leave its log's threads
+        // removing files or compacting after the directory lock is gone and
+        // another store may have opened it. Closing twice is harmless.
+        if let Some(journal) = &self.journal {
+            journal.close();
+        }
     }
 }
 

@@ -54,12 +54,18 @@ impl Drop for WaitTicket {
         let orphan = self.rx.try_recv().ok();
         let now = Millis::now();
         let (queue, id) = (&self.queue, self.id);
-        self.store.change(&self.ns, |st, grave| {
-            st.remove_waiter(queue, id, now);
-            if let Some(element) = orphan {
-                st.enqueue(queue, element, Arrival::Return, now, grave);
+        match orphan {
+            // Only the waiter to forget, if still listed: a namespace that
+            // is gone (purged at shutdown) is not made again for that.
+            None => {
+                self.store
+                    .change_existing(&self.ns, |st, _| st.remove_waiter(queue, id, now));
             }
-        });
+            Some(element) => self.store.change(&self.ns, |st, grave| {
+                st.remove_waiter(queue, id, now);
+                st.enqueue(queue, element, Arrival::Return, now, grave);
+            }),
+        }
     }
 }
 

@@ -298,14 +298,10 @@ impl Model {
 /// what both hold is there, but for what the operation's own records may
 /// take with them; no blob appears that neither has.
 ///
-/// Two losses are allowed. A plain pop is at most once: cut between its
+/// One loss is allowed: a plain pop is at most once. Cut between its
 /// `Take` and the `Expose` of a header-only pop, the element and its blob
-/// are gone, as if it had been answered (`docs/DURABILITY.md`). And a
-/// dead-letter move is logged by `NsState::return_leased` as a `Take` then
-/// a `Put`: cut between the two, the element is lost. That second one is a
-/// hole in the promise that an accepted push is never lost; logging the
-/// move as the `Put` alone (which replay already reads as a move) closes
-/// it, and this allowance should then go.
+/// are gone, as if it had been answered (`docs/DURABILITY.md`). A
+/// dead-letter move is one `Put` into the dead queue, so no cut loses it.
 pub(crate) fn between(found: &Durable, before: &Durable, after: &Durable) -> Result<(), String> {
     let elements = |d: &Durable| -> BTreeMap<String, (&'static str, Option<String>)> {
         d.queues
@@ -347,12 +343,8 @@ pub(crate) fn between(found: &Durable, before: &Durable, after: &Durable) -> Res
         }
     }
     let (found_ids, before_ids, after_ids) = (elements(found), elements(before), elements(after));
-    for (id, (queue, _)) in &before_ids {
-        let Some((moved_to, _)) = after_ids.get(id) else {
-            continue;
-        };
-        let dead_letter_move = *moved_to == format!("{queue}.dead");
-        if !found_ids.contains_key(id) && !dead_letter_move {
+    for id in before_ids.keys() {
+        if after_ids.contains_key(id) && !found_ids.contains_key(id) {
             return Err(format!("element {id} is lost"));
         }
     }

@@ -48,7 +48,7 @@ async fn crash_run(fsync: &str, seed: u64) {
                 n += 1;
                 let tag = format!("p{producer}-{n}-");
                 // Every 7th element is large enough to be a blob file.
-                let len = if n % 7 == 0 { 3000 } else { 40 };
+                let len = if n.is_multiple_of(7) { 3000 } else { 40 };
                 let mut body = tag.clone().into_bytes();
                 body.resize(len, b'x');
                 match client.post(&url).body(body).send().await {

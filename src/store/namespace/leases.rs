@@ -159,7 +159,9 @@ impl NsState {
         if element.deliveries >= self.max_deliveries {
             if let Some(dead) = queue.dead_letter() {
                 tracing::debug!(queue = %queue, element = %element.id, deliveries = element.deliveries, "dead-lettered");
-                self.log.take(&element);
+                // Logged as the dead queue's `Put` alone, which replay reads
+                // as a move: a `Take` first would lose the element to a crash
+                // between the two records.
                 return self.enqueue(&dead, element, Arrival::DeadLetter, now, grave);
             }
         }
