@@ -190,13 +190,17 @@ pub trait Backend: Send + Sync + 'static {
     async fn delete_blob(&self, ns: &Name, id: &str) -> Result<(), BackendError>;
 
     /// Statistics of one queue; `None` if it does not exist.
-    async fn queue_stats(&self, ns: &Name, queue: &Name) -> Option<QueueStats>;
+    async fn queue_stats(
+        &self,
+        ns: &Name,
+        queue: &Name,
+    ) -> Result<Option<QueueStats>, BackendError>;
 
     /// Statistics of a namespace; `None` if it does not exist.
-    async fn namespace_stats(&self, ns: &Name) -> Option<NamespaceStats>;
+    async fn namespace_stats(&self, ns: &Name) -> Result<Option<NamespaceStats>, BackendError>;
 
     /// Server-wide statistics.
-    async fn server_stats(&self) -> ServerStats;
+    async fn server_stats(&self) -> Result<ServerStats, BackendError>;
 
     /// The engine's gauges and counters, read without locks by `/metrics`.
     fn totals(&self) -> TotalsSnapshot;
@@ -208,5 +212,5 @@ pub trait Backend: Send + Sync + 'static {
     /// The last step of shutdown: lets go of everything held for this
     /// process (temporary files, connections). Whatever is still streaming
     /// keeps its open handle.
-    fn close(&self);
+    async fn close(&self);
 }

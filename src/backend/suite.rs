@@ -142,7 +142,10 @@ async fn eventually<F: Future<Output = bool>>(mut what: impl FnMut() -> F) {
 }
 
 async fn waiting_on(b: &dyn Backend, ns: &Name, q: &Name) -> u64 {
-    b.queue_stats(ns, q).await.map_or(0, |s| s.counts.waiting)
+    b.queue_stats(ns, q)
+        .await
+        .expect("stats")
+        .map_or(0, |s| s.counts.waiting)
 }
 
 pub async fn fifo_push_pop(fresh: Fresh) {
@@ -192,7 +195,7 @@ pub async fn reference_push_shares_a_blob_and_an_unknown_one_is_not_found(fresh:
             .unwrap();
     }
     assert_eq!(
-        b.namespace_stats(&ns).await.unwrap().blobs,
+        b.namespace_stats(&ns).await.expect("stats").unwrap().blobs,
         1,
         "stored once"
     );
@@ -251,12 +254,12 @@ pub async fn a_shared_blob_lives_until_its_last_element_is_consumed(fresh: Fresh
     for queue in [&q, &x] {
         let p = b.pop(&ns, queue, DATA).await.unwrap().expect("an element");
         assert_eq!(body_of(p).await, b"8 bytes!");
-        let stats = b.namespace_stats(&ns).await.unwrap();
+        let stats = b.namespace_stats(&ns).await.expect("stats").unwrap();
         assert_eq!((stats.blobs, stats.blob_bytes), (1, 8), "still referenced");
     }
     let last = b.pop(&ns, &y, DATA).await.unwrap().expect("an element");
     assert_eq!(body_of(last).await, b"8 bytes!");
-    let stats = b.namespace_stats(&ns).await.unwrap();
+    let stats = b.namespace_stats(&ns).await.expect("stats").unwrap();
     assert_eq!((stats.blobs, stats.blob_bytes), (0, 0));
     assert_eq!(b.totals().memory_bytes + b.totals().disk_bytes, 0);
 }
@@ -294,7 +297,7 @@ pub async fn a_dropped_waiter_never_receives_and_the_element_stays_queued(fresh:
     // without being polled again: the client disconnected.
     let pushed = push(b, &ns, &q, b"kept").await;
     drop(pop);
-    let counts = b.queue_stats(&ns, &q).await.unwrap().counts;
+    let counts = b.queue_stats(&ns, &q).await.expect("stats").unwrap().counts;
     assert_eq!((counts.elements, counts.waiting), (1, 0));
     let p = b.pop(&ns, &q, DATA).await.unwrap().expect("still queued");
     assert_eq!(p.id, pushed.id);
@@ -321,7 +324,15 @@ pub async fn leases_ack_release_and_extend(fresh: Fresh) {
     let lease = p.lease.expect("a lease");
     assert_eq!((p.id, lease.deliveries), (pushed.id, 1));
     assert!(b.pop(&ns, &q, DATA).await.unwrap().is_none(), "invisible");
-    assert_eq!(b.queue_stats(&ns, &q).await.unwrap().counts.leased, 1);
+    assert_eq!(
+        b.queue_stats(&ns, &q)
+            .await
+            .expect("stats")
+            .unwrap()
+            .counts
+            .leased,
+        1
+    );
     let receipt = lease.receipt.to_string();
     let left = b.extend(&ns, &q, &receipt, Duration::from_secs(120)).await;
     assert!((119..=120).contains(&left.unwrap()));
@@ -337,7 +348,7 @@ pub async fn leases_ack_release_and_extend(fresh: Fresh) {
         b.pop(&ns, &q, DATA).await.unwrap().is_none(),
         "acknowledged"
     );
-    let counts = b.queue_stats(&ns, &q).await.unwrap().counts;
+    let counts = b.queue_stats(&ns, &q).await.expect("stats").unwrap().counts;
     assert_eq!((counts.elements, counts.leased), (0, 0));
     let unknown = super::ids::Receipt::random().to_string();
     for r in [receipt.as_str(), unknown.as_str(), "not-a-receipt"] {
@@ -402,7 +413,7 @@ pub async fn quotas_refuse_what_would_break_them(fresh: Fresh) {
         .store_blob(&limited, IncomingBody::from_bytes(big), lives(60))
         .await;
     assert!(matches!(stored, Err(BackendError::OverQuota { .. })));
-    let stats = b.namespace_stats(&limited).await.unwrap();
+    let stats = b.namespace_stats(&limited).await.expect("stats").unwrap();
     assert_eq!((stats.counts.elements, stats.blobs), (1, 1), "nothing kept");
 }
 
@@ -416,7 +427,7 @@ pub async fn an_element_expires_after_its_lifetime(fresh: Fresh) {
     let p = b.pop(&ns, &q, DATA).await.unwrap().expect("the live one");
     assert_eq!(p.id, kept.id);
     assert!(b.pop(&ns, &q, DATA).await.unwrap().is_none());
-    let counts = b.queue_stats(&ns, &q).await.unwrap().counts;
+    let counts = b.queue_stats(&ns, &q).await.expect("stats").unwrap().counts;
     assert_eq!((counts.expired, counts.popped), (1, 1));
     assert_eq!(b.totals().expirations, 1);
 }
@@ -430,23 +441,31 @@ pub async fn statistics_count_what_happened(fresh: Fresh) {
     }
     push(b, &ns, &r, b"4444").await;
     b.pop(&ns, &q, DATA).await.unwrap().expect("an element");
-    let counts = b.queue_stats(&ns, &q).await.unwrap().counts;
+    let counts = b.queue_stats(&ns, &q).await.expect("stats").unwrap().counts;
     assert_eq!((counts.elements, counts.bytes), (2, 5));
     assert_eq!((counts.pushed, counts.popped, counts.expired), (3, 1, 0));
-    let stats = b.namespace_stats(&ns).await.unwrap();
+    let stats = b.namespace_stats(&ns).await.expect("stats").unwrap();
     let queues: Vec<&str> = stats.queues.iter().map(|s| s.queue.as_str()).collect();
     assert_eq!(queues, ["q", "r"], "sorted by name");
     assert_eq!((stats.counts.elements, stats.counts.pushed), (3, 4));
     assert_eq!((stats.blobs, stats.blob_bytes), (3, 9));
-    let server = b.server_stats().await;
+    let server = b.server_stats().await.expect("stats");
     assert_eq!(server.namespace_count, 1);
     assert_eq!(server.namespaces[0].namespace, ns);
     assert_eq!(server.namespaces[0].queue_count, 2);
     let t = b.totals();
     assert_eq!((t.elements, t.pushes, t.pops, t.waiting), (3, 4, 1, 0));
     assert_eq!(server.totals, t);
-    assert!(b.queue_stats(&ns, &name("none")).await.is_none());
-    assert!(b.namespace_stats(&name("none")).await.is_none());
+    assert!(b
+        .queue_stats(&ns, &name("none"))
+        .await
+        .expect("stats")
+        .is_none());
+    assert!(b
+        .namespace_stats(&name("none"))
+        .await
+        .expect("stats")
+        .is_none());
 }
 
 pub async fn shutdown_answers_waiters_shutting_down(fresh: Fresh) {
@@ -466,6 +485,6 @@ pub async fn shutdown_answers_waiters_shutting_down(fresh: Fresh) {
     );
     let late = b.pop(&ns, &q, waiting(Duration::from_secs(1))).await;
     assert!(matches!(late, Err(BackendError::ShuttingDown)), "{late:?}");
-    b.close();
+    b.close().await;
     assert_eq!(b.totals().waiting, 0);
 }

@@ -76,13 +76,31 @@ pub fn param<'a>(parts: &'a Parts, key: &str) -> Option<&'a str> {
 fn segment_of<'a>(template: &str, path: &'a str, key: &str) -> Option<&'a str> {
     let is_key =
         |segment: &str| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) == Some(key);
-    // One pass over both: paths are short, and a closure pattern costs less
-    // per call than a searcher set up for each split.
-    let slash = |c: char| c == '/';
-    template
-        .split(slash)
-        .zip(path.split(slash))
+    Segments(Some(template))
+        .zip(Segments(Some(path)))
         .find_map(|(t, p)| is_key(t).then_some(p))
+}
+
+/// The segments of a path between its `/`s, found with a plain byte scan:
+/// paths are a few dozen bytes, too short for a string searcher to pay.
+struct Segments<'a>(Option<&'a str>);
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.0?;
+        match rest.bytes().position(|b| b == b'/') {
+            Some(at) => {
+                self.0 = Some(&rest[at + 1..]);
+                Some(&rest[..at])
+            }
+            None => {
+                self.0 = None;
+                Some(rest)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,11 +10,12 @@ use bytes::BytesMut;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
+use uuid::Uuid;
 
 use super::extract::{BlobReference, Namespace, PopQuery, PushHeaders, Queue};
 use super::headers::{BLOB_ID, CUSTOM_DATA, DELIVERIES, ELEMENT_ID, LEASE, LIFETIME, SIZE};
 use super::{body, bytes_value, header_value, id_value, json, no_content, ApiError, App, Handled};
-use crate::backend::ids::{BlobId, ElementId};
+use crate::backend::ids::BlobId;
 use crate::backend::meta::{Metadata, DEFAULT_CONTENT_TYPE};
 use crate::backend::name::Name;
 use crate::backend::{PopOptions, Pushed};
@@ -22,19 +23,25 @@ use crate::backend::{PopOptions, Pushed};
 /// The JSON body of a push answer.
 #[derive(Serialize)]
 struct PushAnswer<'a> {
-    id: ElementId,
-    blob_id: Option<BlobId>,
+    id: &'a str,
+    blob_id: Option<&'a str>,
     namespace: &'a str,
     queue: &'a str,
     size: u64,
     lifetime: u64,
 }
 
-/// `202` with the push answer, its ids also in headers.
+/// `202` with the push answer, its ids also in headers. Each id is spelled
+/// once, for the body and its header alike.
 fn pushed(ns: &Name, q: &Name, p: &Pushed) -> Handled {
+    let (mut id_text, mut blob_text) = (Uuid::encode_buffer(), Uuid::encode_buffer());
+    let id = p.id.uuid().hyphenated().encode_lower(&mut id_text);
+    let blob_id = p
+        .blob_id
+        .map(|b| &*b.uuid().hyphenated().encode_lower(&mut blob_text));
     let answer = PushAnswer {
-        id: p.id,
-        blob_id: p.blob_id,
+        id,
+        blob_id,
         namespace: ns.as_str(),
         queue: q.as_str(),
         size: p.size,
@@ -42,9 +49,9 @@ fn pushed(ns: &Name, q: &Name, p: &Pushed) -> Handled {
     };
     let mut response = json(StatusCode::ACCEPTED, &answer)?;
     let headers = response.headers_mut();
-    headers.insert(ELEMENT_ID, id_value(p.id.uuid()));
-    if let Some(blob) = p.blob_id {
-        headers.insert(BLOB_ID, id_value(blob.uuid()));
+    headers.insert(ELEMENT_ID, header_value(id));
+    if let Some(blob_id) = blob_id {
+        headers.insert(BLOB_ID, header_value(blob_id));
     }
     Ok(response)
 }
@@ -142,7 +149,7 @@ pub(super) async fn queue_stats(
     let stats = app
         .backend
         .queue_stats(&ns, &q)
-        .await
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("no queue {q} in namespace {ns}")))?;
     json(StatusCode::OK, &stats)
 }
@@ -155,12 +162,12 @@ pub(super) async fn namespace_stats(
     let stats = app
         .backend
         .namespace_stats(&ns)
-        .await
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("no namespace {ns}")))?;
     json(StatusCode::OK, &stats)
 }
 
 /// `GET /qs`
 pub(super) async fn server_stats(State(app): State<Arc<App>>) -> Handled {
-    json(StatusCode::OK, &app.backend.server_stats().await)
+    json(StatusCode::OK, &app.backend.server_stats().await?)
 }

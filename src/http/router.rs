@@ -1,11 +1,12 @@
 //! The route table, one line a route, and the layers every request passes
 //! through on its way to a handler.
 //!
-//! The path of a request: empty segments made routable (`path.rs`) -> the
-//! route matched -> `trace` -> `observe` (metrics, fault log) ->
-//! `close_unread_bodies` -> the route's method (or `405`) ->
-//! `refuse_while_draining` (every route but `/healthz`) -> the handler, which extracts what it needs
-//! and calls the backend. An unknown path goes to `no_route` (`404`).
+//! The path of a request: empty segments made routable (`path.rs`) ->
+//! `trace` -> the route matched -> `ObserveLayer` (metrics, fault log) ->
+//! `CloseUnreadLayer` -> the route's method (or `405`) -> `DrainLayer`
+//! (every route but `/healthz`) -> the handler, which extracts what it
+//! needs and calls the backend. An unknown path goes to `no_route` (`404`)
+//! behind the same observing and closing layers.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,16 +14,14 @@ use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::handler::Handler;
-use axum::middleware::{from_fn, from_fn_with_state};
-use axum::response::Response;
-use axum::routing::future::RouteFuture;
 use axum::routing::MethodRouter;
 use axum::Router;
 use bytes::Bytes;
 use http::Method;
-use tower::{Service, ServiceBuilder};
+use tower::{Layer, Service};
 
-use super::{blobs, layers, leases, ops, path, queues, ApiError, App};
+use super::layers::{self, CloseUnreadLayer, DrainLayer, ObserveLayer, Traced};
+use super::{blobs, leases, ops, path, queues, ApiError, App};
 
 /// Every route of the server behind its layers, as one tower service.
 pub fn router(app: Arc<App>) -> Api {
@@ -53,20 +52,13 @@ pub fn router(app: Arc<App>) -> Api {
         .route("/metrics", get(ops::metrics))
         // Answers while draining: it is how a load balancer learns of it.
         .route("/healthz", get(ops::health).while_draining());
-    let observer = layers::Observer::new(app.clone(), table.templates);
-    let router = table
-        .router
-        .fallback(no_route)
-        // Outermost first. An authentication layer goes after `observe`,
-        // so that refused requests are counted too.
-        .layer(
-            ServiceBuilder::new()
-                .layer(layers::trace())
-                .layer(from_fn_with_state(observer, layers::observe))
-                .layer(from_fn(layers::close_unread_bodies)),
-        )
-        .with_state(app);
-    Api { router }
+    let unknown = no_route
+        .layer(CloseUnreadLayer)
+        .layer(ObserveLayer::new(app.clone(), "unknown"));
+    let router = table.router.fallback(unknown).with_state(app);
+    Api {
+        service: layers::trace().layer(router),
+    }
 }
 
 /// `404` for a path no route matches.
@@ -75,10 +67,11 @@ async fn no_route(request: Request) -> ApiError {
     ApiError::NotFound(format!("no route for {path}"))
 }
 
-/// The router, with the one step that must come before routing.
+/// The router behind request tracing, with the one step that must come
+/// before routing.
 #[derive(Clone)]
 pub struct Api {
-    router: Router,
+    service: Traced<Router>,
 }
 
 impl<B> Service<http::Request<B>> for Api
@@ -86,25 +79,28 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
-    type Response = Response;
+    type Response = <Traced<Router> as Service<http::Request<B>>>::Response;
     type Error = Infallible;
-    type Future = RouteFuture<Infallible>;
+    type Future = <Traced<Router> as Service<http::Request<B>>>::Future;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // A Router is always ready, and so is the trace around it.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        self.router.call(path::make_routable(request))
+        self.service.call(path::make_routable(request))
     }
 }
 
-/// The route table being built, and the templates in it (the metrics label
-/// requests with them).
+/// The route table being built. Each route is wrapped in the layers that
+/// need to know it (its metrics label, its methods); the layers are named
+/// in the order a request meets them, outermost first. An authentication
+/// layer goes after `ObserveLayer`, so that refused requests are counted
+/// too.
 struct Table {
     app: Arc<App>,
     router: Router<Arc<App>>,
-    templates: Vec<&'static str>,
 }
 
 impl Table {
@@ -112,13 +108,14 @@ impl Table {
         Table {
             app,
             router: Router::new(),
-            templates: Vec::new(),
         }
     }
 
     fn route(mut self, template: &'static str, methods: Methods) -> Table {
-        self.templates.push(template);
-        let router = methods.into_method_router(&self.app);
+        let router = methods
+            .into_method_router(&self.app)
+            .layer(CloseUnreadLayer)
+            .layer(ObserveLayer::new(self.app.clone(), template));
         self.router = self.router.route(template, router);
         self
     }
@@ -204,10 +201,7 @@ impl Methods {
         };
         let mut router = self.router;
         if !self.while_draining {
-            router = router.route_layer(from_fn_with_state(
-                app.clone(),
-                layers::refuse_while_draining,
-            ));
+            router = router.route_layer(DrainLayer::new(app.clone()));
         }
         router.head(refuse.clone()).fallback(refuse)
     }

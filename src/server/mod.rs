@@ -163,7 +163,7 @@ impl Server {
                 "requests still in flight at the shutdown timeout were cut off"
             );
         }
-        app.backend.close();
+        app.backend.close().await;
         tracing::info!("shutdown complete");
         Ok(())
     }

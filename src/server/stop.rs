@@ -4,14 +4,11 @@
 //! all connections, whose waiting futures take the channel's lock each time
 //! they are polled: every poll of every connection, on every worker thread,
 //! would meet there. Here each connection has a `oneshot` receiver of its
-//! own, and shutdown drops the senders. A connection polls its receiver
-//! once to register, and again only after shutdown has begun, which one
-//! flag shared by all connections (read, never written until then) tells.
+//! own, and shutdown drops the senders: a poll touches only that
+//! connection's channel.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
@@ -25,20 +22,12 @@ pub(super) struct StopSignals {
     /// Senders left after the last pruning: the next one waits until there
     /// are twice as many, so pruning costs O(1) per connection.
     kept: usize,
-    /// Set just before the senders are dropped.
-    stopping: Arc<AtomicBool>,
 }
 
-/// Resolves when shutdown begins (or the `StopSignals` is dropped). Poll it
-/// from one task only: after the first poll it relies on the waker then
-/// given.
+/// Resolves when shutdown begins (or the `StopSignals` is dropped).
 #[derive(Debug)]
 pub(super) struct Stop {
     receiver: oneshot::Receiver<()>,
-    stopping: Arc<AtomicBool>,
-    /// The receiver has been polled once, so it holds the task's waker: a
-    /// dropped sender wakes the task even if the receiver is not polled.
-    registered: bool,
 }
 
 impl StopSignals {
@@ -50,18 +39,11 @@ impl StopSignals {
         }
         let (sender, receiver) = oneshot::channel();
         self.senders.push(sender);
-        Stop {
-            receiver,
-            stopping: self.stopping.clone(),
-            registered: false,
-        }
+        Stop { receiver }
     }
 
     /// Signals every connection registered so far.
     pub fn stop_all(&mut self) {
-        // Before the wake-ups the dropped senders send, so each woken task
-        // sees it.
-        self.stopping.store(true, Ordering::Release);
         self.senders.clear();
         self.kept = 0;
     }
@@ -72,23 +54,11 @@ impl StopSignals {
     }
 }
 
-impl Drop for StopSignals {
-    fn drop(&mut self) {
-        // The senders are dropped after this: the flag must be set first.
-        self.stopping.store(true, Ordering::Release);
-    }
-}
-
 impl Future for Stop {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // Polled by one task only (its connection's), so the waker the
-        // receiver holds since the first poll is this one's.
-        if self.registered && !self.stopping.load(Ordering::Acquire) {
-            return Poll::Pending;
-        }
-        self.registered = true;
+        // A dropped sender is the signal: Err(RecvError) means "stop".
         Pin::new(&mut self.receiver).poll(cx).map(|_| ())
     }
 }
@@ -99,8 +69,7 @@ mod tests {
 
     use super::*;
 
-    /// A connection's task: waits for its stop signal or for ever, polling
-    /// the signal once more only when woken.
+    /// A connection's task: waits for its stop signal or for ever.
     fn connection(stop: Stop) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             tokio::select! {

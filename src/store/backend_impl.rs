@@ -158,16 +158,20 @@ impl Backend for Store {
         self.durable(Commit::Consumed).await
     }
 
-    async fn queue_stats(&self, ns: &Name, queue: &Name) -> Option<QueueStats> {
-        Store::queue_stats(self, ns, queue)
+    async fn queue_stats(
+        &self,
+        ns: &Name,
+        queue: &Name,
+    ) -> Result<Option<QueueStats>, BackendError> {
+        Ok(Store::queue_stats(self, ns, queue))
     }
 
-    async fn namespace_stats(&self, ns: &Name) -> Option<NamespaceStats> {
-        Store::namespace_stats(self, ns)
+    async fn namespace_stats(&self, ns: &Name) -> Result<Option<NamespaceStats>, BackendError> {
+        Ok(Store::namespace_stats(self, ns))
     }
 
-    async fn server_stats(&self) -> ServerStats {
-        Store::server_stats(self)
+    async fn server_stats(&self) -> Result<ServerStats, BackendError> {
+        Ok(Store::server_stats(self))
     }
 
     fn totals(&self) -> TotalsSnapshot {
@@ -178,7 +182,7 @@ impl Backend for Store {
         Store::begin_shutdown(self)
     }
 
-    fn close(&self) {
+    async fn close(&self) {
         self.purge()
     }
 }
