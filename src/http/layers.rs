@@ -1,8 +1,8 @@
 //! The concerns every request shares, each one tower layer written once:
 //! refusing work while the server drains ([`DrainLayer`]), the request
-//! metrics and the log of server faults ([`ObserveLayer`]), closing a
-//! connection whose request body was left unread ([`CloseUnreadLayer`]),
-//! and request tracing ([`trace`]). `router.rs` stacks them.
+//! metrics and the log of server faults ([`Observe`]), closing a
+//! connection whose request body was left unread ([`CloseUnread`]), and
+//! request tracing ([`trace`]). `router.rs` stacks them.
 //!
 //! They are plain services whose futures wrap the inner one in place, as
 //! tower-http's layers are: a request passes through them without an
@@ -108,90 +108,115 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for DrainFuture<F>
     }
 }
 
-/// Records each request in the metrics under its route's template, method
-/// and status, and logs every `500` with the fault behind it. The template,
-/// not the path, is the label, so names chosen by clients never become
-/// label values.
+/// What a layer does around one request: note something as it arrives,
+/// then act on its answer. [`HookLayer`] turns a hook into a tower layer.
+pub(super) trait Hook: Clone {
+    /// What the hook keeps from the request until the answer.
+    type Noted;
+    fn on_request(&self, request: &Request) -> Self::Noted;
+    fn on_response(noted: Self::Noted, response: &mut Response);
+}
+
+/// A [`Hook`] as a tower layer.
 #[derive(Clone)]
-pub(super) struct ObserveLayer {
-    app: Arc<App>,
-    route: &'static str,
-}
+pub(super) struct HookLayer<H>(pub H);
 
-impl ObserveLayer {
-    pub fn new(app: Arc<App>, route: &'static str) -> ObserveLayer {
-        ObserveLayer { app, route }
-    }
-}
+impl<S, H: Hook> Layer<S> for HookLayer<H> {
+    type Service = Hooked<S, H>;
 
-impl<S> Layer<S> for ObserveLayer {
-    type Service = Observe<S>;
-
-    fn layer(&self, inner: S) -> Observe<S> {
-        Observe {
+    fn layer(&self, inner: S) -> Hooked<S, H> {
+        Hooked {
             inner,
-            app: self.app.clone(),
-            route: self.route,
+            hook: self.0.clone(),
         }
     }
 }
 
 #[derive(Clone)]
-pub(super) struct Observe<S> {
+pub(super) struct Hooked<S, H> {
     inner: S,
-    app: Arc<App>,
-    route: &'static str,
+    hook: H,
 }
 
-impl<S> Service<Request> for Observe<S>
+impl<S, H> Service<Request> for Hooked<S, H>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
+    H: Hook,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = ObserveFuture<S::Future>;
+    type Future = HookedFuture<S::Future, H>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        ObserveFuture {
-            started: Instant::now(),
-            method: request.method().clone(),
-            app: self.app.clone(),
-            route: self.route,
+        HookedFuture {
+            noted: Some(self.hook.on_request(&request)),
             inner: self.inner.call(request),
         }
     }
 }
 
 pin_project! {
-    pub(super) struct ObserveFuture<F> {
+    pub(super) struct HookedFuture<F, H: Hook> {
         #[pin]
         inner: F,
-        started: Instant,
-        method: Method,
-        app: Arc<App>,
-        route: &'static str,
+        noted: Option<H::Noted>,
     }
 }
 
-impl<F: Future<Output = Result<Response, Infallible>>> Future for ObserveFuture<F> {
+impl<F, H> Future for HookedFuture<F, H>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+    H: Hook,
+{
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Ok(response) = ready!(this.inner.poll(cx));
-        let (method, route) = (&*this.method, *this.route);
+        let Ok(mut response) = ready!(this.inner.poll(cx));
+        if let Some(noted) = this.noted.take() {
+            H::on_response(noted, &mut response);
+        }
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// Records each request in the metrics under its route's template, method
+/// and status, and logs every `500` with the fault behind it. The template,
+/// not the path, is the label, so names chosen by clients never become
+/// label values.
+#[derive(Clone)]
+pub(super) struct Observe {
+    app: Arc<App>,
+    route: &'static str,
+}
+
+impl Observe {
+    pub fn layer(app: Arc<App>, route: &'static str) -> HookLayer<Observe> {
+        HookLayer(Observe { app, route })
+    }
+}
+
+impl Hook for Observe {
+    type Noted = (Observe, Method, Instant);
+
+    fn on_request(&self, request: &Request) -> Self::Noted {
+        (self.clone(), request.method().clone(), Instant::now())
+    }
+
+    fn on_response((observe, method, started): Self::Noted, response: &mut Response) {
+        let route = observe.route;
         if let Some(ServerFault(error)) = response.extensions().get() {
             tracing::error!(%method, route, %error, "request failed");
         }
         let status = response.status().as_u16();
-        this.app
+        observe
+            .app
             .metrics
-            .observe(route, method, status, this.started.elapsed());
-        Poll::Ready(Ok(response))
+            .observe(route, &method, status, started.elapsed());
     }
 }
 
@@ -200,69 +225,37 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for ObserveFuture<
 /// connection: the answer says so, or the client would reuse the
 /// connection and fail its next request.
 #[derive(Clone, Copy)]
-pub(super) struct CloseUnreadLayer;
+pub(super) struct CloseUnread;
 
-impl<S> Layer<S> for CloseUnreadLayer {
-    type Service = CloseUnread<S>;
-
-    fn layer(&self, inner: S) -> CloseUnread<S> {
-        CloseUnread { inner }
+impl CloseUnread {
+    pub fn layer() -> HookLayer<CloseUnread> {
+        HookLayer(CloseUnread)
     }
 }
 
-#[derive(Clone)]
-pub(super) struct CloseUnread<S> {
-    inner: S,
-}
+impl Hook for CloseUnread {
+    /// (the request has a body, it is a POST)
+    type Noted = (bool, bool);
 
-impl<S> Service<Request> for CloseUnread<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = CloseUnreadFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
+    fn on_request(&self, request: &Request) -> (bool, bool) {
+        (
+            !request.body().is_end_stream(),
+            request.method() == Method::POST,
+        )
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
-        CloseUnreadFuture {
-            has_body: !request.body().is_end_stream(),
-            post: request.method() == Method::POST,
-            inner: self.inner.call(request),
-        }
-    }
-}
-
-pin_project! {
-    pub(super) struct CloseUnreadFuture<F> {
-        #[pin]
-        inner: F,
-        has_body: bool,
-        post: bool,
-    }
-}
-
-impl<F: Future<Output = Result<Response, Infallible>>> Future for CloseUnreadFuture<F> {
-    type Output = Result<Response, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Ok(mut response) = ready!(this.inner.poll(cx));
-        if *this.has_body && !(*this.post && response.status().is_success()) {
+    fn on_response((has_body, post): (bool, bool), response: &mut Response) {
+        if has_body && !(post && response.status().is_success()) {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        Poll::Ready(Ok(response))
     }
 }
 
 /// tower-http's request tracing, with its defaults (span, request and
 /// response events at DEBUG) except failures, at DEBUG too: at the default
-/// `info` level nothing is logged per request, and `ObserveLayer` logs
+/// `info` level nothing is logged per request, and [`Observe`] logs
 /// faults.
 pub(super) type Trace = TraceLayer<
     SharedClassifier<ServerErrorsAsFailures>,

@@ -2,8 +2,8 @@
 //! through on its way to a handler.
 //!
 //! The path of a request: empty segments made routable (`path.rs`) ->
-//! `trace` -> the route matched -> `ObserveLayer` (metrics, fault log) ->
-//! `CloseUnreadLayer` -> the route's method (or `405`) -> `DrainLayer`
+//! `trace` -> the route matched -> `Observe` (metrics, fault log) ->
+//! `CloseUnread` -> the route's method (or `405`) -> `DrainLayer`
 //! (every route but `/healthz`) -> the handler, which extracts what it
 //! needs and calls the backend. An unknown path goes to `no_route` (`404`)
 //! behind the same observing and closing layers.
@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::Method;
 use tower::{Layer, Service};
 
-use super::layers::{self, CloseUnreadLayer, DrainLayer, ObserveLayer, Traced};
+use super::layers::{self, CloseUnread, DrainLayer, Observe, Traced};
 use super::{blobs, leases, ops, path, queues, ApiError, App};
 
 /// Every route of the server behind its layers, as one tower service.
@@ -53,8 +53,8 @@ pub fn router(app: Arc<App>) -> Api {
         // Answers while draining: it is how a load balancer learns of it.
         .route("/healthz", get(ops::health).while_draining());
     let unknown = no_route
-        .layer(CloseUnreadLayer)
-        .layer(ObserveLayer::new(app.clone(), "unknown"));
+        .layer(CloseUnread::layer())
+        .layer(Observe::layer(app.clone(), "unknown"));
     let router = table.router.fallback(unknown).with_state(app);
     Api {
         service: layers::trace().layer(router),
@@ -96,7 +96,7 @@ where
 /// The route table being built. Each route is wrapped in the layers that
 /// need to know it (its metrics label, its methods); the layers are named
 /// in the order a request meets them, outermost first. An authentication
-/// layer goes after `ObserveLayer`, so that refused requests are counted
+/// layer goes after `Observe`, so that refused requests are counted
 /// too.
 struct Table {
     app: Arc<App>,
@@ -114,8 +114,8 @@ impl Table {
     fn route(mut self, template: &'static str, methods: Methods) -> Table {
         let router = methods
             .into_method_router(&self.app)
-            .layer(CloseUnreadLayer)
-            .layer(ObserveLayer::new(self.app.clone(), template));
+            .layer(CloseUnread::layer())
+            .layer(Observe::layer(self.app.clone(), template));
         self.router = self.router.route(template, router);
         self
     }

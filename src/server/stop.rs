@@ -49,7 +49,7 @@ impl StopSignals {
     }
 
     #[cfg(test)]
-    fn held(&self) -> usize {
+    fn sender_count(&self) -> usize {
         self.senders.len()
     }
 }
@@ -124,11 +124,17 @@ mod tests {
         for _ in 0..10_000 {
             drop(signals.register()); // the connection ended
         }
-        assert!(signals.held() <= 32, "held {}", signals.held());
+        assert!(
+            signals.sender_count() <= 32,
+            "kept {}",
+            signals.sender_count()
+        );
         let open: Vec<Stop> = (0..100).map(|_| signals.register()).collect();
         for _ in 0..1000 {
             drop(signals.register());
         }
-        assert!(signals.held() >= open.len() && signals.held() <= 2 * open.len() + 32);
+        assert!(
+            signals.sender_count() >= open.len() && signals.sender_count() <= 2 * open.len() + 32
+        );
     }
 }
