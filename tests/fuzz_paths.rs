@@ -180,8 +180,10 @@ proptest! {
         q in valid_name(),
         id in valid_name(),
     ) {
+        // Only the routes with names in them: `/qs` lists every namespace
+        // the cases before made, which would make the run quadratic, and
+        // the fixed paths are the router tests' business.
         let paths = [
-            ("/qs".to_owned(), Method::GET),
             (format!("/qs/{ns}"), Method::GET),
             (format!("/qs/{ns}/{q}"), Method::PUT),
             (format!("/qs/{ns}/{q}/stats"), Method::GET),
@@ -189,8 +191,6 @@ proptest! {
             (format!("/qs/{ns}/{q}/leases/{id}/release"), Method::POST),
             (format!("/qs/{ns}/{q}/leases/{id}/extend"), Method::POST),
             (format!("/tbs/{ns}/blobs/{id}"), Method::DELETE),
-            ("/healthz".to_owned(), Method::GET),
-            ("/metrics".to_owned(), Method::GET),
         ];
         for (path, method) in paths {
             let a = send(&method, &path).expect("a valid target");
