@@ -1,12 +1,14 @@
 //! The concerns every request shares, each one tower layer written once:
-//! refusing work while the server drains ([`DrainLayer`]), the request
-//! metrics and the log of server faults ([`Observe`]), closing a
+//! refusing work while the server drains and labelling the answer with
+//! its route ([`RouteLayer`], the only layer inside the router), the
+//! request metrics and the log of server faults ([`Observe`]), closing a
 //! connection whose request body was left unread ([`CloseUnread`]), and
 //! request tracing ([`trace`]). `router.rs` stacks them.
 //!
 //! They are plain services whose futures wrap the inner one in place, as
-//! tower-http's layers are: a request passes through them without an
-//! allocation or a clone of the service behind.
+//! tower-http's layers are. All but `RouteLayer` wrap the whole router
+//! once: the router clones a route's boxed service for every request, so
+//! each layer inside it would cost a clone and an allocation per request.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -31,86 +33,108 @@ use tracing::Level;
 use super::error::{ApiError, ServerFault};
 use super::App;
 
-/// `503` for every request while the server drains.
+/// The template of the route a request matched, stamped on its answer by
+/// the route's own layer so that [`Observe`], outside the router, can label
+/// the metrics with it (names chosen by clients never become label values).
+#[derive(Clone, Copy, Debug)]
+pub struct RouteLabel(pub &'static str);
+
+/// The one layer each route's methods pass through: stamps the route's
+/// label on the answer, and answers `503` while the server drains (but on
+/// a route that must answer then, `/healthz`).
 #[derive(Clone)]
-pub(super) struct DrainLayer {
+pub struct RouteLayer {
     app: Arc<App>,
+    label: RouteLabel,
+    while_draining: bool,
 }
 
-impl DrainLayer {
-    pub fn new(app: Arc<App>) -> DrainLayer {
-        DrainLayer { app }
+impl RouteLayer {
+    pub fn new(app: Arc<App>, template: &'static str, while_draining: bool) -> RouteLayer {
+        RouteLayer {
+            app,
+            label: RouteLabel(template),
+            while_draining,
+        }
     }
 }
 
-impl<S> Layer<S> for DrainLayer {
-    type Service = Drain<S>;
+impl<S> Layer<S> for RouteLayer {
+    type Service = RouteGuard<S>;
 
-    fn layer(&self, inner: S) -> Drain<S> {
-        Drain {
+    fn layer(&self, inner: S) -> RouteGuard<S> {
+        RouteGuard {
             inner,
-            app: self.app.clone(),
+            layer: self.clone(),
         }
     }
 }
 
 #[derive(Clone)]
-pub(super) struct Drain<S> {
+pub struct RouteGuard<S> {
     inner: S,
-    app: Arc<App>,
+    layer: RouteLayer,
 }
 
-impl<S> Service<Request> for Drain<S>
+impl<S> Service<Request> for RouteGuard<S>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = DrainFuture<S::Future>;
+    type Future = RouteFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        if self.app.is_draining() {
-            DrainFuture::Refused {
-                response: Some(ApiError::ShuttingDown.into_response()),
-            }
-        } else {
-            DrainFuture::Serving {
-                inner: self.inner.call(request),
-            }
+        let label = self.layer.label;
+        if !self.layer.while_draining && self.layer.app.is_draining() {
+            let mut response = ApiError::ShuttingDown.into_response();
+            response.extensions_mut().insert(label);
+            return RouteFuture::Refused {
+                response: Some(response),
+            };
+        }
+        RouteFuture::Serving {
+            inner: self.inner.call(request),
+            label,
         }
     }
 }
 
 pin_project! {
-    /// The inner service's answer, or the drain's refusal.
-    #[project = DrainProjection]
-    pub(super) enum DrainFuture<F> {
+    /// The inner service's answer with the route's label, or the drain's
+    /// refusal.
+    #[project = RouteProjection]
+    pub enum RouteFuture<F> {
         Refused { response: Option<Response> },
-        Serving { #[pin] inner: F },
+        Serving { #[pin] inner: F, label: RouteLabel },
     }
 }
 
-impl<F: Future<Output = Result<Response, Infallible>>> Future for DrainFuture<F> {
+impl<F: Future<Output = Result<Response, Infallible>>> Future for RouteFuture<F> {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            DrainProjection::Refused { response } => match response.take() {
+            RouteProjection::Refused { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
                 None => Poll::Pending,
             },
-            DrainProjection::Serving { inner } => inner.poll(cx),
+            RouteProjection::Serving { inner, label } => {
+                let Ok(mut response) = ready!(inner.poll(cx));
+                response.extensions_mut().insert(*label);
+                Poll::Ready(Ok(response))
+            }
         }
     }
 }
 
 /// What a layer does around one request: note something as it arrives,
 /// then act on its answer. [`HookLayer`] turns a hook into a tower layer.
-pub(super) trait Hook: Clone {
+pub trait Hook: Clone {
     /// What the hook keeps from the request until the answer.
     type Noted;
     fn on_request(&self, request: &Request) -> Self::Noted;
@@ -119,7 +143,7 @@ pub(super) trait Hook: Clone {
 
 /// A [`Hook`] as a tower layer.
 #[derive(Clone)]
-pub(super) struct HookLayer<H>(pub H);
+pub struct HookLayer<H>(pub H);
 
 impl<S, H: Hook> Layer<S> for HookLayer<H> {
     type Service = Hooked<S, H>;
@@ -133,7 +157,7 @@ impl<S, H: Hook> Layer<S> for HookLayer<H> {
 }
 
 #[derive(Clone)]
-pub(super) struct Hooked<S, H> {
+pub struct Hooked<S, H> {
     inner: S,
     hook: H,
 }
@@ -160,7 +184,7 @@ where
 }
 
 pin_project! {
-    pub(super) struct HookedFuture<F, H: Hook> {
+    pub struct HookedFuture<F, H: Hook> {
         #[pin]
         inner: F,
         noted: Option<H::Noted>,
@@ -184,38 +208,37 @@ where
     }
 }
 
-/// Records each request in the metrics under its route's template, method
-/// and status, and logs every `500` with the fault behind it. The template,
-/// not the path, is the label, so names chosen by clients never become
-/// label values.
+/// Records each request in the metrics under its route's label (see
+/// [`RouteLabel`]; `unknown` for a path no route matched), method and
+/// status, and logs every `500` with the fault behind it.
 #[derive(Clone)]
-pub(super) struct Observe {
+pub struct Observe {
     app: Arc<App>,
-    route: &'static str,
 }
 
 impl Observe {
-    pub fn layer(app: Arc<App>, route: &'static str) -> HookLayer<Observe> {
-        HookLayer(Observe { app, route })
+    pub fn layer(app: Arc<App>) -> HookLayer<Observe> {
+        HookLayer(Observe { app })
     }
 }
 
 impl Hook for Observe {
-    type Noted = (Observe, Method, Instant);
+    type Noted = (Arc<App>, Method, Instant);
 
     fn on_request(&self, request: &Request) -> Self::Noted {
-        (self.clone(), request.method().clone(), Instant::now())
+        (self.app.clone(), request.method().clone(), Instant::now())
     }
 
-    fn on_response((observe, method, started): Self::Noted, response: &mut Response) {
-        let route = observe.route;
+    fn on_response((app, method, started): Self::Noted, response: &mut Response) {
+        let route = response
+            .extensions()
+            .get::<RouteLabel>()
+            .map_or("unknown", |label| label.0);
         if let Some(ServerFault(error)) = response.extensions().get() {
             tracing::error!(%method, route, %error, "request failed");
         }
         let status = response.status().as_u16();
-        observe
-            .app
-            .metrics
+        app.metrics
             .observe(route, &method, status, started.elapsed());
     }
 }
@@ -225,7 +248,7 @@ impl Hook for Observe {
 /// connection: the answer says so, or the client would reuse the
 /// connection and fail its next request.
 #[derive(Clone, Copy)]
-pub(super) struct CloseUnread;
+pub struct CloseUnread;
 
 impl CloseUnread {
     pub fn layer() -> HookLayer<CloseUnread> {
@@ -257,7 +280,7 @@ impl Hook for CloseUnread {
 /// response events at DEBUG) except failures, at DEBUG too: at the default
 /// `info` level nothing is logged per request, and [`Observe`] logs
 /// faults.
-pub(super) type Trace = TraceLayer<
+pub type Trace = TraceLayer<
     SharedClassifier<ServerErrorsAsFailures>,
     DefaultMakeSpan,
     DefaultOnRequest,
@@ -268,7 +291,7 @@ pub(super) type Trace = TraceLayer<
 >;
 
 /// A service behind [`trace`].
-pub(super) type Traced<S> = tower_http::trace::Trace<
+pub type Traced<S> = tower_http::trace::Trace<
     S,
     SharedClassifier<ServerErrorsAsFailures>,
     DefaultMakeSpan,
@@ -279,7 +302,7 @@ pub(super) type Traced<S> = tower_http::trace::Trace<
     DefaultOnFailure,
 >;
 
-pub(super) fn trace() -> Trace {
+pub fn trace() -> Trace {
     TraceLayer::new_for_http()
         .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
         .on_failure(DefaultOnFailure::new().level(Level::DEBUG))

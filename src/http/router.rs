@@ -2,11 +2,11 @@
 //! through on its way to a handler.
 //!
 //! The path of a request: empty segments made routable (`path.rs`) ->
-//! `trace` -> the route matched -> `Observe` (metrics, fault log) ->
-//! `CloseUnread` -> the route's method (or `405`) -> `DrainLayer`
-//! (every route but `/healthz`) -> the handler, which extracts what it
-//! needs and calls the backend. An unknown path goes to `no_route` (`404`)
-//! behind the same observing and closing layers.
+//! `trace` -> `Observe` (metrics, fault log) -> `CloseUnread` -> the route
+//! matched -> its method (or `405`) -> `RouteLayer` (the route's label;
+//! `503` while draining, but on `/healthz`) -> the handler, which extracts
+//! what it needs and calls the backend. An unknown path goes to `no_route`
+//! (`404`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,13 +14,14 @@ use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::handler::Handler;
+use axum::response::IntoResponse;
 use axum::routing::MethodRouter;
 use axum::Router;
 use bytes::Bytes;
 use http::Method;
-use tower::{Layer, Service};
+use tower::{Service, ServiceBuilder};
 
-use super::layers::{self, CloseUnread, DrainLayer, Observe, Traced};
+use super::layers::{self, CloseUnread, Hooked, Observe, RouteLabel, RouteLayer, Traced};
 use super::{blobs, leases, ops, path, queues, ApiError, App};
 
 /// Every route of the server behind its layers, as one tower service.
@@ -52,13 +53,15 @@ pub fn router(app: Arc<App>) -> Api {
         .route("/metrics", get(ops::metrics))
         // Answers while draining: it is how a load balancer learns of it.
         .route("/healthz", get(ops::health).while_draining());
-    let unknown = no_route
+    let router = table.router.fallback(no_route).with_state(app.clone());
+    // Outermost first. An authentication layer goes after `Observe`, so
+    // that refused requests are counted too.
+    let service = ServiceBuilder::new()
+        .layer(layers::trace())
+        .layer(Observe::layer(app))
         .layer(CloseUnread::layer())
-        .layer(Observe::layer(app.clone(), "unknown"));
-    let router = table.router.fallback(unknown).with_state(app);
-    Api {
-        service: layers::trace().layer(router),
-    }
+        .service(router);
+    Api { service }
 }
 
 /// `404` for a path no route matches.
@@ -67,11 +70,14 @@ async fn no_route(request: Request) -> ApiError {
     ApiError::NotFound(format!("no route for {path}"))
 }
 
-/// The router behind request tracing, with the one step that must come
+/// The router behind its shared layers.
+type Layered = Traced<Hooked<Hooked<Router, CloseUnread>, Observe>>;
+
+/// The router behind its shared layers, with the one step that must come
 /// before routing.
 #[derive(Clone)]
 pub struct Api {
-    service: Traced<Router>,
+    service: Layered,
 }
 
 impl<B> Service<http::Request<B>> for Api
@@ -79,25 +85,23 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
-    type Response = <Traced<Router> as Service<http::Request<B>>>::Response;
+    type Response = <Layered as Service<Request>>::Response;
     type Error = Infallible;
-    type Future = <Traced<Router> as Service<http::Request<B>>>::Future;
+    type Future = <Layered as Service<Request>>::Future;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // A Router is always ready, and so is the trace around it.
+        // A Router is always ready, and so are the layers around it.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        self.service.call(path::make_routable(request))
+        self.service
+            .call(path::make_routable(request).map(axum::body::Body::new))
     }
 }
 
-/// The route table being built. Each route is wrapped in the layers that
-/// need to know it (its metrics label, its methods); the layers are named
-/// in the order a request meets them, outermost first. An authentication
-/// layer goes after `Observe`, so that refused requests are counted
-/// too.
+/// The route table being built: each route with its methods, its `405`s
+/// and its `RouteLayer`, which knows the route's template.
 struct Table {
     app: Arc<App>,
     router: Router<Arc<App>>,
@@ -112,10 +116,7 @@ impl Table {
     }
 
     fn route(mut self, template: &'static str, methods: Methods) -> Table {
-        let router = methods
-            .into_method_router(&self.app)
-            .layer(CloseUnread::layer())
-            .layer(Observe::layer(self.app.clone(), template));
+        let router = methods.into_method_router(&self.app, template);
         self.router = self.router.route(template, router);
         self
     }
@@ -188,22 +189,25 @@ impl Methods {
     /// The drain check wraps the listed methods only (`route_layer`), so a
     /// method the route does not answer is `405` whether or not the server
     /// is draining.
-    fn into_method_router(self, app: &Arc<App>) -> MethodRouter<Arc<App>> {
+    fn into_method_router(self, app: &Arc<App>, template: &'static str) -> MethodRouter<Arc<App>> {
         let allow: Arc<str> = self.allow.join(", ").into();
         let refuse = move |method: Method| {
             let allow = allow.to_string();
             async move {
-                ApiError::MethodNotAllowed {
+                let mut response = ApiError::MethodNotAllowed {
                     method: method.to_string(),
                     allow,
                 }
+                .into_response();
+                response.extensions_mut().insert(RouteLabel(template));
+                response
             }
         };
-        let mut router = self.router;
-        if !self.while_draining {
-            router = router.route_layer(DrainLayer::new(app.clone()));
-        }
-        router.head(refuse.clone()).fallback(refuse)
+        let guard = RouteLayer::new(app.clone(), template, self.while_draining);
+        self.router
+            .route_layer(guard)
+            .head(refuse.clone())
+            .fallback(refuse)
     }
 }
 
