@@ -291,16 +291,7 @@ pub type Trace = TraceLayer<
 >;
 
 /// A service behind [`trace`].
-pub type Traced<S> = tower_http::trace::Trace<
-    S,
-    SharedClassifier<ServerErrorsAsFailures>,
-    DefaultMakeSpan,
-    DefaultOnRequest,
-    DefaultOnResponse,
-    DefaultOnBodyChunk,
-    DefaultOnEos,
-    DefaultOnFailure,
->;
+pub type Traced<S> = <Trace as Layer<S>>::Service;
 
 pub fn trace() -> Trace {
     TraceLayer::new_for_http()

@@ -31,6 +31,18 @@ pub struct Element {
 }
 
 impl Element {
+    /// A new element, with a fresh random id, never delivered yet.
+    pub fn new(blob: Option<Arc<Blob>>, meta: SharedMeta, deadline: Millis) -> Element {
+        Element {
+            id: ElementId::random(),
+            blob,
+            meta,
+            deadline,
+            deliveries: 0,
+            indexed: false,
+        }
+    }
+
     /// Size of the element's data in bytes (0 without data).
     pub fn size(&self) -> u64 {
         self.blob.as_ref().map_or(0, |b| b.size())

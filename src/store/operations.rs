@@ -11,7 +11,7 @@ use super::clock::{self, Millis};
 use super::element::Element;
 use super::namespace::{element_meta, Arrival, Graveyard, NsState};
 use super::Store;
-use crate::backend::ids::{BlobId, ElementId, Receipt};
+use crate::backend::ids::{BlobId, Receipt};
 use crate::backend::name::Name;
 use crate::backend::{BackendError, BlobRead, MetaInput, Pushed};
 
@@ -31,14 +31,7 @@ impl Store {
         let blob = data.map(|(content, size)| {
             Blob::new(content, size, meta.clone(), self.shared.totals.clone())
         });
-        let element = Element {
-            id: ElementId::random(),
-            blob: blob.clone(),
-            meta,
-            deadline,
-            deliveries: 0,
-            indexed: false,
-        };
+        let element = Element::new(blob.clone(), meta, deadline);
         let pushed = Pushed {
             id: element.id,
             blob_id: blob.as_ref().map(|b| b.id()),
@@ -81,14 +74,7 @@ impl Store {
                     })?),
                 };
             let meta = element_meta(blob.as_ref(), meta.content_type, meta.custom);
-            let element = Element {
-                id: ElementId::random(),
-                blob,
-                meta,
-                deadline,
-                deliveries: 0,
-                indexed: false,
-            };
+            let element = Element::new(blob, meta, deadline);
             let pushed = Pushed {
                 id: element.id,
                 blob_id,

@@ -230,14 +230,7 @@ pub(super) fn push_element(
         |b| b.meta().clone(),
     );
     let deadline = now.plus_secs(lifetime);
-    let element = Element {
-        id: ElementId::random(),
-        blob: blob.clone(),
-        meta,
-        deadline,
-        deliveries: 0,
-        indexed: false,
-    };
+    let element = Element::new(blob.clone(), meta, deadline);
     let expect = Expect {
         id: element.id,
         deadline,
