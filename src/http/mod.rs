@@ -66,7 +66,8 @@ type Handled = Result<Response, ApiError>;
 
 /// A JSON response with `status`.
 fn json(status: StatusCode, value: &impl Serialize) -> Handled {
-    // Room for a push answer or a small document without growing.
+    // Room for a small document (an answer, one namespace's statistics)
+    // without growing.
     let mut bytes = Vec::with_capacity(256);
     serde_json::to_writer(&mut bytes, value).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(with_status(
