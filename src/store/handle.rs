@@ -11,7 +11,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -22,7 +22,7 @@ use super::clock::Millis;
 use super::config::StoreConfig;
 use super::ingest::{BlobWriter, IngestError, IngestLimits};
 use super::journal::{self, Commit, FsyncMode, Journal};
-use super::namespace::{Graveyard, Namespace, NsState, Quota, QuotaExceeded};
+use super::namespace::{Graveyard, Locked, Namespace, NsState, Quota, QuotaExceeded};
 use super::stats::Totals;
 use super::{recovery, sweeper};
 use crate::backend::name::Name;
@@ -275,7 +275,7 @@ impl Store {
     fn apply<T>(
         &self,
         ns: &Name,
-        mut st: MutexGuard<'_, NsState>,
+        mut st: Locked<'_>,
         change: impl FnOnce(&mut NsState, &mut Graveyard) -> T,
     ) -> T {
         let mut grave = Graveyard::default();

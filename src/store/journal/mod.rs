@@ -121,6 +121,14 @@ impl Journal {
         p.appended += 1;
     }
 
+    /// Appends records already encoded, `count` of them, in one piece: a
+    /// leader writes all of them or none.
+    pub fn append_encoded(&self, records: &[u8], count: u64) {
+        let mut p = self.pending();
+        p.buf.extend_from_slice(records);
+        p.appended += count;
+    }
+
     /// Removes `path` once the log durably says its blob is gone.
     pub fn unlink_later(&self, path: PathBuf) {
         self.pending().unlink.push(path);

@@ -4,6 +4,12 @@
 //! the namespace's lock, so the log's order is the order the changes
 //! happened. Without a journal (memory mode) each call does nothing. Leases
 //! are not logged: after a restart a leased element is ready again.
+//!
+//! The records of one change are staged here and handed to the journal in
+//! one piece when the lock is released ([`super::Locked`]), so a change is
+//! never split between two writes, nor between two segments. Split, a
+//! push's `Blob` would end one segment and its `Put` begin the next, and
+//! compacting the first alone would drop the blob as unreferenced.
 
 use std::sync::Arc;
 
@@ -12,50 +18,92 @@ use crate::backend::name::Name;
 use crate::store::blob::{Blob, BlobContent};
 use crate::store::clock::Millis;
 use crate::store::element::Element;
-use crate::store::journal::record::{BlobData, MetaRecord, Record};
+use crate::store::journal::record::{encode, BlobData, MetaRecord, Record};
 use crate::store::journal::Journal;
+
+/// A staging buffer grown past this many bytes (by a large inline body) is
+/// freed after its change rather than kept for the namespace's next one.
+const STAGED_CAPACITY_KEPT: usize = 4096;
 
 /// One namespace's side of the log.
 pub(super) struct ChangeLog {
     ns: Name,
     /// Where changes are recorded, in durable mode.
     journal: Option<Arc<Journal>>,
+    staged: Staged,
+}
+
+/// The current change's records, encoded, and how many there are.
+#[derive(Default)]
+struct Staged {
+    buf: Vec<u8>,
+    records: u64,
+}
+
+impl Staged {
+    fn add(&mut self, record: &Record<'_>) {
+        encode(record, &mut self.buf);
+        self.records += 1;
+    }
 }
 
 impl ChangeLog {
     pub fn new(ns: Name, journal: Option<Arc<Journal>>) -> ChangeLog {
-        ChangeLog { ns, journal }
-    }
-
-    /// `element` entered `queue`: a push, or a move to a dead-letter queue.
-    pub fn put(&self, queue: &Name, element: &Element) {
-        if let Some(journal) = &self.journal {
-            journal.append(&Record::Put {
-                ns: self.ns.as_str(),
-                queue: queue.as_str(),
-                id: element.id.to_u128(),
-                blob: element.blob.as_ref().map(|b| b.id().to_u128()),
-                meta: meta_record(&element.meta),
-                deadline: element.deadline.0,
-                deliveries: element.deliveries,
-            });
+        ChangeLog {
+            ns,
+            journal,
+            staged: Staged::default(),
         }
     }
 
-    /// `element` left its queue for good (popped, acknowledged, expired,
-    /// or moved to a dead-letter queue, which logs its `put` after this).
-    pub fn take(&self, element: &Element) {
-        if let Some(journal) = &self.journal {
-            journal.append(&Record::Take {
-                ns: self.ns.as_str(),
-                id: element.id.to_u128(),
-            });
+    /// Hands the change's records to the journal, all together. Called as
+    /// the namespace's lock is released.
+    pub fn commit(&mut self) {
+        if self.staged.records == 0 {
+            return;
         }
+        if let Some(journal) = &self.journal {
+            journal.append_encoded(&self.staged.buf, self.staged.records);
+        }
+        self.staged.records = 0;
+        if self.staged.buf.capacity() > STAGED_CAPACITY_KEPT {
+            self.staged.buf = Vec::new();
+        } else {
+            self.staged.buf.clear();
+        }
+    }
+
+    /// `element` entered `queue`: a push, or a move to a dead-letter queue
+    /// (a `Put` alone, which replay reads as a move).
+    pub fn put(&mut self, queue: &Name, element: &Element) {
+        if self.journal.is_none() {
+            return;
+        }
+        self.staged.add(&Record::Put {
+            ns: self.ns.as_str(),
+            queue: queue.as_str(),
+            id: element.id.to_u128(),
+            blob: element.blob.as_ref().map(|b| b.id().to_u128()),
+            meta: meta_record(&element.meta),
+            deadline: element.deadline.0,
+            deliveries: element.deliveries,
+        });
+    }
+
+    /// `element` left its queue for good (popped, acknowledged or expired).
+    pub fn take(&mut self, element: &Element) {
+        if self.journal.is_none() {
+            return;
+        }
+        self.staged.add(&Record::Take {
+            ns: self.ns.as_str(),
+            id: element.id.to_u128(),
+        });
     }
 
     /// A new blob was stored. A blob in a file of the data directory is
     /// kept from now on: the log names it.
-    pub fn blob_stored(&self, blob: &Blob, deadline: Millis, exposed: bool) {
+    pub fn blob_stored(&mut self, blob: &Blob, deadline: Millis, exposed: bool) {
         let Some(journal) = &self.journal else { return };
         let data = match blob.content() {
             BlobContent::Memory(bytes) => BlobData::Inline(bytes),
@@ -69,7 +117,7 @@ impl ChangeLog {
                     .unwrap_or_default(),
             ),
         };
-        journal.append(&Record::Blob {
+        self.staged.add(&Record::Blob {
             ns: self.ns.as_str(),
             id: blob.id().to_u128(),
             size: blob.size(),
@@ -85,20 +133,23 @@ impl ChangeLog {
     }
 
     /// A header-only delivery handed the blob's id to a client.
-    pub fn blob_exposed(&self, blob: &Blob) {
-        if let Some(journal) = &self.journal {
-            journal.append(&Record::Expose {
-                ns: self.ns.as_str(),
-                id: blob.id().to_u128(),
-            });
+    pub fn blob_exposed(&mut self, blob: &Blob) {
+        if self.journal.is_none() {
+            return;
         }
+        self.staged.add(&Record::Expose {
+            ns: self.ns.as_str(),
+            id: blob.id().to_u128(),
+        });
     }
 
     /// The blob left the namespace's table. Its file, if the data directory
-    /// has one, is removed once nothing reads it and the record is durable.
-    pub fn blob_gone(&self, blob: &Blob) {
+    /// has one, is removed once nothing reads it and the record is durable:
+    /// the blob is dropped after the lock is released, when the record has
+    /// been handed to the journal.
+    pub fn blob_gone(&mut self, blob: &Blob) {
         let Some(journal) = &self.journal else { return };
-        journal.append(&Record::BlobGone {
+        self.staged.add(&Record::BlobGone {
             ns: self.ns.as_str(),
             id: blob.id().to_u128(),
         });

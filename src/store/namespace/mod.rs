@@ -80,8 +80,32 @@ impl Namespace {
     /// Locks the state. A panic while locked cannot leave the maps half
     /// updated in a way that matters more than refusing service would, so a
     /// poisoned lock is taken over rather than propagated.
-    pub fn lock(&self) -> MutexGuard<'_, NsState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    pub fn lock(&self) -> Locked<'_> {
+        Locked(self.state.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// A namespace's state, locked. Releasing it hands the records the change
+/// logged to the journal in one piece (see [`changes`]), before another
+/// change of the namespace can log its own.
+pub(crate) struct Locked<'a>(MutexGuard<'a, NsState>);
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = NsState;
+    fn deref(&self) -> &NsState {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut NsState {
+        &mut self.0
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.0.log.commit();
     }
 }
 

@@ -171,3 +171,65 @@ fn a_lease_that_runs_out_max_deliveries_times_dead_letters_the_element() {
         (pushed.id, MAX_DELIVERIES)
     );
 }
+
+/// A push's `Blob` and `Put` reach the log together even when another
+/// request's leader writes what is pending between the two and seals the
+/// segment: split, compacting the first segment alone would drop the blob
+/// as unreferenced, and replay would then drop the element.
+#[test]
+fn a_change_reaches_the_log_whole_when_a_write_falls_inside_it() {
+    use crate::store::journal::files::DataDir;
+    use crate::store::journal::replay::{replay, OnDamage};
+    use crate::store::journal::{Commit, DurabilityConfig, FsyncMode, Journal};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = DataDir::new(tmp.path());
+    dir.create().unwrap();
+    let config = DurabilityConfig {
+        dir: tmp.path().to_owned(),
+        fsync: FsyncMode::Batch,
+        fsync_interval: std::time::Duration::from_secs(3600),
+        // Every write seals its segment and hands it to compaction.
+        segment_bytes: 1,
+        repair: false,
+    };
+    let journal = Arc::new(Journal::start(dir.clone(), &config, 1, 0).unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let write_pending = || runtime.block_on(journal.wait(Commit::Accepted)).unwrap();
+    let namespace = Namespace::new(
+        Name::parse("ns").unwrap(),
+        Arc::new(Totals::default()),
+        MAX_DELIVERIES,
+        Quota::default(),
+        Some(journal.clone()),
+    );
+    let q = Name::parse("q").unwrap();
+    let now = Millis::now();
+    let meta = Metadata::shared(None, vec![], 64).unwrap();
+    let blob = Blob::new(
+        BlobContent::Memory(Bytes::from_static(b"body")),
+        4,
+        meta,
+        Arc::new(Totals::default()),
+    );
+    let mut grave = Graveyard::default();
+    let pushed = {
+        let mut st = namespace.lock();
+        st.insert_blob(blob.clone(), 1, now.plus_secs(3600));
+        write_pending();
+        push_element(&mut st, &q, Some(blob.clone()), 3600, now, &mut grave)
+    };
+    write_pending();
+    journal.close();
+
+    let (state, _) = replay(&dir, OnDamage::Refuse).unwrap();
+    let ns = &state.namespaces["ns"];
+    let element = &ns.elements[&pushed.id.to_u128()];
+    assert_eq!(element.blob, Some(blob.id().to_u128()));
+    assert!(
+        ns.blobs.contains_key(&blob.id().to_u128()),
+        "the blob was compacted away"
+    );
+}
