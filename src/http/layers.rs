@@ -1,14 +1,11 @@
-//! The concerns every request shares, each one tower layer written once:
-//! refusing work while the server drains and labelling the answer with
-//! its route ([`RouteLayer`], the only layer inside the router), the
-//! request metrics and the log of server faults ([`Observe`]), closing a
-//! connection whose request body was left unread ([`CloseUnread`]), and
-//! request tracing ([`trace`]). `router.rs` stacks them.
+//! The concerns every request shares, each one tower layer written once
+//! around the routes: the request metrics and the log of server faults
+//! ([`Observe`]), closing a connection whose request body was left unread
+//! ([`CloseUnread`]), and request tracing ([`trace`]). `router.rs` stacks
+//! them.
 //!
 //! They are plain services whose futures wrap the inner one in place, as
-//! tower-http's layers are. All but `RouteLayer` wrap the whole router
-//! once: the router clones a route's boxed service for every request, so
-//! each layer inside it would cost a clone and an allocation per request.
+//! tower-http's layers are.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,7 +15,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::{header, HeaderValue, Method};
 use hyper::body::Body as _;
 use pin_project_lite::pin_project;
@@ -30,107 +27,14 @@ use tower_http::trace::{
 };
 use tracing::Level;
 
-use super::error::{ApiError, ServerFault};
+use super::error::ServerFault;
 use super::App;
 
 /// The template of the route a request matched, stamped on its answer by
-/// the route's own layer so that [`Observe`], outside the router, can label
-/// the metrics with it (names chosen by clients never become label values).
+/// the routes so that [`Observe`], outside them, can label the metrics
+/// with it (names chosen by clients never become label values).
 #[derive(Clone, Copy, Debug)]
 pub struct RouteLabel(pub &'static str);
-
-/// The one layer each route's methods pass through: stamps the route's
-/// label on the answer, and answers `503` while the server drains (but on
-/// a route that must answer then, `/healthz`).
-#[derive(Clone)]
-pub struct RouteLayer {
-    app: Arc<App>,
-    label: RouteLabel,
-    while_draining: bool,
-}
-
-impl RouteLayer {
-    pub fn new(app: Arc<App>, template: &'static str, while_draining: bool) -> RouteLayer {
-        RouteLayer {
-            app,
-            label: RouteLabel(template),
-            while_draining,
-        }
-    }
-}
-
-impl<S> Layer<S> for RouteLayer {
-    type Service = RouteGuard<S>;
-
-    fn layer(&self, inner: S) -> RouteGuard<S> {
-        RouteGuard {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct RouteGuard<S> {
-    inner: S,
-    layer: RouteLayer,
-}
-
-impl<S> Service<Request> for RouteGuard<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = RouteFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let label = self.layer.label;
-        if !self.layer.while_draining && self.layer.app.is_draining() {
-            let mut response = ApiError::ShuttingDown.into_response();
-            response.extensions_mut().insert(label);
-            return RouteFuture::Refused {
-                response: Some(response),
-            };
-        }
-        RouteFuture::Serving {
-            inner: self.inner.call(request),
-            label,
-        }
-    }
-}
-
-pin_project! {
-    /// The inner service's answer with the route's label, or the drain's
-    /// refusal.
-    #[project = RouteProjection]
-    pub enum RouteFuture<F> {
-        Refused { response: Option<Response> },
-        Serving { #[pin] inner: F, label: RouteLabel },
-    }
-}
-
-impl<F: Future<Output = Result<Response, Infallible>>> Future for RouteFuture<F> {
-    type Output = Result<Response, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            RouteProjection::Refused { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                None => Poll::Pending,
-            },
-            RouteProjection::Serving { inner, label } => {
-                let Ok(mut response) = ready!(inner.poll(cx));
-                response.extensions_mut().insert(*label);
-                Poll::Ready(Ok(response))
-            }
-        }
-    }
-}
 
 /// What a layer does around one request: note something as it arrives,
 /// then act on its answer. [`HookLayer`] turns a hook into a tower layer.

@@ -14,6 +14,7 @@ mod ops;
 mod path;
 mod queues;
 pub mod router;
+mod routing;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -1,12 +1,11 @@
 //! The route table, one line a route, and the layers every request passes
 //! through on its way to a handler.
 //!
-//! The path of a request: empty segments made routable (`path.rs`) ->
-//! `trace` -> `Observe` (metrics, fault log) -> `CloseUnread` -> the route
-//! matched -> its method (or `405`) -> `RouteLayer` (the route's label;
-//! `503` while draining, but on `/healthz`) -> the handler, which extracts
-//! what it needs and calls the backend. An unknown path goes to `no_route`
-//! (`404`).
+//! The path of a request: `trace` -> `Observe` (metrics, fault log) ->
+//! `CloseUnread` -> the routes (`routing.rs`): the route matched (else
+//! `404`), its method (else `405`), `503` while draining but on
+//! `/healthz` -> the handler, which extracts what it needs and calls the
+//! backend.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,19 +13,17 @@ use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::handler::Handler;
-use axum::response::IntoResponse;
-use axum::routing::MethodRouter;
-use axum::Router;
 use bytes::Bytes;
 use http::Method;
 use tower::{Service, ServiceBuilder};
 
-use super::layers::{self, CloseUnread, Hooked, Observe, RouteLabel, RouteLayer, Traced};
-use super::{blobs, leases, ops, path, queues, ApiError, App};
+use super::layers::{self, CloseUnread, Hooked, Observe, Traced};
+use super::routing::{erase, ErasedHandler, Route, Routes, Template};
+use super::{blobs, leases, ops, queues, App};
 
 /// Every route of the server behind its layers, as one tower service.
 pub fn router(app: Arc<App>) -> Api {
-    let table = Table::new(app.clone())
+    let routes = Table::default()
         .route("/qs", get(queues::server_stats))
         .route("/qs/{ns}", get(queues::namespace_stats))
         .route(
@@ -52,29 +49,22 @@ pub fn router(app: Arc<App>) -> Api {
         )
         .route("/metrics", get(ops::metrics))
         // Answers while draining: it is how a load balancer learns of it.
-        .route("/healthz", get(ops::health).while_draining());
-    let router = table.router.fallback(no_route).with_state(app.clone());
+        .route("/healthz", get(ops::health).while_draining())
+        .routes;
     // Outermost first. An authentication layer goes after `Observe`, so
     // that refused requests are counted too.
     let service = ServiceBuilder::new()
         .layer(layers::trace())
-        .layer(Observe::layer(app))
+        .layer(Observe::layer(app.clone()))
         .layer(CloseUnread::layer())
-        .service(router);
+        .service(Routes::new(routes, app));
     Api { service }
 }
 
-/// `404` for a path no route matches.
-async fn no_route(request: Request) -> ApiError {
-    let path = path::as_sent(request.uri(), request.extensions());
-    ApiError::NotFound(format!("no route for {path}"))
-}
+/// The routes behind their shared layers.
+type Layered = Traced<Hooked<Hooked<Routes, CloseUnread>, Observe>>;
 
-/// The router behind its shared layers.
-type Layered = Traced<Hooked<Hooked<Router, CloseUnread>, Observe>>;
-
-/// The router behind its shared layers, with the one step that must come
-/// before routing.
+/// The routes behind their shared layers, for any request body hyper gives.
 #[derive(Clone)]
 pub struct Api {
     service: Layered,
@@ -90,46 +80,50 @@ where
     type Future = <Layered as Service<Request>>::Future;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // A Router is always ready, and so are the layers around it.
+        // The routes are always ready, and so are the layers around them.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        self.service
-            .call(path::make_routable(request).map(axum::body::Body::new))
+        self.service.call(request.map(axum::body::Body::new))
     }
 }
 
-/// The route table being built: each route with its methods, its `405`s
-/// and its `RouteLayer`, which knows the route's template.
+/// The route table being built.
+#[derive(Default)]
 struct Table {
-    app: Arc<App>,
-    router: Router<Arc<App>>,
+    routes: Vec<Route>,
 }
 
 impl Table {
-    fn new(app: Arc<App>) -> Table {
-        Table {
-            app,
-            router: Router::new(),
-        }
-    }
-
     fn route(mut self, template: &'static str, methods: Methods) -> Table {
-        let router = methods.into_method_router(&self.app, template);
-        self.router = self.router.route(template, router);
+        let template = Template::parse(template);
+        assert!(
+            self.routes
+                .iter()
+                .all(|r| r.template.text() != template.text()),
+            "route {} listed twice",
+            template.text()
+        );
+        self.routes.push(Route {
+            allow: methods
+                .handlers
+                .iter()
+                .map(|(m, _)| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            template,
+            methods: methods.handlers,
+            while_draining: methods.while_draining,
+        });
         self
     }
 }
 
-/// The methods one path answers, with the handler of each. axum's own
-/// `MethodRouter` would also answer HEAD with the GET handler (a HEAD would
-/// pop an element) and spell `Allow` its own way: the contract answers
-/// every method not listed, HEAD included, `405` with `Allow` listing the
-/// methods as `GET, POST, PUT`.
+/// The methods one path answers, with the handler of each. Every method
+/// not listed, HEAD included, is `405` with `Allow` listing these.
 struct Methods {
-    router: MethodRouter<Arc<App>>,
-    allow: Vec<&'static str>,
+    handlers: Vec<(Method, ErasedHandler)>,
     /// Whether the route answers while the server drains.
     while_draining: bool,
 }
@@ -149,65 +143,36 @@ fn delete<H: Handler<T, Arc<App>>, T: 'static>(handler: H) -> Methods {
 impl Methods {
     fn new() -> Methods {
         Methods {
-            router: MethodRouter::new(),
-            allow: Vec::new(),
+            handlers: Vec::new(),
             while_draining: false,
         }
     }
 
-    fn get<H: Handler<T, Arc<App>>, T: 'static>(mut self, handler: H) -> Methods {
-        self.router = self.router.get(handler);
-        self.allow.push("GET");
+    fn on<H: Handler<T, Arc<App>>, T: 'static>(mut self, method: Method, handler: H) -> Methods {
+        self.handlers.push((method, erase(handler)));
         self
     }
 
-    fn post<H: Handler<T, Arc<App>>, T: 'static>(mut self, handler: H) -> Methods {
-        self.router = self.router.post(handler);
-        self.allow.push("POST");
-        self
+    fn get<H: Handler<T, Arc<App>>, T: 'static>(self, handler: H) -> Methods {
+        self.on(Method::GET, handler)
     }
 
-    fn put<H: Handler<T, Arc<App>>, T: 'static>(mut self, handler: H) -> Methods {
-        self.router = self.router.put(handler);
-        self.allow.push("PUT");
-        self
+    fn post<H: Handler<T, Arc<App>>, T: 'static>(self, handler: H) -> Methods {
+        self.on(Method::POST, handler)
     }
 
-    fn delete<H: Handler<T, Arc<App>>, T: 'static>(mut self, handler: H) -> Methods {
-        self.router = self.router.delete(handler);
-        self.allow.push("DELETE");
-        self
+    fn put<H: Handler<T, Arc<App>>, T: 'static>(self, handler: H) -> Methods {
+        self.on(Method::PUT, handler)
+    }
+
+    fn delete<H: Handler<T, Arc<App>>, T: 'static>(self, handler: H) -> Methods {
+        self.on(Method::DELETE, handler)
     }
 
     /// The route keeps answering while the server drains.
     fn while_draining(mut self) -> Methods {
         self.while_draining = true;
         self
-    }
-
-    /// The `MethodRouter`, with HEAD and every method not listed refused.
-    /// The drain check wraps the listed methods only (`route_layer`), so a
-    /// method the route does not answer is `405` whether or not the server
-    /// is draining.
-    fn into_method_router(self, app: &Arc<App>, template: &'static str) -> MethodRouter<Arc<App>> {
-        let allow: Arc<str> = self.allow.join(", ").into();
-        let refuse = move |method: Method| {
-            let allow = allow.to_string();
-            async move {
-                let mut response = ApiError::MethodNotAllowed {
-                    method: method.to_string(),
-                    allow,
-                }
-                .into_response();
-                response.extensions_mut().insert(RouteLabel(template));
-                response
-            }
-        };
-        let guard = RouteLayer::new(app.clone(), template, self.while_draining);
-        self.router
-            .route_layer(guard)
-            .head(refuse.clone())
-            .fallback(refuse)
     }
 }
 
