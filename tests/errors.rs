@@ -322,8 +322,8 @@ async fn unknown_routes_are_404_problems() {
 async fn a_method_a_path_does_not_allow_is_405_with_an_allow_header() {
     let server = server().await;
     let cases = [
-        (Method::PATCH, "/qs/ns/q", "GET, POST, PUT"),
-        (Method::DELETE, "/qs/ns/q", "GET, POST, PUT"),
+        (Method::PATCH, "/qs/ns/q", "GET, POST, PUT, DELETE"),
+        (Method::OPTIONS, "/qs/ns/q", "GET, POST, PUT, DELETE"),
         (Method::POST, "/qs", "GET"),
         (Method::POST, "/qs/ns", "GET"),
         (Method::PUT, "/qs/ns/q/stats", "GET"),

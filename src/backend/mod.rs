@@ -157,6 +157,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Acknowledges lease `receipt` of `queue`: the element is gone.
     async fn ack(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), BackendError>;
 
+    /// Removes every ready element of `queue`; leased ones stay with their
+    /// consumers. How many were removed (`0` for a queue that does not
+    /// exist).
+    async fn purge(&self, ns: &Name, queue: &Name) -> Result<u64, BackendError>;
+
     /// Hands the element of lease `receipt` back to the head of `queue` now.
     async fn release(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), BackendError>;
 

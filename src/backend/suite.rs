@@ -54,6 +54,7 @@ macro_rules! backend_suite {
             a_dropped_waiter_never_receives_and_the_element_stays_queued,
             a_pop_that_times_out_returns_none,
             leases_ack_release_and_extend,
+            a_purge_removes_ready_elements_and_leaves_leased_ones,
             a_lease_that_runs_out_returns_the_element_then_dead_letters_it,
             quotas_refuse_what_would_break_them,
             an_element_expires_after_its_lifetime,
@@ -360,6 +361,35 @@ pub async fn leases_ack_release_and_extend(fresh: Fresh) {
     let other = name("other");
     let err = b.ack(&other, &q, &unknown).await.unwrap_err();
     assert!(matches!(err, BackendError::LeaseNotFound { .. }));
+}
+
+pub async fn a_purge_removes_ready_elements_and_leaves_leased_ones(fresh: Fresh) {
+    let b = &*fresh.backend;
+    let (ns, q) = names();
+    for body in [b"leased".as_slice(), b"two", b"three"] {
+        push(b, &ns, &q, body).await;
+    }
+    let lease = leased(Duration::from_secs(60), Duration::ZERO);
+    let held = b.pop(&ns, &q, lease).await.unwrap().expect("an element");
+    assert_eq!(b.purge(&ns, &q).await.unwrap(), 2);
+    assert!(b.pop(&ns, &q, DATA).await.unwrap().is_none());
+    let counts = b
+        .queue_stats(&ns, &q)
+        .await
+        .unwrap()
+        .expect("a queue")
+        .counts;
+    assert_eq!(
+        (counts.elements, counts.bytes, counts.leased, counts.popped),
+        (0, 0, 1, 1)
+    );
+    let receipt = held.lease.expect("a lease").receipt.to_string();
+    b.ack(&ns, &q, &receipt)
+        .await
+        .expect("the leased element is still held");
+    assert_eq!(b.totals().memory_bytes + b.totals().disk_bytes, 0);
+    assert_eq!(b.purge(&ns, &name("none")).await.unwrap(), 0);
+    assert_eq!(b.purge(&name("nons"), &q).await.unwrap(), 0);
 }
 
 pub async fn a_lease_that_runs_out_returns_the_element_then_dead_letters_it(fresh: Fresh) {

@@ -1,4 +1,4 @@
-//! `/qs`: push, reference push, pop, and the statistics of queues,
+//! `/qs`: push, reference push, pop, purge, and the statistics of queues,
 //! namespaces and the server.
 
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::extract::{BlobReference, Namespace, PopQuery, PushHeaders, Queue};
+use super::extract::{BlobReference, Namespace, NoQuery, PopQuery, PushHeaders, Queue};
 use super::headers::{BLOB_ID, CUSTOM_DATA, DELIVERIES, ELEMENT_ID, LEASE, LIFETIME, SIZE};
 use super::{
     body, bytes_value, header_value, id_value, json, no_content, with_status, ApiError, App,
@@ -179,6 +179,31 @@ pub(super) async fn pop(
         headers.insert(DELIVERIES, HeaderValue::from(lease.deliveries));
     }
     Ok(response)
+}
+
+/// The JSON body of a purge's answer.
+#[derive(serde::Serialize)]
+struct PurgeAnswer<'a> {
+    namespace: &'a Name,
+    queue: &'a Name,
+    purged: u64,
+}
+
+/// `DELETE /qs/{ns}/{queue}`: every ready element removed; leased ones
+/// stay with their consumers.
+pub(super) async fn purge(
+    State(app): State<Arc<App>>,
+    Namespace(ns): Namespace,
+    Queue(q): Queue,
+    _: NoQuery,
+) -> Handled {
+    let purged = app.backend.purge(&ns, &q).await?;
+    let answer = PurgeAnswer {
+        namespace: &ns,
+        queue: &q,
+        purged,
+    };
+    json(StatusCode::OK, &answer)
 }
 
 /// `GET /qs/{ns}/{queue}/stats`

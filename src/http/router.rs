@@ -30,7 +30,8 @@ pub fn router(app: Arc<App>) -> Api {
             "/qs/{ns}/{queue}",
             get(queues::pop)
                 .post(queues::push)
-                .put(queues::push_reference),
+                .put(queues::push_reference)
+                .delete(queues::purge),
         )
         .route("/qs/{ns}/{queue}/stats", get(queues::queue_stats))
         .route("/qs/{ns}/{queue}/leases/{receipt}", delete(leases::ack))

@@ -74,6 +74,12 @@ async fn every_route_answers_its_methods() {
         (Method::GET, "/qs/ns/q".to_owned(), StatusCode::OK),
         (Method::GET, "/qs/ns/q".to_owned(), StatusCode::OK),
         (Method::GET, "/qs/ns/q".to_owned(), StatusCode::NO_CONTENT),
+        (Method::DELETE, "/qs/ns/q".to_owned(), StatusCode::OK),
+        (
+            Method::DELETE,
+            "/qs/ns/q?x=1".to_owned(),
+            StatusCode::BAD_REQUEST,
+        ),
         (Method::DELETE, receipt.to_owned(), StatusCode::NOT_FOUND),
         (
             Method::POST,
@@ -108,7 +114,7 @@ async fn a_method_a_route_does_not_answer_is_405_with_exactly_its_allow_list() {
     let routes = [
         ("/qs", "GET"),
         ("/qs/ns", "GET"),
-        ("/qs/ns/q", "GET, POST, PUT"),
+        ("/qs/ns/q", "GET, POST, PUT, DELETE"),
         ("/qs/ns/q/stats", "GET"),
         ("/qs/ns/q/leases/r", "DELETE"),
         ("/qs/ns/q/leases/r/release", "POST"),
@@ -215,10 +221,10 @@ async fn draining_refuses_work_but_not_health_or_unknown_paths() {
     let unknown = send(&router, Method::GET, "/nope", "").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     // A method the route does not answer is 405 first, as when serving.
-    for method in [Method::DELETE, Method::HEAD] {
+    for method in [Method::PATCH, Method::HEAD] {
         let wrong = send(&router, method, "/qs/ns/q", "").await;
         assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(wrong.headers[header::ALLOW], "GET, POST, PUT");
+        assert_eq!(wrong.headers[header::ALLOW], "GET, POST, PUT, DELETE");
     }
 }
 

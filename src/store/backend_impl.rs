@@ -105,6 +105,12 @@ impl Backend for Store {
         self.durable(Commit::Consumed).await
     }
 
+    async fn purge(&self, ns: &Name, queue: &Name) -> Result<u64, BackendError> {
+        let purged = self.purge_queue(ns, queue);
+        self.durable(Commit::Consumed).await?;
+        Ok(purged)
+    }
+
     async fn release(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), BackendError> {
         // A release may dead-letter the element, which the log records.
         self.release_lease(ns, queue, receipt)?;

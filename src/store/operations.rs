@@ -168,6 +168,12 @@ impl Store {
         Ok(())
     }
 
+    /// Removes every ready element of `queue`; how many.
+    pub fn purge_queue(&self, ns: &Name, queue: &Name) -> u64 {
+        self.change_existing(ns, |st, grave| st.purge_queue(queue, Millis::now(), grave))
+            .unwrap_or(0)
+    }
+
     /// Acknowledges lease `receipt` of `queue`: the element is gone.
     pub fn ack_lease(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), BackendError> {
         self.on_lease(ns, queue, receipt, |st, r, now, grave| {

@@ -96,11 +96,7 @@ impl NsState {
         let Some(element) = self.take_lease(queue, receipt, now, grave) else {
             return false;
         };
-        self.log.take(&element);
-        if let Some(blob) = &element.blob {
-            self.release_blob(blob, false, now, grave);
-        }
-        grave.elements.push(element);
+        self.discard(element, now, grave);
         true
     }
 

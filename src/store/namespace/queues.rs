@@ -160,6 +160,29 @@ impl NsState {
         self.queues.is_empty() && self.blobs.is_empty()
     }
 
+    /// Removes every ready element of `queue`, as if each were popped and
+    /// acknowledged but not counted as a pop; leased elements stay. How
+    /// many were removed (expired ones found on the way are expired, not
+    /// counted).
+    pub fn purge_queue(&mut self, queue: &Name, now: Millis, grave: &mut Graveyard) -> u64 {
+        let mut purged = 0;
+        while let Some(element) = self.take_head(queue, now, grave) {
+            self.discard(element, now, grave);
+            purged += 1;
+        }
+        purged
+    }
+
+    /// An element out of its queue for good: logged, its blob reference
+    /// released, dropped after unlocking.
+    pub(super) fn discard(&mut self, element: Element, now: Millis, grave: &mut Graveyard) {
+        self.log.take(&element);
+        if let Some(blob) = &element.blob {
+            self.release_blob(blob, false, now, grave);
+        }
+        grave.elements.push(element);
+    }
+
     /// Empties the namespace for shutdown and marks it removed.
     pub fn purge(&mut self, grave: &mut Graveyard) {
         for q in self.queues.values_mut() {
