@@ -35,10 +35,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start-up: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
 }
 
 #[derive(Args, Debug, Default)]
@@ -392,7 +396,9 @@ mod tests {
             toml::from_str("spill_threshold = 10\nmax_lifetime = 20\nlisten = \"127.0.0.1:9\"")
                 .unwrap();
         let cli = Cli::try_parse_from(["blobq", "serve", "--spill-threshold", "5"]).unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("parsed as a client subcommand")
+        };
         let c = Config::from_settings(args.settings.or(file)).unwrap();
         assert_eq!(c.spill_threshold, 5);
         assert_eq!(c.max_lifetime, 20);

@@ -8,8 +8,11 @@
 //! - [`store`]: the embedded engine: namespaces, queues, blobs, spill files,
 //!   expiry and the durable log; no HTTP.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`client`]: `blobq push`, `pop`, `stats` and the other client
+//!   subcommands.
 
 pub mod backend;
+pub mod client;
 pub mod config;
 pub mod http;
 pub mod metrics;

@@ -17,7 +17,10 @@ use blobq::server::Server;
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    let Command::Serve(args) = Cli::parse().command;
+    let args = match Cli::parse().command {
+        Command::Serve(args) => args,
+        Command::Client(command) => return blobq::client::run(command),
+    };
     let config = match Config::load(args) {
         Ok(c) => c,
         Err(e) => {
