@@ -12,6 +12,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::auth::{Auth, AuthError, AuthSettings, TokenCommand};
 use crate::backend::name::Name;
 use crate::http::RequestLimits;
 use crate::store::{DurabilityConfig, FsyncMode, Quota, StoreConfig};
@@ -39,6 +40,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Make static tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
 }
 
 #[derive(Args, Debug, Default)]
@@ -142,6 +146,10 @@ pub struct Settings {
     /// Log filter, in tracing's EnvFilter syntax [default: info]
     #[arg(long, env = "BLOBQ_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// Authentication: the `[auth]` table (docs/SECURITY.md).
+    #[command(flatten)]
+    #[serde(default)]
+    pub auth: AuthSettings,
 }
 
 /// Fills each unset field of `$hi` from `$lo`.
@@ -184,7 +192,8 @@ impl Settings {
             fsync_interval_ms,
             log_segment_bytes,
             repair,
-            log
+            log,
+            auth
         )
     }
 }
@@ -219,6 +228,8 @@ pub struct Config {
     pub log_segment_bytes: u64,
     pub repair: bool,
     pub log: String,
+    /// The credentials in force, read at start-up; open when none is set.
+    pub auth: Auth,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +246,8 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Auth(#[from] AuthError),
 }
 
 impl Config {
@@ -244,10 +257,16 @@ impl Config {
             Some(path) => read_file(path)?,
             None => Settings::default(),
         };
-        Config::from_settings(args.settings.or(file))
+        Config::build(args.settings.or(file), args.config)
     }
 
     pub fn from_settings(s: Settings) -> Result<Config, ConfigError> {
+        Config::build(s, None)
+    }
+
+    /// The settings in force; `config_file` is the file they were read
+    /// from, which a reload of the credentials reads again.
+    fn build(s: Settings, config_file: Option<PathBuf>) -> Result<Config, ConfigError> {
         let max_lifetime = s.max_lifetime.unwrap_or(86400);
         let config = Config {
             listen: s
@@ -283,6 +302,7 @@ impl Config {
             log_segment_bytes: s.log_segment_bytes.unwrap_or(64 << 20),
             repair: s.repair.unwrap_or(false),
             log: s.log.unwrap_or_else(|| "info".into()),
+            auth: Auth::load(s.auth.resolve(config_file))?,
         };
         config.check()?;
         Ok(config)
@@ -392,7 +412,9 @@ mod tests {
             toml::from_str("spill_threshold = 10\nmax_lifetime = 20\nlisten = \"127.0.0.1:9\"")
                 .unwrap();
         let cli = Cli::try_parse_from(["blobq", "serve", "--spill-threshold", "5"]).unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
         let c = Config::from_settings(args.settings.or(file)).unwrap();
         assert_eq!(c.spill_threshold, 5);
         assert_eq!(c.max_lifetime, 20);

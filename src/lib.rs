@@ -1,5 +1,7 @@
 //! blobq: a namespaced HTTP queue server for binary blobs.
 //!
+//! - [`auth`]: who a caller is (static tokens, JWTs) and what its
+//!   credential grants on which namespaces; reloaded on SIGHUP.
 //! - [`backend`]: the storage seam: the trait every engine implements, and
 //!   the types that cross it.
 //! - [`config`]: the settings, from flags, environment and TOML file.
@@ -9,6 +11,7 @@
 //!   expiry and the durable log; no HTTP.
 //! - [`metrics`]: the Prometheus registry.
 
+pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod http;

@@ -1,14 +1,18 @@
-//! The route table, one line a route, and the layers every request passes
-//! through on its way to a handler.
+//! The route table, one line a route, each method with what it asks of the
+//! caller, and the layers every request passes through on its way to a
+//! handler.
 //!
 //! The path of a request: empty segments made routable (`path.rs`) ->
-//! `trace` -> `Observe` (metrics, fault log) -> `CloseUnread` -> the route
-//! matched -> its method (or `405`) -> `RouteLayer` (the route's label;
-//! `503` while draining, but on `/healthz`) -> the handler, which extracts
-//! what it needs and calls the backend. An unknown path goes to `no_route`
+//! `trace` -> `Observe` (metrics, fault log) -> `CloseUnread` ->
+//! `Authorise` (`401`/`403` unless the credential grants what the route's
+//! method asks; nothing when authentication is off) -> the route matched
+//! -> its method (or `405`) -> `RouteLayer` (the route's label; `503`
+//! while draining, but on `/healthz`) -> the handler, which extracts what
+//! it needs and calls the backend. An unknown path goes to `no_route`
 //! (`404`).
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -21,47 +25,70 @@ use bytes::Bytes;
 use http::Method;
 use tower::{Service, ServiceBuilder};
 
-use super::layers::{self, CloseUnread, Hooked, Observe, RouteLabel, RouteLayer, Traced};
+use super::layers::{
+    self, Authorise, Authorised, CloseUnread, Hooked, Observe, Peer, RouteLabel, RouteLayer, Traced,
+};
 use super::{blobs, leases, ops, path, queues, ApiError, App};
+use crate::auth::{Access, Role, RoutePolicy};
+
+/// What a method asks of its caller, one word each in the table (see
+/// `auth::Access`; docs/SECURITY.md has the role table).
+const OPEN: Access = Access::Open;
+const PRODUCER: Access = Access::Namespace(Role::Producer);
+const CONSUMER: Access = Access::Namespace(Role::Consumer);
+const OBSERVER: Access = Access::Namespace(Role::Observer);
+const LISTING: Access = Access::Listing;
+const METRICS: Access = Access::Metrics;
 
 /// Every route of the server behind its layers, as one tower service.
 pub fn router(app: Arc<App>) -> Api {
     let table = Table::new(app.clone())
-        .route("/qs", get(queues::server_stats))
-        .route("/qs/{ns}", get(queues::namespace_stats))
+        .route("/qs", get(LISTING, queues::server_stats))
+        .route("/qs/{ns}", get(OBSERVER, queues::namespace_stats))
         .route(
             "/qs/{ns}/{queue}",
-            get(queues::pop)
-                .post(queues::push)
-                .put(queues::push_reference),
+            get(CONSUMER, queues::pop)
+                .post(PRODUCER, queues::push)
+                .put(PRODUCER, queues::push_reference),
         )
-        .route("/qs/{ns}/{queue}/stats", get(queues::queue_stats))
-        .route("/qs/{ns}/{queue}/leases/{receipt}", delete(leases::ack))
+        .route("/qs/{ns}/{queue}/stats", get(OBSERVER, queues::queue_stats))
+        .route(
+            "/qs/{ns}/{queue}/leases/{receipt}",
+            delete(CONSUMER, leases::ack),
+        )
         .route(
             "/qs/{ns}/{queue}/leases/{receipt}/release",
-            post(leases::release),
+            post(CONSUMER, leases::release),
         )
         .route(
             "/qs/{ns}/{queue}/leases/{receipt}/extend",
-            post(leases::extend),
+            post(CONSUMER, leases::extend),
         )
-        .route("/tbs/{ns}/blobs", post(blobs::store))
+        .route("/tbs/{ns}/blobs", post(PRODUCER, blobs::store))
         .route(
             "/tbs/{ns}/blobs/{id}",
-            get(blobs::read).delete(blobs::delete),
+            get(CONSUMER, blobs::read).delete(CONSUMER, blobs::delete),
         )
-        .route("/metrics", get(ops::metrics))
+        .route("/metrics", get(METRICS, ops::metrics))
         // Answers while draining: it is how a load balancer learns of it.
-        .route("/healthz", get(ops::health).while_draining());
+        .route("/healthz", get(OPEN, ops::health).while_draining());
     let router = table.router.fallback(no_route).with_state(app.clone());
-    // Outermost first. An authentication layer goes after `Observe`, so
-    // that refused requests are counted too.
+    let gate = app.auth.gate(table.policy);
+    let authenticating = gate.is_some();
+    // Outermost first. Authorisation comes after `Observe`, so that refused
+    // requests are counted too, and after `CloseUnread`, so that a refused
+    // request's unread body closes the connection.
     let service = ServiceBuilder::new()
         .layer(layers::trace())
-        .layer(Observe::layer(app))
+        .layer(Observe::layer(app.clone()))
         .layer(CloseUnread::layer())
+        .layer(Authorise::layer(gate, app))
         .service(router);
-    Api { service }
+    Api {
+        service,
+        authenticating,
+        peer: None,
+    }
 }
 
 /// `404` for a path no route matches.
@@ -71,13 +98,29 @@ async fn no_route(request: Request) -> ApiError {
 }
 
 /// The router behind its shared layers.
-type Layered = Traced<Hooked<Hooked<Router, CloseUnread>, Observe>>;
+type Layered = Traced<Hooked<Hooked<Authorised<Router>, CloseUnread>, Observe>>;
 
 /// The router behind its shared layers, with the one step that must come
 /// before routing.
 #[derive(Clone)]
 pub struct Api {
     service: Layered,
+    /// Whether the `Authorise` layer has credentials to check.
+    authenticating: bool,
+    /// The client of this connection, given to each request when
+    /// authenticating (refusals are logged by address).
+    peer: Option<SocketAddr>,
+}
+
+impl Api {
+    /// The service for one connection from `peer`.
+    pub fn for_peer(&self, peer: SocketAddr) -> Api {
+        Api {
+            service: self.service.clone(),
+            authenticating: self.authenticating,
+            peer: self.authenticating.then_some(peer),
+        }
+    }
 }
 
 impl<B> Service<http::Request<B>> for Api
@@ -95,16 +138,21 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        self.service
-            .call(path::make_routable(request).map(axum::body::Body::new))
+        let mut request = path::make_routable(request).map(axum::body::Body::new);
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(Peer(peer));
+        }
+        self.service.call(request)
     }
 }
 
 /// The route table being built: each route with its methods, its `405`s
-/// and its `RouteLayer`, which knows the route's template.
+/// and its `RouteLayer`, which knows the route's template; and what each
+/// method asks of its caller, for `Authorise`.
 struct Table {
     app: Arc<App>,
     router: Router<Arc<App>>,
+    policy: RoutePolicy,
 }
 
 impl Table {
@@ -112,38 +160,41 @@ impl Table {
         Table {
             app,
             router: Router::new(),
+            policy: RoutePolicy::default(),
         }
     }
 
     fn route(mut self, template: &'static str, methods: Methods) -> Table {
+        self.policy.add(template, methods.access.clone());
         let router = methods.into_method_router(&self.app, template);
         self.router = self.router.route(template, router);
         self
     }
 }
 
-/// The methods one path answers, with the handler of each. axum's own
-/// `MethodRouter` would also answer HEAD with the GET handler (a HEAD would
-/// pop an element) and spell `Allow` its own way: the contract answers
-/// every method not listed, HEAD included, `405` with `Allow` listing the
-/// methods as `GET, POST, PUT`.
+/// The methods one path answers, with the handler of each and what it
+/// asks of the caller. axum's own `MethodRouter` would also answer HEAD
+/// with the GET handler (a HEAD would pop an element) and spell `Allow` its
+/// own way: the contract answers every method not listed, HEAD included,
+/// `405` with `Allow` listing the methods as `GET, POST, PUT`.
 struct Methods {
     router: MethodRouter<Arc<App>>,
     allow: Vec<&'static str>,
+    access: Vec<(Method, Access)>,
     /// Whether the route answers while the server drains.
     while_draining: bool,
 }
 
-fn get<H: Handler<T, Arc<App>>, T: 'static>(handler: H) -> Methods {
-    Methods::new().get(handler)
+fn get<H: Handler<T, Arc<App>>, T: 'static>(access: Access, handler: H) -> Methods {
+    Methods::new().get(access, handler)
 }
 
-fn post<H: Handler<T, Arc<App>>, T: 'static>(handler: H) -> Methods {
-    Methods::new().post(handler)
+fn post<H: Handler<T, Arc<App>>, T: 'static>(access: Access, handler: H) -> Methods {
+    Methods::new().post(access, handler)
 }
 
-fn delete<H: Handler<T, Arc<App>>, T: 'static>(handler: H) -> Methods {
-    Methods::new().delete(handler)
+fn delete<H: Handler<T, Arc<App>>, T: 'static>(access: Access, handler: H) -> Methods {
+    Methods::new().delete(access, handler)
 }
 
 impl Methods {
@@ -151,31 +202,40 @@ impl Methods {
         Methods {
             router: MethodRouter::new(),
             allow: Vec::new(),
+            access: Vec::new(),
             while_draining: false,
         }
     }
 
-    fn get<H: Handler<T, Arc<App>>, T: 'static>(mut self, handler: H) -> Methods {
+    fn get<H: Handler<T, Arc<App>>, T: 'static>(mut self, access: Access, handler: H) -> Methods {
         self.router = self.router.get(handler);
         self.allow.push("GET");
+        self.access.push((Method::GET, access));
         self
     }
 
-    fn post<H: Handler<T, Arc<App>>, T: 'static>(mut self, handler: H) -> Methods {
+    fn post<H: Handler<T, Arc<App>>, T: 'static>(mut self, access: Access, handler: H) -> Methods {
         self.router = self.router.post(handler);
         self.allow.push("POST");
+        self.access.push((Method::POST, access));
         self
     }
 
-    fn put<H: Handler<T, Arc<App>>, T: 'static>(mut self, handler: H) -> Methods {
+    fn put<H: Handler<T, Arc<App>>, T: 'static>(mut self, access: Access, handler: H) -> Methods {
         self.router = self.router.put(handler);
         self.allow.push("PUT");
+        self.access.push((Method::PUT, access));
         self
     }
 
-    fn delete<H: Handler<T, Arc<App>>, T: 'static>(mut self, handler: H) -> Methods {
+    fn delete<H: Handler<T, Arc<App>>, T: 'static>(
+        mut self,
+        access: Access,
+        handler: H,
+    ) -> Methods {
         self.router = self.router.delete(handler);
         self.allow.push("DELETE");
+        self.access.push((Method::DELETE, access));
         self
     }
 
