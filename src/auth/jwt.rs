@@ -118,7 +118,6 @@ fn failure_of(kind: &ErrorKind) -> Failure {
         ErrorKind::InvalidAudience => Failure::WrongAudience,
         ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => Failure::WrongIssuer,
         ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => Failure::WrongAudience,
-        ErrorKind::MissingRequiredClaim(claim) if claim == "exp" => Failure::Expired,
         _ => Failure::Malformed,
     }
 }
