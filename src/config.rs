@@ -39,7 +39,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Make static tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -457,6 +457,37 @@ mod tests {
         let bad: Settings = toml::from_str("[namespaces.\"a b\"]\nmax_elements = 1\n").unwrap();
         assert!(Config::from_settings(bad).is_err());
         assert!(toml::from_str::<Settings>("[namespaces.x]\nmax_element = 1\n").is_err());
+    }
+
+    #[test]
+    fn the_auth_table_layers_like_every_setting_and_turns_authentication_on() {
+        let digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let text = format!(
+            "[auth]\njwt_issuer = \"file\"\nmetrics_open = true\n\
+             [[auth.tokens]]\nname = \"t\"\nsha256 = \"{digest}\"\n\
+             namespaces = [\"media-*\"]\nroles = [\"admin\"]\n"
+        );
+        let file: Settings = toml::from_str(&text).unwrap();
+        let cli = Cli::try_parse_from(["blobq", "serve", "--auth-jwt-issuer", "flag"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        let c = Config::from_settings(args.settings.or(file)).unwrap();
+        assert!(c.auth.is_enabled());
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("\"flag\"") && !shown.contains("\"file\""),
+            "{shown}"
+        );
+        assert!(shown.contains("metrics_open: true"), "{shown}");
+        assert!(!shown.contains(digest), "the digest is never shown");
+        assert!(!Config::from_settings(Settings::default())
+            .unwrap()
+            .auth
+            .is_enabled());
+        assert!(toml::from_str::<Settings>("[auth]\ntoken = []\n").is_err());
+        let bad: Settings = toml::from_str(&text.replace("admin", "root")).unwrap();
+        assert!(Config::from_settings(bad).is_err());
     }
 
     #[test]

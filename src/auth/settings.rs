@@ -104,7 +104,7 @@ pub enum TokenCommand {
 /// `blobq token new`: what the new token grants.
 #[derive(Args, Debug)]
 pub struct NewToken {
-    /// Shown in logs and metrics for requests made with the token
+    /// Shown in the log of requests refused to the token, never the token itself
     #[arg(long, value_name = "NAME")]
     pub name: String,
     /// A namespace, a prefix ending in *, or * for all (repeatable)

@@ -19,7 +19,7 @@ const TOKEN_BYTES: usize = 32;
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TokenEntry {
-    /// Shown in logs and metrics, never the token.
+    /// Shown in logs, never the token.
     pub name: String,
     /// Hex SHA-256 of the token.
     pub sha256: String,
