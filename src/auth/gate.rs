@@ -21,6 +21,9 @@ pub struct RoutePolicy {
 struct RouteRule {
     template: &'static str,
     methods: Vec<(Method, Access)>,
+    /// Every method listed is open: the route's `405`s are open too, so
+    /// that `/healthz` answers anyone whatever the method.
+    open: bool,
 }
 
 /// The request's route, as far as the policy knows it.
@@ -35,8 +38,14 @@ impl RoutePolicy {
     /// Declares `template`'s methods. The router has accepted the same
     /// template, so the matcher (the router's own) accepts it too.
     pub fn add(&mut self, template: &'static str, methods: Vec<(Method, Access)>) {
+        let open = methods.iter().all(|(_, access)| *access == Access::Open);
+        let rule = RouteRule {
+            template,
+            methods,
+            open,
+        };
         self.matcher
-            .insert(template, RouteRule { template, methods })
+            .insert(template, rule)
             .unwrap_or_else(|e| panic!("route {template} conflicts with another: {e}"));
     }
 
@@ -47,7 +56,8 @@ impl RoutePolicy {
             .methods
             .iter()
             .find(|(m, _)| m == method)
-            .map(|(_, access)| *access);
+            .map(|(_, access)| *access)
+            .or(found.value.open.then_some(Access::Open));
         Some(Matched {
             template: found.value.template,
             access,
@@ -217,6 +227,7 @@ mod tests {
             ],
         );
         policy.add("/qs", vec![(Method::GET, Access::Listing)]);
+        policy.add("/healthz", vec![(Method::GET, Access::Open)]);
         let m = policy.find(&Method::POST, "/qs/media/q").unwrap();
         assert_eq!(m.template, "/qs/{ns}/{queue}");
         assert_eq!(m.access, Some(Access::Namespace(Role::Producer)));
@@ -227,5 +238,10 @@ mod tests {
             Some(Access::Listing)
         );
         assert!(policy.find(&Method::GET, "/nowhere").is_none());
+        assert_eq!(
+            policy.find(&Method::HEAD, "/healthz").unwrap().access,
+            Some(Access::Open),
+            "an open route's 405s are open too"
+        );
     }
 }

@@ -69,10 +69,14 @@ impl JwtKeys {
     /// The caller a token names, or why it is refused.
     pub fn verify(&self, token: &str, rules: &JwtRules) -> Result<Caller, Failure> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Failure::Malformed)?;
-        let key = match &header.kid {
-            Some(kid) => self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
-            None if self.keys.len() == 1 => self.keys.first(),
-            None => None,
+        // A key without a `kid` (a PEM file's) verifies whatever `kid` the
+        // token names; otherwise the token's `kid` picks the key, and
+        // without one only a lone key is tried.
+        let key = match (&header.kid, self.keys.as_slice()) {
+            (_, [only]) if only.kid.is_none() => Some(only),
+            (None, [only]) => Some(only),
+            (Some(kid), keys) => keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
+            (None, _) => None,
         }
         .ok_or(Failure::Unknown)?;
         let mut validation = Validation::new(key.algorithm);

@@ -23,6 +23,15 @@ async fn rs256_es256_and_eddsa_keys_in_pem_files_verify_their_tokens() {
         let jwt = signer.sign(&claims(MEDIA, &["observer"]));
         // 404: allowed, and the namespace does not exist yet.
         assert_eq!(observes(&server, &jwt).await, 404, "{:?}", signer.algorithm);
+        // A PEM key has no kid: it verifies a token naming any.
+        let named = signer.with_kid("key-7");
+        let jwt = named.sign(&claims(MEDIA, &["observer"]));
+        assert_eq!(
+            observes(&server, &jwt).await,
+            404,
+            "{:?} with a kid",
+            named.algorithm
+        );
         let stranger = Signer::ed25519().sign(&claims(MEDIA, &["observer"]));
         let r = send(
             &server,

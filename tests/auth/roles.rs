@@ -95,6 +95,19 @@ async fn check_table(
     for caller in CALLERS.iter().map(|c| Some(credential(c))).chain([None]) {
         let r = send(server, Method::GET, "/healthz", caller.as_deref(), via).await;
         assert_eq!(r.status(), 200, "/healthz is open");
+        let r = send(server, Method::HEAD, "/healthz", caller.as_deref(), via).await;
+        assert_eq!(r.status(), 405, "/healthz's 405 is open too");
+    }
+    // Elsewhere a path or method no route answers takes a valid credential
+    // before its 404 or 405.
+    for (method, path, status) in [
+        (Method::GET, "/nowhere", 404),
+        (Method::PATCH, "/qs/media/q", 405),
+    ] {
+        let r = send(server, method.clone(), path, None, via).await;
+        support::assert_401(r, false, path).await;
+        let r = send(server, method, path, Some(&credential("observer")), via).await;
+        assert_eq!(r.status(), status, "{path}");
     }
 }
 
