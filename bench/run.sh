@@ -25,8 +25,10 @@
 #                      when a response wakes it) or "other" (the default
 #                      policy of every process); see docs/PERFORMANCE.md
 #   BENCH_SIZES        element sizes in bytes ("100 10240 1048576")
-#   BENCH_TARGETS      which targets ("ceiling blobq webdis"; "baseline"
-#                      is added when BENCH_BASELINE is set)
+#   BENCH_TARGETS      which targets ("ceiling blobq auth webdis";
+#                      "baseline" is added when BENCH_BASELINE is set;
+#                      "auth" is blobq with a token on every request, 100 B
+#                      only, judged against "blobq" after the table)
 #   BENCH_BASELINE     path of an older blobq binary to compare with ("")
 #   BENCH_SCALE        scale cases ("big,blocked,million,storm"; "" for none)
 #   BENCH_SCALE_ARGS   extra arguments for them, e.g. "--million 100000"
@@ -40,13 +42,16 @@ ROUNDS=${BENCH_ROUNDS:-3}
 THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNECTIONS:-64}
 SIZES=${BENCH_SIZES:-100 10240 1048576}
-TARGETS=${BENCH_TARGETS:-ceiling blobq webdis}
+TARGETS=${BENCH_TARGETS:-ceiling blobq auth webdis}
 SCALE_CASES=${BENCH_SCALE-big,blocked,million,storm}
 SCALE_ARGS=${BENCH_SCALE_ARGS:-}
 PREFILL_BUDGET=${BENCH_PREFILL_BYTES:-$((8 << 30))}
 OUT=${BENCH_OUT:-target/bench/latest.md}
 BASELINE=${BENCH_BASELINE:-}
-BLOBQ_PORT=18080 BASELINE_PORT=18085 CEILING_PORT=18090 REDIS_PORT=16390 WEBDIS_PORT=17379
+BLOBQ_PORT=18080 BASELINE_PORT=18085 AUTH_PORT=18086 CEILING_PORT=18090 REDIS_PORT=16390 WEBDIS_PORT=17379
+# Extra server flags, request headers (curl and wrk) and fill flags of the
+# blobq cases: empty but for the "auth" target (see run_auth).
+AUTH_SERVE=() AUTH_HEADER=() AUTH_FILL=()
 # blobq's default spill threshold: bodies this large go to files, not memory.
 KEPT_BELOW=102400
 
@@ -81,7 +86,7 @@ start_workdir blobq-bench
 ROWS=$WORK/rows.tsv
 : >"$ROWS"
 FAILED=0
-ports_free $BLOBQ_PORT $BASELINE_PORT $CEILING_PORT $REDIS_PORT $WEBDIS_PORT
+ports_free $BLOBQ_PORT $BASELINE_PORT $AUTH_PORT $CEILING_PORT $REDIS_PORT $WEBDIS_PORT
 
 fail() { echo "bench: FAIL: $*" >&2; FAILED=1; }
 
@@ -91,7 +96,7 @@ wrk_case() {
     local out line errors dropped p50 p99
     echo "bench: round $ROUND: $1 $2" >&2
     out=$(BENCH_METHOD=$4 BENCH_SIZE=$5 "${GENERATOR[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
-        -s bench/wrk.lua "$3" 2>&1) || true
+        "${AUTH_HEADER[@]}" -s bench/wrk.lua "$3" 2>&1) || true
     line=$(grep '^BENCH ' <<<"$out" | cut -c7- || true)
     if [[ -z $line ]]; then
         fail "$1 $2: wrk printed no result: $out"
@@ -125,7 +130,7 @@ pop_need() { echo $(((DURATION * $1 * 3 + 1) / 2)); }
 declare -A CEILING_POP
 # blobq_elements PORT QUEUE: elements queued in QUEUE of namespace bench.
 blobq_elements() {
-    curl -sf "http://127.0.0.1:$1/qs/bench/$2/stats" | sed -n 's/.*"elements":\([0-9]*\).*/\1/p'
+    curl -sf "${AUTH_HEADER[@]}" "http://127.0.0.1:$1/qs/bench/$2/stats" | sed -n 's/.*"elements":\([0-9]*\).*/\1/p'
 }
 
 # held_cases TARGET SIZE PATH COUNT_PATH NOTE: the ceiling keeping each
@@ -170,7 +175,7 @@ blobq_cases() {
     l=$(label "$size")
     # Fresh per size; no memory budget so pop prefills stay in memory as pushes would.
     "$bin" serve --listen "127.0.0.1:$port" --spill-dir "$WORK" --memory-limit 0 \
-        --log warn 2>>"$WORK/$target.log" &
+        --log warn "${AUTH_SERVE[@]}" 2>>"$WORK/$target.log" &
     pid=$!
     PIDS+=("$pid")
     wait_port "$port"
@@ -180,7 +185,8 @@ blobq_cases() {
     queue=q$size
     if ((want * size <= PREFILL_BUDGET)); then
         if ((want > have)); then
-            SCALE fill "http://127.0.0.1:$port/qs/bench/q$size" --count $((want - have)) --size "$size"
+            SCALE fill "http://127.0.0.1:$port/qs/bench/q$size" --count $((want - have)) --size "$size" \
+                "${AUTH_FILL[@]}"
         fi
     else
         # Too many bytes to queue for real: elements that all reference one
@@ -202,6 +208,48 @@ blobq_cases() {
 
 run_blobq() { blobq_cases blobq "$BLOBQ" "$BLOBQ_PORT" "$1"; }
 run_baseline() { blobq_cases baseline "$BASELINE" "$BASELINE_PORT" "$1"; }
+
+# ---- Authentication (issue 27) ----------------------------------------------
+# Target "auth": blobq with authentication on (one static token in an
+# --auth-file) and every request, the prefill's and the statistics' too,
+# carrying the token in `Authorization: Bearer`; 100 B only. After the
+# table, auth_verdicts judges its push and pop against "blobq" (the same
+# binary without authentication) in the same run: goal 0.95x or better.
+AUTH_TOKEN=bench-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+run_auth() {
+    (($1 == 100)) || return 0
+    local digest
+    digest=$(printf %s "$AUTH_TOKEN" | sha256sum | cut -d' ' -f1)
+    printf '[[auth.tokens]]\nname = "bench"\nsha256 = "%s"\nnamespaces = ["bench"]\nroles = ["producer", "consumer", "observer"]\n' \
+        "$digest" >"$WORK/auth.toml"
+    AUTH_SERVE=(--auth-file "$WORK/auth.toml")
+    AUTH_HEADER=(-H "Authorization: Bearer $AUTH_TOKEN")
+    AUTH_FILL=(--header "Authorization: Bearer $AUTH_TOKEN")
+    blobq_cases auth "$BLOBQ" "$AUTH_PORT" "$1"
+    AUTH_SERVE=() AUTH_HEADER=() AUTH_FILL=()
+}
+
+# auth_verdicts ROWS: the "auth" target's 100 B push and pop as a ratio to
+# "blobq"'s, medians of the same run (rows.awk computes them).
+auth_verdicts() {
+    awk -F'\t' -f bench/rows.awk -f /dev/stdin "$1" <<'AWK'
+function rate(target, kase,   j) { j = key[target "|" kase]; return j ? r[j] : "" }
+END {
+    print ""
+    print "Authentication (a static token on every request) against blobq without it, in this run:"
+    print ""
+    print "| target | auth/blobq | verdict |"
+    print "| --- | --- | --- |"
+    split("push 100 B,pop 100 B", kases, ",")
+    for (k = 1; k <= 2; k++) {
+        x = exact(rate("auth", kases[k]), rate("blobq", kases[k]))
+        printf "| %s with a token ≥ 0.95× without | %s | %s |\n", kases[k],
+            x == "" ? "not run" : sprintf("%.3f×", x), x == "" ? "" : (x + 0 >= 0.95 ? "met" : "not met")
+    }
+}
+AWK
+}
+# ---- end of authentication ----------------------------------------------------
 
 start_webdis() {
     redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no \
@@ -315,6 +363,7 @@ mkdir -p "$(dirname "$OUT")"
     fi
     echo
     bench_table "$ROWS"
+    if [[ " $TARGETS " == *" auth "* ]]; then auth_verdicts "$ROWS"; fi
 } | tee "$OUT"
 if ((FAILED)); then
     echo "bench: some cases failed (see above)" >&2

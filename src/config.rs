@@ -12,6 +12,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::auth::{Auth, AuthError, AuthSettings, TokenCommand};
 use crate::backend::name::Name;
 use crate::http::RequestLimits;
 use crate::store::{DurabilityConfig, FsyncMode, Quota, StoreConfig};
@@ -35,12 +36,13 @@ pub struct Cli {
     pub command: Command,
 }
 
-// Parsed once at start-up: the size of the variants does not matter.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Make static tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
     #[command(flatten)]
     Client(crate::client::ClientCommand),
 }
@@ -146,6 +148,10 @@ pub struct Settings {
     /// Log filter, in tracing's EnvFilter syntax [default: info]
     #[arg(long, env = "BLOBQ_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// Authentication: the `[auth]` table (docs/SECURITY.md).
+    #[command(flatten)]
+    #[serde(default)]
+    pub auth: AuthSettings,
 }
 
 /// Fills each unset field of `$hi` from `$lo`.
@@ -188,7 +194,8 @@ impl Settings {
             fsync_interval_ms,
             log_segment_bytes,
             repair,
-            log
+            log,
+            auth
         )
     }
 }
@@ -223,6 +230,8 @@ pub struct Config {
     pub log_segment_bytes: u64,
     pub repair: bool,
     pub log: String,
+    /// The credentials in force, read at start-up; open when none is set.
+    pub auth: Auth,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +248,8 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Auth(#[from] AuthError),
 }
 
 impl Config {
@@ -248,10 +259,16 @@ impl Config {
             Some(path) => read_file(path)?,
             None => Settings::default(),
         };
-        Config::from_settings(args.settings.or(file))
+        Config::build(args.settings.or(file), args.config)
     }
 
     pub fn from_settings(s: Settings) -> Result<Config, ConfigError> {
+        Config::build(s, None)
+    }
+
+    /// The settings in force; `config_file` is the file they were read
+    /// from, which a reload of the credentials reads again.
+    fn build(s: Settings, config_file: Option<PathBuf>) -> Result<Config, ConfigError> {
         let max_lifetime = s.max_lifetime.unwrap_or(86400);
         let config = Config {
             listen: s
@@ -287,6 +304,7 @@ impl Config {
             log_segment_bytes: s.log_segment_bytes.unwrap_or(64 << 20),
             repair: s.repair.unwrap_or(false),
             log: s.log.unwrap_or_else(|| "info".into()),
+            auth: Auth::load(s.auth.resolve(config_file))?,
         };
         config.check()?;
         Ok(config)
@@ -397,7 +415,7 @@ mod tests {
                 .unwrap();
         let cli = Cli::try_parse_from(["blobq", "serve", "--spill-threshold", "5"]).unwrap();
         let Command::Serve(args) = cli.command else {
-            panic!("parsed as a client subcommand")
+            panic!("not serve");
         };
         let c = Config::from_settings(args.settings.or(file)).unwrap();
         assert_eq!(c.spill_threshold, 5);
@@ -441,6 +459,37 @@ mod tests {
         let bad: Settings = toml::from_str("[namespaces.\"a b\"]\nmax_elements = 1\n").unwrap();
         assert!(Config::from_settings(bad).is_err());
         assert!(toml::from_str::<Settings>("[namespaces.x]\nmax_element = 1\n").is_err());
+    }
+
+    #[test]
+    fn the_auth_table_layers_like_every_setting_and_turns_authentication_on() {
+        let digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let text = format!(
+            "[auth]\njwt_issuer = \"file\"\nmetrics_open = true\n\
+             [[auth.tokens]]\nname = \"t\"\nsha256 = \"{digest}\"\n\
+             namespaces = [\"media-*\"]\nroles = [\"admin\"]\n"
+        );
+        let file: Settings = toml::from_str(&text).unwrap();
+        let cli = Cli::try_parse_from(["blobq", "serve", "--auth-jwt-issuer", "flag"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        let c = Config::from_settings(args.settings.or(file)).unwrap();
+        assert!(c.auth.is_enabled());
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("\"flag\"") && !shown.contains("\"file\""),
+            "{shown}"
+        );
+        assert!(shown.contains("metrics_open: true"), "{shown}");
+        assert!(!shown.contains(digest), "the digest is never shown");
+        assert!(!Config::from_settings(Settings::default())
+            .unwrap()
+            .auth
+            .is_enabled());
+        assert!(toml::from_str::<Settings>("[auth]\ntoken = []\n").is_err());
+        let bad: Settings = toml::from_str(&text.replace("admin", "root")).unwrap();
+        assert!(Config::from_settings(bad).is_err());
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! blobq: a namespaced HTTP queue server for binary blobs.
 //!
+//! - [`auth`]: who a caller is (static tokens, JWTs) and what its
+//!   credential grants on which namespaces; reloaded on SIGHUP.
 //! - [`backend`]: the storage seam: the trait every engine implements, and
 //!   the types that cross it.
 //! - [`config`]: the settings, from flags, environment and TOML file.
@@ -11,6 +13,7 @@
 //! - [`client`]: `blobq push`, `pop`, `stats` and the other client
 //!   subcommands.
 
+pub mod auth;
 pub mod backend;
 pub mod client;
 pub mod config;

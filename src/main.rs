@@ -1,4 +1,5 @@
-//! The `blobq` binary: parses the command line and runs the server.
+//! The `blobq` binary: parses the command line and runs the server, or
+//! mints a token.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -6,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+use blobq::auth::{NewToken, TokenCommand};
 use blobq::config::{Cli, Command, Config};
 use blobq::server::Server;
 
@@ -18,7 +20,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let args = match Cli::parse().command {
-        Command::Serve(args) => args,
+        Command::Serve(args) => *args,
+        Command::Token(TokenCommand::New(new)) => return new_token(&new),
         Command::Client(command) => return blobq::client::run(command),
     };
     let config = match Config::load(args) {
@@ -52,9 +55,36 @@ fn main() -> ExitCode {
 async fn serve(config: Config) -> std::io::Result<()> {
     let shutdown = shutdown_signal();
     raise_fd_limit(config.max_connections);
+    config.auth.reload_on_sighup()?;
     let server = Server::bind(&config).await?;
     tracing::info!(addr = %server.local_addr()?, spill_dir = %server.spill_dir().display(), "listening");
     server.run(shutdown).await
+}
+
+/// `blobq token new`: the token on the first line of standard output, for
+/// scripts, then the entry holding its digest; the token itself is kept
+/// nowhere.
+fn new_token(new: &NewToken) -> ExitCode {
+    if let Err(e) = blobq::auth::Grant::parse(&new.namespaces, &new.roles, false) {
+        eprintln!("blobq: {e}");
+        return ExitCode::from(2);
+    }
+    let token = match blobq::auth::mint() {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("blobq: no random bytes from the OS: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{token}");
+    println!();
+    println!("# The token above is shown this once. Add this entry to the settings");
+    println!("# file or the --auth-file, then send the server SIGHUP:");
+    print!(
+        "{}",
+        blobq::auth::entry_toml(&new.name, &token, &new.namespaces, &new.roles)
+    );
+    ExitCode::SUCCESS
 }
 
 /// Completes on SIGTERM or SIGINT. The handlers are installed at once, not

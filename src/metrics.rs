@@ -1,5 +1,6 @@
 //! Prometheus metrics: request counts and latencies recorded by the HTTP
-//! layer, and the store's gauges and counters read at scrape time.
+//! layer, refused credentials by reason, and the store's gauges and
+//! counters read at scrape time.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::auth::Failure;
 use crate::backend::Backend;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -107,7 +109,12 @@ pub struct Metrics {
     id: u64,
     registry: Registry,
     shards: Arc<Shards>,
+    auth_failures: Arc<AuthFailures>,
 }
+
+/// Refused requests by [`Failure`], in the order of `Failure::ALL`. Only
+/// refusals touch them, so plain shared atomics do.
+type AuthFailures = [AtomicU64; Failure::ALL.len()];
 
 impl Metrics {
     pub fn new(backend: Arc<dyn Backend>) -> Metrics {
@@ -115,11 +122,19 @@ impl Metrics {
         let shards = Arc::new(Shards::default());
         registry.register_collector(Box::new(RequestCollector(shards.clone())));
         registry.register_collector(Box::new(StoreCollector(backend)));
+        let auth_failures = Arc::new(AuthFailures::default());
+        registry.register_collector(Box::new(AuthCollector(auth_failures.clone())));
         Metrics {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             registry,
             shards,
+            auth_failures,
         }
+    }
+
+    /// Counts one request refused for `failure`.
+    pub fn auth_failure(&self, failure: Failure) {
+        self.auth_failures[failure.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records one answered request under its route template.
@@ -255,6 +270,34 @@ impl Collector for RequestCollector {
         )?;
         for (labels, histogram) in latency {
             histogram.encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// `blobq_auth_failures_total{reason}`, every reason listed, zero or not.
+#[derive(Debug)]
+struct AuthCollector(Arc<AuthFailures>);
+
+impl Collector for AuthCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "auth_failures",
+            "Requests refused with 401 or 403, by reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for failure in Failure::ALL {
+            let n = self.0[failure.index()].load(Ordering::Relaxed);
+            let labels = ReasonLabels {
+                reason: failure.reason(),
+            };
+            ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
     }
@@ -426,6 +469,20 @@ mod tests {
             r#"blobq_http_request_duration_seconds_bucket{le="52.4288",route="/qs/{ns}/{queue}"} 6"#,
         );
         line(r#"blobq_http_request_duration_seconds_bucket{le="+Inf",route="/qs/{ns}/{queue}"} 9"#);
+    }
+
+    #[tokio::test]
+    async fn refusals_are_counted_by_reason_every_reason_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = metrics(dir.path());
+        m.auth_failure(Failure::Expired);
+        m.auth_failure(Failure::Expired);
+        m.auth_failure(Failure::Forbidden);
+        let text = m.render();
+        for (reason, n) in [("expired", 2), ("forbidden", 1), ("missing", 0)] {
+            let line = format!(r#"blobq_auth_failures_total{{reason="{reason}"}} {n}"#);
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
     }
 
     #[tokio::test]

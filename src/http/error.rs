@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 
+use crate::auth::Failure;
 use crate::backend::{BackendError, BodyError};
 
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +17,12 @@ pub enum ApiError {
         problem: &'static str,
         detail: String,
     },
+    /// No valid credential (`auth::Failure`, all but `Forbidden`).
+    #[error("{}; nothing was done", .0.detail())]
+    Unauthenticated(Failure),
+    /// A valid credential without the role or the namespace.
+    #[error("the credential does not grant the role this request needs on its namespace; nothing was done")]
+    Forbidden,
     #[error("{0}")]
     NotFound(String),
     #[error("{method} is not allowed here; allowed: {allow}")]
@@ -64,6 +71,8 @@ impl ApiError {
     fn status_and_problem(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest { problem, .. } => (StatusCode::BAD_REQUEST, problem),
+            ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             ApiError::MethodNotAllowed { .. } => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed")
@@ -86,7 +95,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     /// The status and problem document of the error, with `Allow` for a
-    /// `405` and `Retry-After` for a `429`.
+    /// `405`, `Retry-After` for a `429` and `WWW-Authenticate` for a `401`.
     fn into_response(self) -> Response {
         let (status, problem) = self.status_and_problem();
         let doc = Problem {
@@ -114,6 +123,18 @@ impl IntoResponse for ApiError {
             }
             ApiError::OverQuota { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, retry_after.into());
+            }
+            ApiError::Unauthenticated(failure) => {
+                // RFC 6750: the error code only when a credential was given.
+                let challenge = if failure == Failure::Missing {
+                    r#"Bearer realm="blobq""#
+                } else {
+                    r#"Bearer realm="blobq", error="invalid_token""#
+                };
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
             }
             _ => {}
         }
@@ -179,5 +200,23 @@ mod tests {
             retry_after: 7,
         };
         assert_eq!(over.into_response().headers()[header::RETRY_AFTER], "7");
+    }
+
+    #[test]
+    fn a_401_challenges_and_names_the_error_only_for_a_credential_given() {
+        let missing = ApiError::Unauthenticated(Failure::Missing).into_response();
+        assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            missing.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer realm="blobq""#
+        );
+        let expired = ApiError::Unauthenticated(Failure::Expired).into_response();
+        assert_eq!(
+            expired.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer realm="blobq", error="invalid_token""#
+        );
+        let forbidden = ApiError::Forbidden.into_response();
+        assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+        assert!(forbidden.headers().get(header::WWW_AUTHENTICATE).is_none());
     }
 }

@@ -1,21 +1,24 @@
 //! The concerns every request shares, each one tower layer written once
 //! around the routes: the request metrics and the log of server faults
 //! ([`Observe`]), closing a connection whose request body was left unread
-//! ([`CloseUnread`]), and request tracing ([`trace`]). `router.rs` stacks
+//! ([`CloseUnread`]), refusing callers without the credential a route asks
+//! ([`Authorise`]), and request tracing ([`trace`]). `router.rs` stacks
 //! them.
 //!
 //! They are plain services whose futures wrap the inner one in place, as
 //! tower-http's layers are.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{ready as ready_answer, Future, Ready};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use axum::extract::Request;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
 use http::{header, HeaderValue, Method};
 use hyper::body::Body as _;
 use pin_project_lite::pin_project;
@@ -27,8 +30,9 @@ use tower_http::trace::{
 };
 use tracing::Level;
 
-use super::error::ServerFault;
+use super::error::{ApiError, ServerFault};
 use super::App;
+use crate::auth::{Failure, Gate, Refusal, Verdict};
 
 /// The template of the route a request matched, stamped on its answer by
 /// the routes so that [`Observe`], outside them, can label the metrics
@@ -201,4 +205,103 @@ pub fn trace() -> Trace {
     TraceLayer::new_for_http()
         .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
         .on_failure(DefaultOnFailure::new().level(Level::DEBUG))
+}
+
+/// The address of the client a request came from, which `Api` adds to
+/// each request when authentication is on: refusals are logged at most
+/// once a second for each address.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+/// Authorisation, one layer in front of every route: asks the [`Gate`]
+/// about each request before the router sees it (so before any of its body
+/// is read), and answers a refusal itself: `401` or `403`, counted in
+/// `blobq_auth_failures`, labelled with its route for [`Observe`]. Without
+/// a gate (no credential configured) every request passes untouched.
+#[derive(Clone)]
+pub struct Authorise {
+    gate: Option<Arc<Gate>>,
+    app: Arc<App>,
+}
+
+impl Authorise {
+    pub fn layer(gate: Option<Arc<Gate>>, app: Arc<App>) -> Authorise {
+        Authorise { gate, app }
+    }
+
+    fn refuse(&self, gate: &Gate, refusal: Refusal, request: &Request) -> Response {
+        let Refusal {
+            failure,
+            route,
+            caller,
+        } = refusal;
+        self.app.metrics.auth_failure(failure);
+        let peer = request.extensions().get::<Peer>().map(|p| p.0.ip());
+        if gate.should_log(peer) {
+            tracing::warn!(
+                reason = failure.reason(),
+                peer = %peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+                caller = caller.as_deref().unwrap_or("-"),
+                method = %request.method(),
+                route = route.unwrap_or("unknown"),
+                "request refused (at most one line a second per address)"
+            );
+        }
+        let error = match failure {
+            Failure::Forbidden => ApiError::Forbidden,
+            other => ApiError::Unauthenticated(other),
+        };
+        let mut response = error.into_response();
+        if let Some(route) = route {
+            response.extensions_mut().insert(RouteLabel(route));
+        }
+        response
+    }
+}
+
+impl<S> Layer<S> for Authorise {
+    type Service = Authorised<S>;
+
+    fn layer(&self, inner: S) -> Authorised<S> {
+        Authorised {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Authorised<S> {
+    inner: S,
+    layer: Authorise,
+}
+
+impl<S> Service<Request> for Authorised<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let Some(gate) = &self.layer.gate else {
+            return Either::Right(self.inner.call(request));
+        };
+        match gate.check(request.method(), request.uri().path(), request.headers()) {
+            Verdict::Pass => {}
+            Verdict::PassFiltered(caller) => {
+                request.extensions_mut().insert(caller);
+            }
+            Verdict::Refused(refusal) => {
+                let response = self.layer.refuse(gate, refusal, &request);
+                return Either::Left(ready_answer(Ok(response)));
+            }
+        }
+        Either::Right(self.inner.call(request))
+    }
 }

@@ -14,7 +14,7 @@ mod ops;
 mod path;
 mod queues;
 pub mod router;
-mod routing;
+pub(crate) mod routing;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,6 +30,7 @@ pub use error::ApiError;
 pub use extract::RequestLimits;
 pub use router::router;
 
+use crate::auth::Auth;
 use crate::backend::Backend;
 use crate::metrics::Metrics;
 
@@ -39,6 +40,8 @@ pub struct App {
     pub backend: Arc<dyn Backend>,
     pub limits: RequestLimits,
     pub metrics: Metrics,
+    /// Who may call which route; open unless credentials are configured.
+    pub auth: Auth,
     /// Set when shutdown begins: new requests and `/healthz` answer `503`.
     draining: AtomicBool,
 }
@@ -49,8 +52,15 @@ impl App {
             metrics: Metrics::new(backend.clone()),
             backend,
             limits,
+            auth: Auth::open(),
             draining: AtomicBool::new(false),
         }
+    }
+
+    /// The app with `auth` deciding who may call what.
+    pub fn with_auth(mut self, auth: Auth) -> App {
+        self.auth = auth;
+        self
     }
 
     pub fn begin_draining(&self) {

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
+use axum::Extension;
 use bytes::BytesMut;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, StatusCode};
-#[cfg(test)]
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -19,9 +19,11 @@ use super::{
     body, bytes_value, header_value, id_value, json, no_content, with_status, ApiError, App,
     Handled,
 };
+use crate::auth::{Caller, Role};
 use crate::backend::ids::BlobId;
 use crate::backend::meta::{Metadata, DEFAULT_CONTENT_TYPE};
 use crate::backend::name::Name;
+use crate::backend::stats::NamespaceSummary;
 use crate::backend::{PopOptions, Pushed};
 
 /// The JSON body of a push answer.
@@ -233,9 +235,40 @@ pub(super) async fn namespace_stats(
     json(StatusCode::OK, &stats)
 }
 
-/// `GET /qs`
-pub(super) async fn server_stats(State(app): State<Arc<App>>) -> Handled {
-    json(StatusCode::OK, &app.backend.server_stats().await?)
+/// `GET /qs` as a caller without `admin` on `*` sees it: the namespaces
+/// it may observe, without the server-wide figures (which would tell of
+/// the others).
+#[derive(Serialize)]
+struct ObservedServerStats {
+    version: &'static str,
+    uptime_seconds: u64,
+    namespace_count: u64,
+    namespaces: Vec<NamespaceSummary>,
+}
+
+/// `GET /qs`. With authentication on, `Authorise` leaves the caller, and
+/// the answer shows only what its grant lets it observe.
+pub(super) async fn server_stats(
+    State(app): State<Arc<App>>,
+    caller: Option<Extension<Caller>>,
+) -> Handled {
+    let stats = app.backend.server_stats().await?;
+    let grant = match caller {
+        Some(Extension(caller)) if !caller.grant.allows_everywhere(Role::Admin) => caller.grant,
+        _ => return json(StatusCode::OK, &stats),
+    };
+    let namespaces: Vec<NamespaceSummary> = stats
+        .namespaces
+        .into_iter()
+        .filter(|summary| grant.allows(Role::Observer, summary.namespace.as_str()))
+        .collect();
+    let observed = ObservedServerStats {
+        version: stats.version,
+        uptime_seconds: stats.uptime_seconds,
+        namespace_count: namespaces.len() as u64,
+        namespaces,
+    };
+    json(StatusCode::OK, &observed)
 }
 
 #[cfg(test)]

@@ -1,13 +1,18 @@
 //! The route table, one line a route, and the layers every request passes
 //! through on its way to a handler.
 //!
+//! Each method of a route says what it asks of the caller (`OPEN`,
+//! `PRODUCER`, ...; see `auth::Access`).
+//!
 //! The path of a request: `trace` -> `Observe` (metrics, fault log) ->
-//! `CloseUnread` -> the routes (`routing.rs`): the route matched (else
-//! `404`), its method (else `405`), `503` while draining but on
-//! `/healthz` -> the handler, which extracts what it needs and calls the
-//! backend.
+//! `CloseUnread` -> `Authorise` (`401`/`403` unless the credential grants
+//! what the route's method asks; nothing when authentication is off) ->
+//! the routes (`routing.rs`): the route matched (else `404`), its method
+//! (else `405`), `503` while draining but on `/healthz` -> the handler,
+//! which extracts what it needs and calls the backend.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -17,58 +22,94 @@ use bytes::Bytes;
 use http::Method;
 use tower::{Service, ServiceBuilder};
 
-use super::layers::{self, CloseUnread, Hooked, Observe, Traced};
+use super::layers::{self, Authorise, Authorised, CloseUnread, Hooked, Observe, Peer, Traced};
 use super::routing::{erase, ErasedHandler, Route, Routes, Template};
 use super::{blobs, leases, ops, queues, App};
+use crate::auth::{Access, Role, RoutePolicy};
+
+/// What a method asks of its caller, one word each in the table (see
+/// `auth::Access`; docs/SECURITY.md has the role table).
+const OPEN: Access = Access::Open;
+const PRODUCER: Access = Access::Namespace(Role::Producer);
+const CONSUMER: Access = Access::Namespace(Role::Consumer);
+const OBSERVER: Access = Access::Namespace(Role::Observer);
+const LISTING: Access = Access::Listing;
+const METRICS: Access = Access::Metrics;
 
 /// Every route of the server behind its layers, as one tower service.
 pub fn router(app: Arc<App>) -> Api {
-    let routes = Table::default()
-        .route("/qs", get(queues::server_stats))
-        .route("/qs/{ns}", get(queues::namespace_stats))
+    let table = Table::default()
+        .route("/qs", get(LISTING, queues::server_stats))
+        .route("/qs/{ns}", get(OBSERVER, queues::namespace_stats))
         .route(
             "/qs/{ns}/{queue}",
-            get(queues::pop)
-                .post(queues::push)
-                .put(queues::push_reference)
-                .delete(queues::purge),
+            get(CONSUMER, queues::pop)
+                .post(PRODUCER, queues::push)
+                .put(PRODUCER, queues::push_reference)
+                .delete(CONSUMER, queues::purge),
         )
-        .route("/qs/{ns}/{queue}/stats", get(queues::queue_stats))
-        .route("/qs/{ns}/{queue}/leases/{receipt}", delete(leases::ack))
+        .route("/qs/{ns}/{queue}/stats", get(OBSERVER, queues::queue_stats))
+        .route(
+            "/qs/{ns}/{queue}/leases/{receipt}",
+            delete(CONSUMER, leases::ack),
+        )
         .route(
             "/qs/{ns}/{queue}/leases/{receipt}/release",
-            post(leases::release),
+            post(CONSUMER, leases::release),
         )
         .route(
             "/qs/{ns}/{queue}/leases/{receipt}/extend",
-            post(leases::extend),
+            post(CONSUMER, leases::extend),
         )
-        .route("/tbs/{ns}/blobs", post(blobs::store))
+        .route("/tbs/{ns}/blobs", post(PRODUCER, blobs::store))
         .route(
             "/tbs/{ns}/blobs/{id}",
-            get(blobs::read).delete(blobs::delete),
+            get(CONSUMER, blobs::read).delete(CONSUMER, blobs::delete),
         )
-        .route("/metrics", get(ops::metrics))
+        .route("/metrics", get(METRICS, ops::metrics))
         // Answers while draining: it is how a load balancer learns of it.
-        .route("/healthz", get(ops::health).while_draining())
-        .routes;
-    // Outermost first. An authentication layer goes after `Observe`, so
-    // that refused requests are counted too.
+        .route("/healthz", get(OPEN, ops::health).while_draining());
+    let gate = app.auth.gate(table.policy);
+    let authenticating = gate.is_some();
+    // Outermost first. Authorisation comes after `Observe`, so that refused
+    // requests are counted too, and after `CloseUnread`, so that a refused
+    // request's unread body closes the connection.
     let service = ServiceBuilder::new()
         .layer(layers::trace())
         .layer(Observe::layer(app.clone()))
         .layer(CloseUnread::layer())
-        .service(Routes::new(routes, app));
-    Api { service }
+        .layer(Authorise::layer(gate, app.clone()))
+        .service(Routes::new(table.routes, app));
+    Api {
+        service,
+        authenticating,
+        peer: None,
+    }
 }
 
 /// The routes behind their shared layers.
-type Layered = Traced<Hooked<Hooked<Routes, CloseUnread>, Observe>>;
+type Layered = Traced<Hooked<Hooked<Authorised<Routes>, CloseUnread>, Observe>>;
 
 /// The routes behind their shared layers, for any request body hyper gives.
 #[derive(Clone)]
 pub struct Api {
     service: Layered,
+    /// Whether the `Authorise` layer has credentials to check.
+    authenticating: bool,
+    /// The client of this connection, given to each request when
+    /// authenticating (refusals are logged by address).
+    peer: Option<SocketAddr>,
+}
+
+impl Api {
+    /// The service for one connection from `peer`.
+    pub fn for_peer(&self, peer: SocketAddr) -> Api {
+        Api {
+            service: self.service.clone(),
+            authenticating: self.authenticating,
+            peer: self.authenticating.then_some(peer),
+        }
+    }
 }
 
 impl<B> Service<http::Request<B>> for Api
@@ -86,18 +127,25 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        self.service.call(request.map(axum::body::Body::new))
+        let mut request = request.map(axum::body::Body::new);
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(Peer(peer));
+        }
+        self.service.call(request)
     }
 }
 
-/// The route table being built.
+/// The route table being built, and what each method asks of its caller,
+/// for `Authorise`.
 #[derive(Default)]
 struct Table {
     routes: Vec<Route>,
+    policy: RoutePolicy,
 }
 
 impl Table {
     fn route(mut self, template: &'static str, methods: Methods) -> Table {
+        self.policy.add(template, methods.access.clone());
         let template = Template::parse(template);
         assert!(
             self.routes
@@ -125,49 +173,57 @@ impl Table {
 /// not listed, HEAD included, is `405` with `Allow` listing these.
 struct Methods {
     handlers: Vec<(Method, ErasedHandler)>,
+    access: Vec<(Method, Access)>,
     /// Whether the route answers while the server drains.
     while_draining: bool,
 }
 
-fn get<H: Handler<T, Arc<App>>, T: 'static>(handler: H) -> Methods {
-    Methods::new().get(handler)
+fn get<H: Handler<T, Arc<App>>, T: 'static>(access: Access, handler: H) -> Methods {
+    Methods::new().get(access, handler)
 }
 
-fn post<H: Handler<T, Arc<App>>, T: 'static>(handler: H) -> Methods {
-    Methods::new().post(handler)
+fn post<H: Handler<T, Arc<App>>, T: 'static>(access: Access, handler: H) -> Methods {
+    Methods::new().post(access, handler)
 }
 
-fn delete<H: Handler<T, Arc<App>>, T: 'static>(handler: H) -> Methods {
-    Methods::new().delete(handler)
+fn delete<H: Handler<T, Arc<App>>, T: 'static>(access: Access, handler: H) -> Methods {
+    Methods::new().delete(access, handler)
 }
 
 impl Methods {
     fn new() -> Methods {
         Methods {
             handlers: Vec::new(),
+            access: Vec::new(),
             while_draining: false,
         }
     }
 
-    fn on<H: Handler<T, Arc<App>>, T: 'static>(mut self, method: Method, handler: H) -> Methods {
+    fn on<H: Handler<T, Arc<App>>, T: 'static>(
+        mut self,
+        method: Method,
+        access: Access,
+        handler: H,
+    ) -> Methods {
+        self.access.push((method.clone(), access));
         self.handlers.push((method, erase(handler)));
         self
     }
 
-    fn get<H: Handler<T, Arc<App>>, T: 'static>(self, handler: H) -> Methods {
-        self.on(Method::GET, handler)
+    fn get<H: Handler<T, Arc<App>>, T: 'static>(self, access: Access, handler: H) -> Methods {
+        self.on(Method::GET, access, handler)
     }
 
-    fn post<H: Handler<T, Arc<App>>, T: 'static>(self, handler: H) -> Methods {
-        self.on(Method::POST, handler)
+    fn post<H: Handler<T, Arc<App>>, T: 'static>(self, access: Access, handler: H) -> Methods {
+        self.on(Method::POST, access, handler)
     }
 
-    fn put<H: Handler<T, Arc<App>>, T: 'static>(self, handler: H) -> Methods {
-        self.on(Method::PUT, handler)
+    fn put<H: Handler<T, Arc<App>>, T: 'static>(self, access: Access, handler: H) -> Methods {
+        self.on(Method::PUT, access, handler)
     }
 
-    fn delete<H: Handler<T, Arc<App>>, T: 'static>(self, handler: H) -> Methods {
-        self.on(Method::DELETE, handler)
+    fn delete<H: Handler<T, Arc<App>>, T: 'static>(self, access: Access, handler: H) -> Methods {
+        self.on(Method::DELETE, access, handler)
     }
 
     /// The route keeps answering while the server drains.

@@ -77,7 +77,7 @@ impl Template {
     }
 
     /// Where `path`'s parameters are, if it matches.
-    fn matches(&self, path: &str) -> Option<Matched> {
+    pub(crate) fn matches(&self, path: &str) -> Option<Matched> {
         let mut rest = path.strip_prefix('/')?;
         let mut matched = Matched {
             params: [("", 0, 0); MAX_PARAMS],

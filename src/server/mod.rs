@@ -69,7 +69,9 @@ impl Server {
         Ok(Server {
             listener,
             spill_dir: store.spill_dir().to_owned(),
-            app: Arc::new(App::new(Arc::new(store), config.request_limits())),
+            app: Arc::new(
+                App::new(Arc::new(store), config.request_limits()).with_auth(config.auth.clone()),
+            ),
             limits: ConnectionLimits {
                 shutdown_timeout: config.shutdown_timeout,
                 max_connections: config.max_connections,
@@ -113,7 +115,7 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
-            let (stream, _) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -126,7 +128,7 @@ impl Server {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(routes.clone());
+            let service = TowerToHyperService::new(routes.for_peer(peer));
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             let stop = stops.register();
             connections.spawn(async move {

@@ -1,0 +1,157 @@
+//! The contract's role table, row by row, for static tokens (in either
+//! header) and for JWTs: each request either passes the gate (whatever the
+//! route then answers) or is refused `403`; without a credential, `401`.
+
+use reqwest::Method;
+
+use super::support::{self, claims, send, token, Files, Signer, Via, MEDIA};
+
+/// A request and the credentials that may make it. `root` (admin on `*`)
+/// may make every one; the others are scoped to `media` and `media-*`.
+struct Row {
+    method: Method,
+    path: &'static str,
+    allowed: &'static [&'static str],
+}
+
+const PRODUCER: &[&str] = &["producer", "admin", "root"];
+const CONSUMER: &[&str] = &["consumer", "admin", "root"];
+const OBSERVER: &[&str] = &["observer", "admin", "root"];
+const ROOT: &[&str] = &["root"];
+
+fn rows() -> Vec<Row> {
+    let row = |method: Method, path, allowed| Row {
+        method,
+        path,
+        allowed,
+    };
+    vec![
+        row(Method::POST, "/qs/media/q", PRODUCER),
+        row(Method::PUT, "/qs/media/q", PRODUCER),
+        row(Method::POST, "/qs/media-eu/q", PRODUCER),
+        row(Method::POST, "/tbs/media/blobs", PRODUCER),
+        row(Method::GET, "/qs/media/q", CONSUMER),
+        row(Method::GET, "/qs/media/q?header_only=1", CONSUMER),
+        row(Method::GET, "/qs/media/q?lease=30", CONSUMER),
+        row(
+            Method::DELETE,
+            "/qs/media/q/leases/5f0c2d1e-0000-4000-8000-000000000000",
+            CONSUMER,
+        ),
+        row(Method::POST, "/qs/media/q/leases/x/release", CONSUMER),
+        row(
+            Method::POST,
+            "/qs/media/q/leases/x/extend?lease=5",
+            CONSUMER,
+        ),
+        row(Method::GET, "/tbs/media/blobs/x", CONSUMER),
+        row(Method::DELETE, "/tbs/media/blobs/x", CONSUMER),
+        row(Method::GET, "/qs/media/q/stats", OBSERVER),
+        row(Method::GET, "/qs/media", OBSERVER),
+        row(Method::GET, "/qs", OBSERVER),
+        row(Method::GET, "/metrics", ROOT),
+        // Outside the scoped credentials' namespaces.
+        row(Method::POST, "/qs/other/q", ROOT),
+        row(Method::GET, "/qs/other/q", ROOT),
+        row(Method::GET, "/qs/other", ROOT),
+        row(Method::GET, "/qs/mediaX/q/stats", ROOT),
+        row(Method::DELETE, "/tbs/other/blobs/x", ROOT),
+    ]
+}
+
+const CALLERS: [&str; 5] = ["producer", "consumer", "observer", "admin", "root"];
+
+/// Runs every row for every caller, its credential made by `credential`.
+async fn check_table(
+    server: &crate::common::TestServer,
+    via: Via,
+    credential: impl Fn(&str) -> String,
+) {
+    for row in rows() {
+        for caller in CALLERS {
+            let secret = credential(caller);
+            let r = send(server, row.method.clone(), row.path, Some(&secret), via).await;
+            let status = r.status().as_u16();
+            let what = format!("{} {} as {caller} via {via:?}", row.method, row.path);
+            if row.allowed.contains(&caller) {
+                assert!(
+                    status != 401 && status != 403,
+                    "{what}: refused {status}: {}",
+                    r.text().await.unwrap_or_default()
+                );
+            } else {
+                let doc = crate::common::problem(r, 403).await;
+                assert_eq!(doc["type"], "urn:blobq:problem:forbidden", "{what}");
+            }
+        }
+        let r = send(server, row.method.clone(), row.path, None, via).await;
+        support::assert_401(
+            r,
+            false,
+            &format!("{} {} without a credential", row.method, row.path),
+        )
+        .await;
+    }
+    for caller in CALLERS.iter().map(|c| Some(credential(c))).chain([None]) {
+        let r = send(server, Method::GET, "/healthz", caller.as_deref(), via).await;
+        assert_eq!(r.status(), 200, "/healthz is open");
+        let r = send(server, Method::HEAD, "/healthz", caller.as_deref(), via).await;
+        assert_eq!(r.status(), 405, "/healthz's 405 is open too");
+    }
+    // Elsewhere a path or method no route answers takes a valid credential
+    // before its 404 or 405.
+    for (method, path, status) in [
+        (Method::GET, "/nowhere", 404),
+        (Method::PATCH, "/qs/media/q", 405),
+    ] {
+        let r = send(server, method.clone(), path, None, via).await;
+        support::assert_401(r, false, path).await;
+        let r = send(server, method, path, Some(&credential("observer")), via).await;
+        assert_eq!(r.status(), status, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn static_tokens_grant_what_the_role_table_says_in_either_header() {
+    let files = Files::new();
+    let server = support::start(&files, None, &[]).await;
+    check_table(&server, Via::Bearer, |caller| token(caller).to_owned()).await;
+    check_table(&server, Via::ApiKey, |caller| token(caller).to_owned()).await;
+}
+
+#[tokio::test]
+async fn jwts_grant_what_their_claims_say_by_the_same_table() {
+    let files = Files::new();
+    let signer = Signer::ed25519();
+    let server = support::start(&files, Some(&signer), &[]).await;
+    let jwt = |caller: &str| match caller {
+        "root" => signer.sign(&claims(&["*"], &["admin"])),
+        role => signer.sign(&claims(MEDIA, &[role])),
+    };
+    check_table(&server, Via::Bearer, jwt).await;
+}
+
+#[tokio::test]
+async fn a_granted_push_and_pop_do_what_they_always_did() {
+    let files = Files::new();
+    let server = support::start(&files, None, &[]).await;
+    let r = send(
+        &server,
+        Method::POST,
+        "/qs/media-eu/jobs",
+        Some(token("producer")),
+        Via::Bearer,
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let r = send(
+        &server,
+        Method::GET,
+        "/qs/media-eu/jobs",
+        Some(token("consumer")),
+        Via::ApiKey,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "payload");
+}
