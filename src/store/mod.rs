@@ -10,6 +10,8 @@
 //! - `queue`, `element`, `blob`, `blob_table` (over `incremental_map`):
 //!   the data structures; `ingest` and `file_body`: bodies in and out.
 //! - `sweeper`: the task that expires what is due and drops idle queues.
+//! - `health`: whether body files can be written (for `/healthz`); a change
+//!   the log could not record is taken back by `withdraw`.
 //! - `journal` and `recovery`: durable mode's log and its replay.
 
 mod backend_impl;
@@ -20,6 +22,7 @@ mod config;
 pub mod element;
 mod file_body;
 mod handle;
+mod health;
 mod incremental_map;
 pub mod ingest;
 pub mod journal;
@@ -31,6 +34,7 @@ mod recovery;
 pub mod stats;
 mod sweeper;
 mod wait_ticket;
+mod withdraw;
 
 pub use config::{StoreConfig, UnknownFsyncMode};
 pub(crate) use handle::Namespaces;

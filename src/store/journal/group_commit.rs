@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::backend::{StorageFault, StoragePlace};
+
 use super::files::{self, create_segment, sync_dir, DataDir, SegmentKind};
 use super::{lock, DurabilityConfig, FsyncMode};
 
@@ -40,7 +42,7 @@ pub(super) struct Shared {
     /// and change nothing if it fails.
     pub(super) behind: AtomicBool,
     /// Why the log cannot be written, while it cannot: `/healthz` says so.
-    pub(super) fault: Mutex<Option<String>>,
+    pub(super) fault: Mutex<Option<StorageFault>>,
     /// Test hook: fails writes on demand (see [`Faults`]).
     #[cfg(test)]
     pub(super) faults: Faults,
@@ -300,7 +302,7 @@ impl Shared {
         if fault.is_none() {
             tracing::error!(dir = %self.dir.root.display(), error = %e, "{what}");
         }
-        *fault = Some(describe(e));
+        *fault = Some(StorageFault::new(StoragePlace::Data, e));
     }
 
     /// A round was written: the log is healthy again.
@@ -396,16 +398,6 @@ impl Shared {
         }
         out.seq = next;
         Ok(())
-    }
-}
-
-/// What went wrong, without the path: for `/healthz`, which clients read.
-/// The server log has the whole error.
-pub(super) fn describe(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        // The OS's own words ("No space left on device"), which name no file.
-        Some(code) => io::Error::from_raw_os_error(code).to_string(),
-        None => e.kind().to_string(),
     }
 }
 

@@ -199,9 +199,15 @@ impl Journal {
         self.wait(Commit::Accepted).await
     }
 
+    /// Test hook: the next `n` writes of the log fail as on a full disk.
+    #[cfg(test)]
+    pub(crate) fn fail_writes(&self, n: u64) {
+        self.shared.faults.writes.store(n, Ordering::Release);
+    }
+
     /// Why the log cannot be written, while it cannot (no path: clients
     /// read it).
-    pub fn fault(&self) -> Option<String> {
+    pub fn fault(&self) -> Option<crate::backend::StorageFault> {
         lock(&self.shared.fault).clone()
     }
 
