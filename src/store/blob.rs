@@ -229,9 +229,16 @@ impl Blob {
         // would otherwise sit in the future of every pop, in memory or not.
         match &self.content {
             BlobContent::Memory(bytes) => Ok(BlobBody::Memory(bytes.clone())),
-            BlobContent::File(file) => Ok(BlobBody::File(
-                Box::pin(tokio::fs::File::open(file.path())).await?,
-            )),
+            BlobContent::File(file) => match Box::pin(tokio::fs::File::open(file.path())).await {
+                Ok(opened) => Ok(BlobBody::File(opened)),
+                Err(e) => {
+                    // The client learns only the kind: the path stays here.
+                    if e.kind() != io::ErrorKind::NotFound {
+                        tracing::warn!(path = %file.path().display(), error = %e, "cannot open a blob's file");
+                    }
+                    Err(e)
+                }
+            },
         }
     }
 }

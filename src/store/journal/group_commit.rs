@@ -305,6 +305,15 @@ impl Shared {
         *fault = Some(StorageFault::new(StoragePlace::Data, e));
     }
 
+    /// The background sync succeeded: a fault a sync or a sealing left is
+    /// over, unless a failed round still waits to be written.
+    pub(super) fn sync_succeeded(&self) {
+        let mut fault = lock(&self.fault);
+        if !self.behind.load(Ordering::Acquire) && fault.take().is_some() {
+            tracing::info!("the log can be written again");
+        }
+    }
+
     /// A round was written: the log is healthy again.
     fn round_written(&self) {
         self.behind.store(false, Ordering::Release);

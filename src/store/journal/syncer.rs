@@ -80,6 +80,7 @@ impl Shared {
             synced = written;
             self.progress
                 .send_modify(|p| p.synced = p.synced.max(synced));
+            self.sync_succeeded();
             let due: Vec<PathBuf> = {
                 let mut out = self.hold();
                 if Arc::ptr_eq(&out.file, &file) {
