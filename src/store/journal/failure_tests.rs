@@ -185,3 +185,52 @@ async fn the_background_flush_retries_a_failed_round() {
     assert_eq!(logged(dir.path()), [1]);
     journal.close();
 }
+
+/// A full segment that cannot be sealed (the next one cannot be created)
+/// keeps taking records; the fault is reported until sealing succeeds.
+#[tokio::test]
+async fn a_segment_that_cannot_be_sealed_grows_and_the_fault_clears_once_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    data.create().unwrap();
+    let config = DurabilityConfig {
+        dir: dir.path().to_owned(),
+        fsync: FsyncMode::Always,
+        fsync_interval: Duration::from_secs(3600),
+        segment_bytes: 4096,
+        repair: false,
+    };
+    let journal = Journal::start(data.clone(), &config, 1, 0).unwrap();
+    // Something in the way of the next segment.
+    let next = data.segment(2, SegmentKind::Log);
+    std::fs::write(&next, b"in the way").unwrap();
+    let mut id = 0;
+    while std::fs::metadata(data.segment(1, SegmentKind::Log))
+        .unwrap()
+        .len()
+        < 8192
+    {
+        id += 1;
+        mark(&journal, id);
+        journal
+            .wait(Commit::Accepted)
+            .await
+            .expect("written all the same");
+        assert_eq!(
+            journal.fault().is_some(),
+            id > 1 && journal.shared.hold().file_len >= 4096
+        );
+    }
+    assert!(journal.fault().is_some());
+    assert_eq!(
+        std::fs::read(&next).unwrap(),
+        b"in the way",
+        "not ours: left alone"
+    );
+    std::fs::remove_file(&next).unwrap();
+    mark(&journal, id + 1);
+    journal.wait(Commit::Accepted).await.unwrap();
+    assert!(journal.fault().is_none(), "sealed: healthy again");
+    assert_eq!(logged(dir.path()).len() as u128, id + 1);
+    journal.close();
+}

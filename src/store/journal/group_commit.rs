@@ -234,16 +234,20 @@ impl Shared {
             // Nothing promised beyond the page cache: remove at once.
             remove_files(out.unlink.drain(..).map(|(_, p)| p));
         }
-        self.round_written();
-        if out.file_len >= self.segment_bytes {
-            // The records are written: a segment that cannot be sealed yet
-            // (no room for the next one) grows until it can.
-            if let Err(e) = self.rotate(&mut out) {
-                self.note_fault(
-                    &e,
-                    "cannot start a new log segment; the current one grows until one can be",
-                );
-            }
+        self.behind.store(false, Ordering::Release);
+        // The records are written: a segment that cannot be sealed yet (no
+        // room for the next one) grows until it can, and the fault stays.
+        let sealed = if out.file_len >= self.segment_bytes {
+            self.rotate(&mut out)
+        } else {
+            Ok(())
+        };
+        match sealed {
+            Ok(()) => self.clear_fault(),
+            Err(e) => self.note_fault(
+                &e,
+                "cannot start a new log segment; the current one grows until one can be",
+            ),
         }
         Ok(())
     }
@@ -314,9 +318,9 @@ impl Shared {
         }
     }
 
-    /// A round was written: the log is healthy again.
-    fn round_written(&self) {
-        self.behind.store(false, Ordering::Release);
+    /// A round was written (and the segment sealed if due): the log is
+    /// healthy again.
+    fn clear_fault(&self) {
         if lock(&self.fault).take().is_some() {
             tracing::info!("the log can be written again");
         }
@@ -383,19 +387,18 @@ impl Shared {
         out.file.sync_data()?;
         let next = out.seq + 1;
         let path = self.dir.segment(next, SegmentKind::Log);
-        let started = create_segment(&path).and_then(|file| {
-            sync_dir(&self.dir.log_dir())?;
-            Ok(file)
-        });
-        let file = match started {
-            Ok(file) => file,
-            Err(e) => {
-                // A segment begun on a full disk may lack its magic: gone,
-                // the next try creates it afresh.
+        // A segment begun on a full disk may lack its magic: removed, so
+        // the next try creates it afresh. One found there is not ours.
+        let file = create_segment(&path).map_err(|e| {
+            if e.kind() != io::ErrorKind::AlreadyExists {
                 let _ = std::fs::remove_file(&path);
-                return Err(e);
             }
-        };
+            e
+        })?;
+        if let Err(e) = sync_dir(&self.dir.log_dir()) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         out.file = Arc::new(file);
         out.sealed_bytes += out.file_len;
         out.file_len = files::MAGIC.len() as u64;
