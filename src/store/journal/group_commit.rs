@@ -389,11 +389,10 @@ impl Shared {
         let path = self.dir.segment(next, SegmentKind::Log);
         // A segment begun on a full disk may lack its magic: removed, so
         // the next try creates it afresh. One found there is not ours.
-        let file = create_segment(&path).map_err(|e| {
+        let file = create_segment(&path).inspect_err(|e| {
             if e.kind() != io::ErrorKind::AlreadyExists {
                 let _ = std::fs::remove_file(&path);
             }
-            e
         })?;
         if let Err(e) = sync_dir(&self.dir.log_dir()) {
             let _ = std::fs::remove_file(&path);
