@@ -22,13 +22,13 @@ use super::clock::Millis;
 use super::config::StoreConfig;
 use super::health::FileHealth;
 use super::ingest::{BlobWriter, IngestError, IngestLimits};
-use super::journal::{self, Commit, FsyncMode, Journal};
+use super::journal::{self, FsyncMode, Journal};
 use super::namespace::{Graveyard, Locked, Namespace, NsState, Quota, QuotaExceeded};
 use super::stats::Totals;
 use super::{recovery, sweeper};
 use crate::backend::name::Name;
 use crate::backend::stats::{NamespaceStats, QueueStats, ServerStats, TotalsSnapshot};
-use crate::backend::{BackendError, StorageFault, StoragePlace};
+use crate::backend::{BackendError, StoragePlace};
 
 /// The namespaces by name. Looked up on every request: hashed with foldhash
 /// (hashbrown's default, seeded per map) rather than SipHash.
@@ -62,7 +62,7 @@ pub(super) struct Shared {
     pub next_waiter: AtomicU64,
     started: Instant,
     /// Durable mode: the log every change is appended to.
-    journal: Option<Arc<Journal>>,
+    pub journal: Option<Arc<Journal>>,
     /// Whether body files can be written where `limits.spill_dir` says.
     pub file_health: FileHealth,
     /// Durable mode: held so no second server uses the data directory.
@@ -158,55 +158,6 @@ impl Store {
             shared.closing.clone(),
         ));
         Ok(Store { shared })
-    }
-
-    /// Waits until the changes made so far are as durable as `commit` asks
-    /// (at once when the store is not durable). Every operation of the
-    /// seam calls it before it answers.
-    ///
-    /// `Err` when the log could not record the change: the caller takes it
-    /// back (see `withdraw`) and answers `507`.
-    pub async fn durable(&self, commit: Commit) -> Result<(), BackendError> {
-        // Boxed: the journal's wait is a large future that would otherwise
-        // sit inside every push's and pop's, durable or not.
-        match &self.shared.journal {
-            Some(journal) => Box::pin(journal.wait(commit))
-                .await
-                .map_err(|_| self.log_fault(journal)),
-            None => Ok(()),
-        }
-    }
-
-    /// Called before an operation that will wait for `commit` changes
-    /// anything: `Err` (`507`) if the log is behind after a failed write and
-    /// still cannot be written, so a request refused while the disk is full
-    /// has changed nothing. At once while the log is healthy.
-    pub async fn writable(&self, commit: Commit) -> Result<(), BackendError> {
-        match &self.shared.journal {
-            Some(journal) => Box::pin(journal.ready_for(commit))
-                .await
-                .map_err(|_| self.log_fault(journal)),
-            None => Ok(()),
-        }
-    }
-
-    /// The client's side of a log that could not be written.
-    fn log_fault(&self, journal: &Journal) -> BackendError {
-        BackendError::Unwritable(journal.fault().unwrap_or_else(|| {
-            // The fault is cleared only by a round that wrote: a newer round
-            // succeeded after this request's failed.
-            StorageFault::new(StoragePlace::Data, &std::io::ErrorKind::Other.into())
-        }))
-    }
-
-    /// Why the store cannot take writes now, if it cannot: the log's fault
-    /// first, then the body files' (probed afresh).
-    pub fn write_fault(&self) -> Option<StorageFault> {
-        self.shared
-            .journal
-            .as_ref()
-            .and_then(|j| j.fault())
-            .or_else(|| self.shared.file_health.probe())
     }
 
     /// The log, in durable mode (for tests that make it fail).

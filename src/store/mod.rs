@@ -10,8 +10,9 @@
 //! - `queue`, `element`, `blob`, `blob_table` (over `incremental_map`):
 //!   the data structures; `ingest` and `file_body`: bodies in and out.
 //! - `sweeper`: the task that expires what is due and drops idle queues.
-//! - `health`: whether body files can be written (for `/healthz`); a change
-//!   the log could not record is taken back by `withdraw`.
+//! - `durable`: waiting for the log, and refusing requests while it cannot
+//!   be written; `withdraw`: taking back a change it could not record;
+//!   `health`: whether body files can be written (for `/healthz`).
 //! - `journal` and `recovery`: durable mode's log and its replay.
 
 mod backend_impl;
@@ -19,6 +20,7 @@ pub mod blob;
 mod blob_table;
 pub mod clock;
 mod config;
+mod durable;
 pub mod element;
 mod file_body;
 mod handle;
