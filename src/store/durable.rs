@@ -30,12 +30,14 @@ impl Store {
     /// still cannot be written, so a request refused while the disk is full
     /// has changed nothing. At once while the log is healthy.
     pub async fn writable(&self, commit: Commit) -> Result<(), BackendError> {
-        match &self.shared.journal {
-            Some(journal) => Box::pin(journal.ready_for(commit))
-                .await
-                .map_err(|_| self.log_fault(journal)),
-            None => Ok(()),
-        }
+        // One atomic load on the way of every request: the boxed wait only
+        // after a failure.
+        let Some(journal) = self.shared.journal.as_ref().filter(|j| j.is_behind()) else {
+            return Ok(());
+        };
+        Box::pin(journal.ready_for(commit))
+            .await
+            .map_err(|_| self.log_fault(journal))
     }
 
     /// The client's side of a log that could not be written.

@@ -199,6 +199,12 @@ impl Journal {
         self.wait(Commit::Accepted).await
     }
 
+    /// A failed round's records wait to be written: requests that need the
+    /// log go through [`Journal::ready_for`] first.
+    pub fn is_behind(&self) -> bool {
+        self.shared.behind.load(Ordering::Acquire)
+    }
+
     /// Test hook: the next `n` writes of the log fail as on a full disk.
     #[cfg(test)]
     pub(crate) fn fail_writes(&self, n: u64) {
