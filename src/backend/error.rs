@@ -35,19 +35,78 @@ pub enum BackendError {
     ShuttingDown,
     #[error("the body is larger than the maximum element size of {limit} bytes")]
     TooLarge { limit: u64 },
-    /// No room left to store the body; nothing was kept.
-    #[error("the spill directory is full")]
-    StorageFull,
     /// The request body could not be read to its end; nothing was kept.
     #[error(transparent)]
     Body(#[from] BodyError),
-    /// A body could not be written where the engine keeps it.
-    #[error("spill file: {0}")]
-    Write(io::Error),
+    /// A body or a change could not be written where the engine keeps it
+    /// (a full disk, most often); the request changed nothing.
+    #[error(transparent)]
+    Unwritable(#[from] StorageFault),
     /// A stored body could not be read back.
     #[error("could not read the element's data: {0}")]
     Io(#[from] io::Error),
-    /// The engine could not make a change durable.
-    #[error("{0}")]
-    Durability(String),
+}
+
+/// Where an engine keeps what it is asked to store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoragePlace {
+    /// Bodies kept while the process runs (`--spill-dir`).
+    Spill,
+    /// Durable mode's log and bodies (`--data-dir`).
+    Data,
+}
+
+/// A write that failed, as a client may read it: which place and the
+/// operating system's words for why, never a path (the server log has the
+/// whole error).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct StorageFault {
+    pub place: StoragePlace,
+    /// Out of space (or quota), as opposed to another write error.
+    pub full: bool,
+    /// Why, without a path: "No space left on device".
+    pub reason: String,
+}
+
+impl StorageFault {
+    /// The fault `e` caused at `place`.
+    pub fn new(place: StoragePlace, e: &io::Error) -> StorageFault {
+        let full = matches!(
+            e.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        );
+        let reason = match e.raw_os_error() {
+            // The operating system's own words, which name no file.
+            Some(code) => io::Error::from_raw_os_error(code).to_string(),
+            None => e.kind().to_string(),
+        };
+        StorageFault {
+            place,
+            full,
+            reason,
+        }
+    }
+
+    /// The situation alone, as `/healthz` reports it: "the data directory
+    /// is full (No space left on device)".
+    pub fn situation(&self) -> String {
+        let place = match self.place {
+            StoragePlace::Spill => "spill directory",
+            StoragePlace::Data => "data directory",
+        };
+        let state = if self.full {
+            "is full"
+        } else {
+            "cannot be written"
+        };
+        format!("the {place} {state} ({})", self.reason)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}; the request changed nothing, retry once space is freed",
+            self.situation()
+        )
+    }
 }

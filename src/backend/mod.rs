@@ -27,7 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use body::{BodyError, BodyStream, IncomingBody, Payload};
-pub use error::BackendError;
+pub use error::{BackendError, StorageFault, StoragePlace};
 use ids::{BlobId, ElementId, Receipt};
 use meta::{CustomPair, SharedMeta};
 use name::Name;
@@ -209,6 +209,13 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The engine's gauges and counters, read without locks by `/metrics`.
     fn totals(&self) -> TotalsSnapshot;
+
+    /// Why the engine cannot store anything now (a full disk), if so:
+    /// `/healthz` answers `503` with it. Looked at afresh on each call, so
+    /// it clears by itself once writes succeed again.
+    async fn write_fault(&self) -> Option<StorageFault> {
+        None
+    }
 
     /// Starts shutdown: every waiting consumer gets `ShuttingDown`, and so
     /// does any pop that would wait from now on.

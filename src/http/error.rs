@@ -7,7 +7,7 @@ use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 
 use crate::auth::Failure;
-use crate::backend::{BackendError, BodyError};
+use crate::backend::{BackendError, BodyError, StorageFault, StoragePlace};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -33,8 +33,10 @@ pub enum ApiError {
     TooLarge { limit: u64 },
     #[error("the server is shutting down; retry against another instance or later")]
     ShuttingDown,
-    #[error("the spill directory is full; nothing was stored")]
-    InsufficientStorage,
+    /// The spill or data directory cannot be written; the detail names
+    /// which, and why, never a path.
+    #[error("{0}")]
+    InsufficientStorage(StorageFault),
     #[error("{detail}; nothing was stored, retry after {retry_after} s or pop some elements")]
     OverQuota { detail: String, retry_after: u64 },
     #[error("the request body could not be read: {0}")]
@@ -80,7 +82,13 @@ impl ApiError {
             ApiError::Gone => (StatusCode::GONE, "blob-deleted"),
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "element-too-large"),
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting-down"),
-            ApiError::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "spill-dir-full"),
+            ApiError::InsufficientStorage(fault) => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                match fault.place {
+                    StoragePlace::Spill => "spill-dir-full",
+                    StoragePlace::Data => "data-dir-full",
+                },
+            ),
             ApiError::OverQuota { .. } => (StatusCode::TOO_MANY_REQUESTS, "over-quota"),
             ApiError::BodyRead(_) => (StatusCode::BAD_REQUEST, "body-read-failed"),
             ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body-timeout"),
@@ -158,12 +166,13 @@ impl From<BackendError> for ApiError {
             BackendError::BlobGone => ApiError::Gone,
             BackendError::ShuttingDown => ApiError::ShuttingDown,
             BackendError::TooLarge { limit } => ApiError::TooLarge { limit },
-            BackendError::StorageFull => ApiError::InsufficientStorage,
+            BackendError::Unwritable(fault) => ApiError::InsufficientStorage(fault),
             BackendError::Body(BodyError::Timeout(secs)) => ApiError::BodyTimeout(secs),
             BackendError::Body(BodyError::Read(detail)) => ApiError::BodyRead(detail),
-            BackendError::Write(_) => ApiError::Internal(e.to_string()),
-            BackendError::Io(e) => ApiError::Internal(e.to_string()),
-            BackendError::Durability(detail) => ApiError::Internal(detail),
+            // The kind alone: the error itself may name a file.
+            BackendError::Io(e) => {
+                ApiError::Internal(format!("could not read the element's data ({})", e.kind()))
+            }
         }
     }
 }
@@ -183,6 +192,46 @@ mod tests {
         assert_eq!(logged, Some("internal error: disk on fire"));
         let refused = ApiError::bad_request("invalid-name", "no").into_response();
         assert!(refused.extensions().get::<ServerFault>().is_none());
+    }
+
+    #[test]
+    fn a_storage_fault_is_507_naming_the_directory_but_no_path() {
+        let io = std::io::Error::other("failed to create file at path /var/lib/blobq/blobs/blob-x");
+        let cases = [
+            (
+                StoragePlace::Spill,
+                std::io::Error::from_raw_os_error(libc::ENOSPC),
+                "spill-dir-full",
+                "spill directory is full",
+            ),
+            (
+                StoragePlace::Data,
+                std::io::Error::from_raw_os_error(libc::EDQUOT),
+                "data-dir-full",
+                "data directory is full",
+            ),
+            (
+                StoragePlace::Data,
+                io,
+                "data-dir-full",
+                "data directory cannot be written",
+            ),
+        ];
+        for (place, e, problem, says) in cases {
+            let api = ApiError::from(BackendError::Unwritable(StorageFault::new(place, &e)));
+            assert_eq!(
+                api.status_and_problem(),
+                (StatusCode::INSUFFICIENT_STORAGE, problem)
+            );
+            let detail = api.to_string();
+            assert!(detail.contains(says), "{detail}");
+            assert!(!detail.contains('/'), "a path in {detail}");
+        }
+        let read = ApiError::from(BackendError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "/srv/spill/blob-1",
+        )));
+        assert!(!read.to_string().contains('/'), "{read}");
     }
 
     #[test]

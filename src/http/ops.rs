@@ -9,15 +9,21 @@ use serde_json::json;
 
 use super::{json, with_status, App, Handled};
 
-/// `200` while the server accepts work, `503` once it is draining.
+/// `200` while the server accepts work; `503` once it is draining, and
+/// while the engine cannot write (a full disk), with the reason (no path).
 pub(super) async fn health(State(app): State<Arc<App>>) -> Handled {
     if app.is_draining() {
-        json(
+        return json(
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({"status": "draining"}),
-        )
-    } else {
-        json(StatusCode::OK, &json!({"status": "ok"}))
+        );
+    }
+    match app.backend.write_fault().await {
+        Some(fault) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "unwritable", "reason": fault.situation()}),
+        ),
+        None => json(StatusCode::OK, &json!({"status": "ok"})),
     }
 }
 

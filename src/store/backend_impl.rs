@@ -1,6 +1,11 @@
 //! The embedded engine behind the storage seam: each operation receives its
 //! body, runs under the namespace lock, and waits until its change is as
 //! durable as the configured fsync mode promises before it returns.
+//!
+//! When the disk is full an operation that needs a write answers `507`
+//! having changed nothing: `Store::writable` refuses it up front while the
+//! log is behind, and a change whose own records could not be written is
+//! taken back (`withdraw`).
 
 use async_trait::async_trait;
 use futures_util::StreamExt as _;
@@ -9,41 +14,35 @@ use crate::backend::ids::BlobId;
 use crate::backend::name::Name;
 use crate::backend::{
     Backend, BackendError, BlobRead, IncomingBody, NamespaceStats, PopOptions, Popped, PushOptions,
-    Pushed, QueueStats, ServerStats, StoredBlob, TotalsSnapshot,
+    Pushed, QueueStats, ServerStats, StorageFault, StoredBlob, TotalsSnapshot,
 };
 
 use super::blob::BlobContent;
 use super::clock::saturating_millis;
 use super::ingest::IngestError;
-use super::journal::{Commit, JournalFailed};
+use super::journal::Commit;
 use super::{PopMode, Store};
 
-impl From<IngestError> for BackendError {
-    fn from(e: IngestError) -> Self {
-        match e {
-            IngestError::TooLarge { limit } => BackendError::TooLarge { limit },
-            IngestError::DiskFull => BackendError::StorageFull,
-            IngestError::Io(e) => BackendError::Write(e),
-        }
-    }
-}
-
-impl From<JournalFailed> for BackendError {
-    fn from(e: JournalFailed) -> Self {
-        BackendError::Durability(e.to_string())
-    }
-}
-
 impl Store {
-    /// Receives a body chunk by chunk into memory or a spill file. Dropped
-    /// on any error, the writer removes whatever it wrote.
+    /// Receives a body chunk by chunk into memory or a body file. Dropped
+    /// on any error, the writer removes whatever it wrote. A file that
+    /// cannot be written is `507`, its path only in the server log.
     async fn receive(&self, body: IncomingBody) -> Result<(BlobContent, u64), BackendError> {
-        let mut writer = self.blob_writer(body.announced)?;
+        let health = &self.shared.file_health;
+        let unwritable = |e: IngestError| match e {
+            IngestError::TooLarge { limit } => BackendError::TooLarge { limit },
+            IngestError::Unwritable(e) => BackendError::Unwritable(health.failed(&e)),
+        };
+        let mut writer = self.blob_writer(body.announced).map_err(unwritable)?;
         let mut chunks = body.chunks;
         while let Some(chunk) = chunks.next().await {
-            writer.write(chunk?).await?;
+            writer.write(chunk?).await.map_err(unwritable)?;
         }
-        Ok(writer.finish().await?)
+        let (content, size) = writer.finish().await.map_err(unwritable)?;
+        if content.is_spilled() {
+            health.succeeded();
+        }
+        Ok((content, size))
     }
 }
 
@@ -56,11 +55,15 @@ impl Backend for Store {
         body: IncomingBody,
         opts: PushOptions,
     ) -> Result<Pushed, BackendError> {
+        self.writable(Commit::Accepted).await?;
         // A large body announced past the quota is refused before it is read.
         self.precheck_quota(ns, 1, body.announced)?;
         let data = self.receive(body).await?;
         let pushed = self.push_received(ns, queue, Some(data), opts.meta, opts.lifetime)?;
-        self.durable(Commit::Accepted).await?;
+        if let Err(e) = self.durable(Commit::Accepted).await {
+            self.withdraw_push(ns, queue, pushed.id).await;
+            return Err(e);
+        }
         Ok(pushed)
     }
 
@@ -81,8 +84,12 @@ impl Backend for Store {
                     })?,
             ),
         };
+        self.writable(Commit::Accepted).await?;
         let pushed = self.reference_push(ns, queue, blob, opts.meta, opts.lifetime)?;
-        self.durable(Commit::Accepted).await?;
+        if let Err(e) = self.durable(Commit::Accepted).await {
+            self.withdraw_push(ns, queue, pushed.id).await;
+            return Err(e);
+        }
         Ok(pushed)
     }
 
@@ -96,16 +103,28 @@ impl Backend for Store {
             with_data: opts.with_data,
             lease_ms: opts.lease.map(saturating_millis),
         };
+        // In `always` mode a pop is logged before it is answered: refused
+        // while the log cannot be written, the element staying in its queue.
+        self.writable(Commit::Consumed).await?;
         // Made durable (Commit::Consumed) before the element is delivered.
         self.pop_waiting(ns, queue, mode, opts.wait).await
     }
 
     async fn ack(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), BackendError> {
-        self.ack_lease(ns, queue, receipt)?;
-        self.durable(Commit::Consumed).await
+        self.writable(Commit::Consumed).await?;
+        let acked = self.ack_lease(ns, queue, receipt)?;
+        if let Err(e) = self.durable(Commit::Consumed).await {
+            self.give_back_ack(ns, queue, acked).await;
+            return Err(e);
+        }
+        Ok(())
     }
 
     async fn purge(&self, ns: &Name, queue: &Name) -> Result<u64, BackendError> {
+        // Like a deletion, a purge whose records then fail stands: its
+        // elements are gone from memory and their records are written with
+        // the next round.
+        self.writable(Commit::Consumed).await?;
         let purged = self.purge_queue(ns, queue);
         self.durable(Commit::Consumed).await?;
         Ok(purged)
@@ -113,6 +132,9 @@ impl Backend for Store {
 
     async fn release(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), BackendError> {
         // A release may dead-letter the element, which the log records.
+        // Should that record fail to be written the release stands: the
+        // element is in one queue or the other, never lost.
+        self.writable(Commit::Consumed).await?;
         self.release_lease(ns, queue, receipt)?;
         self.durable(Commit::Consumed).await
     }
@@ -134,10 +156,14 @@ impl Backend for Store {
         body: IncomingBody,
         opts: PushOptions,
     ) -> Result<StoredBlob, BackendError> {
+        self.writable(Commit::Accepted).await?;
         self.precheck_quota(ns, 0, body.announced)?;
         let (content, size) = self.receive(body).await?;
         let blob = self.store_received(ns, content, size, opts.meta, opts.lifetime)?;
-        self.durable(Commit::Accepted).await?;
+        if let Err(e) = self.durable(Commit::Accepted).await {
+            self.withdraw_blob(ns, blob.id()).await;
+            return Err(e);
+        }
         Ok(StoredBlob {
             id: blob.id(),
             size,
@@ -152,6 +178,9 @@ impl Backend for Store {
         id: &str,
         delete_after: bool,
     ) -> Result<BlobRead, BackendError> {
+        if delete_after {
+            self.writable(Commit::Consumed).await?;
+        }
         let read = self.open_blob(ns, id, delete_after).await?;
         if delete_after {
             self.durable(Commit::Consumed).await?;
@@ -160,6 +189,9 @@ impl Backend for Store {
     }
 
     async fn delete_blob(&self, ns: &Name, id: &str) -> Result<(), BackendError> {
+        // A deletion whose record then fails stands (its blob is marked
+        // deleted already): the record is written with the next round.
+        self.writable(Commit::Consumed).await?;
         self.remove_blob(ns, id)?;
         self.durable(Commit::Consumed).await
     }
@@ -182,6 +214,10 @@ impl Backend for Store {
 
     fn totals(&self) -> TotalsSnapshot {
         Store::totals(self)
+    }
+
+    async fn write_fault(&self) -> Option<StorageFault> {
+        Store::write_fault(self)
     }
 
     fn begin_shutdown(&self) {

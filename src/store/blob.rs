@@ -54,7 +54,8 @@ impl BlobFile {
 pub struct StoredFile {
     path: std::path::PathBuf,
     kept: AtomicBool,
-    gone: std::sync::OnceLock<Arc<Journal>>,
+    /// Set when the log recorded the blob as gone: the journal removes the file.
+    gone: std::sync::Mutex<Option<Arc<Journal>>>,
 }
 
 impl StoredFile {
@@ -62,7 +63,7 @@ impl StoredFile {
         StoredFile {
             path,
             kept: AtomicBool::new(kept),
-            gone: std::sync::OnceLock::new(),
+            gone: std::sync::Mutex::new(None),
         }
     }
 
@@ -70,21 +71,34 @@ impl StoredFile {
         &self.path
     }
 
-    /// The log now refers to the file: it outlives this process.
+    /// The log now refers to the file: it outlives this process. Also
+    /// when a blob recorded as gone is recorded again (a pop taken back).
     pub fn keep(&self) {
         self.kept.store(true, Ordering::Release);
+        *self.gone_journal() = None;
+    }
+
+    fn gone_journal(&self) -> std::sync::MutexGuard<'_, Option<Arc<Journal>>> {
+        self.gone
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The log recorded the blob as gone: `journal` removes the file once
     /// nothing holds the blob any more.
     pub(crate) fn remove_when_dropped(&self, journal: Arc<Journal>) {
-        let _ = self.gone.set(journal);
+        *self.gone_journal() = Some(journal);
     }
 }
 
 impl Drop for StoredFile {
     fn drop(&mut self) {
-        if let Some(journal) = self.gone.get() {
+        let gone = self
+            .gone
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(journal) = gone {
             journal.unlink_later(std::mem::take(&mut self.path));
         } else if !self.kept.load(Ordering::Acquire) {
             let _ = std::fs::remove_file(&self.path);
@@ -215,9 +229,16 @@ impl Blob {
         // would otherwise sit in the future of every pop, in memory or not.
         match &self.content {
             BlobContent::Memory(bytes) => Ok(BlobBody::Memory(bytes.clone())),
-            BlobContent::File(file) => Ok(BlobBody::File(
-                Box::pin(tokio::fs::File::open(file.path())).await?,
-            )),
+            BlobContent::File(file) => match Box::pin(tokio::fs::File::open(file.path())).await {
+                Ok(opened) => Ok(BlobBody::File(opened)),
+                Err(e) => {
+                    // The client learns only the kind: the path stays here.
+                    if e.kind() != io::ErrorKind::NotFound {
+                        tracing::warn!(path = %file.path().display(), error = %e, "cannot open a blob's file");
+                    }
+                    Err(e)
+                }
+            },
         }
     }
 }

@@ -20,14 +20,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::Millis;
 use super::config::StoreConfig;
+use super::health::FileHealth;
 use super::ingest::{BlobWriter, IngestError, IngestLimits};
-use super::journal::{self, Commit, FsyncMode, Journal};
+use super::journal::{self, FsyncMode, Journal};
 use super::namespace::{Graveyard, Locked, Namespace, NsState, Quota, QuotaExceeded};
 use super::stats::Totals;
 use super::{recovery, sweeper};
 use crate::backend::name::Name;
 use crate::backend::stats::{NamespaceStats, QueueStats, ServerStats, TotalsSnapshot};
-use crate::backend::BackendError;
+use crate::backend::{BackendError, StoragePlace};
 
 /// The namespaces by name. Looked up on every request: hashed with foldhash
 /// (hashbrown's default, seeded per map) rather than SipHash.
@@ -61,7 +62,9 @@ pub(super) struct Shared {
     pub next_waiter: AtomicU64,
     started: Instant,
     /// Durable mode: the log every change is appended to.
-    journal: Option<Arc<Journal>>,
+    pub journal: Option<Arc<Journal>>,
+    /// Whether body files can be written where `limits.spill_dir` says.
+    pub file_health: FileHealth,
     /// Durable mode: held so no second server uses the data directory.
     _dir_lock: Option<journal::files::DirLock>,
 }
@@ -114,6 +117,11 @@ impl Store {
             (Some(o), Some(d)) => (o.dir.blob_dir(), Some(d.fsync == FsyncMode::Always)),
             _ => (spill_dir.path().to_owned(), None),
         };
+        let file_place = match durable_sync {
+            Some(_) => StoragePlace::Data,
+            None => StoragePlace::Spill,
+        };
+        let file_health = FileHealth::new(file_place, file_dir.clone());
         let (journal, dir_lock) = match opened {
             Some(o) => (Some(o.journal), Some(o.lock)),
             None => (None, None),
@@ -141,6 +149,7 @@ impl Store {
             next_waiter: AtomicU64::new(0),
             started: Instant::now(),
             journal,
+            file_health,
             _dir_lock: dir_lock,
         });
         tokio::spawn(sweeper::run(
@@ -151,16 +160,10 @@ impl Store {
         Ok(Store { shared })
     }
 
-    /// Waits until the changes made so far are as durable as `commit` asks
-    /// (at once when the store is not durable). Every operation of the
-    /// seam calls it before it answers.
-    pub async fn durable(&self, commit: Commit) -> Result<(), BackendError> {
-        // Boxed: the journal's wait is a large future that would otherwise
-        // sit inside every push's and pop's, durable or not.
-        match &self.shared.journal {
-            Some(journal) => Ok(Box::pin(journal.wait(commit)).await?),
-            None => Ok(()),
-        }
+    /// The log, in durable mode (for tests that make it fail).
+    #[cfg(test)]
+    pub(crate) fn journal(&self) -> Option<&Journal> {
+        self.shared.journal.as_deref()
     }
 
     /// The folder holding this process's spill files.

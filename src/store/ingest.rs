@@ -23,19 +23,10 @@ const SPILL_WRITE_BUFFER: usize = 256 * 1024;
 pub enum IngestError {
     #[error("the body is larger than the maximum element size of {limit} bytes")]
     TooLarge { limit: u64 },
-    #[error("the spill directory is full")]
-    DiskFull,
-    #[error("spill file error: {0}")]
-    Io(io::Error),
-}
-
-impl From<io::Error> for IngestError {
-    fn from(e: io::Error) -> Self {
-        match e.kind() {
-            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => IngestError::DiskFull,
-            _ => IngestError::Io(e),
-        }
-    }
+    /// Its file could not be created or written (a full disk, most often).
+    /// The error may name the file: it is for the server log only.
+    #[error("body file: {0}")]
+    Unwritable(#[from] io::Error),
 }
 
 /// The size rules a body is received under.
@@ -176,7 +167,7 @@ impl IngestLimits {
         if sync {
             file.get_ref().sync_data().await?;
         }
-        let path = path.keep().map_err(|e| IngestError::Io(e.error))?;
+        let path = path.keep().map_err(|e| IngestError::Unwritable(e.error))?;
         Ok(BlobContent::stored(StoredFile::new(path, false)))
     }
 

@@ -10,6 +10,9 @@
 //! - `queue`, `element`, `blob`, `blob_table` (over `incremental_map`):
 //!   the data structures; `ingest` and `file_body`: bodies in and out.
 //! - `sweeper`: the task that expires what is due and drops idle queues.
+//! - `durable`: waiting for the log, and refusing requests while it cannot
+//!   be written; `withdraw`: taking back a change it could not record;
+//!   `health`: whether body files can be written (for `/healthz`).
 //! - `journal` and `recovery`: durable mode's log and its replay.
 
 mod backend_impl;
@@ -17,9 +20,11 @@ pub mod blob;
 mod blob_table;
 pub mod clock;
 mod config;
+mod durable;
 pub mod element;
 mod file_body;
 mod handle;
+mod health;
 mod incremental_map;
 pub mod ingest;
 pub mod journal;
@@ -31,6 +36,7 @@ mod recovery;
 pub mod stats;
 mod sweeper;
 mod wait_ticket;
+mod withdraw;
 
 pub use config::{StoreConfig, UnknownFsyncMode};
 pub(crate) use handle::Namespaces;

@@ -174,10 +174,16 @@ impl Store {
             .unwrap_or(0)
     }
 
-    /// Acknowledges lease `receipt` of `queue`: the element is gone.
-    pub fn ack_lease(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), BackendError> {
+    /// Acknowledges lease `receipt` of `queue`: the element is gone. Its
+    /// view is returned, to give back if the log cannot record it.
+    pub fn ack_lease(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        receipt: &str,
+    ) -> Result<Element, BackendError> {
         self.on_lease(ns, queue, receipt, |st, r, now, grave| {
-            st.ack(queue, r, now, grave).then_some(())
+            st.ack(queue, r, now, grave)
         })
     }
 

@@ -42,7 +42,9 @@ impl Store {
         }
         let now = Millis::now();
         let mut ticket = match self.first_try(ns, queue, mode, wait, now)? {
-            FirstTry::Delivered(delivery) => return self.deliver(delivery, now).await.map(Some),
+            FirstTry::Delivered(delivery) => {
+                return self.deliver(ns, queue, delivery, now).await.map(Some)
+            }
             FirstTry::Empty => return Ok(None),
             FirstTry::Wait(ticket) => ticket,
         };
@@ -59,7 +61,7 @@ impl Store {
         let delivery = self.change(ns, |st, grave| {
             st.finish_pop(queue, element, mode, now, grave)
         });
-        self.deliver(delivery, now).await.map(Some)
+        self.deliver(ns, queue, delivery, now).await.map(Some)
     }
 
     /// The locked part of a pop: takes the head if there is one, else
@@ -95,9 +97,19 @@ impl Store {
     }
 
     /// Turns an element delivered at `now` into what the client receives,
-    /// opening its data, once the pop is durable.
-    async fn deliver(&self, delivery: Delivery, now: Millis) -> Result<Popped, BackendError> {
-        self.durable(Commit::Consumed).await?;
+    /// opening its data, once the pop is durable. A pop the log could not
+    /// record gives the element back to `queue`.
+    async fn deliver(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        delivery: Delivery,
+        now: Millis,
+    ) -> Result<Popped, BackendError> {
+        if let Err(e) = self.durable(Commit::Consumed).await {
+            self.give_back_pop(ns, queue, delivery).await;
+            return Err(e);
+        }
         let (element, with_data, lease) = match delivery {
             Delivery::Element {
                 element,

@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 use super::clock::Millis;
 use super::element::Element;
 use super::stats::Totals;
-use crate::backend::ids::Receipt;
+use crate::backend::ids::{ElementId, Receipt};
 use crate::backend::stats::Counts;
 
 /// Sequence numbers start in the middle of the range so that elements can be
@@ -210,6 +210,17 @@ impl Queue {
         Some((seq, element))
     }
 
+    /// The sequence number of ready element `id`, searched from the tail
+    /// (where a push just made is). Only a change being taken back looks
+    /// an element up by id.
+    pub fn find(&self, id: ElementId) -> Option<u64> {
+        let i = self
+            .ready
+            .iter()
+            .rposition(|slot| slot.as_ref().is_some_and(|e| e.id == id))?;
+        Some(self.head_seq + i as u64)
+    }
+
     /// Removes the element with sequence number `seq` (the sweeper's path).
     pub fn remove(&mut self, seq: u64) -> Option<Element> {
         let index = usize::try_from(seq.checked_sub(self.head_seq)?).ok()?;
@@ -278,6 +289,13 @@ impl Queue {
     }
     pub fn count_pop(&mut self) {
         self.popped += 1;
+    }
+    /// A push or pop taken back because the log could not record it.
+    pub fn uncount_push(&mut self) {
+        self.pushed = self.pushed.saturating_sub(1);
+    }
+    pub fn uncount_pop(&mut self) {
+        self.popped = self.popped.saturating_sub(1);
     }
     pub fn count_expiry(&mut self) {
         self.expired += 1;

@@ -78,6 +78,14 @@ impl Totals {
     pub(crate) fn popped(&self) {
         self.mine().pops.fetch_add(1, Relaxed);
     }
+    /// A push taken back because the log could not record it.
+    pub(crate) fn push_withdrawn(&self) {
+        self.mine().pushes.fetch_sub(1, Relaxed);
+    }
+    /// A pop taken back because the log could not record it.
+    pub(crate) fn pop_withdrawn(&self) {
+        self.mine().pops.fetch_sub(1, Relaxed);
+    }
     pub(crate) fn expired(&self) {
         self.mine().expirations.fetch_add(1, Relaxed);
     }

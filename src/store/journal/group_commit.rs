@@ -4,6 +4,14 @@
 //! segment free becomes the leader and writes everything pending in one
 //! `write` (syncing it in `always` mode) for every waiter. No hand-off to
 //! another thread: a request's own task does the write when it is first.
+//!
+//! A write or sync that fails (a full disk, most often) fails that round
+//! only: the segment is cut back to its last good length, so no torn record
+//! is left in its middle, and the round's records stay with the segment to
+//! be written first by the next leader. The round's waiters learn of it
+//! through [`Progress`] and answer `507`; the store then takes their changes
+//! back out, logging that too (see `Store::withdraw`), so when the records
+//! are finally written, replay ends in the state the clients were told.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -13,6 +21,8 @@ use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::watch;
+
+use crate::backend::{StorageFault, StoragePlace};
 
 use super::files::{self, create_segment, sync_dir, DataDir, SegmentKind};
 use super::{lock, DurabilityConfig, FsyncMode};
@@ -24,11 +34,18 @@ pub(super) struct Shared {
     /// The segment being written. Whoever holds it is the leader: it writes
     /// every pending record for everyone waiting (group commit).
     out: Mutex<Output>,
-    /// Records written to the segment file (in the page cache).
-    pub(super) written: watch::Sender<u64>,
-    /// Records on stable storage.
-    pub(super) synced: watch::Sender<u64>,
-    pub(super) failed: AtomicBool,
+    /// How far the records got, and the last failed round: what waiters
+    /// watch.
+    pub(super) progress: watch::Sender<Progress>,
+    /// Set while a round's records wait to be written again after a
+    /// failure: requests that need the log first try that write themselves
+    /// and change nothing if it fails.
+    pub(super) behind: AtomicBool,
+    /// Why the log cannot be written, while it cannot: `/healthz` says so.
+    pub(super) fault: Mutex<Option<StorageFault>>,
+    /// Test hook: fails writes on demand (see [`Faults`]).
+    #[cfg(test)]
+    pub(super) faults: Faults,
     pub(super) closing: AtomicBool,
     /// Wakes the batch-mode syncer early at shutdown.
     pub(super) syncer_wake: (Mutex<()>, Condvar),
@@ -52,6 +69,20 @@ pub(super) struct Pending {
     pub(super) new_files: bool,
 }
 
+/// Where the records are, in counts of records appended since start-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Progress {
+    /// Records written to the segment file (in the page cache).
+    pub written: u64,
+    /// Records on stable storage.
+    pub synced: u64,
+    /// Rounds that failed so far.
+    pub failures: u64,
+    /// The last failed round held the records up to this one: a request
+    /// whose records are among them, waiting when it failed, answers `507`.
+    pub failed_through: u64,
+}
+
 /// The leader's side: the open segment and what waits for its sync.
 pub(super) struct Output {
     pub(super) file: Arc<File>,
@@ -67,6 +98,12 @@ pub(super) struct Output {
     pub(super) unlink: Vec<(u64, PathBuf)>,
     /// Blob files were created since the last sync.
     pub(super) dir_dirty: bool,
+    /// The records of the round being written; after a failed round, its
+    /// records, written first by the next leader. Empty between rounds.
+    batch: Vec<u8>,
+    /// A failed round could not cut the segment back to `file_len`: the
+    /// next one must, before it writes.
+    torn: bool,
     spare: Vec<u8>,
 }
 
@@ -119,11 +156,15 @@ impl Shared {
                 written: 0,
                 unlink: Vec::new(),
                 dir_dirty: false,
+                batch: Vec::new(),
+                torn: false,
                 spare: Vec::new(),
             }),
-            written: watch::Sender::new(0),
-            synced: watch::Sender::new(0),
-            failed: AtomicBool::new(false),
+            progress: watch::Sender::new(Progress::default()),
+            behind: AtomicBool::new(false),
+            fault: Mutex::new(None),
+            #[cfg(test)]
+            faults: Faults::default(),
             closing: AtomicBool::new(false),
             syncer_wake: (Mutex::new(()), Condvar::new()),
             mode: config.fsync,
@@ -148,42 +189,141 @@ impl Shared {
         }
     }
 
-    /// Writes every pending record in one `write`; syncs in `always` mode
-    /// (or when `final_sync`); seals the segment once it is full.
+    /// Writes every pending record in one `write` (after those of a failed
+    /// round, if any); syncs in `always` mode (or when `final_sync`); seals
+    /// the segment once it is full. On failure nothing of the round stays in
+    /// the segment and its records are kept for the next leader.
     pub(super) fn lead(&self, mut out: Held<'_>, final_sync: bool) -> io::Result<()> {
-        let (mut batch, appended, unlink, new_files) = {
+        let (appended, unlink, new_files) = {
             let mut p = lock(&self.pending);
-            let spare = std::mem::take(&mut out.spare);
-            let batch = std::mem::replace(&mut p.buf, spare);
+            if out.batch.is_empty() {
+                let spare = std::mem::take(&mut out.spare);
+                out.batch = std::mem::replace(&mut p.buf, spare);
+            } else {
+                out.batch.extend_from_slice(&p.buf);
+                p.buf.clear();
+            }
             let unlink = std::mem::take(&mut p.unlink);
-            (batch, p.appended, unlink, std::mem::take(&mut p.new_files))
+            (p.appended, unlink, std::mem::take(&mut p.new_files))
         };
-        if batch.is_empty() && unlink.is_empty() && !new_files && !final_sync {
-            out.spare = batch;
+        if out.batch.is_empty() && unlink.is_empty() && !new_files && !final_sync && !out.torn {
             return Ok(());
         }
-        if !batch.is_empty() {
-            (&*out.file).write_all(&batch)?;
-            out.file_len += batch.len() as u64;
-        }
-        batch.clear();
-        out.spare = batch;
-        out.written = appended;
         out.dir_dirty |= new_files;
+        // Removed once a sync covers `appended`, which only a round that
+        // wrote these records can reach.
         out.unlink
             .extend(unlink.into_iter().map(|path| (appended, path)));
-        self.written.send_replace(appended);
-        match self.mode {
-            FsyncMode::Always => self.sync(&mut out)?,
-            _ if final_sync => self.sync(&mut out)?,
-            // Nothing promised beyond the page cache: remove at once.
-            FsyncMode::Never => remove_files(out.unlink.drain(..).map(|(_, p)| p)),
-            FsyncMode::Batch => {}
+        let sync = self.mode == FsyncMode::Always || final_sync;
+        let good_len = out.file_len;
+        if let Err(e) = self.write_round(&mut out, sync) {
+            self.cut_back(&mut out, good_len);
+            self.round_failed(appended, &e);
+            return Err(e);
         }
-        if out.file_len >= self.segment_bytes {
-            self.rotate(&mut out)?;
+        out.written = appended;
+        self.progress.send_modify(|p| {
+            p.written = appended;
+            if sync {
+                p.synced = appended;
+            }
+        });
+        if sync {
+            remove_files(out.unlink.drain(..).map(|(_, p)| p));
+        } else if self.mode == FsyncMode::Never {
+            // Nothing promised beyond the page cache: remove at once.
+            remove_files(out.unlink.drain(..).map(|(_, p)| p));
+        }
+        self.behind.store(false, Ordering::Release);
+        // The records are written: a segment that cannot be sealed yet (no
+        // room for the next one) grows until it can, and the fault stays.
+        let sealed = if out.file_len >= self.segment_bytes {
+            self.rotate(&mut out)
+        } else {
+            Ok(())
+        };
+        match sealed {
+            Ok(()) => self.clear_fault(),
+            Err(e) => self.note_fault(
+                &e,
+                "cannot start a new log segment; the current one grows until one can be",
+            ),
         }
         Ok(())
+    }
+
+    /// Writes the round's records, and syncs them if `sync`.
+    fn write_round(&self, out: &mut Output, sync: bool) -> io::Result<()> {
+        if out.torn {
+            out.file.set_len(out.file_len)?;
+            out.torn = false;
+        }
+        if !out.batch.is_empty() {
+            #[cfg(test)]
+            self.faults.before_write(&out.file, &out.batch)?;
+            (&*out.file).write_all(&out.batch)?;
+            out.file_len += out.batch.len() as u64;
+        }
+        if sync {
+            self.sync(out)?;
+        }
+        let mut done = std::mem::take(&mut out.batch);
+        done.clear();
+        out.spare = done;
+        Ok(())
+    }
+
+    /// Cuts the segment back to `good_len` after a failed round, so that
+    /// the next round's records follow the last good one with no torn
+    /// record between them. Shortening a file needs no space; should it fail
+    /// anyway, the next round tries again before writing.
+    fn cut_back(&self, out: &mut Output, good_len: u64) {
+        out.file_len = good_len;
+        out.synced_len = out.synced_len.min(good_len);
+        if let Err(e) = out.file.set_len(good_len) {
+            tracing::warn!(error = %e, "cannot cut the log segment back after a failed write; retrying before the next write");
+            out.torn = true;
+        }
+    }
+
+    /// Tells the waiters of a failed round (records up to `through`) that
+    /// it failed; the records wait for the next leader.
+    fn round_failed(&self, through: u64, e: &io::Error) {
+        self.behind.store(true, Ordering::Release);
+        self.note_fault(
+            e,
+            "cannot write the log; requests that need it answer 507 until it can",
+        );
+        self.progress.send_modify(|p| {
+            p.failures += 1;
+            p.failed_through = through;
+        });
+    }
+
+    /// Records why the log cannot be written, logging the first time.
+    pub(super) fn note_fault(&self, e: &io::Error, what: &str) {
+        let mut fault = lock(&self.fault);
+        if fault.is_none() {
+            tracing::error!(dir = %self.dir.root.display(), error = %e, "{what}");
+        }
+        *fault = Some(StorageFault::new(StoragePlace::Data, e));
+    }
+
+    /// The background sync succeeded: a fault a sync or a sealing left is
+    /// over, unless a failed round still waits to be written.
+    pub(super) fn sync_succeeded(&self) {
+        let mut fault = lock(&self.fault);
+        if !self.behind.load(Ordering::Acquire) && fault.take().is_some() {
+            tracing::info!("the log can be written again");
+        }
+    }
+
+    /// A round was written (and the segment sealed if due): the log is
+    /// healthy again.
+    fn clear_fault(&self) {
+        if lock(&self.fault).take().is_some() {
+            tracing::info!("the log can be written again");
+        }
     }
 
     /// Takes the segment, waiting for it.
@@ -214,24 +354,28 @@ impl Shared {
     /// no change would come before the next periodic flush, an interval later.
     fn wake_waiters_left_behind(&self) {
         let appended = lock(&self.pending).appended;
-        if appended > *self.written.borrow() {
-            self.written.send_modify(|_| {});
-        }
-        if self.mode == FsyncMode::Always && appended > *self.synced.borrow() {
-            self.synced.send_modify(|_| {});
+        let p = *self.progress.borrow();
+        let done = if self.mode == FsyncMode::Always {
+            p.synced
+        } else {
+            p.written
+        };
+        if appended > done {
+            self.progress.send_modify(|_| {});
         }
     }
 
     /// Syncs the segment (and the blob folder if files were added), then
     /// removes the files whose removal is now durable.
     fn sync(&self, out: &mut Output) -> io::Result<()> {
+        #[cfg(test)]
+        self.faults.before_sync()?;
         out.file.sync_data()?;
         out.synced_len = out.file_len;
-        if std::mem::take(&mut out.dir_dirty) {
+        if out.dir_dirty {
             sync_dir(&self.dir.blob_dir())?;
+            out.dir_dirty = false;
         }
-        self.synced.send_replace(out.written);
-        remove_files(out.unlink.drain(..).map(|(_, p)| p));
         Ok(())
     }
 
@@ -242,8 +386,19 @@ impl Shared {
         // so only the newest segment can ever have a torn tail.
         out.file.sync_data()?;
         let next = out.seq + 1;
-        out.file = Arc::new(create_segment(&self.dir.segment(next, SegmentKind::Log))?);
-        sync_dir(&self.dir.log_dir())?;
+        let path = self.dir.segment(next, SegmentKind::Log);
+        // A segment begun on a full disk may lack its magic: removed, so
+        // the next try creates it afresh. One found there is not ours.
+        let file = create_segment(&path).inspect_err(|e| {
+            if e.kind() != io::ErrorKind::AlreadyExists {
+                let _ = std::fs::remove_file(&path);
+            }
+        })?;
+        if let Err(e) = sync_dir(&self.dir.log_dir()) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        out.file = Arc::new(file);
         out.sealed_bytes += out.file_len;
         out.file_len = files::MAGIC.len() as u64;
         out.synced_len = 0;
@@ -255,14 +410,44 @@ impl Shared {
         out.seq = next;
         Ok(())
     }
+}
 
-    pub(super) fn fail(&self, e: &io::Error) {
-        if !self.failed.swap(true, Ordering::AcqRel) {
-            tracing::error!(error = %e, "cannot write the log; refusing further writes");
+/// Writes and syncs that fail on demand, so the failure paths are tested
+/// without a full disk.
+#[cfg(test)]
+#[derive(Default)]
+pub(super) struct Faults {
+    /// Writes to fail from now on (each failed one counts down).
+    pub writes: AtomicU64,
+    /// Syncs to fail from now on.
+    pub syncs: AtomicU64,
+    /// Bytes a failing write still gets into the file first, as a write
+    /// cut short by a full disk does.
+    pub partial: AtomicU64,
+}
+
+#[cfg(test)]
+impl Faults {
+    fn take(n: &AtomicU64) -> bool {
+        n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn before_write(&self, file: &File, batch: &[u8]) -> io::Result<()> {
+        if !Faults::take(&self.writes) {
+            return Ok(());
         }
-        // Wake every waiter: they see `failed`.
-        self.written.send_replace(u64::MAX);
-        self.synced.send_replace(u64::MAX);
+        let partial = (self.partial.load(Ordering::Acquire) as usize).min(batch.len());
+        let mut file = file;
+        file.write_all(&batch[..partial])?;
+        Err(io::Error::from_raw_os_error(libc::ENOSPC))
+    }
+
+    fn before_sync(&self) -> io::Result<()> {
+        if Faults::take(&self.syncs) {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        Ok(())
     }
 }
 

@@ -12,6 +12,8 @@
 //! describes. `docs/DURABILITY.md` describes the guarantees.
 
 mod compactor;
+#[cfg(test)]
+mod failure_tests;
 pub mod files;
 mod group_commit;
 pub mod live;
@@ -73,9 +75,11 @@ pub struct Journal {
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// The journal failed to write: answers cannot be promised durable.
+/// The records a request waited for could not be written (a full disk,
+/// most often): its answer cannot be promised durable. The records stay
+/// with the journal for the next round; the request takes its change back.
 #[derive(Debug, thiserror::Error)]
-#[error("the log could not be written; see the server log")]
+#[error("the log could not be written")]
 pub struct JournalFailed;
 
 impl Journal {
@@ -142,24 +146,26 @@ impl Journal {
     /// Waits until every record appended so far is as durable as `commit`
     /// asks in this mode. The first waiter to find the segment free writes
     /// everything pending (and syncs it in `always` mode) for all waiters;
-    /// the others wait for its result.
+    /// the others wait for its result. `Err` when the round holding this
+    /// request's records failed while it waited: the request answers `507`
+    /// and takes its change back.
     pub async fn wait(&self, commit: Commit) -> Result<(), JournalFailed> {
         let sync = self.shared.mode == FsyncMode::Always;
         if commit == Commit::Consumed && !sync {
             return Ok(());
         }
         let target = self.pending().appended;
-        let mut rx = if sync {
-            self.shared.synced.subscribe()
-        } else {
-            self.shared.written.subscribe()
-        };
+        let mut rx = self.shared.progress.subscribe();
+        let failures = rx.borrow().failures;
         loop {
-            if self.shared.failed.load(Ordering::Acquire) {
-                return Err(JournalFailed);
-            }
-            if *rx.borrow_and_update() >= target {
+            let p = *rx.borrow_and_update();
+            if (if sync { p.synced } else { p.written }) >= target {
                 return Ok(());
+            }
+            // A round that failed before this wait began is retried below,
+            // not reported: its failure was told to its own waiters.
+            if p.failures > failures && p.failed_through >= target {
+                return Err(JournalFailed);
             }
             let led = self
                 .shared
@@ -167,10 +173,7 @@ impl Journal {
                 .map(|out| self.shared.lead_blocking(out));
             match led {
                 Some(Ok(())) => continue,
-                Some(Err(e)) => {
-                    self.shared.fail(&e);
-                    return Err(JournalFailed);
-                }
+                Some(Err(_)) => return Err(JournalFailed),
                 None => {
                     if rx.changed().await.is_err() {
                         return Err(JournalFailed);
@@ -180,6 +183,40 @@ impl Journal {
         }
     }
 
+    /// Before an operation that will wait for `commit` changes anything:
+    /// if a failed round's records are still unwritten, writes them now
+    /// (with whatever else is pending). `Err` if that fails again, so that
+    /// while the disk is full a request is refused having changed nothing,
+    /// and only the requests of the round that met the failure have a
+    /// change to take back.
+    pub async fn ready_for(&self, commit: Commit) -> Result<(), JournalFailed> {
+        if !self.shared.behind.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if commit == Commit::Consumed && self.shared.mode != FsyncMode::Always {
+            return Ok(());
+        }
+        self.wait(Commit::Accepted).await
+    }
+
+    /// A failed round's records wait to be written: requests that need the
+    /// log go through [`Journal::ready_for`] first.
+    pub fn is_behind(&self) -> bool {
+        self.shared.behind.load(Ordering::Acquire)
+    }
+
+    /// Test hook: the next `n` writes of the log fail as on a full disk.
+    #[cfg(test)]
+    pub(crate) fn fail_writes(&self, n: u64) {
+        self.shared.faults.writes.store(n, Ordering::Release);
+    }
+
+    /// Why the log cannot be written, while it cannot (no path: clients
+    /// read it).
+    pub fn fault(&self) -> Option<crate::backend::StorageFault> {
+        lock(&self.shared.fault).clone()
+    }
+
     /// Writes and syncs what is pending, removes the files waiting for it,
     /// and stops the background threads.
     pub fn close(&self) {
@@ -187,7 +224,7 @@ impl Journal {
             return;
         }
         if let Err(e) = self.shared.lead(self.shared.hold(), true) {
-            self.shared.fail(&e);
+            tracing::error!(error = %e, "the log's last records could not be written at shutdown; those changes are lost");
         }
         {
             // See `flush_periodically`: the syncer is either waiting, and is
@@ -335,7 +372,7 @@ mod tests {
             matches!(done, Ok(Ok(Ok(())))),
             "the waiter was not woken when the segment was released"
         );
-        assert_eq!(*journal.shared.written.borrow(), 1);
+        assert_eq!(journal.shared.progress.borrow().written, 1);
         journal.close();
     }
 }

@@ -36,9 +36,10 @@ impl Shared {
             if self.closing.load(Ordering::Acquire) {
                 return;
             }
-            if let Err(e) = self.lead(self.hold(), false) {
-                self.fail(&e);
-                return;
+            // A failed round stays with the segment: trying again every
+            // interval is how the log recovers when nobody writes.
+            if self.lead(self.hold(), false).is_err() {
+                continue;
             }
             let (file, written, dir_dirty, len) = {
                 let mut out = self.hold();
@@ -68,11 +69,18 @@ impl Shared {
                 }
             });
             if let Err(e) = result {
-                self.fail(&e);
-                return;
+                // Tried again next interval; the files waiting for this
+                // sync stay until one succeeds.
+                if dir_dirty {
+                    self.hold().dir_dirty = true;
+                }
+                self.note_fault(&e, "cannot sync the log; retrying every interval");
+                continue;
             }
             synced = written;
-            self.synced.send_replace(synced);
+            self.progress
+                .send_modify(|p| p.synced = p.synced.max(synced));
+            self.sync_succeeded();
             let due: Vec<PathBuf> = {
                 let mut out = self.hold();
                 if Arc::ptr_eq(&out.file, &file) {

@@ -75,7 +75,7 @@ impl NsState {
         self.remove_lease(queue, receipt)
     }
 
-    fn remove_lease(&mut self, queue: &Name, receipt: Receipt) -> Option<Element> {
+    pub(super) fn remove_lease(&mut self, queue: &Name, receipt: Receipt) -> Option<Element> {
         let lease = self.queues.get_mut(queue)?.leased.remove(&receipt)?;
         self.totals.lease_removed();
         self.elements_held -= 1;
@@ -84,20 +84,20 @@ impl NsState {
         Some(lease.element)
     }
 
-    /// Acknowledges a lease: the element is gone for good. False if the lease
-    /// is unknown or has run out.
+    /// Acknowledges a lease: the element is gone for good. Returns a view
+    /// of it (to give back should the log not record the acknowledgement),
+    /// or `None` if the lease is unknown or has run out.
     pub fn ack(
         &mut self,
         queue: &Name,
         receipt: Receipt,
         now: Millis,
         grave: &mut Graveyard,
-    ) -> bool {
-        let Some(element) = self.take_lease(queue, receipt, now, grave) else {
-            return false;
-        };
+    ) -> Option<Element> {
+        let element = self.take_lease(queue, receipt, now, grave)?;
+        let view = element.clone();
         self.discard(element, now, grave);
-        true
+        Some(view)
     }
 
     /// Hands a leased element back at once, as if its lease had run out.

@@ -20,6 +20,7 @@ mod leases;
 mod queues;
 mod quota;
 mod stats;
+mod withdraw;
 
 #[cfg(test)]
 mod model_tests;
@@ -131,6 +132,10 @@ pub(crate) enum Arrival {
     DeadLetter,
     /// Read back from the log at start-up, at the tail.
     Restore,
+    /// Taken back at the head after the log could not record its pop or
+    /// acknowledgement: its `Take` will be written, so it is logged as a
+    /// `Put` again (replay then has it at its queue's tail).
+    Undo,
 }
 
 /// A lease on an element that was just delivered.

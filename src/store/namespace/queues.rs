@@ -21,7 +21,7 @@ impl NsState {
         grave: &mut Graveyard,
     ) {
         let is_new = matches!(arrival, Arrival::Push | Arrival::DeadLetter);
-        if is_new {
+        if is_new || arrival == Arrival::Undo {
             self.log.put(queue, &element);
         }
         let totals = &*self.totals;
@@ -40,7 +40,7 @@ impl NsState {
             Ok(()) => return,
             Err(element) => element,
         };
-        let end = if arrival == Arrival::Return {
+        let end = if matches!(arrival, Arrival::Return | Arrival::Undo) {
             End::Front
         } else {
             End::Back
