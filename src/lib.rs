@@ -7,11 +7,14 @@
 //! - [`http`]: routes, request validation and error responses.
 //! - [`store`]: the embedded engine: namespaces, queues, blobs, spill files,
 //!   expiry and the durable log; no HTTP.
+//! - [`jobs`]: the embedded jobs engine: job documents, their queues,
+//!   leases and long polls, with their bytes kept as blobs of a backend.
 //! - [`metrics`]: the Prometheus registry.
 
 pub mod backend;
 pub mod config;
 pub mod http;
+pub mod jobs;
 pub mod metrics;
 pub mod server;
 pub mod store;

@@ -8,6 +8,7 @@ mod body;
 mod error;
 pub mod extract;
 pub mod headers;
+mod jobs;
 mod layers;
 mod leases;
 mod ops;
@@ -27,8 +28,11 @@ use uuid::Uuid;
 
 pub use error::ApiError;
 pub use extract::RequestLimits;
+pub use jobs::extract::JobLimits;
+pub use jobs::JobsService;
 pub use router::router;
 
+use crate::backend::jobs::JobStore;
 use crate::backend::Backend;
 use crate::metrics::Metrics;
 
@@ -38,6 +42,8 @@ pub struct App {
     pub backend: Arc<dyn Backend>,
     pub limits: RequestLimits,
     pub metrics: Metrics,
+    /// The jobs engine, where this server serves jobs.
+    pub jobs: Option<JobsService>,
     /// Set when shutdown begins: new requests and `/healthz` answer `503`.
     draining: AtomicBool,
 }
@@ -48,8 +54,16 @@ impl App {
             metrics: Metrics::new(backend.clone()),
             backend,
             limits,
+            jobs: None,
             draining: AtomicBool::new(false),
         }
+    }
+
+    /// Serves the jobs API from `store`, its state also in `/metrics`.
+    pub fn with_jobs(mut self, store: Arc<dyn JobStore>, limits: JobLimits) -> App {
+        self.metrics.add_jobs(store.clone());
+        self.jobs = Some(JobsService { store, limits });
+        self
     }
 
     pub fn begin_draining(&self) {

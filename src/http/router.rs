@@ -22,7 +22,7 @@ use http::Method;
 use tower::{Service, ServiceBuilder};
 
 use super::layers::{self, CloseUnread, Hooked, Observe, RouteLabel, RouteLayer, Traced};
-use super::{blobs, leases, ops, path, queues, ApiError, App};
+use super::{blobs, jobs, leases, ops, path, queues, ApiError, App};
 
 /// Every route of the server behind its layers, as one tower service.
 pub fn router(app: Arc<App>) -> Api {
@@ -52,7 +52,23 @@ pub fn router(app: Arc<App>) -> Api {
         )
         .route("/metrics", get(ops::metrics))
         // Answers while draining: it is how a load balancer learns of it.
-        .route("/healthz", get(ops::health).while_draining());
+        .route("/healthz", get(ops::health).while_draining())
+        // Jobs (docs/JOBS.md): `claim` is matched before `{id}`.
+        .route("/jobs/{ns}", get(jobs::counts))
+        .route("/jobs/{ns}/{queue}", get(jobs::list).post(jobs::submit))
+        .route("/jobs/{ns}/{queue}/claim", post(jobs::claim))
+        .route(
+            "/jobs/{ns}/{queue}/{id}",
+            get(jobs::get).delete(jobs::delete),
+        )
+        .route(
+            "/jobs/{ns}/{queue}/{id}/result",
+            get(jobs::result).put(jobs::upload_result),
+        )
+        .route("/jobs/{ns}/{queue}/{id}/log", get(jobs::log))
+        .route("/jobs/{ns}/{queue}/{id}/cancel", post(jobs::cancel))
+        .route("/jobs/{ns}/{queue}/{id}/heartbeat", post(jobs::heartbeat))
+        .route("/jobs/{ns}/{queue}/{id}/fail", post(jobs::fail));
     let router = table.router.fallback(no_route).with_state(app.clone());
     // Outermost first. An authentication layer goes after `Observe`, so
     // that refused requests are counted too.
