@@ -14,7 +14,7 @@ use crate::backend::jobs::{
     JobStore, ListOptions, ResultMeta, Seen, SubmitOptions,
 };
 use crate::backend::name::Name;
-use crate::backend::{Backend, BodyError, IncomingBody, MetaInput, Payload};
+use crate::backend::{BodyError, IncomingBody, MetaInput, Payload};
 use crate::store::Store;
 
 struct Fixture {
