@@ -602,3 +602,31 @@ async fn a_durable_server_does_not_serve_jobs_yet() {
     assert_eq!(v["type"], "urn:blobq:problem:jobs-not-available");
     problem(server.get("/jobs/ns").await, 501).await;
 }
+
+#[tokio::test]
+async fn on_shutdown_long_polls_and_waiting_claims_answer_503() {
+    let mut server = common::start().await;
+    let id = submit(&server, "ns/q", "x").await;
+    let poll = server.spawn_get(&format!("/jobs/ns/q/{id}?wait=60"));
+    let claim = {
+        let (client, url) = (
+            reqwest::Client::new(),
+            server.url("/jobs/ns/idle/claim?timeout=60"),
+        );
+        tokio::spawn(async move {
+            let r = client.post(url).send().await.expect("claim");
+            r.status().as_u16()
+        })
+    };
+    server
+        .wait_for_json("/jobs/ns", "a waiting worker", |v| {
+            v["queues"]["idle"]["waiting_workers"] == 1
+        })
+        .await;
+    server.terminate();
+    let (status, body) = poll.await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("shutting-down"));
+    assert_eq!(claim.await.unwrap(), 503);
+    assert!(server.wait_exit().await.success());
+}
