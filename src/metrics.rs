@@ -2,6 +2,8 @@
 //! layer, and the store's and the jobs engine's gauges and counters read at
 //! scrape time.
 
+mod jobs;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +19,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::backend::jobs::{JobState, JobStore};
+use crate::backend::jobs::JobStore;
 use crate::backend::Backend;
+use jobs::JobsCollector;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -317,65 +320,6 @@ impl Collector for StoreCollector {
                 "expirations",
                 "Elements that expired unpopped",
                 t.expirations,
-            ),
-        ];
-        for (name, help, value) in counters {
-            let c = ConstCounter::new(value);
-            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
-        }
-        Ok(())
-    }
-}
-
-/// Reads the jobs engine's counts and counters on each scrape.
-struct JobsCollector(Arc<dyn JobStore>);
-
-impl std::fmt::Debug for JobsCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JobsCollector")
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct JobLabels {
-    namespace: String,
-    queue: String,
-    state: &'static str,
-}
-
-impl Collector for JobsCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut family = encoder.encode_descriptor(
-            "jobs",
-            "Jobs by namespace, queue and state",
-            None,
-            MetricType::Gauge,
-        )?;
-        for queue in self.0.job_counts() {
-            for state in JobState::ALL {
-                let labels = JobLabels {
-                    namespace: queue.namespace.as_str().to_owned(),
-                    queue: queue.queue.as_str().to_owned(),
-                    state: state.as_str(),
-                };
-                ConstGauge::new(queue.counts[state.index()] as i64)
-                    .encode(family.encode_family(&labels)?)?;
-            }
-        }
-        let t = self.0.job_totals();
-        let counters: [(&str, &str, u64); 5] = [
-            ("jobs_submitted", "Jobs submitted", t.submitted),
-            ("job_claims", "Jobs claimed by a worker", t.claims),
-            ("job_completions", "Jobs that succeeded", t.completions),
-            (
-                "job_failures",
-                "Jobs that failed (worker failures, abandoned, expired)",
-                t.failures,
-            ),
-            (
-                "job_cancellations",
-                "Jobs cancelled by a client",
-                t.cancellations,
             ),
         ];
         for (name, help, value) in counters {

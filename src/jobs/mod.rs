@@ -9,6 +9,7 @@
 //! - `queue` and `transitions`: one queue's state and the life of a job.
 //! - `job`: one job, kept small.
 //! - `claim`: the guards that make a claim undo itself if its worker goes.
+//! - `watch`: long polls on a job.
 //! - `sweeper`: the task that acts on passed deadlines.
 //! - `config`: the `[jobs]` settings.
 //!
@@ -22,6 +23,7 @@ mod queue;
 mod store_impl;
 mod sweeper;
 mod transitions;
+mod watch;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
