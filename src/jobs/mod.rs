@@ -266,4 +266,6 @@ impl Jobs {
 }
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
