@@ -197,3 +197,50 @@ fn reports_are_checked_json() {
         assert_eq!(problem(failure(bad, &c)), "invalid-report");
     }
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Whatever a check is given, it answers a value or a `400`.
+    fn accepted_or_400<T: std::fmt::Debug>(r: Result<T, ApiError>) -> Result<(), TestCaseError> {
+        match r {
+            Ok(_) | Err(ApiError::BadRequest { .. }) => Ok(()),
+            Err(other) => Err(TestCaseError::fail(format!("{other:?}"))),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_header_value_is_a_value_or_a_400(
+            name in prop::sample::select(vec![
+                "x-job-max-attempts", "x-job-retention", "idempotency-key",
+                "prefer", "x-job-status", "if-none-match", "content-type",
+                "x-custom-data", "x-queueserver-lifetime", "x-queueserver-lease",
+            ]),
+            value in "[ -~]{0,40}",
+        ) {
+            let h = headers(&[(name, &value)]);
+            accepted_or_400(Submit::parse(&h, &limits(), &job_limits()))?;
+            accepted_or_400(job_status(&h))?;
+            accepted_or_400(result_type(&h))?;
+            accepted_or_400(super::super::seen(&h))?;
+            accepted_or_400(receipt(&h))?;
+        }
+
+        #[test]
+        fn any_query_or_body_is_a_value_or_a_400(query in "[ -~]{0,60}", body in any::<Vec<u8>>()) {
+            let l = limits();
+            accepted_or_400(wait_query(Some(&query), &l))?;
+            accepted_or_400(claim_query(Some(&query), &l))?;
+            accepted_or_400(after_query(Some(&query)))?;
+            accepted_or_400(list_query(Some(&query)))?;
+            let c = JobConfig::default();
+            accepted_or_400(heartbeat(&body, &l, &c))?;
+            accepted_or_400(failure(&body, &c))?;
+            accepted_or_400(heartbeat(query.as_bytes(), &l, &c))?;
+            accepted_or_400(failure(query.as_bytes(), &c))?;
+        }
+    }
+}
