@@ -1,8 +1,9 @@
 //! The jobs API (`docs/JOBS.md`) through the real server: the client side
 //! in `jobs/client.rs`, the worker side in `jobs/workers.rs`, bad input in
-//! `jobs/refusals.rs`, retention and shutdown in `jobs/lifecycle.rs`, and
-//! the four flows of the issue end to end in `jobs/flows.rs`. The helpers
-//! every part uses are here.
+//! `jobs/refusals.rs`, retention and shutdown in `jobs/lifecycle.rs`, the
+//! four flows of the issue end to end in `jobs/flows.rs`, and what a job
+//! costs in memory in `jobs/memory.rs`. The helpers every part uses are
+//! here.
 
 #[path = "jobs/client.rs"]
 mod client;
@@ -11,6 +12,8 @@ mod common;
 mod flows;
 #[path = "jobs/lifecycle.rs"]
 mod lifecycle;
+#[path = "jobs/memory.rs"]
+mod memory;
 #[path = "jobs/refusals.rs"]
 mod refusals;
 #[path = "jobs/workers.rs"]
