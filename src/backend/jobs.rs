@@ -311,7 +311,7 @@ pub enum JobError {
     QueueNotFound { namespace: Name, queue: Name },
     /// The operation needs a finished job.
     #[error("job {id} is {state}, not done; cancel it first")]
-    NotDone { id: JobId, state: &'static str },
+    NotDone { id: JobId, state: JobState },
     /// A result was asked of a job that has none.
     #[error("job {id} is {state}: it has no result")]
     NoResult {

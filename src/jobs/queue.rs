@@ -239,10 +239,12 @@ impl QueueState {
     /// Removes a job and its keys; its blobs go into `fx`. Its long polls
     /// wake to find it gone.
     pub fn remove(&mut self, seq: u64, fx: &mut Effects) {
-        self.set_deadline(seq, NEVER);
         let Some(job) = self.jobs.remove(&seq) else {
             return;
         };
+        if job.deadline != NEVER {
+            self.deadlines.remove(&(job.deadline, seq));
+        }
         self.ids.remove(&job.id);
         if let Some(key) = &job.idempotency_key {
             self.keys.remove(key);

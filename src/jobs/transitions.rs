@@ -318,7 +318,7 @@ impl QueueState {
         if !job.state.is_done() {
             return Err(JobError::NotDone {
                 id: job.id,
-                state: job.state.as_str(),
+                state: job.state,
             });
         }
         self.remove(seq, fx);

@@ -44,9 +44,7 @@ impl From<JobError> for JobApiError {
             JobError::JobNotFound { .. } | JobError::QueueNotFound { .. } => {
                 ApiError::NotFound(detail).into()
             }
-            JobError::NotDone { state, .. } => {
-                conflict("job-not-done", JobState::parse(state), None)
-            }
+            JobError::NotDone { state, .. } => conflict("job-not-done", Some(state), None),
             JobError::NoResult { state, error, .. } => {
                 conflict("job-has-no-result", Some(state), error)
             }
