@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::auth::{Auth, AuthError, AuthSettings, TokenCommand};
 use crate::backend::name::Name;
 use crate::http::RequestLimits;
+use crate::jobs::{JobConfig, JobSettings};
 use crate::store::{DurabilityConfig, FsyncMode, Quota, StoreConfig};
 
 /// Parses `--fsync`: the store's own names and descriptions, listed by
@@ -152,6 +153,10 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub auth: AuthSettings,
+    /// The jobs API's settings (a [jobs] table in the file).
+    #[command(flatten)]
+    #[serde(default)]
+    pub jobs: JobSettings,
 }
 
 /// Fills each unset field of `$hi` from `$lo`.
@@ -195,7 +200,8 @@ impl Settings {
             log_segment_bytes,
             repair,
             log,
-            auth
+            auth,
+            jobs
         )
     }
 }
@@ -232,6 +238,7 @@ pub struct Config {
     pub log: String,
     /// The credentials in force, read at start-up; open when none is set.
     pub auth: Auth,
+    pub jobs: JobConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -305,6 +312,7 @@ impl Config {
             repair: s.repair.unwrap_or(false),
             log: s.log.unwrap_or_else(|| "info".into()),
             auth: Auth::load(s.auth.resolve(config_file))?,
+            jobs: s.jobs.resolve().map_err(ConfigError::Invalid)?,
         };
         config.check()?;
         Ok(config)

@@ -9,6 +9,8 @@
 //! - [`http`]: routes, request validation and error responses.
 //! - [`store`]: the embedded engine: namespaces, queues, blobs, spill files,
 //!   expiry and the durable log; no HTTP.
+//! - [`jobs`]: the embedded jobs engine: job documents, their queues,
+//!   leases and long polls, with their bytes kept as blobs of a backend.
 //! - [`metrics`]: the Prometheus registry.
 //! - [`client`]: `blobq push`, `pop`, `stats` and the other client
 //!   subcommands.
@@ -18,6 +20,7 @@ pub mod backend;
 pub mod client;
 pub mod config;
 pub mod http;
+pub mod jobs;
 pub mod metrics;
 pub mod server;
 pub mod store;

@@ -1,6 +1,8 @@
 //! Prometheus metrics: request counts and latencies recorded by the HTTP
-//! layer, refused credentials by reason, and the store's gauges and
-//! counters read at scrape time.
+//! layer, refused credentials by reason, and the store's and the jobs
+//! engine's gauges and counters read at scrape time.
+
+mod jobs;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -18,7 +20,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::auth::Failure;
+use crate::backend::jobs::JobStore;
 use crate::backend::Backend;
+use jobs::JobsCollector;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -135,6 +139,12 @@ impl Metrics {
     /// Counts one request refused for `failure`.
     pub fn auth_failure(&self, failure: Failure) {
         self.auth_failures[failure.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds the jobs engine's counts and counters to the exposition.
+    pub fn add_jobs(&mut self, jobs: Arc<dyn JobStore>) {
+        self.registry
+            .register_collector(Box::new(JobsCollector(jobs)));
     }
 
     /// Records one answered request under its route template.

@@ -131,6 +131,10 @@ impl Gate {
                 .as_ref()
                 .and_then(|m| m.namespace)
                 .is_some_and(|ns| grant.allows(role, ns)),
+            Some(Access::EitherNamespace(one, other)) => matched
+                .as_ref()
+                .and_then(|m| m.namespace)
+                .is_some_and(|ns| grant.allows(one, ns) || grant.allows(other, ns)),
             Some(Access::Listing) => {
                 return if grant.allows_somewhere(Role::Observer) {
                     Verdict::PassFiltered(caller)

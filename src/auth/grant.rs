@@ -181,6 +181,9 @@ pub enum Access {
     Open,
     /// The role on the namespace named by the route's `{ns}`.
     Namespace(Role),
+    /// Either role on the route's `{ns}` (reading a job: its producer or
+    /// an observer).
+    EitherNamespace(Role, Role),
     /// `observer` on at least one namespace; the answer then shows only
     /// what the caller may observe (`GET /qs`).
     Listing,

@@ -16,6 +16,7 @@
 pub mod body;
 pub mod error;
 pub mod ids;
+pub mod jobs;
 pub mod meta;
 pub mod name;
 pub mod stats;

@@ -24,6 +24,7 @@ use crate::backend::name::{Name, NameError};
 
 pub use push::{blob_reference, PushHeaders};
 pub use query::{delete_after_read, extend_query, no_query, PopQuery};
+pub(crate) use query::{lease_length, query_pairs, seconds, unknown_parameter};
 
 /// Limits the HTTP layer checks requests against.
 #[derive(Clone, Debug)]
@@ -46,12 +47,12 @@ fn invalid_name(what: &str, raw: &str, e: NameError) -> ApiError {
     ApiError::bad_request("invalid-name", format!("{what} name {raw:?} {e}"))
 }
 
-fn is_digits(s: &str) -> bool {
+pub(crate) fn is_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The raw text of the path parameter `{key}` (see `path.rs`).
-fn raw_param<'a>(parts: &'a Parts, key: &str) -> Result<&'a str, ApiError> {
+pub(crate) fn raw_param<'a>(parts: &'a Parts, key: &str) -> Result<&'a str, ApiError> {
     path::param(parts, key).ok_or_else(|| ApiError::Internal(format!("no {{{key}}} in the route")))
 }
 

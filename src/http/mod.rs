@@ -8,6 +8,7 @@ mod body;
 mod error;
 pub mod extract;
 pub mod headers;
+mod jobs;
 mod layers;
 mod leases;
 mod ops;
@@ -28,9 +29,12 @@ use uuid::Uuid;
 
 pub use error::ApiError;
 pub use extract::RequestLimits;
+pub use jobs::extract::JobLimits;
+pub use jobs::JobsService;
 pub use router::router;
 
 use crate::auth::Auth;
+use crate::backend::jobs::JobStore;
 use crate::backend::Backend;
 use crate::metrics::Metrics;
 
@@ -42,6 +46,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Who may call which route; open unless credentials are configured.
     pub auth: Auth,
+    /// The jobs engine, where this server serves jobs.
+    pub jobs: Option<JobsService>,
     /// Set when shutdown begins: new requests and `/healthz` answer `503`.
     draining: AtomicBool,
 }
@@ -53,6 +59,7 @@ impl App {
             backend,
             limits,
             auth: Auth::open(),
+            jobs: None,
             draining: AtomicBool::new(false),
         }
     }
@@ -60,6 +67,13 @@ impl App {
     /// The app with `auth` deciding who may call what.
     pub fn with_auth(mut self, auth: Auth) -> App {
         self.auth = auth;
+        self
+    }
+
+    /// Serves the jobs API from `store`, its state also in `/metrics`.
+    pub fn with_jobs(mut self, store: Arc<dyn JobStore>, limits: JobLimits) -> App {
+        self.metrics.add_jobs(store.clone());
+        self.jobs = Some(JobsService { store, limits });
         self
     }
 

@@ -24,7 +24,7 @@ use tower::{Service, ServiceBuilder};
 
 use super::layers::{self, Authorise, Authorised, CloseUnread, Hooked, Observe, Peer, Traced};
 use super::routing::{erase, ErasedHandler, Route, Routes, Template};
-use super::{blobs, leases, ops, queues, App};
+use super::{blobs, jobs, leases, ops, queues, App};
 use crate::auth::{Access, Role, RoutePolicy};
 
 /// What a method asks of its caller, one word each in the table (see
@@ -33,6 +33,8 @@ const OPEN: Access = Access::Open;
 const PRODUCER: Access = Access::Namespace(Role::Producer);
 const CONSUMER: Access = Access::Namespace(Role::Consumer);
 const OBSERVER: Access = Access::Namespace(Role::Observer);
+/// Reading a job: its submitter (a producer) or an observer.
+const READER: Access = Access::EitherNamespace(Role::Producer, Role::Observer);
 const LISTING: Access = Access::Listing;
 const METRICS: Access = Access::Metrics;
 
@@ -68,7 +70,32 @@ pub fn router(app: Arc<App>) -> Api {
         )
         .route("/metrics", get(METRICS, ops::metrics))
         // Answers while draining: it is how a load balancer learns of it.
-        .route("/healthz", get(OPEN, ops::health).while_draining());
+        .route("/healthz", get(OPEN, ops::health).while_draining())
+        // Jobs (docs/JOBS.md): `claim` is matched before `{id}`.
+        .route("/jobs/{ns}", get(OBSERVER, jobs::counts))
+        .route(
+            "/jobs/{ns}/{queue}",
+            get(OBSERVER, jobs::list).post(PRODUCER, jobs::submit),
+        )
+        .route("/jobs/{ns}/{queue}/claim", post(CONSUMER, jobs::claim))
+        .route(
+            "/jobs/{ns}/{queue}/{id}",
+            get(READER, jobs::get).delete(PRODUCER, jobs::delete),
+        )
+        .route(
+            "/jobs/{ns}/{queue}/{id}/result",
+            get(PRODUCER, jobs::result).put(CONSUMER, jobs::upload_result),
+        )
+        .route("/jobs/{ns}/{queue}/{id}/log", get(READER, jobs::log))
+        .route(
+            "/jobs/{ns}/{queue}/{id}/cancel",
+            post(PRODUCER, jobs::cancel),
+        )
+        .route(
+            "/jobs/{ns}/{queue}/{id}/heartbeat",
+            post(CONSUMER, jobs::heartbeat),
+        )
+        .route("/jobs/{ns}/{queue}/{id}/fail", post(CONSUMER, jobs::fail));
     let gate = app.auth.gate(table.policy);
     let authenticating = gate.is_some();
     // Outermost first. Authorisation comes after `Observe`, so that refused

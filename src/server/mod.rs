@@ -16,7 +16,8 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::http::{router, App};
+use crate::http::{router, App, JobLimits};
+use crate::jobs::Jobs;
 use crate::store::Store;
 use stop::StopSignals;
 
@@ -66,12 +67,22 @@ impl Server {
     pub async fn bind(config: &Config) -> io::Result<Server> {
         let store = Store::new(config.store())?;
         let listener = TcpListener::bind(config.listen).await?;
+        let spill_dir = store.spill_dir().to_owned();
+        let store: Arc<Store> = Arc::new(store);
+        let mut app =
+            App::new(store.clone(), config.request_limits()).with_auth(config.auth.clone());
+        // Jobs are not durable yet: a durable server does not take them.
+        if config.data_dir.is_none() {
+            let limits = JobLimits {
+                config: config.jobs.clone(),
+                max_attempts: config.max_deliveries,
+            };
+            app = app.with_jobs(Arc::new(Jobs::new(store, config.jobs.clone())), limits);
+        }
         Ok(Server {
             listener,
-            spill_dir: store.spill_dir().to_owned(),
-            app: Arc::new(
-                App::new(Arc::new(store), config.request_limits()).with_auth(config.auth.clone()),
-            ),
+            spill_dir,
+            app: Arc::new(app),
             limits: ConnectionLimits {
                 shutdown_timeout: config.shutdown_timeout,
                 max_connections: config.max_connections,
@@ -153,6 +164,9 @@ impl Server {
         tracing::info!("shutting down: no longer accepting connections");
         app.begin_draining();
         app.backend.begin_shutdown();
+        if let Some(jobs) = &app.jobs {
+            jobs.store.begin_shutdown();
+        }
         stops.stop_all();
         connections.close();
         let timeout = limits.shutdown_timeout;
@@ -164,6 +178,9 @@ impl Server {
                 ?timeout,
                 "requests still in flight at the shutdown timeout were cut off"
             );
+        }
+        if let Some(jobs) = &app.jobs {
+            jobs.store.close().await;
         }
         app.backend.close().await;
         tracing::info!("shutdown complete");

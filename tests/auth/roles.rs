@@ -18,6 +18,8 @@ const PRODUCER: &[&str] = &["producer", "admin", "root"];
 const CONSUMER: &[&str] = &["consumer", "admin", "root"];
 const OBSERVER: &[&str] = &["observer", "admin", "root"];
 const ROOT: &[&str] = &["root"];
+/// Reading a job: its producer or an observer.
+const READER: &[&str] = &["producer", "observer", "admin", "root"];
 
 fn rows() -> Vec<Row> {
     let row = |method: Method, path, allowed| Row {
@@ -49,6 +51,20 @@ fn rows() -> Vec<Row> {
         row(Method::GET, "/qs/media/q/stats", OBSERVER),
         row(Method::GET, "/qs/media", OBSERVER),
         row(Method::GET, "/qs", OBSERVER),
+        row(Method::DELETE, "/qs/media/q", CONSUMER),
+        row(Method::POST, "/jobs/media/export", PRODUCER),
+        row(Method::GET, "/jobs/media/export/x", READER),
+        row(Method::GET, "/jobs/media/export/x/log", READER),
+        row(Method::GET, "/jobs/media/export/x/result", PRODUCER),
+        row(Method::POST, "/jobs/media/export/x/cancel", PRODUCER),
+        row(Method::DELETE, "/jobs/media/export/x", PRODUCER),
+        row(Method::GET, "/jobs/media/export", OBSERVER),
+        row(Method::GET, "/jobs/media", OBSERVER),
+        row(Method::POST, "/jobs/media/export/claim", CONSUMER),
+        row(Method::POST, "/jobs/media/export/x/heartbeat", CONSUMER),
+        row(Method::PUT, "/jobs/media/export/x/result", CONSUMER),
+        row(Method::POST, "/jobs/media/export/x/fail", CONSUMER),
+        row(Method::POST, "/jobs/other/export", ROOT),
         row(Method::GET, "/metrics", ROOT),
         // Outside the scoped credentials' namespaces.
         row(Method::POST, "/qs/other/q", ROOT),

@@ -15,7 +15,7 @@ type QueryPairs<'a> = SmallVec<[(&'a str, &'a str); 4]>;
 /// so nothing is percent-decoded: an encoded value is simply not valid. A
 /// parameter given twice is refused, as a repeated header is. Up to four
 /// pairs (a pop's three, one spare) are kept without an allocation.
-fn query_pairs(query: Option<&str>) -> Result<QueryPairs<'_>, ApiError> {
+pub(crate) fn query_pairs(query: Option<&str>) -> Result<QueryPairs<'_>, ApiError> {
     let mut pairs = QueryPairs::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -41,7 +41,7 @@ fn flag(key: &str, raw: &str) -> Result<bool, ApiError> {
     }
 }
 
-fn unknown_parameter(key: &str, allowed: &str) -> ApiError {
+pub(crate) fn unknown_parameter(key: &str, allowed: &str) -> ApiError {
     ApiError::bad_request(
         "invalid-query",
         format!("unknown query parameter {key:?}; allowed: {allowed}"),
@@ -49,7 +49,7 @@ fn unknown_parameter(key: &str, allowed: &str) -> ApiError {
 }
 
 /// Seconds written as a plain decimal (`5`, `0.5`), at most `max`.
-fn seconds(
+pub(crate) fn seconds(
     problem: &'static str,
     key: &str,
     raw: &str,
@@ -86,7 +86,7 @@ fn seconds(
 }
 
 /// A lease length: at least a millisecond, at most `max`.
-fn lease_length(raw: &str, max: Duration) -> Result<Duration, ApiError> {
+pub(crate) fn lease_length(raw: &str, max: Duration) -> Result<Duration, ApiError> {
     let lease = seconds("invalid-lease", "lease", raw, max)?;
     if lease.as_millis() == 0 {
         return Err(ApiError::bad_request(

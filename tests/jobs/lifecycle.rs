@@ -1,0 +1,91 @@
+//! Jobs over time and at the server's edges: retention removing a job and
+//! its blobs, a durable server refusing jobs, shutdown answering waiters.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::common::{self, problem};
+use super::{claim, job, submit, submit_with};
+
+#[tokio::test]
+async fn a_finished_job_goes_after_its_retention_with_its_blobs() {
+    let server = common::options().arg("--spill-threshold", 10).start().await;
+    let r = submit_with(
+        &server,
+        "ns/q",
+        vec![1u8; 1000],
+        &[("x-job-retention", "1")],
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let held = claim(&server, "ns/q", "").await.unwrap();
+    assert_eq!(held.body.len(), 1000);
+    let url = server.url(&format!("/jobs/ns/q/{id}/result"));
+    let upload = server
+        .client
+        .put(url)
+        .header("x-queueserver-lease", &held.receipt);
+    assert_eq!(
+        upload.body(vec![2u8; 5000]).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(server.spill_files().len(), 2, "input and result spilled");
+    let doc = job(&server, "ns/q", &id).await;
+    assert!(doc["expires"].is_string());
+    let deadline = Instant::now() + common::STEP;
+    while server.get(&format!("/jobs/ns/q/{id}")).await.status() != 404 {
+        assert!(Instant::now() < deadline, "the job outlived its retention");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + common::STEP;
+    while !server.spill_files().is_empty() {
+        assert!(Instant::now() < deadline, "blobs outlived their job");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    problem(server.get("/jobs/ns").await, 404).await;
+}
+
+#[tokio::test]
+async fn a_durable_server_does_not_serve_jobs_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::options()
+        .arg("--data-dir", dir.path().display())
+        .start()
+        .await;
+    let v = problem(submit_with(&server, "ns/q", "x", &[]).await, 501).await;
+    assert_eq!(v["type"], "urn:blobq:problem:jobs-not-available");
+    problem(server.get("/jobs/ns").await, 501).await;
+}
+
+#[tokio::test]
+async fn on_shutdown_long_polls_and_waiting_claims_answer_503() {
+    let mut server = common::start().await;
+    let id = submit(&server, "ns/q", "x").await;
+    let poll = server.spawn_get(&format!("/jobs/ns/q/{id}?wait=60"));
+    let claim = {
+        let (client, url) = (
+            reqwest::Client::new(),
+            server.url("/jobs/ns/idle/claim?timeout=60"),
+        );
+        tokio::spawn(async move {
+            let r = client.post(url).send().await.expect("claim");
+            r.status().as_u16()
+        })
+    };
+    server
+        .wait_for_json("/jobs/ns", "a waiting worker", |v| {
+            v["queues"]["idle"]["waiting_workers"] == 1
+        })
+        .await;
+    server.terminate();
+    let (status, body) = poll.await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("shutting-down"));
+    assert_eq!(claim.await.unwrap(), 503);
+    assert!(server.wait_exit().await.success());
+}

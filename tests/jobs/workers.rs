@@ -1,0 +1,353 @@
+//! The worker side: claims (blocking, FIFO among workers, nothing handed to
+//! a worker that has gone), heartbeats and leases, failures and retries,
+//! cancellation of a running job, a cut-off result upload, many workers at
+//! once, and the example worker script.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::common::{self, problem, STEP};
+use super::{claim, heartbeat, job, put_result, submit, submit_with, worker_call};
+
+const POST: reqwest::Method = reqwest::Method::POST;
+
+#[tokio::test]
+async fn a_claim_answers_the_input_with_its_headers_or_204() {
+    let server = common::start().await;
+    let started = Instant::now();
+    assert!(claim(&server, "ns/q", "?timeout=0.3").await.is_none());
+    assert!(started.elapsed() >= Duration::from_millis(250), "it waited");
+    let r = submit_with(
+        &server,
+        "ns/q",
+        "the input",
+        &[
+            ("content-type", "text/csv"),
+            ("x-custom-data", "user=alice"),
+        ],
+    )
+    .await;
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = server.post("/jobs/ns/q/claim?lease=30", "").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(common::header(&r, "content-type"), "text/csv");
+    assert_eq!(common::custom_data(&r), ["user=alice"]);
+    assert_eq!(common::header(&r, "x-job-id"), id);
+    assert_eq!(common::header(&r, "x-job-attempt"), "1");
+    assert_eq!(common::header(&r, "location"), format!("/jobs/ns/q/{id}"));
+    assert_eq!(common::header(&r, "x-queueserver-lease").len(), 36);
+    assert_eq!(r.text().await.unwrap(), "the input");
+    let doc = job(&server, "ns/q", &id).await;
+    assert_eq!(
+        (doc["state"].as_str(), doc["attempt"].as_u64()),
+        (Some("running"), Some(1))
+    );
+    assert!(doc["started"].is_string());
+}
+
+#[tokio::test]
+async fn waiting_workers_are_served_in_the_order_they_came() {
+    let server = common::start().await;
+    submit(&server, "ns/other", "makes the namespace exist").await;
+    let mut waiting = Vec::new();
+    for n in 0..3u64 {
+        let (client, url) = (
+            reqwest::Client::new(),
+            server.url("/jobs/ns/q/claim?timeout=20"),
+        );
+        waiting.push(tokio::spawn(async move {
+            let r = client.post(url).send().await.unwrap();
+            r.text().await.unwrap()
+        }));
+        server
+            .wait_for_json("/jobs/ns", "a waiting worker", |v| {
+                v["queues"]["q"]["waiting_workers"] == n + 1
+            })
+            .await;
+    }
+    for i in 0..3 {
+        submit(&server, "ns/q", format!("job {i}")).await;
+    }
+    for (i, worker) in waiting.into_iter().enumerate() {
+        assert_eq!(worker.await.unwrap(), format!("job {i}"), "worker {i}");
+    }
+}
+
+#[tokio::test]
+async fn a_worker_that_went_away_while_claiming_is_handed_nothing() {
+    let server = common::start().await;
+    submit(&server, "ns/other", "makes the namespace exist").await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let url = server.url("/jobs/ns/q/claim?timeout=20");
+    assert!(impatient.post(url).send().await.is_err(), "gave up");
+    server
+        .wait_for_json("/jobs/ns", "the worker forgotten", |v| {
+            v["queues"]["q"].is_null() || v["queues"]["q"]["waiting_workers"] == 0
+        })
+        .await;
+    let id = submit(&server, "ns/q", "x").await;
+    assert_eq!(job(&server, "ns/q", &id).await["state"], "pending");
+    let held = claim(&server, "ns/q", "").await.unwrap();
+    assert_eq!((held.id.as_str(), held.attempt), (id.as_str(), 1));
+}
+
+#[tokio::test]
+async fn heartbeats_extend_the_lease_and_a_lease_that_runs_out_returns_the_job() {
+    let server = common::start().await;
+    let r = submit_with(&server, "ns/q", "x", &[("x-job-max-attempts", "2")]).await;
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let held = claim(&server, "ns/q", "?lease=0.5").await.unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let r = heartbeat(&server, "ns/q", &held, "").await;
+        assert_eq!(r.status(), 200, "the claim's lease again");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["lease_expires"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')));
+    }
+    assert_eq!(job(&server, "ns/q", &id).await["state"], "running");
+    // Run out: back at the head, attempt kept; the old receipt is refused.
+    server
+        .wait_for_json(&format!("/jobs/ns/q/{id}"), "pending again", |v| {
+            v["state"] == "pending"
+        })
+        .await;
+    let v = problem(heartbeat(&server, "ns/q", &held, "").await, 409).await;
+    assert_eq!(v["type"], "urn:blobq:problem:lease-not-held");
+    submit(&server, "ns/q", "behind").await;
+    let again = claim(&server, "ns/q", "?lease=0.3").await.unwrap();
+    assert_eq!(
+        (again.id.as_str(), again.attempt),
+        (id.as_str(), 2),
+        "at the head"
+    );
+    let doc = server
+        .wait_for_json(&format!("/jobs/ns/q/{id}"), "abandoned", |v| {
+            v["state"] == "failed"
+        })
+        .await;
+    assert_eq!(doc["error"]["code"], "ABANDONED");
+    assert_eq!(doc["attempt"], 2);
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("blobq_job_failures_total 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_failure_retries_at_the_head_while_attempts_are_left() {
+    let server = common::start().await;
+    let r = submit_with(&server, "ns/q", "x", &[("x-job-max-attempts", "2")]).await;
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    submit(&server, "ns/q", "second").await;
+    let report = r#"{"code": "BUSY", "message": "try later", "retry": true}"#;
+    let held = claim(&server, "ns/q", "").await.unwrap();
+    let r = worker_call(&server, "ns/q", &held, POST, "fail", report).await;
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(
+        (doc["state"].as_str(), doc["error"].is_null()),
+        (Some("pending"), true)
+    );
+    let held = claim(&server, "ns/q", "").await.unwrap();
+    assert_eq!((held.id.as_str(), held.attempt), (id.as_str(), 2));
+    let r = worker_call(&server, "ns/q", &held, POST, "fail", report).await;
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(doc["state"], "failed", "no attempt left");
+    assert_eq!(doc["done"], true);
+    assert_eq!(
+        doc["error"],
+        serde_json::json!({"code": "BUSY", "message": "try later"})
+    );
+    let v = problem(
+        worker_call(&server, "ns/q", &held, POST, "fail", report).await,
+        409,
+    )
+    .await;
+    assert_eq!(v["type"], "urn:blobq:problem:lease-not-held");
+}
+
+#[tokio::test]
+async fn cancel_takes_a_pending_job_out_and_revokes_a_running_one() {
+    let server = common::start().await;
+    let running = submit(&server, "ns/q", "a").await;
+    let pending = submit(&server, "ns/q", "b").await;
+    let held = claim(&server, "ns/q", "").await.unwrap();
+    assert_eq!(held.id, running);
+    for id in [&pending, &running] {
+        let r = server.post(&format!("/jobs/ns/q/{id}/cancel"), "").await;
+        assert_eq!(r.status(), 200);
+        let doc: Value = r.json().await.unwrap();
+        assert_eq!(
+            (doc["state"].as_str(), doc["done"].as_bool()),
+            (Some("cancelled"), Some(true))
+        );
+        assert_eq!(doc["error"]["code"], "CANCELLED");
+    }
+    assert!(
+        claim(&server, "ns/q", "").await.is_none(),
+        "nothing left to claim"
+    );
+    for (method, action, body) in [
+        (POST, "heartbeat", ""),
+        (reqwest::Method::PUT, "result", "late"),
+        (POST, "fail", "{}"),
+    ] {
+        let r = worker_call(&server, "ns/q", &held, method, action, body).await;
+        let v = problem(r, 409).await;
+        assert_eq!(v["type"], "urn:blobq:problem:job-cancelled", "{action}");
+    }
+    let doc = job(&server, "ns/q", &running).await;
+    assert_eq!(
+        doc["state"], "cancelled",
+        "the revoked worker changed nothing"
+    );
+    assert!(doc["result"].is_null());
+    // A finished job is left as it is.
+    let done = submit(&server, "ns/q", "c").await;
+    let held = claim(&server, "ns/q", "").await.unwrap();
+    put_result(&server, "ns/q", &held, b"out").await;
+    let r = server.post(&format!("/jobs/ns/q/{done}/cancel"), "").await;
+    assert_eq!(r.json::<Value>().await.unwrap()["state"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_result_upload_cut_off_stores_nothing_and_the_job_keeps_running() {
+    let server = common::options().arg("--spill-threshold", 10).start().await;
+    let id = submit(&server, "ns/q", "x").await;
+    let held = claim(&server, "ns/q", "").await.unwrap();
+    let files_before = server.spill_files().len();
+    let mut tcp = TcpStream::connect(&server.addr).unwrap();
+    let head = format!(
+        "PUT /jobs/ns/q/{id}/result HTTP/1.1\r\nhost: x\r\nx-queueserver-lease: {}\r\ncontent-length: 100000\r\n\r\n",
+        held.receipt
+    );
+    tcp.write_all(head.as_bytes()).unwrap();
+    tcp.write_all(&[7u8; 5000]).unwrap();
+    tcp.flush().unwrap();
+    drop(tcp);
+    let deadline = Instant::now() + STEP;
+    while server.spill_files().len() != files_before {
+        assert!(Instant::now() < deadline, "the cut-off upload left a file");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let doc = job(&server, "ns/q", &id).await;
+    assert_eq!(
+        (doc["state"].as_str(), doc["result"].is_null()),
+        (Some("running"), true)
+    );
+    let done = put_result(&server, "ns/q", &held, b"whole").await;
+    assert_eq!(done["state"], "succeeded", "the lease still stands");
+}
+
+#[tokio::test]
+async fn many_workers_complete_each_of_many_jobs_exactly_once() {
+    const JOBS: usize = 200;
+    const WORKERS: usize = 8;
+    let server = common::start().await;
+    let mut ids = HashSet::new();
+    for i in 0..JOBS {
+        ids.insert(submit(&server, "ns/q", format!("{i}")).await);
+    }
+    let completed = Arc::new(Mutex::new(Vec::new()));
+    let mut workers = Vec::new();
+    for _ in 0..WORKERS {
+        let (base, completed) = (server.url("/jobs/ns/q"), completed.clone());
+        workers.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            loop {
+                let r = client
+                    .post(format!("{base}/claim?timeout=0.5"))
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == 204 {
+                    return;
+                }
+                let id = r.headers()["x-job-id"].to_str().unwrap().to_owned();
+                let lease = r.headers()["x-queueserver-lease"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                let input = r.text().await.unwrap();
+                let put = client
+                    .put(format!("{base}/{id}/result"))
+                    .header("x-queueserver-lease", lease);
+                let r = put.body(format!("done {input}")).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                completed.lock().unwrap().push(id);
+            }
+        }));
+    }
+    for w in workers {
+        tokio::time::timeout(STEP * 3, w)
+            .await
+            .expect("workers finish")
+            .unwrap();
+    }
+    let completed = completed.lock().unwrap().clone();
+    assert_eq!(completed.len(), JOBS, "one completion per job");
+    assert_eq!(completed.iter().cloned().collect::<HashSet<_>>(), ids);
+    let v = server.json("/jobs/ns", 200).await;
+    assert_eq!(v["queues"]["q"]["succeeded"], JOBS as u64);
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains(&format!("blobq_job_claims_total {JOBS}")));
+    assert!(metrics.contains(&format!("blobq_job_completions_total {JOBS}")));
+}
+
+#[tokio::test]
+async fn the_example_worker_script_completes_jobs() {
+    let server = common::start().await;
+    let ids = [
+        submit(&server, "demo/upper", "hello").await,
+        submit(&server, "demo/upper", "blobq jobs").await,
+    ];
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/job-worker.sh");
+    let base = server.url("");
+    let run = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("bash")
+            .args([script, &base, "demo", "upper"])
+            .env("WORKER_MAX_JOBS", "2")
+            .spawn()
+            .expect("bash");
+        let deadline = Instant::now() + STEP;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the example worker did not finish");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    assert!(run.await.unwrap().success());
+    for (id, want) in ids.iter().zip(["HELLO", "BLOBQ JOBS"]) {
+        let r = server.get(&format!("/jobs/demo/upper/{id}/result")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(common::header(&r, "content-type"), "text/plain");
+        assert_eq!(r.text().await.unwrap(), want);
+        let log = server
+            .json(&format!("/jobs/demo/upper/{id}/log"), 200)
+            .await;
+        assert!(!log.as_array().unwrap().is_empty(), "it reported progress");
+    }
+}
