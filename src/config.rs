@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::backend::name::Name;
 use crate::http::RequestLimits;
+use crate::server::{TlsConfig, TlsSettings};
 use crate::store::{DurabilityConfig, FsyncMode, Quota, StoreConfig};
 
 /// Parses `--fsync`: the store's own names and descriptions, listed by
@@ -142,6 +143,10 @@ pub struct Settings {
     /// Log filter, in tracing's EnvFilter syntax [default: info]
     #[arg(long, env = "BLOBQ_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// HTTPS, mutual TLS and HTTP/2 (the `[tls]` table).
+    #[command(flatten)]
+    #[serde(default)]
+    pub tls: TlsSettings,
 }
 
 /// Fills each unset field of `$hi` from `$lo`.
@@ -184,7 +189,8 @@ impl Settings {
             fsync_interval_ms,
             log_segment_bytes,
             repair,
-            log
+            log,
+            tls
         )
     }
 }
@@ -219,6 +225,7 @@ pub struct Config {
     pub log_segment_bytes: u64,
     pub repair: bool,
     pub log: String,
+    pub tls: TlsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -283,6 +290,7 @@ impl Config {
             log_segment_bytes: s.log_segment_bytes.unwrap_or(64 << 20),
             repair: s.repair.unwrap_or(false),
             log: s.log.unwrap_or_else(|| "info".into()),
+            tls: s.tls.resolve()?,
         };
         config.check()?;
         Ok(config)

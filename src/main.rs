@@ -7,6 +7,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use blobq::config::{Cli, Command, Config};
+use blobq::server::tls::reload::Certificates;
 use blobq::server::Server;
 
 /// jemalloc rather than glibc's malloc: a queue server allocates and frees
@@ -25,6 +26,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let certificates = match blobq::server::load_certificates(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("blobq: {e}");
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
@@ -37,7 +45,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, certificates)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");
@@ -46,10 +54,10 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> std::io::Result<()> {
+async fn serve(config: Config, certificates: Option<Certificates>) -> std::io::Result<()> {
     raise_fd_limit(config.max_connections);
-    let server = Server::bind(&config).await?;
-    tracing::info!(addr = %server.local_addr()?, spill_dir = %server.spill_dir().display(), "listening");
+    let server = Server::bind(&config, certificates).await?;
+    tracing::info!(addr = %server.local_addr()?, tls = server.is_tls(), spill_dir = %server.spill_dir().display(), "listening");
     server.run(shutdown_signal()).await
 }
 
