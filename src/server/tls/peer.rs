@@ -66,3 +66,23 @@ where
         self.inner.call(request)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tower::{service_fn, ServiceExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn every_request_carries_the_client_name() {
+        let echo = service_fn(|request: http::Request<()>| async move {
+            Ok::<_, std::convert::Infallible>(request.extensions().get::<ClientName>().cloned())
+        });
+        let name = ClientName("CN=worker".into());
+        let named = Named::new(echo, name.clone());
+        for _ in 0..2 {
+            let seen = named.clone().oneshot(http::Request::new(())).await;
+            assert_eq!(seen, Ok(Some(name.clone())));
+        }
+    }
+}
