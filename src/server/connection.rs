@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
+use super::idle::IdleWatch;
 use super::stop::Stop;
 use super::tls::peer::{ClientName, Named};
 use crate::config::Config;
@@ -35,7 +36,8 @@ pub(super) struct Protocols {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
     /// How long a client gets to complete the TLS handshake, or to show
-    /// which HTTP version it speaks.
+    /// which HTTP version it speaks; and how long an HTTP/2 connection is
+    /// kept unused (HTTP/1's header read timeout does both for HTTP/1).
     opening_timeout: Duration,
 }
 
@@ -124,11 +126,13 @@ impl Protocols {
         S: RequestService,
     {
         let io = TokioIo::new(io);
-        let service = TowerToHyperService::new(service);
         if h2 {
-            finish(self.http2.serve_connection(io, service), stop).await;
+            let watch = IdleWatch::new(self.opening_timeout);
+            let service = TowerToHyperService::new(watch.count(service));
+            finish(self.http2.serve_connection(io, service), stop, Some(watch)).await;
         } else {
-            finish(self.http1.serve_connection(io, service), stop).await;
+            let service = TowerToHyperService::new(service);
+            finish(self.http1.serve_connection(io, service), stop, None).await;
         }
     }
 }
@@ -154,18 +158,30 @@ impl<S> RequestService for S where
 {
 }
 
-/// Drives `conn` to its end; once the server stops, lets the requests in
-/// flight finish and closes (an idle connection closes at once).
-async fn finish<C>(conn: C, stop: Stop)
+/// Drives `conn` to its end; once the server stops, or `idle` finds it
+/// unused, lets the requests in flight finish and closes (an idle
+/// connection closes at once).
+async fn finish<C>(conn: C, stop: Stop, idle: Option<IdleWatch>)
 where
     C: GracefulConnection,
     C::Error: Display,
 {
     let mut conn = std::pin::pin!(conn);
+    let unused = async {
+        match &idle {
+            Some(watch) => watch.idle().await,
+            None => std::future::pending().await,
+        }
+    };
     let ended = tokio::select! {
         biased;
         ended = conn.as_mut() => ended,
         () = stop => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+        () = unused => {
+            tracing::debug!("closing an unused HTTP/2 connection");
             conn.as_mut().graceful_shutdown();
             conn.await
         }

@@ -2,6 +2,7 @@
 //! and h2c, or HTTPS with HTTP/1.1 and HTTP/2 (`tls`).
 
 mod connection;
+mod idle;
 mod settings;
 mod stop;
 pub mod tls;

@@ -143,3 +143,57 @@ async fn h2c_with_prior_knowledge_and_http1_share_the_plain_port() {
         assert_eq!(task.await.expect("task"), 202);
     }
 }
+
+/// An h2c connection to a plain server.
+async fn h2c(server: &TestServer) -> Conn {
+    let tcp = TcpStream::connect(&server.addr).await.expect("connect");
+    client::http2(tcp, "http").await
+}
+
+#[tokio::test]
+async fn an_unused_http2_connection_is_closed_but_not_while_a_pop_waits() {
+    let server = common::options()
+        .arg("--header-read-timeout", 1)
+        .start()
+        .await;
+    let conn = h2c(&server).await;
+    let waited = conn.get("/qs/idle/q?timeout=3").await;
+    assert_eq!(
+        waited.status, 204,
+        "a pop longer than the idle period was cut"
+    );
+    let Conn::H2(sender, _) = &conn else {
+        unreachable!("h2c is HTTP/2")
+    };
+    let deadline = Instant::now() + STEP;
+    while !sender.is_closed() {
+        assert!(Instant::now() < deadline, "an unused connection was kept");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn shutdown_answers_a_waiting_pop_and_closes_http2_connections() {
+    let mut server = common::options()
+        .arg("--shutdown-timeout", 60)
+        .start()
+        .await;
+    let conn = h2c(&server).await;
+    let idle = h2c(&server).await;
+    assert_eq!(idle.get("/healthz").await.status, 200);
+    let waiting = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.get("/qs/stop/q?timeout=60").await })
+    };
+    server.wait_for_waiters("stop", "q", 1).await;
+    let asked = Instant::now();
+    server.terminate();
+    let popped = waiting.await.expect("pop task");
+    assert_eq!(popped.status, 503, "{}", popped.text());
+    assert!(server.wait_exit().await.success());
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "open HTTP/2 connections held the shutdown for {:?}",
+        asked.elapsed()
+    );
+}
