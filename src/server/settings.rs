@@ -115,6 +115,22 @@ mod tests {
     }
 
     #[test]
+    fn the_tls_table_of_the_file_and_the_flags_layer_like_every_setting() {
+        use crate::config::{Cli, Command, Config, Settings};
+        use clap::Parser;
+        let file: Settings =
+            toml::from_str("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nhttp2_max_streams = 8\n")
+                .unwrap();
+        let cli = Cli::try_parse_from(["blobq", "serve", "--tls-key", "flag.pem"]).unwrap();
+        let Command::Serve(args) = cli.command;
+        let tls = Config::from_settings(args.settings.or(file)).unwrap().tls;
+        let files = tls.files.unwrap();
+        assert_eq!((files.cert, files.key), ("c.pem".into(), "flag.pem".into()));
+        assert_eq!(tls.http2_max_streams, 8);
+        assert!(toml::from_str::<Settings>("[tls]\ncertificate = \"c.pem\"\n").is_err());
+    }
+
+    #[test]
     fn a_zero_stream_limit_is_refused() {
         let s = TlsSettings {
             http2_max_streams: Some(0),
