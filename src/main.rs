@@ -7,8 +7,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use blobq::config::{Cli, Command, Config};
-use blobq::server::tls::reload::Certificates;
-use blobq::server::Server;
+use blobq::server::{Certificates, Server};
 
 /// jemalloc rather than glibc's malloc: a queue server allocates and frees
 /// many small objects (elements, small bodies, header values) across

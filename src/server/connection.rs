@@ -44,7 +44,7 @@ pub(super) struct Protocols {
 /// The HTTP/2 settings of every connection: the same header limit as
 /// HTTP/1's, and a cap on the requests in flight on one connection (each
 /// holds a task and buffers, as a connection of HTTP/1 does).
-pub fn http2_builder(config: &Config) -> http2::Builder<TokioExecutor> {
+fn http2_builder(config: &Config) -> http2::Builder<TokioExecutor> {
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())

@@ -23,11 +23,11 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::http::{router, App};
 use crate::store::Store;
-pub use connection::http2_builder;
 use connection::Protocols;
 pub use settings::{TlsConfig, TlsFiles, TlsSettings};
 use stop::StopSignals;
-use tls::reload::Certificates;
+pub use tls::peer::ClientName;
+pub use tls::reload::Certificates;
 
 /// A bound server, not yet serving: binding first lets the caller learn the
 /// port actually picked for `:0` before requests arrive.
