@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::Version;
 use rustls::version::{TLS12, TLS13};
@@ -173,4 +173,37 @@ fn unusable_tls_files_stop_the_server_at_start_naming_the_file() {
     let mut with_ca = flags(&good.cert, &good.key);
     with_ca.extend(["--tls-client-ca".into(), garbage.clone().into()]);
     refuses_to_start(&with_ca, &garbage);
+}
+
+/// Whether the server closes a connection on which the client sent
+/// `bytes` and then nothing, within `within`.
+async fn closed_after_stalling(addr: &str, bytes: &[u8], within: Duration) -> bool {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    let mut rest = Vec::new();
+    tokio::time::timeout(within, stream.read_to_end(&mut rest))
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn a_stalled_handshake_or_preface_loses_its_connection() {
+    let tls = TlsServer::start(|o, _, _| o.arg("--header-read-timeout", 1)).await;
+    let plain = common::options()
+        .arg("--header-read-timeout", 1)
+        .start()
+        .await;
+    let within = Duration::from_secs(8);
+    assert!(
+        closed_after_stalling(&tls.server.addr, b"", within).await,
+        "a client that never sent its ClientHello kept its connection"
+    );
+    assert!(
+        closed_after_stalling(&tls.server.addr, &[0x16, 0x03, 0x01, 0x00], within).await,
+        "a client that stopped inside its ClientHello kept its connection"
+    );
+    assert!(
+        closed_after_stalling(&plain.addr, b"PRI * HTTP/2.0\r\n", within).await,
+        "a client that stopped inside the HTTP/2 preface kept its connection"
+    );
 }
