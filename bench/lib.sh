@@ -117,3 +117,46 @@ wrk_errors() {
     fi
     echo "$errors $dropped"
 }
+
+# --- TLS and HTTP/2 cases (run.sh, BENCH_TLS) ---
+
+# h2load_result OUTPUT: "REQ_PER_S MEAN_MS BAD_STATUSES ERRORED" of one
+# h2load run (BAD_STATUSES: answers of 400 and above; ERRORED: requests that
+# got no answer), or nothing if it printed no result. h2load reports no
+# percentiles, only the mean time per request.
+h2load_result() {
+    awk '
+        function ms(v) {
+            if (v ~ /us$/) return sprintf("%.2f", v / 1000)
+            if (v ~ /ms$/) return sprintf("%.2f", v + 0)
+            if (v ~ /s$/) return sprintf("%.2f", v * 1000)
+            return "-"
+        }
+        /^finished in/ { rate = $4 + 0 }
+        /^requests:/ { for (f = 2; f <= NF; f++) if ($f ~ /^errored/) errored = $(f - 1) + 0 }
+        /^status codes:/ { bad = $7 + $9 }
+        /^time for request:/ { mean = ms($6) }
+        END { if (rate > 0) printf "%d %s %d %d\n", rate + 0.5, (mean == "" ? "-" : mean), bad, errored }
+    ' <<<"$1"
+}
+
+# protocol_ratios ROWS: blobq's cases over TLS and HTTP/2 ("push 100 B, TLS
+# HTTP/1.1") against its plain HTTP/1.1 case of the same run ("push 100 B"),
+# as a table; nothing when the run had none.
+protocol_ratios() {
+    awk -F'\t' -f bench/rows.awk -f /dev/stdin "$1" <<'AWK'
+END {
+    for (i = 1; i <= rows; i++) {
+        if (t[i] != "blobq" || c[i] !~ /, (TLS|h2c|HTTP\/2)/) continue
+        plain = c[i]; sub(/, .*$/, "", plain)
+        j = key["blobq|" plain]
+        if (!shown++) {
+            print ""
+            print "| blobq case | req/s | plain HTTP/1.1 req/s | ratio to plain |"
+            print "| --- | ---: | ---: | ---: |"
+        }
+        printf "| %s | %s | %s | %s |\n", c[i], r[i], (j ? r[j] : "-"), (j ? ratio(r[i], r[j]) "x" : "-")
+    }
+}
+AWK
+}

@@ -34,6 +34,10 @@
 #   BENCH_SCALE_ARGS   extra arguments for them, e.g. "--million 100000"
 #   BENCH_PREFILL_BYTES  most bytes a pop case may queue up front (8 GiB)
 #   BENCH_OUT          where the table is also written (target/bench/latest.md)
+#   BENCH_TLS          "1" (the default): blobq's 100 B push and pop also over
+#                      TLS with HTTP/1.1 keep-alive (wrk) and over HTTP/2 on
+#                      TLS (h2load, 64 streams on 8 connections), each shown
+#                      against plain HTTP/1.1 after the table; "0": not
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +53,8 @@ PREFILL_BUDGET=${BENCH_PREFILL_BYTES:-$((8 << 30))}
 OUT=${BENCH_OUT:-target/bench/latest.md}
 BASELINE=${BENCH_BASELINE:-}
 BLOBQ_PORT=18080 BASELINE_PORT=18085 AUTH_PORT=18086 CEILING_PORT=18090 REDIS_PORT=16390 WEBDIS_PORT=17379
+BLOBQ_TLS_PORT=18443
+TLS_CASES=${BENCH_TLS:-1}
 # Extra server flags, request headers (curl and wrk) and fill flags of the
 # blobq cases: empty but for the "auth" target (see run_auth).
 AUTH_SERVE=() AUTH_HEADER=() AUTH_FILL=()
@@ -69,6 +75,12 @@ if [[ -n $BASELINE ]]; then
 else
     TARGETS=${TARGETS//baseline/}
 fi
+if [[ $TLS_CASES == 1 && " $TARGETS " == *" blobq "* && " $SIZES " == *" 100 "* ]]; then
+    need h2load "apt-get install -y nghttp2-client"
+    need openssl "apt-get install -y openssl"
+else
+    TLS_CASES=0
+fi
 if [[ " $TARGETS " == *" webdis "* ]]; then
     if ! command -v webdis >/dev/null || ! command -v redis-server >/dev/null; then
         echo "bench: webdis or redis-server missing (apt-get install -y webdis redis-server): skipping the peer" >&2
@@ -86,7 +98,7 @@ start_workdir blobq-bench
 ROWS=$WORK/rows.tsv
 : >"$ROWS"
 FAILED=0
-ports_free $BLOBQ_PORT $BASELINE_PORT $AUTH_PORT $CEILING_PORT $REDIS_PORT $WEBDIS_PORT
+ports_free $BLOBQ_PORT $BASELINE_PORT $AUTH_PORT $CEILING_PORT $REDIS_PORT $WEBDIS_PORT $BLOBQ_TLS_PORT
 
 fail() { echo "bench: FAIL: $*" >&2; FAILED=1; }
 
@@ -206,7 +218,11 @@ blobq_cases() {
     stop "$pid"
 }
 
-run_blobq() { blobq_cases blobq "$BLOBQ" "$BLOBQ_PORT" "$1"; }
+declare -A BLOBQ_POP
+run_blobq() {
+    blobq_cases blobq "$BLOBQ" "$BLOBQ_PORT" "$1"
+    BLOBQ_POP[$1]=$RATE # for the TLS cases' prefill
+}
 run_baseline() { blobq_cases baseline "$BASELINE" "$BASELINE_PORT" "$1"; }
 
 # ---- Authentication (issue 27) ----------------------------------------------
@@ -250,6 +266,78 @@ END {
 AWK
 }
 # ---- end of authentication ----------------------------------------------------
+# --- TLS and HTTP/2 (BENCH_TLS) ---
+# blobq serving HTTPS on a port of its own, with a throwaway self-signed
+# certificate (neither wrk nor h2load verifies it): push and pop at 100 B
+# over TLS with HTTP/1.1 keep-alive (wrk, as the plain cases) and over
+# HTTP/2 (h2load, ALPN h2, H2_CONNS connections of H2_STREAMS streams each).
+# Rows of target blobq; protocol_ratios (bench/lib.sh) compares them with
+# the plain cases after the table.
+H2_CONNS=8 H2_STREAMS=8
+
+make_tls_files() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$WORK/tls-key.pem" -out "$WORK/tls-cert.pem" 2>>"$WORK/openssl.log"
+    head -c 100 /dev/zero | tr '\0' x >"$WORK/body100"
+}
+
+# h2load_case CASE URL [BODY_FILE]: one h2load run (a POST of BODY_FILE, or
+# a GET), one row. Sets RATE. Requests in flight when the time is up may
+# count as errored; more than that fails the case.
+h2load_case() {
+    local out rate mean bad errored args=(-D "$DURATION" -t "$THREADS" -c "$H2_CONNS" -m "$H2_STREAMS")
+    [[ -n ${3:-} ]] && args+=(-d "$3" -H "content-type: application/octet-stream")
+    echo "bench: round $ROUND: blobq $1" >&2
+    out=$("${GENERATOR[@]}" h2load "${args[@]}" "$2" 2>&1) || true
+    read -r rate mean bad errored < <(h2load_result "$out") || true
+    if [[ -z ${rate:-} ]]; then
+        fail "blobq $1: h2load printed no result: $out"
+        RATE=0
+        return
+    fi
+    if ((bad > 0 || errored > H2_CONNS * H2_STREAMS)); then
+        fail "blobq $1: $bad answers of 400 or above, $errored requests unanswered"
+    fi
+    RATE=$rate
+    printf '%s\t%s\t%d\t-\t-\t%s\t0\n' blobq "$1" "$RATE" \
+        "h2load -c$H2_CONNS -m$H2_STREAMS, mean $mean ms" >>"$ROWS"
+}
+
+# tls_fill QUEUE: queue (over HTTP/2) what a pop case of QUEUE may take.
+tls_fill() {
+    local have want top=$RATE
+    ((${CEILING_POP[100]:-0} > top)) && top=${CEILING_POP[100]}
+    ((${BLOBQ_POP[100]:-0} > top)) && top=${BLOBQ_POP[100]}
+    have=$(tls_elements "$1")
+    want=$(pop_need "$top")
+    if ((want > ${have:-0})); then
+        h2load -n $((want - ${have:-0})) -c "$H2_CONNS" -m "$H2_STREAMS" -d "$WORK/body100" \
+            "https://127.0.0.1:$BLOBQ_TLS_PORT/qs/bench/$1" >/dev/null 2>&1 || fail "blobq: TLS prefill of $1"
+    fi
+}
+tls_elements() {
+    curl -sfk "https://127.0.0.1:$BLOBQ_TLS_PORT/qs/bench/$1/stats" | sed -n 's/.*"elements":\([0-9]*\).*/\1/p'
+}
+
+run_blobq_tls() {
+    local pid url="https://127.0.0.1:$BLOBQ_TLS_PORT/qs/bench" c
+    "$BLOBQ" serve --listen "127.0.0.1:$BLOBQ_TLS_PORT" --spill-dir "$WORK" --memory-limit 0 \
+        --tls-cert "$WORK/tls-cert.pem" --tls-key "$WORK/tls-key.pem" --log warn 2>>"$WORK/blobq-tls.log" &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port "$BLOBQ_TLS_PORT"
+    wrk_case blobq "push 100 B, TLS HTTP/1.1" "$url/tls" POST 100
+    tls_fill tls
+    wrk_case blobq "pop 100 B, TLS HTTP/1.1" "$url/tls" GET 0
+    h2load_case "push 100 B, HTTP/2 on TLS" "$url/h2" "$WORK/body100"
+    tls_fill h2
+    h2load_case "pop 100 B, HTTP/2 on TLS" "$url/h2"
+    for c in tls h2; do
+        (($(tls_elements $c) > 0)) || fail "blobq pop 100 B over $c: the queue ran empty"
+    done
+    stop "$pid"
+}
 
 start_webdis() {
     redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no \
@@ -310,6 +398,7 @@ if [[ " $TARGETS " == *" ceiling "* ]]; then
     wait_port $CEILING_PORT
 fi
 if [[ " $TARGETS " == *" webdis "* ]]; then start_webdis; fi
+if ((TLS_CASES)); then make_tls_files; fi
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # Rounds interleave the targets, so a burst of load from elsewhere on this
@@ -319,6 +408,7 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for ROUND in $(seq "$ROUNDS"); do
     for size in $SIZES; do
         for target in $(round_order "$ROUND" "$TARGETS"); do "run_$target" "$size"; done
+        if ((TLS_CASES)) && [[ $size == 100 ]]; then run_blobq_tls; fi
     done
 done
 
@@ -364,6 +454,7 @@ mkdir -p "$(dirname "$OUT")"
     echo
     bench_table "$ROWS"
     if [[ " $TARGETS " == *" auth "* ]]; then auth_verdicts "$ROWS"; fi
+    protocol_ratios "$ROWS"
 } | tee "$OUT"
 if ((FAILED)); then
     echo "bench: some cases failed (see above)" >&2

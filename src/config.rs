@@ -16,6 +16,7 @@ use crate::auth::{Auth, AuthError, AuthSettings, TokenCommand};
 use crate::backend::name::Name;
 use crate::http::RequestLimits;
 use crate::jobs::{JobConfig, JobSettings};
+use crate::server::{TlsConfig, TlsSettings};
 use crate::store::{DurabilityConfig, FsyncMode, Quota, StoreConfig};
 
 /// Parses `--fsync`: the store's own names and descriptions, listed by
@@ -157,6 +158,10 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub jobs: JobSettings,
+    /// HTTPS, mutual TLS and HTTP/2 (the `[tls]` table).
+    #[command(flatten)]
+    #[serde(default)]
+    pub tls: TlsSettings,
 }
 
 /// Fills each unset field of `$hi` from `$lo`.
@@ -201,7 +206,8 @@ impl Settings {
             repair,
             log,
             auth,
-            jobs
+            jobs,
+            tls
         )
     }
 }
@@ -239,6 +245,7 @@ pub struct Config {
     /// The credentials in force, read at start-up; open when none is set.
     pub auth: Auth,
     pub jobs: JobConfig,
+    pub tls: TlsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -313,6 +320,7 @@ impl Config {
             log: s.log.unwrap_or_else(|| "info".into()),
             auth: Auth::load(s.auth.resolve(config_file))?,
             jobs: s.jobs.resolve().map_err(ConfigError::Invalid)?,
+            tls: s.tls.resolve()?,
         };
         config.check()?;
         Ok(config)

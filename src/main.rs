@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 use blobq::auth::{NewToken, TokenCommand};
 use blobq::config::{Cli, Command, Config};
-use blobq::server::Server;
+use blobq::server::{Certificates, Server};
 
 /// jemalloc rather than glibc's malloc: a queue server allocates and frees
 /// many small objects (elements, small bodies, header values) across
@@ -31,6 +31,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let certificates = match blobq::server::load_certificates(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("blobq: {e}");
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
@@ -43,7 +50,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, certificates)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");
@@ -52,12 +59,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> std::io::Result<()> {
+async fn serve(config: Config, certificates: Option<Certificates>) -> std::io::Result<()> {
     let shutdown = shutdown_signal();
     raise_fd_limit(config.max_connections);
     config.auth.reload_on_sighup()?;
-    let server = Server::bind(&config).await?;
-    tracing::info!(addr = %server.local_addr()?, spill_dir = %server.spill_dir().display(), "listening");
+    let server = Server::bind(&config, certificates).await?;
+    tracing::info!(addr = %server.local_addr()?, tls = server.is_tls(), spill_dir = %server.spill_dir().display(), "listening");
     server.run(shutdown).await
 }
 

@@ -19,7 +19,7 @@ use std::time::Instant;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
-use http::{header, HeaderValue, Method};
+use http::{header, HeaderValue, Method, Version};
 use hyper::body::Body as _;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
@@ -151,10 +151,11 @@ impl Hook for Observe {
     }
 }
 
-/// Only a successful POST reads its body to the end. Any other answer to a
-/// request with a body leaves it unread, and hyper then closes the
+/// Only a successful POST reads its body to the end. Any other answer to an
+/// HTTP/1 request with a body leaves it unread, and hyper then closes the
 /// connection: the answer says so, or the client would reuse the
-/// connection and fail its next request.
+/// connection and fail its next request. HTTP/2 ends only that request's
+/// stream, and forbids the `Connection` header.
 #[derive(Clone, Copy)]
 pub struct CloseUnread;
 
@@ -165,12 +166,12 @@ impl CloseUnread {
 }
 
 impl Hook for CloseUnread {
-    /// (the request has a body, it is a POST)
+    /// (the request is HTTP/1 and has a body, it is a POST)
     type Noted = (bool, bool);
 
     fn on_request(&self, request: &Request) -> (bool, bool) {
         (
-            !request.body().is_end_stream(),
+            request.version() <= Version::HTTP_11 && !request.body().is_end_stream(),
             request.method() == Method::POST,
         )
     }
@@ -303,5 +304,33 @@ where
             }
         }
         Either::Right(self.inner.call(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use http::{header, Method, StatusCode, Version};
+
+    use super::*;
+
+    #[test]
+    fn only_http1_answers_say_the_connection_closes() {
+        for version in [Version::HTTP_10, Version::HTTP_11, Version::HTTP_2] {
+            let request = Request::builder()
+                .method(Method::GET)
+                .version(version)
+                .body(Body::from("left unread"))
+                .unwrap();
+            let noted = CloseUnread.on_request(&request);
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            CloseUnread::on_response(noted, &mut response);
+            assert_eq!(
+                response.headers().contains_key(header::CONNECTION),
+                version != Version::HTTP_2,
+                "{version:?}"
+            );
+        }
     }
 }

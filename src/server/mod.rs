@@ -1,6 +1,11 @@
-//! The listener, the connections and graceful shutdown.
+//! The listener, the connections and graceful shutdown: plain HTTP/1.1
+//! and h2c, or HTTPS with HTTP/1.1 and HTTP/2 (`tls`).
 
+mod connection;
+mod idle;
+mod settings;
 mod stop;
+pub mod tls;
 
 use std::future::Future;
 use std::io;
@@ -9,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
+use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
+use tokio::signal::unix::Signal;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
@@ -19,7 +24,11 @@ use crate::config::Config;
 use crate::http::{router, App, JobLimits};
 use crate::jobs::Jobs;
 use crate::store::Store;
+use connection::Protocols;
+pub use settings::{TlsConfig, TlsFiles, TlsSettings};
 use stop::StopSignals;
+pub use tls::peer::ClientName;
+pub use tls::reload::Certificates;
 
 /// A bound server, not yet serving: binding first lets the caller learn the
 /// port actually picked for `:0` before requests arrive.
@@ -29,7 +38,15 @@ pub struct Server {
     /// Where the embedded engine keeps this process's spill files.
     spill_dir: std::path::PathBuf,
     limits: ConnectionLimits,
-    builder: http1::Builder,
+    protocols: Protocols,
+    /// Present when the port serves HTTPS.
+    tls: Option<ServedTls>,
+}
+
+/// The certificates served, and the signal that reloads them.
+struct ServedTls {
+    certificates: Arc<Certificates>,
+    hangups: Signal,
 }
 
 /// What one connection may cost, so slow or hostile clients cannot take the
@@ -48,6 +65,12 @@ pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// Reads the TLS files `config` names, if any: a file that cannot be used
+/// is an error naming it, for the operator to fix before starting.
+pub fn load_certificates(config: &Config) -> Result<Option<Certificates>, tls::TlsFileError> {
+    config.tls.files.clone().map(Certificates::load).transpose()
+}
+
 /// The HTTP/1 settings of every connection. Public so that the benchmark
 /// ceiling serves with exactly the same ones.
 pub fn http1_builder(config: &Config) -> http1::Builder {
@@ -63,8 +86,17 @@ pub fn http1_builder(config: &Config) -> http1::Builder {
 }
 
 impl Server {
-    /// Creates the store and binds the listener. Call inside a tokio runtime.
-    pub async fn bind(config: &Config) -> io::Result<Server> {
+    /// Creates the store and binds the listener; serves HTTPS with
+    /// `certificates` (loaded from `config.tls`, see [`load_certificates`]).
+    /// Call inside a tokio runtime.
+    pub async fn bind(config: &Config, certificates: Option<Certificates>) -> io::Result<Server> {
+        let tls = match certificates {
+            Some(certificates) => Some(ServedTls {
+                certificates: Arc::new(certificates),
+                hangups: tls::reload::hangups()?,
+            }),
+            None => None,
+        };
         let store = Store::new(config.store())?;
         let listener = TcpListener::bind(config.listen).await?;
         let spill_dir = store.spill_dir().to_owned();
@@ -87,8 +119,14 @@ impl Server {
                 shutdown_timeout: config.shutdown_timeout,
                 max_connections: config.max_connections,
             },
-            builder: http1_builder(config),
+            protocols: Protocols::new(config),
+            tls,
         })
+    }
+
+    /// Whether the port serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -108,10 +146,23 @@ impl Server {
             listener,
             app,
             limits,
-            builder,
+            protocols,
+            tls,
             ..
         } = self;
+        let protocols = Arc::new(protocols);
         let routes = router(app.clone());
+        let (certificates, reloads) = match tls {
+            Some(ServedTls {
+                certificates,
+                hangups,
+            }) => {
+                let reloads =
+                    tokio::spawn(tls::reload::reload_on_hangup(certificates.clone(), hangups));
+                (Some(certificates), Some(reloads))
+            }
+            None => (None, None),
+        };
         let connections = TaskTracker::new();
         let mut stops = StopSignals::default();
         // One permit per open connection: at the cap, new connections wait in
@@ -139,28 +190,21 @@ impl Server {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(routes.for_peer(peer));
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            let stop = stops.register();
+            let (routes, stop, protocols) =
+                (routes.for_peer(peer), stops.register(), protocols.clone());
+            let acceptor = certificates.as_ref().map(|c| c.acceptor());
             connections.spawn(async move {
-                let mut conn = std::pin::pin!(conn);
-                let ended = tokio::select! {
-                    biased;
-                    ended = conn.as_mut() => ended,
-                    _ = stop => {
-                        // Finish the request in flight, then close; an idle
-                        // keep-alive connection closes at once.
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
-                };
-                if let Err(e) = ended {
-                    tracing::debug!(error = %e, "connection ended with an error");
+                match acceptor {
+                    Some(acceptor) => protocols.serve_tls(stream, acceptor, routes, stop).await,
+                    None => protocols.serve_plain(stream, routes, stop).await,
                 }
                 drop(slot);
             });
         }
         drop(listener);
+        if let Some(reloads) = reloads {
+            reloads.abort();
+        }
         tracing::info!("shutting down: no longer accepting connections");
         app.begin_draining();
         app.backend.begin_shutdown();
