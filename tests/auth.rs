@@ -13,6 +13,8 @@ mod jwt;
 mod refusals;
 #[path = "auth/reload.rs"]
 mod reload;
+#[path = "auth/role_table.rs"]
+mod role_table;
 #[path = "auth/roles.rs"]
 mod roles;
 #[path = "auth/support.rs"]

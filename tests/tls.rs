@@ -15,6 +15,14 @@ mod mutual;
 mod pki;
 #[path = "tls/reload.rs"]
 mod reload;
+#[path = "auth/role_table.rs"]
+mod role_table;
+#[path = "tls/secured.rs"]
+mod secured;
+// The authentication tests' credentials; this crate uses only the tokens.
+#[path = "auth/support.rs"]
+#[allow(dead_code)]
+mod support;
 
 use std::time::{Duration, Instant};
 

@@ -143,6 +143,19 @@ impl Conn {
         self.send(Method::POST, path, full(body)).await
     }
 
+    /// [`Conn::send`] with extra request headers.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> Answer {
+        self.try_send_with(method, path, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
     /// [`Conn::send`], answering the failure instead of panicking.
     pub async fn try_send(
         &self,
@@ -150,7 +163,20 @@ impl Conn {
         path: &str,
         body: Body,
     ) -> Result<Answer, Box<dyn Error + Send + Sync>> {
-        let request = Request::builder().method(method);
+        self.try_send_with(method, path, &[], body).await
+    }
+
+    async fn try_send_with(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> Result<Answer, Box<dyn Error + Send + Sync>> {
+        let mut request = Request::builder().method(method);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         let sent = async {
             let response = match self {
                 Conn::H1(sender) => {
