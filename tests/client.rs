@@ -219,10 +219,15 @@ async fn errors_have_exit_statuses() {
     let refused = blobq(&server, &["push", "ns/bad name"], b"x");
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("400"));
+    // A port just freed: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let url = format!("http://{closed}");
     let nobody = Command::new(env!("CARGO_BIN_EXE_blobq"))
-        .args(["stats", "--server", "http://127.0.0.1:1"])
+        .args(["stats", "--server", &url])
         .output()
         .expect("run blobq");
     assert_eq!(nobody.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&nobody.stderr).contains("127.0.0.1:1"));
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains(&url));
 }
