@@ -216,7 +216,8 @@ async fn errors_have_exit_statuses() {
     assert!(empty.stdout.is_empty());
     let usage = blobq(&server, &["pop", "not-a-queue"], b"");
     assert_eq!(usage.status.code(), Some(2));
-    let refused = blobq(&server, &["push", "ns/bad name"], b"x");
+    // A pop: refused before any body could be in flight.
+    let refused = blobq(&server, &["pop", "ns/bad name"], b"");
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("400"));
     // A port just freed: nothing listens there.
