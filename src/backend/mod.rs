@@ -224,11 +224,8 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Starts a batch push to `queue`: parts are added one by one and stored
     /// together by the commit, or not at all.
-    async fn push_batch(
-        &self,
-        ns: &Name,
-        queue: &Name,
-    ) -> Result<Box<dyn BatchPush>, BackendError>;
+    async fn push_batch(&self, ns: &Name, queue: &Name)
+        -> Result<Box<dyn BatchPush>, BackendError>;
 
     /// Pops up to `count` elements of `queue`: as many as are ready, at
     /// least one. With `opts.wait` it waits for the first only. Empty when

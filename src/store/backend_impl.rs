@@ -28,7 +28,10 @@ impl Store {
     /// Receives a body chunk by chunk into memory or a body file. Dropped
     /// on any error, the writer removes whatever it wrote. A file that
     /// cannot be written is `507`, its path only in the server log.
-    pub(super) async fn receive(&self, body: IncomingBody) -> Result<(BlobContent, u64), BackendError> {
+    pub(super) async fn receive(
+        &self,
+        body: IncomingBody,
+    ) -> Result<(BlobContent, u64), BackendError> {
         let health = &self.shared.file_health;
         let unwritable = |e: IngestError| match e {
             IngestError::TooLarge { limit } => BackendError::TooLarge { limit },

@@ -20,7 +20,7 @@ use super::Store;
 use crate::backend::ids::{BlobId, Receipt};
 use crate::backend::name::Name;
 use crate::backend::{
-    Acked, BackendError, BatchElement, BatchPush, IncomingBody, LeaseGrant, Payload, PartError,
+    Acked, BackendError, BatchElement, BatchPush, IncomingBody, LeaseGrant, PartError, Payload,
     Popped, PushOptions, Pushed,
 };
 
@@ -62,7 +62,8 @@ impl BatchPush for StoreBatch {
         let so_far = self.bytes + body.announced.unwrap_or(0);
         if so_far >= self.store.shared.limits.spill_threshold {
             let elements = self.parts.len() as u64 + 1;
-            self.store.precheck_quota(&self.ns, elements, Some(so_far))?;
+            self.store
+                .precheck_quota(&self.ns, elements, Some(so_far))?;
         }
         let (content, size) = self.store.receive(body).await?;
         let meta = element_meta(None, opts.meta.content_type, opts.meta.custom);
@@ -82,12 +83,13 @@ impl BatchPush for StoreBatch {
     ) -> Result<(), BackendError> {
         let blob = match blob {
             None => None,
-            Some(raw) => Some(raw.parse::<BlobId>().map_err(|_| {
-                BackendError::BlobNotFound {
-                    namespace: self.ns.clone(),
-                    id: raw.to_owned(),
-                }
-            })?),
+            Some(raw) => Some(
+                raw.parse::<BlobId>()
+                    .map_err(|_| BackendError::BlobNotFound {
+                        namespace: self.ns.clone(),
+                        id: raw.to_owned(),
+                    })?,
+            ),
         };
         self.parts.push(Prepared::Reference {
             blob,

@@ -6,9 +6,7 @@ use std::time::Duration;
 use super::{body_of, bytes_of, eventually, leased, lives, name, names, push, waiting_on, Fresh};
 use super::{DATA, HEADER, LIMITED_MAX_ELEMENTS, LIMITED_NAMESPACE};
 use crate::backend::name::Name;
-use crate::backend::{
-    Backend, BackendError, BatchElement, IncomingBody, PopOptions, Popped,
-};
+use crate::backend::{Backend, BackendError, BatchElement, IncomingBody, PopOptions, Popped};
 
 /// Each element of a batch pop, failing on a gone one.
 fn popped(batch: Vec<BatchElement>) -> Vec<Popped> {
@@ -81,7 +79,10 @@ pub async fn a_refused_or_dropped_batch_stores_nothing(fresh: Fresh) {
     // Part 2 references a blob that does not exist.
     let mut batch = b.push_batch(&ns, &q).await.unwrap();
     let blob_id = blob.id.to_string();
-    batch.add_reference(Some(&blob_id), lives(60)).await.unwrap();
+    batch
+        .add_reference(Some(&blob_id), lives(60))
+        .await
+        .unwrap();
     batch
         .add(IncomingBody::from_bytes(vec![1u8; 200]), lives(60))
         .await
@@ -168,7 +169,10 @@ pub async fn a_leased_batch_is_settled_by_one_acknowledgement(fresh: Fresh) {
     assert_eq!(acked.unknown, [asked[1].clone(), asked[3].clone()]);
     let counts = b.queue_stats(&ns, &q).await.unwrap().unwrap().counts;
     assert_eq!((counts.elements, counts.leased), (1, 0));
-    let none = b.ack_batch(&name("nowhere"), &q, &asked[..1]).await.unwrap();
+    let none = b
+        .ack_batch(&name("nowhere"), &q, &asked[..1])
+        .await
+        .unwrap();
     assert_eq!(none.unknown, asked[..1]);
 }
 

@@ -16,10 +16,7 @@ use crate::store::element::Element;
 pub(crate) enum Prepared {
     /// A part with a body, its blob made (and counted in the byte gauges)
     /// already; dropped, it removes its file.
-    Body {
-        blob: Arc<Blob>,
-        lifetime: u64,
-    },
+    Body { blob: Arc<Blob>, lifetime: u64 },
     /// A reference push, or an element of metadata only.
     Reference {
         blob: Option<BlobId>,
