@@ -333,3 +333,99 @@ async fn open_taken(taken: Taken, now: Millis) -> Result<BatchElement, BackendEr
         }),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use crate::backend::name::Name;
+    use crate::backend::{
+        Backend, BackendError, IncomingBody, PopOptions, PushOptions, StoragePlace,
+    };
+    use crate::store::{DurabilityConfig, FsyncMode, Quota, Store, StoreConfig};
+
+    fn durable(dir: &std::path::Path) -> Store {
+        Store::new(StoreConfig {
+            spill_dir: dir.join("spill"),
+            spill_threshold: 16,
+            max_element_size: 1 << 20,
+            queue_idle_timeout: Duration::from_secs(60),
+            max_deliveries: 5,
+            namespace_quota: Quota::default(),
+            namespace_quotas: HashMap::new(),
+            quota_retry_after: 1,
+            memory_limit: 0,
+            durability: Some(DurabilityConfig {
+                dir: dir.join("data"),
+                fsync: FsyncMode::Always,
+                fsync_interval: Duration::from_secs(3600),
+                segment_bytes: 1 << 20,
+                repair: false,
+            }),
+        })
+        .unwrap()
+    }
+
+    fn names() -> (Name, Name) {
+        (Name::parse("ns").unwrap(), Name::parse("q").unwrap())
+    }
+
+    async fn push_batch(s: &Store, bodies: &[&[u8]]) -> Result<usize, BackendError> {
+        let (ns, q) = names();
+        let mut batch = Backend::push_batch(s, &ns, &q).await?;
+        for body in bodies {
+            let opts = PushOptions {
+                lifetime: 600,
+                ..PushOptions::default()
+            };
+            batch
+                .add(IncomingBody::from_bytes(body.to_vec()), opts)
+                .await?;
+        }
+        batch.commit().await.map(|p| p.len()).map_err(|e| e.error)
+    }
+
+    async fn pop_count(s: &Store, count: usize) -> Result<usize, BackendError> {
+        let (ns, q) = names();
+        let opts = PopOptions {
+            with_data: true,
+            lease: None,
+            wait: Duration::ZERO,
+        };
+        Ok(Backend::pop_batch(s, &ns, &q, opts, count).await?.len())
+    }
+
+    fn is_507(r: Result<usize, BackendError>) -> bool {
+        matches!(r, Err(BackendError::Unwritable(f)) if f.place == StoragePlace::Data)
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_log_cannot_record_is_taken_back_whole_and_never_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = durable(dir.path());
+        assert_eq!(push_batch(&s, &[b"a", b"b"]).await.unwrap(), 2);
+        // Small and large bodies: the large ones are files of the data directory.
+        s.journal().unwrap().fail_writes(1);
+        assert!(is_507(push_batch(&s, &[b"c", &[7u8; 100], b"d"]).await));
+        let (ns, q) = names();
+        let counts = s.queue_stats(&ns, &q).unwrap().counts;
+        assert_eq!(
+            (counts.elements, counts.pushed),
+            (2, 2),
+            "nothing of it left"
+        );
+        // A batch pop the log cannot record gives its elements back, in order.
+        s.journal().unwrap().fail_writes(1);
+        assert!(is_507(pop_count(&s, 5).await));
+        assert_eq!(s.queue_stats(&ns, &q).unwrap().counts.elements, 2);
+        assert_eq!(push_batch(&s, &[b"e"]).await.unwrap(), 1);
+        s.purge();
+        drop(s);
+        let s = durable(dir.path());
+        assert_eq!(pop_count(&s, 10).await.unwrap(), 3, "a, b and e only");
+        let blobs = std::fs::read_dir(dir.path().join("data/blobs")).unwrap();
+        assert_eq!(blobs.count(), 0, "the withdrawn part's file is gone");
+        s.purge();
+    }
+}
