@@ -115,7 +115,7 @@ async fn part_headers_past_their_limit_are_refused() {
         .await;
     let long = "v".repeat(600);
     let fits = Part::new("x").header("X-Custom-Data", &format!("a={long}"));
-    wire::push(&server, "ns", "q", &[fits.clone()]).await;
+    wire::push(&server, "ns", "q", std::slice::from_ref(&fits)).await;
     let over = fits.header("X-Custom-Data", &format!("b={long}"));
     let r = post_raw(&server, "ns", "q", encode(&[Part::new("first"), over])).await;
     let p = problem(r, 413).await;
