@@ -1,16 +1,20 @@
 //! Batches through the real server (docs/API.md, "Batches"): a batch push
 //! stored whole or not at all, batch pops (blocking, leased, header-only,
-//! with deleted blobs), batch acknowledgements, the limits, and a durable
-//! batch across a crash. Bodies are checked byte for byte; answers are read
+//! with deleted blobs), batch acknowledgements, the limits, a full spill
+//! directory, and a durable batch across a crash. Bodies are checked byte for byte; answers are read
 //! with multer, a parser other than the server's.
 
 mod common;
+#[path = "batch/diskfull.rs"]
+mod diskfull;
 #[path = "batch/durable.rs"]
 mod durable;
 #[path = "batch/limits.rs"]
 mod limits;
 #[path = "batch/parsing.rs"]
 mod parsing;
+#[path = "diskfull/tmpfs.rs"]
+mod tmpfs;
 #[path = "batch/wire.rs"]
 mod wire;
 
