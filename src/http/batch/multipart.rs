@@ -9,8 +9,8 @@
 //! `multipart/form-data` boundaries, caps a part at 32 header lines (a push
 //! may carry 64 `X-Custom-Data` pairs and more) and buffers a part's
 //! headers, or a preamble, with no bound but the whole body's; this reader
-//! bounds both, and its property tests (`tests/fuzz_batch.rs`) hold it to
-//! multer's reading of the bodies both accept.
+//! bounds both, and its property tests (`tests/batch/parsing.rs`) hold it
+//! to multer's reading of the bodies multer reads correctly.
 
 use std::task::{ready, Context, Poll};
 
