@@ -331,3 +331,32 @@ async fn a_batch_refused_midway_stores_nothing_and_names_the_part() {
     let totals = server.json("/qs", 200).await;
     assert_eq!(totals["pushes"], 0, "{totals}");
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_a_leased_batch_unread_gets_it_back_when_the_leases_run_out() {
+    let server = common::start().await;
+    let parts: Vec<Part> = (0..3u8).map(|i| Part::new(pattern(200_000, i))).collect();
+    push(&server, "ns", "q", &parts).await;
+    // The answer's head is read, its body is not: the client goes away.
+    let r = server.get("/qs/ns/q?count=3&lease=0.5").await;
+    assert_eq!(r.status(), 200);
+    drop(r);
+    let stats = server.json("/qs/ns/q/stats", 200).await;
+    assert_eq!(stats["leased"], 3, "{stats}");
+    server
+        .wait_for_json("/qs/ns/q/stats", "the leases to run out", |v| {
+            v["elements"] == 3
+        })
+        .await;
+    // Each comes back at the head as its lease runs out, as a single
+    // lease's element does: all of them, in no promised order.
+    let again = pop(&server, "/qs/ns/q?count=3").await;
+    let mut bodies: Vec<&[u8]> = again.parts.iter().map(|p| &p.body[..]).collect();
+    let mut sent: Vec<&[u8]> = parts.iter().map(|p| &p.body[..]).collect();
+    bodies.sort_unstable();
+    sent.sort_unstable();
+    assert!(bodies == sent, "every element back, byte for byte");
+    for p in &again.parts {
+        assert_eq!(p.header("x-queueserver-deliveries"), None, "not leased now");
+    }
+}
