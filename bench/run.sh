@@ -339,6 +339,90 @@ run_blobq_tls() {
     stop "$pid"
 }
 
+# ---- Batches (issue 29) -------------------------------------------------------
+# Target "batch", in every run unless BENCH_TARGETS is given (then name it):
+# at 100 B only, blobq's batch push (POST /qs/bench/batch/batch, one
+# multipart/mixed body of BENCH_BATCH_ELEMENTS parts, default 100) and batch
+# pop (?count= the same) over 64 connections, BENCH_BATCHES requests each
+# (default 20000), by the scale harness ("scale batch"), which reports
+# elements per second; then redis-server fed by redis-benchmark pipelining
+# 16 deep on as many connections (LPUSH of as many 100 B values, then RPOP
+# of them), a request being one element. Rows of targets "blobq" and
+# "redis"; batch_verdicts judges blobq at 0.5x redis or better after the
+# table.
+BATCH_ELEMENTS=${BENCH_BATCH_ELEMENTS:-100}
+BATCH_COUNT=${BENCH_BATCHES:-20000}
+BATCH_PORT=18087 BATCH_REDIS_PORT=16391
+[[ -n ${BENCH_TARGETS:-} ]] || TARGETS+=" batch"
+if [[ " $TARGETS " == *" batch "* ]]; then
+    ports_free $BATCH_PORT $BATCH_REDIS_PORT
+    if ! command -v redis-benchmark >/dev/null || ! command -v redis-server >/dev/null; then
+        echo "bench: redis-benchmark or redis-server missing (apt-get install -y redis-tools redis-server): batches without their peer" >&2
+    fi
+fi
+
+run_batch() {
+    (($1 == 100)) || return 0
+    local pid out case="batch $BATCH_ELEMENTS × 100 B"
+    "$BLOBQ" serve --listen "127.0.0.1:$BATCH_PORT" --spill-dir "$WORK" --memory-limit 0 \
+        --log warn 2>>"$WORK/batch.log" &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port $BATCH_PORT
+    echo "bench: round $ROUND: blobq $case" >&2
+    SCALE batch "http://127.0.0.1:$BATCH_PORT/qs/bench/batch" --elements "$BATCH_ELEMENTS" \
+        --size 100 --batches "$BATCH_COUNT" >>"$ROWS" || fail "blobq $case"
+    stop "$pid"
+    command -v redis-benchmark >/dev/null && command -v redis-server >/dev/null || return 0
+    redis-server --port $BATCH_REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no \
+        --daemonize no --logfile "$WORK/batch-redis.log" &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port $BATCH_REDIS_PORT
+    echo "bench: round $ROUND: redis $case" >&2
+    out=$("${GENERATOR[@]}" redis-benchmark -p $BATCH_REDIS_PORT -c "$CONNS" -P 16 -d 100 \
+        -n $((BATCH_ELEMENTS * BATCH_COUNT)) -t lpush,rpop --csv 2>&1) || fail "redis-benchmark: $out"
+    redis_rows "$out" "$case" "redis-benchmark -P 16 -c $CONNS" >>"$ROWS"
+    stop "$pid"
+}
+
+# redis_rows CSV CASE NOTE: the LPUSH and RPOP lines of redis-benchmark's
+# --csv output as rows "CASE push" and "CASE pop" of target redis; p50 and
+# p99 where this version reports them (a header line names the columns).
+redis_rows() {
+    awk -F'","' -v kase="$2" -v note="$3" '
+        { gsub(/^"|"$/, "") }
+        $1 == "test" { for (f = 2; f <= NF; f++) col[$f] = f; next }
+        $1 == "LPUSH" || $1 == "RPOP" {
+            p50 = col["p50_latency_ms"] ? $(col["p50_latency_ms"]) : "-"
+            p99 = col["p99_latency_ms"] ? $(col["p99_latency_ms"]) : "-"
+            printf "redis\t%s %s\t%d\t%s\t%s\t%s\n", kase, ($1 == "LPUSH" ? "push" : "pop"), $2 + 0.5, p50, p99, note
+        }
+    ' <<<"$1"
+}
+
+# batch_verdicts ROWS: blobq's batch push and pop element rates as a ratio
+# to redis's, medians of the same run.
+batch_verdicts() {
+    awk -F'\t' -v kase="batch $BATCH_ELEMENTS × 100 B" -f bench/rows.awk -f /dev/stdin "$1" <<'AWK'
+function rate(target, k,   j) { j = key[target "|" k]; return j ? r[j] : "" }
+END {
+    print ""
+    print "Batch push and pop (" kase ") against redis-benchmark -P 16, elements per second, in this run:"
+    print ""
+    print "| case | blobq/redis | verdict |"
+    print "| --- | --- | --- |"
+    split("push,pop", ways, ",")
+    for (w = 1; w <= 2; w++) {
+        x = exact(rate("blobq", kase " " ways[w]), rate("redis", kase " " ways[w]))
+        printf "| %s %s ≥ 0.5× redis | %s | %s |\n", kase, ways[w],
+            x == "" ? "not run" : sprintf("%.3f×", x), x == "" ? "" : (x + 0 >= 0.5 ? "met" : "not met")
+    }
+}
+AWK
+}
+# ---- end of batches -------------------------------------------------------------
+
 start_webdis() {
     redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no \
         --daemonize no --logfile "$WORK/redis.log" &
@@ -454,6 +538,7 @@ mkdir -p "$(dirname "$OUT")"
     echo
     bench_table "$ROWS"
     if [[ " $TARGETS " == *" auth "* ]]; then auth_verdicts "$ROWS"; fi
+    if [[ " $TARGETS " == *" batch "* ]]; then batch_verdicts "$ROWS"; fi
     protocol_ratios "$ROWS"
 } | tee "$OUT"
 if ((FAILED)); then

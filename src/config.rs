@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::auth::{Auth, AuthError, AuthSettings, TokenCommand};
 use crate::backend::name::Name;
+use crate::http::batch::{BatchLimits, BatchSettings};
 use crate::http::RequestLimits;
 use crate::jobs::{JobConfig, JobSettings};
 use crate::server::{TlsConfig, TlsSettings};
@@ -162,6 +163,10 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub tls: TlsSettings,
+    /// Batches (the `[batch]` table).
+    #[command(flatten)]
+    #[serde(default)]
+    pub batch: BatchSettings,
 }
 
 /// Fills each unset field of `$hi` from `$lo`.
@@ -207,7 +212,8 @@ impl Settings {
             log,
             auth,
             jobs,
-            tls
+            tls,
+            batch
         )
     }
 }
@@ -246,6 +252,7 @@ pub struct Config {
     pub auth: Auth,
     pub jobs: JobConfig,
     pub tls: TlsConfig,
+    pub batch: BatchLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -321,6 +328,7 @@ impl Config {
             auth: Auth::load(s.auth.resolve(config_file))?,
             jobs: s.jobs.resolve().map_err(ConfigError::Invalid)?,
             tls: s.tls.resolve()?,
+            batch: s.batch.resolve().map_err(ConfigError::Invalid)?,
         };
         config.check()?;
         Ok(config)

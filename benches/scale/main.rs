@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench scale -- fill URL --count N --size BYTES [--method M] [--expect STATUS] [--header 'K: V'] [--timeout SECONDS]
 //! cargo bench --bench scale -- cases --blobq PATH [--only big,blocked,million,storm]
+//! cargo bench --bench scale -- batch QUEUE_URL [--elements 100] [--size 100] [--batches N]
 //! ```
 //!
 //! `cases` starts a fresh `blobq` for each case (so each RSS figure is its
@@ -12,6 +13,7 @@
 //! the table. Cargo runs bench targets under `cargo test --all-targets` too;
 //! without the `--bench` flag that `cargo bench` passes, this exits at once.
 
+mod batch;
 mod cases;
 mod client;
 mod server;
@@ -66,6 +68,7 @@ fn main() {
         match args.first().map(String::as_str) {
             Some("fill") => client::fill_command(&args[1..]).await,
             Some("cases") => cases::cases_command(&args[1..]).await,
+            Some("batch") => batch::batch_command(&args[1..]).await,
             _ => Err("usage: scale fill URL ... | scale cases --blobq PATH".into()),
         }
     });

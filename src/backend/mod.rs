@@ -13,6 +13,7 @@
 //! optional log) is the first implementation. [`suite`] holds the tests
 //! every engine must pass, run with the `backend_suite!` macro.
 
+pub mod batch;
 pub mod body;
 pub mod error;
 pub mod ids;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use batch::{Acked, BatchElement, BatchPush, PartError};
 pub use body::{BodyError, BodyStream, IncomingBody, Payload};
 pub use error::{BackendError, StorageFault, StoragePlace};
 use ids::{BlobId, ElementId, Receipt};
@@ -217,6 +219,32 @@ pub trait Backend: Send + Sync + 'static {
     async fn write_fault(&self) -> Option<StorageFault> {
         None
     }
+
+    // Batches (docs/API.md, "Batches"; `batch.rs`).
+
+    /// Starts a batch push to `queue`: parts are added one by one and stored
+    /// together by the commit, or not at all.
+    async fn push_batch(&self, ns: &Name, queue: &Name)
+        -> Result<Box<dyn BatchPush>, BackendError>;
+
+    /// Pops up to `count` elements of `queue`: as many as are ready, at
+    /// least one. With `opts.wait` it waits for the first only. Empty when
+    /// nothing came in time.
+    async fn pop_batch(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        opts: PopOptions,
+        count: usize,
+    ) -> Result<Vec<BatchElement>, BackendError>;
+
+    /// Acknowledges each lease of `receipts` on `queue`, together.
+    async fn ack_batch(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        receipts: &[String],
+    ) -> Result<Acked, BackendError>;
 
     /// Starts shutdown: every waiting consumer gets `ShuttingDown`, and so
     /// does any pop that would wait from now on.

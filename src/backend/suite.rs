@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 
+mod batch;
+pub use batch::*;
+
 use super::name::Name;
 use super::{Backend, BackendError, IncomingBody, Payload, PopOptions, Popped, PushOptions};
 
@@ -60,6 +63,12 @@ macro_rules! backend_suite {
             an_element_expires_after_its_lifetime,
             statistics_count_what_happened,
             shutdown_answers_waiters_shutting_down,
+            // Batches (`suite/batch.rs`).
+            a_batch_is_pushed_in_order_and_popped_in_a_batch,
+            a_refused_or_dropped_batch_stores_nothing,
+            a_waiting_batch_pop_takes_the_whole_batch_that_woke_it,
+            a_leased_batch_is_settled_by_one_acknowledgement,
+            a_batch_pop_marks_deleted_blobs_gone_and_header_only_exposes,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

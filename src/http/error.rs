@@ -45,6 +45,17 @@ pub enum ApiError {
     BodyTimeout(u64),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A batch past one of its limits other than an element's size (its
+    /// parts, a part's headers, its receipts).
+    #[error("{detail}; nothing was done")]
+    BatchTooLarge {
+        problem: &'static str,
+        detail: String,
+    },
+    /// What one part of a batch was refused for: its status and problem,
+    /// the part named (counted from 0) in the detail and in `part`.
+    #[error("part {part}: {error}")]
+    InPart { part: usize, error: Box<ApiError> },
 }
 
 #[derive(Serialize)]
@@ -54,6 +65,9 @@ struct Problem<'a> {
     title: &'a str,
     status: u16,
     detail: String,
+    /// The part of a batch the problem is with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part: Option<usize>,
 }
 
 /// The text of a server fault, left in the extensions of its `500`
@@ -93,6 +107,8 @@ impl ApiError {
             ApiError::BodyRead(_) => (StatusCode::BAD_REQUEST, "body-read-failed"),
             ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body-timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::BatchTooLarge { problem, .. } => (StatusCode::PAYLOAD_TOO_LARGE, problem),
+            ApiError::InPart { error, .. } => error.status_and_problem(),
         }
     }
 
@@ -111,6 +127,10 @@ impl IntoResponse for ApiError {
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: self.to_string(),
+            part: match &self {
+                ApiError::InPart { part, .. } => Some(*part),
+                _ => None,
+            },
         };
         let json = serde_json::to_vec(&doc).unwrap_or_default();
         let mut response = Response::new(Body::from(json));
@@ -123,7 +143,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        match self {
+        let this = match self {
+            ApiError::InPart { error, .. } => *error,
+            other => other,
+        };
+        match this {
             ApiError::MethodNotAllowed { allow, .. } => {
                 if let Ok(allow) = HeaderValue::from_str(&allow) {
                     headers.insert(header::ALLOW, allow);

@@ -3,6 +3,7 @@
 //! problem documents ([`ApiError`]), and one handler module per route
 //! family. It calls the backend and never sees how an engine stores bytes.
 
+pub mod batch;
 mod blobs;
 mod body;
 mod error;
@@ -48,6 +49,8 @@ pub struct App {
     pub auth: Auth,
     /// The jobs engine, where this server serves jobs.
     pub jobs: Option<JobsService>,
+    /// How many elements a batch may carry (`batch/`).
+    pub batch: batch::BatchLimits,
     /// Set when shutdown begins: new requests and `/healthz` answer `503`.
     draining: AtomicBool,
 }
@@ -60,6 +63,7 @@ impl App {
             limits,
             auth: Auth::open(),
             jobs: None,
+            batch: batch::BatchLimits::default(),
             draining: AtomicBool::new(false),
         }
     }
@@ -74,6 +78,12 @@ impl App {
     pub fn with_jobs(mut self, store: Arc<dyn JobStore>, limits: JobLimits) -> App {
         self.metrics.add_jobs(store.clone());
         self.jobs = Some(JobsService { store, limits });
+        self
+    }
+
+    /// The app with batches limited by `limits`.
+    pub fn with_batch(mut self, limits: batch::BatchLimits) -> App {
+        self.batch = limits;
         self
     }
 

@@ -24,7 +24,7 @@ use tower::{Service, ServiceBuilder};
 
 use super::layers::{self, Authorise, Authorised, CloseUnread, Hooked, Observe, Peer, Traced};
 use super::routing::{erase, ErasedHandler, Route, Routes, Template};
-use super::{blobs, jobs, leases, ops, queues, App};
+use super::{batch, blobs, jobs, leases, ops, queues, App};
 use crate::auth::{Access, Role, RoutePolicy};
 
 /// What a method asks of its caller, one word each in the table (see
@@ -45,12 +45,16 @@ pub fn router(app: Arc<App>) -> Api {
         .route("/qs/{ns}", get(OBSERVER, queues::namespace_stats))
         .route(
             "/qs/{ns}/{queue}",
-            get(CONSUMER, queues::pop)
+            // With `?count=`, a batch pop (`batch.rs`); else a single pop.
+            get(CONSUMER, batch::pop)
                 .post(PRODUCER, queues::push)
                 .put(PRODUCER, queues::push_reference)
                 .delete(CONSUMER, queues::purge),
         )
         .route("/qs/{ns}/{queue}/stats", get(OBSERVER, queues::queue_stats))
+        // Batches (`batch/`); `ack` is matched before `{receipt}`.
+        .route("/qs/{ns}/{queue}/batch", post(PRODUCER, batch::push))
+        .route("/qs/{ns}/{queue}/leases/ack", post(CONSUMER, batch::ack))
         .route(
             "/qs/{ns}/{queue}/leases/{receipt}",
             delete(CONSUMER, leases::ack),

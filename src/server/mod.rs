@@ -103,6 +103,7 @@ impl Server {
         let store: Arc<Store> = Arc::new(store);
         let mut app =
             App::new(store.clone(), config.request_limits()).with_auth(config.auth.clone());
+        app = app.with_batch(config.batch);
         // Jobs are not durable yet: a durable server does not take them.
         if config.data_dir.is_none() {
             let limits = JobLimits {

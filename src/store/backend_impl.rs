@@ -12,6 +12,7 @@ use futures_util::StreamExt as _;
 
 use crate::backend::ids::BlobId;
 use crate::backend::name::Name;
+use crate::backend::{Acked, BatchElement, BatchPush};
 use crate::backend::{
     Backend, BackendError, BlobRead, IncomingBody, NamespaceStats, PopOptions, Popped, PushOptions,
     Pushed, QueueStats, ServerStats, StorageFault, StoredBlob, TotalsSnapshot,
@@ -27,7 +28,10 @@ impl Store {
     /// Receives a body chunk by chunk into memory or a body file. Dropped
     /// on any error, the writer removes whatever it wrote. A file that
     /// cannot be written is `507`, its path only in the server log.
-    async fn receive(&self, body: IncomingBody) -> Result<(BlobContent, u64), BackendError> {
+    pub(super) async fn receive(
+        &self,
+        body: IncomingBody,
+    ) -> Result<(BlobContent, u64), BackendError> {
         let health = &self.shared.file_health;
         let unwritable = |e: IngestError| match e {
             IngestError::TooLarge { limit } => BackendError::TooLarge { limit },
@@ -210,6 +214,41 @@ impl Backend for Store {
 
     async fn server_stats(&self) -> Result<ServerStats, BackendError> {
         Ok(Store::server_stats(self))
+    }
+
+    // Batches: `store/batch.rs`.
+
+    async fn push_batch(
+        &self,
+        ns: &Name,
+        queue: &Name,
+    ) -> Result<Box<dyn BatchPush>, BackendError> {
+        Ok(Box::new(self.begin_batch(ns, queue).await?))
+    }
+
+    async fn pop_batch(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        opts: PopOptions,
+        count: usize,
+    ) -> Result<Vec<BatchElement>, BackendError> {
+        let mode = PopMode {
+            with_data: opts.with_data,
+            lease_ms: opts.lease.map(saturating_millis),
+        };
+        self.writable(Commit::Consumed).await?;
+        self.pop_batch_waiting(ns, queue, mode, opts.wait, count)
+            .await
+    }
+
+    async fn ack_batch(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        receipts: &[String],
+    ) -> Result<Acked, BackendError> {
+        self.ack_many(ns, queue, receipts).await
     }
 
     fn totals(&self) -> TotalsSnapshot {

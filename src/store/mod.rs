@@ -16,6 +16,7 @@
 //! - `journal` and `recovery`: durable mode's log and its replay.
 
 mod backend_impl;
+mod batch;
 pub mod blob;
 mod blob_table;
 pub mod clock;

@@ -97,13 +97,16 @@ pub(crate) fn lease_length(raw: &str, max: Duration) -> Result<Duration, ApiErro
     Ok(lease)
 }
 
-/// `?timeout=S&header_only=1&lease=S` of a pop.
+/// `?timeout=S&header_only=1&lease=S&count=N` of a pop.
 #[derive(Debug, PartialEq)]
 pub struct PopQuery {
     pub timeout: Duration,
     pub header_only: bool,
     /// Pop under a lease of this length instead of removing the element.
     pub lease: Option<Duration>,
+    /// A batch pop of up to this many elements (at least 1; its maximum,
+    /// `--max-batch`, is the batch handler's to check).
+    pub count: Option<usize>,
 }
 
 impl PopQuery {
@@ -112,6 +115,7 @@ impl PopQuery {
             timeout: Duration::ZERO,
             header_only: false,
             lease: None,
+            count: None,
         };
         for (key, raw) in query_pairs(query)? {
             match key {
@@ -120,11 +124,26 @@ impl PopQuery {
                 }
                 "header_only" => out.header_only = flag(key, raw)?,
                 "lease" => out.lease = Some(lease_length(raw, limits.max_lease)?),
-                _ => return Err(unknown_parameter(key, "timeout, header_only, lease")),
+                "count" => out.count = Some(batch_count(raw)?),
+                _ => return Err(unknown_parameter(key, "timeout, header_only, lease, count")),
             }
         }
         Ok(out)
     }
+}
+
+/// `count=N` of a batch pop: a whole number from 1.
+fn batch_count(raw: &str) -> Result<usize, ApiError> {
+    Some(raw)
+        .filter(|r| is_digits(r))
+        .and_then(|r| r.parse::<usize>().ok())
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid-count",
+                format!("count={raw:?} must be a whole number from 1 to --max-batch"),
+            )
+        })
 }
 
 /// `?lease=S` of a lease extension: required.
@@ -191,6 +210,7 @@ mod tests {
             timeout: Duration::ZERO,
             header_only: false,
             lease: None,
+            count: None,
         };
         assert_eq!(PopQuery::parse(None, &l).unwrap(), none);
         let q = parse("timeout=0.25&header_only=1").unwrap();

@@ -13,6 +13,7 @@
 //! [`expiry`] (the deadline index the sweeper works from) and [`stats`].
 //! [`changes`] turns each change into the record durable mode logs.
 
+mod batch;
 mod blobs;
 mod changes;
 mod expiry;
@@ -42,6 +43,7 @@ use super::queue::Queue;
 use super::stats::Totals;
 use crate::backend::ids::{BlobId, Receipt};
 use crate::backend::name::Name;
+pub(crate) use batch::{Prepared, Refusal, Taken};
 pub(crate) use blobs::element_meta;
 use changes::ChangeLog;
 pub use quota::{Quota, QuotaExceeded};
