@@ -11,11 +11,13 @@
 //! - `claim`: the guards that make a claim undo itself if its worker goes.
 //! - `watch`: long polls on a job.
 //! - `sweeper`: the task that acts on passed deadlines.
+//! - `callback`: delivering finished jobs' documents to their callbacks.
 //! - `config`: the `[jobs]` settings.
 //!
 //! It does not keep anything across a restart: job state lives in this
 //! process only.
 
+pub mod callback;
 mod claim;
 pub mod config;
 mod job;
@@ -40,6 +42,7 @@ use crate::backend::jobs::{JobError, JobTotals};
 use crate::backend::name::Name;
 use crate::backend::Backend;
 use crate::store::clock::Millis;
+use callback::Callbacks;
 
 /// Queues by namespace, then by name.
 type Registry = HashMap<Name, HashMap<Name, Arc<JobQueue>>>;
@@ -65,6 +68,8 @@ struct Shared {
     closing: CancellationToken,
     totals: Counters,
     next_claimer: AtomicU64,
+    /// Delivers finished jobs' callbacks; absent when none are allowed.
+    callbacks: Option<Callbacks>,
 }
 
 #[derive(Default)]
@@ -84,6 +89,8 @@ impl Jobs {
     /// A new engine keeping bytes in `blobs`; starts its sweeper, so call it
     /// inside a tokio runtime.
     pub fn new(blobs: Arc<dyn Backend>, config: JobConfig) -> Jobs {
+        let callbacks = (!config.callbacks.allow.is_empty())
+            .then(|| Callbacks::start(config.callbacks.clone()));
         let jobs = Jobs {
             shared: Arc::new(Shared {
                 blobs,
@@ -94,6 +101,7 @@ impl Jobs {
                 closing: CancellationToken::new(),
                 totals: Counters::default(),
                 next_claimer: AtomicU64::new(0),
+                callbacks,
             }),
         };
         tokio::spawn(sweeper::run(jobs.clone()));
@@ -188,6 +196,12 @@ impl Jobs {
         let mut fx = Effects::default();
         let answer = f(&mut st, Millis::now(), &mut fx);
         self.settle(q, &mut st, &fx);
+        drop(st);
+        if let Some(callbacks) = &self.shared.callbacks {
+            for (url, job) in &fx.callbacks {
+                callbacks.send(url, job);
+            }
+        }
         Some((answer, fx.blobs))
     }
 
@@ -255,13 +269,21 @@ impl Jobs {
     fn totals(&self) -> JobTotals {
         let t = &self.shared.totals;
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        JobTotals {
+        let mut totals = JobTotals {
             submitted: read(&t.submitted),
             claims: read(&t.claims),
             completions: read(&t.completions),
             failures: read(&t.failures),
             cancellations: read(&t.cancellations),
+            ..JobTotals::default()
+        };
+        if let Some(callbacks) = &self.shared.callbacks {
+            let c = callbacks.counters();
+            totals.callbacks_delivered = read(&c.delivered);
+            totals.callback_failures = read(&c.failures);
+            totals.callbacks_abandoned = read(&c.abandoned);
         }
+        totals
     }
 }
 

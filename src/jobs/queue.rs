@@ -62,11 +62,13 @@ pub(super) struct Offer {
     pub view: JobView,
 }
 
-/// What a change leaves to do once the lock is released: blobs to delete
-/// and events to count.
+/// What a change leaves to do once the lock is released: blobs to delete,
+/// callbacks to send and events to count.
 #[derive(Debug, Default)]
 pub(super) struct Effects {
     pub blobs: Vec<BlobId>,
+    /// Jobs that finished with a callback: its URL and the final document.
+    pub callbacks: Vec<(Box<str>, JobView)>,
     pub submitted: u64,
     pub claims: u64,
     pub completions: u64,
@@ -135,8 +137,8 @@ impl QueueState {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.ids.insert(job.id, seq);
-        if let Some(key) = &job.idempotency_key {
-            self.keys.insert(key.clone(), seq);
+        if let Some(key) = job.idempotency_key() {
+            self.keys.insert(key.into(), seq);
         }
         self.counts[JobState::Pending.index()] += 1;
         let until = job.pending_until;
@@ -246,7 +248,7 @@ impl QueueState {
             self.deadlines.remove(&(job.deadline, seq));
         }
         self.ids.remove(&job.id);
-        if let Some(key) = &job.idempotency_key {
+        if let Some(key) = job.idempotency_key() {
             self.keys.remove(key);
         }
         self.counts[job.state.index()] -= 1;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use super::claim::{ClaimWait, Claiming};
-use super::job::{system_time, Job, JobLog, Lease, NEVER};
+use super::job::{system_time, Extras, Job, JobLog, Lease, NEVER};
 use super::queue::{Claimer, JobQueue};
 use super::Jobs;
 use crate::backend::ids::BlobId;
@@ -132,6 +132,7 @@ impl JobStore for Jobs {
             max_attempts,
             retention,
             idempotency_key,
+            callback,
         } = opts;
         let (input_blob, input) = self.store_body(ns, input, content_type).await?;
         let mut job = Some(Job {
@@ -153,12 +154,12 @@ impl JobStore for Jobs {
             input_type: input.content_type,
             message: None,
             metadata: custom.into_boxed_slice(),
-            idempotency_key,
+            extras: Extras::of(idempotency_key, callback),
             outcome: None,
             log: JobLog::default(),
         });
         let (_, (view, created), _) = self.change(ns, queue, true, |st, now, fx| {
-            let key = job.as_ref().and_then(|j| j.idempotency_key.as_deref());
+            let key = job.as_ref().and_then(|j| j.idempotency_key());
             if let Some(seq) = key.and_then(|k| st.keyed(k)) {
                 return (st.view(seq), false);
             }
@@ -436,6 +437,9 @@ impl JobStore for Jobs {
 
     async fn close(&self) {
         self.shared.closing.cancel();
+        if let Some(callbacks) = &self.shared.callbacks {
+            callbacks.close();
+        }
     }
 }
 
