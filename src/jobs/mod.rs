@@ -35,7 +35,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{JobConfig, JobSettings};
-use queue::{Effects, JobQueue, QueueState};
+use queue::{Effects, JobQueue, Leftovers, QueueState};
 
 use crate::backend::ids::BlobId;
 use crate::backend::jobs::{JobError, JobTotals};
@@ -156,15 +156,15 @@ impl Jobs {
 
     /// Runs `f` on queue `ns/queue` under its lock (made first if
     /// `create`), then does what the change left: schedule the sweeper,
-    /// count events, retire an idle queue. Returns `f`'s answer and the
-    /// blobs to delete.
+    /// count events, retire an idle queue. Returns `f`'s answer and what
+    /// to clean up in the backend.
     fn change<R>(
         &self,
         ns: &Name,
         queue: &Name,
         create: bool,
         mut f: impl FnMut(&mut QueueState, Millis, &mut Effects) -> R,
-    ) -> Result<(Arc<JobQueue>, R, Vec<BlobId>), JobError> {
+    ) -> Result<(Arc<JobQueue>, R, Leftovers), JobError> {
         loop {
             let q = if create {
                 self.queue_or_new(ns, queue)
@@ -175,11 +175,11 @@ impl Jobs {
                         queue: queue.clone(),
                     })?
             };
-            let Some((answer, blobs)) = self.change_queue(&q, &mut f) else {
+            let Some((answer, leftovers)) = self.change_queue(&q, &mut f) else {
                 // Retired meanwhile: look it up again.
                 continue;
             };
-            return Ok((q, answer, blobs));
+            return Ok((q, answer, leftovers));
         }
     }
 
@@ -188,7 +188,7 @@ impl Jobs {
         &self,
         q: &Arc<JobQueue>,
         f: impl FnOnce(&mut QueueState, Millis, &mut Effects) -> R,
-    ) -> Option<(R, Vec<BlobId>)> {
+    ) -> Option<(R, Leftovers)> {
         let mut st = q.lock();
         if st.removed {
             return None;
@@ -202,7 +202,11 @@ impl Jobs {
                 callbacks.send(url, job);
             }
         }
-        Some((answer, fx.blobs))
+        let leftovers = Leftovers {
+            blobs: fx.blobs,
+            removed: fx.removed,
+        };
+        Some((answer, leftovers))
     }
 
     /// What every change ends with, still under the queue's lock.
@@ -257,13 +261,25 @@ impl Jobs {
         }
     }
 
-    /// `delete_blobs` from where no `.await` is possible (a `Drop`).
-    fn delete_blobs_later(&self, ns: &Name, blobs: Vec<BlobId>) {
-        if blobs.is_empty() {
+    /// Gives the backend back what removed jobs held: their blobs, and
+    /// their inputs' places in the namespace's element quota.
+    async fn clean_up(&self, ns: &Name, leftovers: Leftovers) {
+        self.delete_blobs(ns, leftovers.blobs).await;
+        if leftovers.removed > 0 {
+            self.shared
+                .blobs
+                .release_elements(ns, leftovers.removed)
+                .await;
+        }
+    }
+
+    /// `clean_up` from where no `.await` is possible (a `Drop`).
+    fn clean_up_later(&self, ns: &Name, leftovers: Leftovers) {
+        if leftovers.blobs.is_empty() && leftovers.removed == 0 {
             return;
         }
         let (jobs, ns) = (self.clone(), ns.clone());
-        tokio::spawn(async move { jobs.delete_blobs(&ns, blobs).await });
+        tokio::spawn(async move { jobs.clean_up(&ns, leftovers).await });
     }
 
     fn totals(&self) -> JobTotals {

@@ -74,6 +74,16 @@ pub(super) struct Effects {
     pub completions: u64,
     pub failures: u64,
     pub cancellations: u64,
+    /// Jobs removed: their element slots go back to the namespace.
+    pub removed: u64,
+}
+
+/// What a change leaves to undo in the backend once the lock is released:
+/// the removed jobs' blobs and their element slots.
+#[derive(Debug, Default)]
+pub(super) struct Leftovers {
+    pub blobs: Vec<BlobId>,
+    pub removed: u64,
 }
 
 /// The long polls waiting on one job.
@@ -253,6 +263,7 @@ impl QueueState {
         }
         self.counts[job.state.index()] -= 1;
         fx.blobs.extend(job.blobs());
+        fx.removed += 1;
         self.wake_watchers(seq);
         self.compact_pending();
     }
