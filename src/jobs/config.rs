@@ -111,10 +111,12 @@ impl JobSettings {
 
     /// The callback settings with their defaults, checked.
     fn callbacks(&self) -> Result<CallbackConfig, String> {
-        let allow = self.job_callback_allow.clone().unwrap_or_default();
-        for prefix in &allow {
-            check_prefix(prefix)?;
-        }
+        let allow = self
+            .job_callback_allow
+            .iter()
+            .flatten()
+            .map(|prefix| check_prefix(prefix))
+            .collect::<Result<Vec<_>, _>>()?;
         let key = self
             .job_callback_secret
             .as_deref()
@@ -143,18 +145,19 @@ impl JobSettings {
 /// A callback prefix must name a scheme, a host and the start of a path
 /// (`http://hooks.example.com/`), so that it cannot be met by another host
 /// whose name merely begins the same (`http://hooks.example.com.evil.org`).
-/// Only plain HTTP: the server's HTTP client carries no TLS roots.
-fn check_prefix(prefix: &str) -> Result<(), String> {
+/// Only plain HTTP: the server's HTTP client carries no TLS roots. The
+/// prefix is kept normalised, as callback URLs are compared.
+fn check_prefix(prefix: &str) -> Result<String, String> {
     let rest = prefix.strip_prefix("http://").ok_or_else(|| {
         format!("job-callback-allow {prefix:?} must start with http:// (https callbacks are not supported)")
     })?;
     let host_ends = rest.find('/').filter(|&at| at > 0);
-    if host_ends.is_none() || reqwest::Url::parse(prefix).is_err() {
-        return Err(format!(
+    match reqwest::Url::parse(prefix) {
+        Ok(url) if host_ends.is_some() => Ok(url.as_str().to_owned()),
+        _ => Err(format!(
             "job-callback-allow {prefix:?} must be a URL with a host and a path, such as http://hooks.example.com/"
-        ));
+        )),
     }
-    Ok(())
 }
 
 impl Default for JobConfig {
@@ -194,8 +197,12 @@ mod tests {
     #[test]
     fn callback_prefixes_need_a_host_and_a_path() {
         for good in ["http://hooks.example.com/", "http://127.0.0.1:9000/jobs/"] {
-            assert_eq!(check_prefix(good), Ok(()), "{good}");
+            assert_eq!(check_prefix(good).as_deref(), Ok(good), "{good}");
         }
+        assert_eq!(
+            check_prefix("http://Hooks.Example.com/a/../b/").as_deref(),
+            Ok("http://hooks.example.com/b/")
+        );
         for bad in [
             "http://hooks.example.com",
             "https://hooks.example.com/",

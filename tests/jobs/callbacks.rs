@@ -288,8 +288,12 @@ async fn a_callback_outside_the_allowed_prefixes_is_refused_and_stores_nothing()
     let receiver = Receiver::start(Receiver::answering(&[])).await;
     let server = server_for(&receiver, &[]).await;
     let elsewhere = format!("http://{}/other", receiver.addr);
+    let escaping = format!("{}../other", receiver.prefix());
+    let through_userinfo = format!("http://{}@example.com/hooks/", receiver.addr);
     for url in [
         elsewhere.as_str(),
+        escaping.as_str(),
+        through_userinfo.as_str(),
         "http://example.com/hooks/",
         "not a url",
         "/hooks/relative",

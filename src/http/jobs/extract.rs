@@ -175,8 +175,10 @@ impl Submit {
     }
 }
 
-/// An `X-Job-Callback` URL: an absolute URL that starts with one of the
-/// allowed prefixes.
+/// An `X-Job-Callback` URL: an absolute URL that, normalised (`..`
+/// segments resolved, the host in lower case), starts with one of the
+/// allowed prefixes. The normalised URL is the one kept and called, so
+/// that `/hooks/../admin` cannot leave an allowed `/hooks/`.
 fn callback_url(url: &str, allowed: &CallbackConfig) -> Result<Box<str>, ApiError> {
     if allowed.allow.is_empty() {
         return Err(bad(
@@ -184,7 +186,9 @@ fn callback_url(url: &str, allowed: &CallbackConfig) -> Result<Box<str>, ApiErro
             "X-Job-Callback: this server allows no callback URLs (see --job-callback-allow); poll the job or long-poll it with ?wait=S",
         ));
     }
-    if reqwest::Url::parse(url).is_err() || !allowed.allows(url) {
+    let normal = reqwest::Url::parse(url).ok();
+    let normal = normal.as_ref().map(reqwest::Url::as_str);
+    if !normal.is_some_and(|normal| allowed.allows(normal)) {
         return Err(bad(
             "callback-not-allowed",
             format!(
@@ -193,7 +197,7 @@ fn callback_url(url: &str, allowed: &CallbackConfig) -> Result<Box<str>, ApiErro
             ),
         ));
     }
-    Ok(url.into())
+    Ok(normal.unwrap_or(url).into())
 }
 
 /// The `wait=S` preference of a `Prefer` header (RFC 7240); other

@@ -68,6 +68,8 @@ struct Delivery {
     body: Bytes,
     first_attempt: Option<Instant>,
     attempts: u32,
+    /// When its next attempt is due: its place in `Waiting::by_due`.
+    due: Instant,
 }
 
 /// Deliveries waiting for their next attempt, by arrival (to drop the
@@ -151,8 +153,9 @@ impl Callbacks {
             body: Bytes::from(document::to_json(job)),
             first_attempt: None,
             attempts: 0,
+            due: Instant::now(),
         };
-        self.inner.enqueue(delivery, Instant::now());
+        self.inner.enqueue(delivery);
     }
 
     /// Stops delivering; what is still waiting is given up.
@@ -203,15 +206,16 @@ impl Callbacks {
 }
 
 impl Inner {
-    /// Adds a delivery due at `due`, dropping the oldest waiting one past
-    /// the limit.
-    fn enqueue(&self, delivery: Delivery, due: Instant) {
+    /// Adds a delivery, due at its `due`, dropping the oldest waiting one
+    /// past the limit.
+    fn enqueue(&self, delivery: Delivery) {
+        let due = delivery.due;
         let mut waiting = locked(&self.waiting);
         while waiting.by_arrival.len() >= self.config.max_pending {
             let Some((seq, dropped)) = waiting.by_arrival.pop_first() else {
                 break;
             };
-            waiting.by_due.retain(|&(_, s)| s != seq);
+            waiting.by_due.remove(&(dropped.due, seq));
             self.counters.abandoned.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 job = %dropped.id,
@@ -253,8 +257,8 @@ impl Inner {
             Err(why) => why,
         };
         self.counters.failures.fetch_add(1, Ordering::Relaxed);
-        let due = Instant::now() + backoff(delivery.attempts);
-        if due > first + self.config.retry_for {
+        delivery.due = Instant::now() + backoff(delivery.attempts);
+        if delivery.due > first + self.config.retry_for {
             self.counters.abandoned.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 job = %delivery.id,
@@ -266,7 +270,7 @@ impl Inner {
             return;
         }
         tracing::debug!(job = %delivery.id, attempts = delivery.attempts, error = %why, "a job callback attempt failed");
-        self.enqueue(delivery, due);
+        self.enqueue(delivery);
     }
 
     async fn post(&self, d: &Delivery) -> Result<(), String> {
@@ -319,16 +323,44 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_prefix_allows_the_urls_it_begins() {
-        let config = CallbackConfig {
+    fn config(max_pending: usize) -> CallbackConfig {
+        CallbackConfig {
             allow: vec!["http://hooks.example.com/jobs/".into()],
             key: None,
             timeout: Duration::from_secs(1),
             retry_for: Duration::from_secs(1),
-            max_pending: 1,
+            max_pending,
             concurrency: 1,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn past_the_pending_limit_the_oldest_delivery_is_dropped() {
+        let callbacks = Callbacks::start(config(2));
+        let later = Instant::now() + Duration::from_secs(3600);
+        for id in ["a", "b", "c"] {
+            callbacks.inner.enqueue(Delivery {
+                url: reqwest::Url::parse("http://hooks.example.com/jobs/x").unwrap(),
+                id: id.into(),
+                body: Bytes::new(),
+                first_attempt: None,
+                attempts: 0,
+                due: later,
+            });
+        }
+        let waiting = locked(&callbacks.inner.waiting);
+        let ids: Vec<&str> = waiting.by_arrival.values().map(|d| &*d.id).collect();
+        assert_eq!(ids, ["b", "c"]);
+        assert_eq!(waiting.by_due.len(), 2);
+        drop(waiting);
+        assert_eq!(callbacks.counters().abandoned.load(Ordering::Relaxed), 1);
+        callbacks.close();
+        assert_eq!(callbacks.counters().abandoned.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_prefix_allows_the_urls_it_begins() {
+        let config = config(1);
         assert!(config.allows("http://hooks.example.com/jobs/done?x=1"));
         assert!(!config.allows("http://hooks.example.com/other"));
         assert!(!config.allows("http://hooks.example.com.evil.org/jobs/"));
