@@ -246,6 +246,36 @@ async fn a_receiver_that_answers_500_is_called_again() {
 }
 
 #[tokio::test]
+async fn a_callback_failing_for_its_whole_retry_period_is_given_up() {
+    let mut receiver = Receiver::start(Receiver::answering(&[500; 100])).await;
+    let server = server_for(&receiver, &[("--job-callback-retry-for", "1")]).await;
+    let id = submit_calling(&server, "acme/export", &receiver.url("failing")).await;
+    let r = server
+        .post(&format!("/jobs/acme/export/{id}/cancel"), "")
+        .await;
+    assert_eq!(r.status(), 200);
+    receiver.next().await;
+    // Retries come after 0.5 to 1 s, then 1 to 2 s: within one second of
+    // the first attempt there is room for one at most.
+    let mut attempts = 1;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(3), receiver.hits.recv()).await
+    {
+        attempts += 1;
+    }
+    assert!((1..=2).contains(&attempts), "{attempts} attempts");
+    let m = metrics(&server).await;
+    assert!(m.contains("blobq_job_callbacks_abandoned_total 1"), "{m}");
+    assert!(m.contains("blobq_job_callbacks_delivered_total 0"), "{m}");
+    assert!(
+        m.contains(&format!("blobq_job_callback_failures_total {attempts}")),
+        "{m}"
+    );
+    let log = server.log();
+    let gave_up = log.iter().filter(|l| l.contains("gave up a job callback"));
+    assert_eq!(gave_up.count(), 1, "{log:?}");
+}
+
+#[tokio::test]
 async fn a_hanging_receiver_delays_no_request_and_no_other_job() {
     let mut hanging = Receiver::start(Answer::Hang).await;
     let server = server_for(
