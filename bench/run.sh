@@ -423,6 +423,59 @@ AWK
 }
 # ---- end of batches -------------------------------------------------------------
 
+# ---- Jobs (issue 25) ---------------------------------------------------------
+# The jobs API's cases (`scale jobs`, benches/scale/jobs.rs), each on a fresh
+# blobq: jobs per second through submit, claim, result and get from 64
+# clients against push/pop pairs per second from 64 clients on the same
+# server; 100 000 jobs held (RSS growth per job besides its input's bytes);
+# 10 000 clients long-polling one job each while workers finish them (from a
+# result's sending to its poll's answer). Rows of target blobq, once per run
+# like the scale cases; jobs_verdicts judges them after the table.
+#   BENCH_JOBS       "1" (the default): run them; "0": not
+#   BENCH_JOBS_ARGS  extra arguments, e.g. "--held 10000 --pollers 1000"
+JOBS_CASES=${BENCH_JOBS:-1}
+JOBS_ARGS=${BENCH_JOBS_ARGS:-}
+run_jobs() {
+    echo "bench: jobs cases" >&2
+    # shellcheck disable=SC2086 # JOBS_ARGS is a list of words
+    SCALE jobs --blobq "$BLOBQ" --seconds "$DURATION" $JOBS_ARGS >>"$ROWS" || fail "jobs cases"
+}
+
+# jobs_verdicts ROWS: the jobs cases against their targets.
+jobs_verdicts() {
+    awk -F'\t' -f bench/rows.awk -f /dev/stdin "$1" <<'AWK'
+# The number in text matched by re (which holds one number), or "".
+function number(text, re,   x) {
+    if (!match(text, re)) return ""
+    x = substr(text, RSTART, RLENGTH); gsub(/[^0-9.]/, "", x); return x
+}
+function verdict(got, ok) { return got == "" ? "not run" : (ok ? "met" : "not met") }
+END {
+    for (i = 1; i <= rows; i++) {
+        if (t[i] != "blobq") continue
+        if (c[i] ~ /^jobs: submit, claim, result and get/) jobs = i
+        else if (c[i] ~ /^jobs: push and pop pairs/) pairs = i
+        else if (c[i] ~ /^jobs: [0-9]+ held$/) held = i
+        else if (c[i] ~ /^jobs: .* long-polling one job each/) polls = i
+    }
+    print ""
+    print "Jobs (submit, claim, result and get), in this run:"
+    print ""
+    print "| target | got | verdict |"
+    print "| --- | --- | --- |"
+    x = (jobs && pairs) ? exact(r[jobs], r[pairs]) : ""
+    printf "| jobs per second ≥ 0.3× push/pop pairs per second, 64 clients | %s | %s |\n",
+        x == "" ? "-" : sprintf("%.3f×", x), verdict(x, x + 0 >= 0.3)
+    per = held ? number(n[held], "-?[0-9.]+ B per job") : ""
+    printf "| %s: < 1 KiB of memory each besides their bytes | %s | %s |\n",
+        held ? c[held] : "jobs held", per == "" ? "-" : per " B", verdict(per, per + 0 < 1024)
+    p = polls ? p99[polls] : ""
+    printf "| %s: p99 < 50 ms | %s | %s |\n",
+        polls ? c[polls] : "long polls woken", p == "" ? "-" : "p99 " p " ms", verdict(p, p + 0 < 50)
+}
+AWK
+}
+# ---- end of jobs ----------------------------------------------------------------
 start_webdis() {
     redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no \
         --daemonize no --logfile "$WORK/redis.log" &
@@ -526,6 +579,8 @@ if [[ -n $SCALE_CASES ]]; then
     done
 fi
 
+if ((JOBS_CASES)) && [[ " $TARGETS " == *" blobq "* ]]; then run_jobs; fi
+
 mkdir -p "$(dirname "$OUT")"
 {
     echo "blobq $(git describe --always --dirty 2>/dev/null || echo '?'), $(date -u +%Y-%m-%dT%H:%MZ)," \
@@ -539,6 +594,7 @@ mkdir -p "$(dirname "$OUT")"
     bench_table "$ROWS"
     if [[ " $TARGETS " == *" auth "* ]]; then auth_verdicts "$ROWS"; fi
     if [[ " $TARGETS " == *" batch "* ]]; then batch_verdicts "$ROWS"; fi
+    if ((JOBS_CASES)) && [[ " $TARGETS " == *" blobq "* ]]; then jobs_verdicts "$ROWS"; fi
     protocol_ratios "$ROWS"
 } | tee "$OUT"
 if ((FAILED)); then

@@ -2,9 +2,12 @@
 //! in `jobs/client.rs`, the worker side in `jobs/workers.rs`, bad input in
 //! `jobs/refusals.rs`, retention and shutdown in `jobs/lifecycle.rs`, the
 //! four flows of the issue end to end in `jobs/flows.rs`, and what a job
-//! costs in memory in `jobs/memory.rs`. The helpers every part uses are
-//! here.
+//! costs in memory in `jobs/memory.rs`; callbacks in `jobs/callbacks.rs`; the
+//! element quota in `jobs/quota.rs`.
+//! The helpers every part uses are here.
 
+#[path = "jobs/callbacks.rs"]
+mod callbacks;
 #[path = "jobs/client.rs"]
 mod client;
 mod common;
@@ -14,6 +17,8 @@ mod flows;
 mod lifecycle;
 #[path = "jobs/memory.rs"]
 mod memory;
+#[path = "jobs/quota.rs"]
+mod quota;
 #[path = "jobs/refusals.rs"]
 mod refusals;
 #[path = "jobs/workers.rs"]

@@ -5,17 +5,19 @@
 //! cargo bench --bench scale -- fill URL --count N --size BYTES [--method M] [--expect STATUS] [--header 'K: V'] [--timeout SECONDS]
 //! cargo bench --bench scale -- cases --blobq PATH [--only big,blocked,million,storm]
 //! cargo bench --bench scale -- batch QUEUE_URL [--elements 100] [--size 100] [--batches N]
+//! cargo bench --bench scale -- jobs --blobq PATH [--only rate,held,polls] [--seconds S] [--held N] [--pollers N]
 //! ```
 //!
 //! `cases` starts a fresh `blobq` for each case (so each RSS figure is its
 //! own) and prints one tab-separated row per result:
-//! `target, case, req/s, p50 ms, p99 ms, note`. `bench/run.sh` puts them in
-//! the table. Cargo runs bench targets under `cargo test --all-targets` too;
+//! `target, case, req/s, p50 ms, p99 ms, note`. `jobs` does the same for
+//! the jobs API (`jobs.rs`). `bench/run.sh` puts them in the table. Cargo runs bench targets under `cargo test --all-targets` too;
 //! without the `--bench` flag that `cargo bench` passes, this exits at once.
 
 mod batch;
 mod cases;
 mod client;
+mod jobs;
 mod server;
 
 use std::collections::HashMap;
@@ -69,7 +71,11 @@ fn main() {
             Some("fill") => client::fill_command(&args[1..]).await,
             Some("cases") => cases::cases_command(&args[1..]).await,
             Some("batch") => batch::batch_command(&args[1..]).await,
-            _ => Err("usage: scale fill URL ... | scale cases --blobq PATH".into()),
+            Some("jobs") => jobs::jobs_command(&args[1..]).await,
+            _ => Err(
+                "usage: scale fill URL ... | scale cases --blobq PATH | scale batch URL ... | scale jobs --blobq PATH"
+                    .into(),
+            ),
         }
     });
     if let Err(e) = outcome {

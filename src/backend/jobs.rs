@@ -7,8 +7,11 @@
 //! byte bodies of any size. The HTTP layer parses requests into these types
 //! and shapes answers from them; an engine (the embedded one is
 //! `crate::jobs::Jobs`) decides where documents, queues, leases and bytes
-//! live. Times cross the seam as `SystemTime`s; how they are spelled is the
-//! HTTP layer's business.
+//! live. Times cross the seam as `SystemTime`s. The job document's JSON
+//! (`document`) is defined here too, since both the HTTP layer's answers
+//! and an engine's callbacks send it.
+
+pub mod document;
 
 use std::time::{Duration, SystemTime};
 
@@ -180,6 +183,9 @@ pub struct SubmitOptions {
     /// Seconds a finished job is kept.
     pub retention: u64,
     pub idempotency_key: Option<Box<str>>,
+    /// Where the job document is POSTed when the job finishes; already
+    /// checked against the server's allowed prefixes.
+    pub callback: Option<Box<str>>,
 }
 
 /// Answer to a submit.
@@ -296,6 +302,13 @@ pub struct JobTotals {
     pub completions: u64,
     pub failures: u64,
     pub cancellations: u64,
+    /// Callbacks a receiver accepted (answered 2xx).
+    pub callbacks_delivered: u64,
+    /// Callback attempts that failed (no connection, a timeout, not 2xx).
+    pub callback_failures: u64,
+    /// Callbacks given up: retried for the whole retry period, dropped past
+    /// the pending limit, or left at shutdown.
+    pub callbacks_abandoned: u64,
 }
 
 /// What can go wrong in a job operation, as the client should learn it.

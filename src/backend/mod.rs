@@ -197,6 +197,15 @@ pub trait Backend: Send + Sync + 'static {
     /// Deletes blob `id`. Elements still referencing it answer `BlobGone`.
     async fn delete_blob(&self, ns: &Name, id: &str) -> Result<(), BackendError>;
 
+    /// Counts `n` elements held outside the namespace's queues (the inputs
+    /// of jobs) against its element quota, as pushes count theirs: refused
+    /// with `OverQuota`, changing nothing, if they would take it past the
+    /// quota. The namespace is kept while any are held.
+    async fn hold_elements(&self, ns: &Name, n: u64) -> Result<(), BackendError>;
+
+    /// Gives back `n` elements taken with `hold_elements`.
+    async fn release_elements(&self, ns: &Name, n: u64);
+
     /// Statistics of one queue; `None` if it does not exist.
     async fn queue_stats(
         &self,

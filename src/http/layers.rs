@@ -151,13 +151,20 @@ impl Hook for Observe {
     }
 }
 
-/// Only a successful POST reads its body to the end. Any other answer to an
-/// HTTP/1 request with a body leaves it unread, and hyper then closes the
-/// connection: the answer says so, or the client would reuse the
-/// connection and fail its next request. HTTP/2 ends only that request's
-/// stream, and forbids the `Connection` header.
+/// Only a successful POST reads its body to the end, or an answer marked
+/// [`BodyRead`] by its handler. Any other answer to an HTTP/1 request with
+/// a body leaves it unread, and hyper then closes the connection: the
+/// answer says so, or the client would reuse the connection and fail its
+/// next request. HTTP/2 ends only that request's stream, and forbids the
+/// `Connection` header.
 #[derive(Clone, Copy)]
 pub struct CloseUnread;
+
+/// Set on a response by a handler (not a POST) that has read its request's
+/// body to the end, such as a job's result upload (`PUT`): the connection
+/// stays open.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyRead;
 
 impl CloseUnread {
     pub fn layer() -> HookLayer<CloseUnread> {
@@ -177,7 +184,8 @@ impl Hook for CloseUnread {
     }
 
     fn on_response((has_body, post): (bool, bool), response: &mut Response) {
-        if has_body && !(post && response.status().is_success()) {
+        let read = response.extensions().get::<BodyRead>().is_some();
+        if has_body && !read && !(post && response.status().is_success()) {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -60,7 +60,7 @@ impl ClaimWait {
     fn take_back(&mut self, keep: bool) -> Option<Offer> {
         let mut rx = self.rx.take()?;
         let id = self.id;
-        let (offer, blobs) = self.jobs.change_queue(&self.queue, |st, now, _| {
+        let (offer, leftovers) = self.jobs.change_queue(&self.queue, |st, now, _| {
             st.remove_claimer(id);
             let offer = rx.try_recv().ok()?;
             if keep {
@@ -69,7 +69,7 @@ impl ClaimWait {
             st.undo_claim(&offer, now);
             None
         })?;
-        self.jobs.delete_blobs_later(&self.queue.ns, blobs);
+        self.jobs.clean_up_later(&self.queue.ns, leftovers);
         offer
     }
 }
@@ -117,11 +117,11 @@ impl Drop for Claiming {
         let Some(offer) = self.offer.take() else {
             return;
         };
-        if let Some(((), blobs)) = self
+        if let Some(((), leftovers)) = self
             .jobs
             .change_queue(&self.queue, |st, now, _| st.undo_claim(&offer, now))
         {
-            self.jobs.delete_blobs_later(&self.queue.ns, blobs);
+            self.jobs.clean_up_later(&self.queue.ns, leftovers);
         }
     }
 }

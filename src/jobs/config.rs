@@ -1,8 +1,12 @@
 //! The jobs settings: the `[jobs]` table of the TOML file, each key also a
 //! flag and a `BLOBQ_*` variable, layered like every other setting.
 
+use std::time::Duration;
+
 use clap::Args;
 use serde::Deserialize;
+
+use super::callback::{CallbackConfig, SigningKey};
 
 /// The `[jobs]` settings as given, each optional so sources can be layered.
 #[derive(Args, Deserialize, Debug, Default, Clone)]
@@ -23,6 +27,29 @@ pub struct JobSettings {
     /// Largest heartbeat or failure body, in bytes [default: 65536]
     #[arg(long, env = "BLOBQ_MAX_JOB_REPORT_BYTES", value_name = "BYTES")]
     pub max_job_report_bytes: Option<usize>,
+    /// A URL prefix X-Job-Callback may start with; repeatable, or comma-separated [default: none, callbacks refused]
+    #[arg(
+        long,
+        env = "BLOBQ_JOB_CALLBACK_ALLOW",
+        value_name = "PREFIX",
+        value_delimiter = ','
+    )]
+    pub job_callback_allow: Option<Vec<String>>,
+    /// Signs each callback (Standard Webhooks): whsec_<base64 key>, or any other text used as the key's bytes [default: unsigned]
+    #[arg(long, env = "BLOBQ_JOB_CALLBACK_SECRET", value_name = "SECRET")]
+    pub job_callback_secret: Option<String>,
+    /// Seconds one callback attempt may take before it counts as failed [default: 10]
+    #[arg(long, env = "BLOBQ_JOB_CALLBACK_TIMEOUT", value_name = "S")]
+    pub job_callback_timeout: Option<u64>,
+    /// Seconds a callback is retried after its first attempt before it is given up [default: 3600]
+    #[arg(long, env = "BLOBQ_JOB_CALLBACK_RETRY_FOR", value_name = "S")]
+    pub job_callback_retry_for: Option<u64>,
+    /// Most callbacks waiting for an attempt; past it the oldest is dropped [default: 10000]
+    #[arg(long, env = "BLOBQ_MAX_JOB_CALLBACKS_PENDING", value_name = "N")]
+    pub max_job_callbacks_pending: Option<usize>,
+    /// Most callback attempts in flight at once [default: 64]
+    #[arg(long, env = "BLOBQ_JOB_CALLBACK_CONCURRENCY", value_name = "N")]
+    pub job_callback_concurrency: Option<usize>,
 }
 
 /// The jobs settings in force.
@@ -33,6 +60,7 @@ pub struct JobConfig {
     pub max_log_entries: usize,
     pub max_message: usize,
     pub max_report_bytes: usize,
+    pub callbacks: CallbackConfig,
 }
 
 impl JobSettings {
@@ -44,6 +72,16 @@ impl JobSettings {
             max_job_log_entries: self.max_job_log_entries.or(lower.max_job_log_entries),
             max_job_message: self.max_job_message.or(lower.max_job_message),
             max_job_report_bytes: self.max_job_report_bytes.or(lower.max_job_report_bytes),
+            job_callback_allow: self.job_callback_allow.or(lower.job_callback_allow),
+            job_callback_secret: self.job_callback_secret.or(lower.job_callback_secret),
+            job_callback_timeout: self.job_callback_timeout.or(lower.job_callback_timeout),
+            job_callback_retry_for: self.job_callback_retry_for.or(lower.job_callback_retry_for),
+            max_job_callbacks_pending: self
+                .max_job_callbacks_pending
+                .or(lower.max_job_callbacks_pending),
+            job_callback_concurrency: self
+                .job_callback_concurrency
+                .or(lower.job_callback_concurrency),
         }
     }
 
@@ -57,6 +95,7 @@ impl JobSettings {
             max_log_entries: self.max_job_log_entries.unwrap_or(1000),
             max_message: self.max_job_message.unwrap_or(4096),
             max_report_bytes: self.max_job_report_bytes.unwrap_or(65_536),
+            callbacks: self.callbacks()?,
         };
         if config.retention == 0 || config.max_retention == 0 {
             return Err("job-retention and max-job-retention must be at least 1 second".into());
@@ -68,6 +107,56 @@ impl JobSettings {
             return Err("max-job-report-bytes must be at least 1024".into());
         }
         Ok(config)
+    }
+
+    /// The callback settings with their defaults, checked.
+    fn callbacks(&self) -> Result<CallbackConfig, String> {
+        let allow = self
+            .job_callback_allow
+            .iter()
+            .flatten()
+            .map(|prefix| check_prefix(prefix))
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = self
+            .job_callback_secret
+            .as_deref()
+            .map(SigningKey::parse)
+            .transpose()?;
+        let config = CallbackConfig {
+            allow,
+            key,
+            timeout: Duration::from_secs(self.job_callback_timeout.unwrap_or(10)),
+            retry_for: Duration::from_secs(self.job_callback_retry_for.unwrap_or(3600)),
+            max_pending: self.max_job_callbacks_pending.unwrap_or(10_000),
+            concurrency: self.job_callback_concurrency.unwrap_or(64),
+        };
+        if config.timeout.is_zero() {
+            return Err("job-callback-timeout must be at least 1 second".into());
+        }
+        if config.max_pending == 0 || config.concurrency == 0 {
+            return Err(
+                "max-job-callbacks-pending and job-callback-concurrency must be at least 1".into(),
+            );
+        }
+        Ok(config)
+    }
+}
+
+/// A callback prefix must name a scheme, a host and the start of a path
+/// (`http://hooks.example.com/`), so that it cannot be met by another host
+/// whose name merely begins the same (`http://hooks.example.com.evil.org`).
+/// Only plain HTTP: the server's HTTP client carries no TLS roots. The
+/// prefix is kept normalised, as callback URLs are compared.
+fn check_prefix(prefix: &str) -> Result<String, String> {
+    let rest = prefix.strip_prefix("http://").ok_or_else(|| {
+        format!("job-callback-allow {prefix:?} must start with http:// (https callbacks are not supported)")
+    })?;
+    let host_ends = rest.find('/').filter(|&at| at > 0);
+    match reqwest::Url::parse(prefix) {
+        Ok(url) if host_ends.is_some() => Ok(url.as_str().to_owned()),
+        _ => Err(format!(
+            "job-callback-allow {prefix:?} must be a URL with a host and a path, such as http://hooks.example.com/"
+        )),
     }
 }
 
@@ -103,5 +192,34 @@ mod tests {
             ..JobSettings::default()
         };
         assert!(zero.resolve().is_err());
+    }
+
+    #[test]
+    fn callback_prefixes_need_a_host_and_a_path() {
+        for good in ["http://hooks.example.com/", "http://127.0.0.1:9000/jobs/"] {
+            assert_eq!(check_prefix(good).as_deref(), Ok(good), "{good}");
+        }
+        assert_eq!(
+            check_prefix("http://Hooks.Example.com/a/../b/").as_deref(),
+            Ok("http://hooks.example.com/b/")
+        );
+        for bad in [
+            "http://hooks.example.com",
+            "https://hooks.example.com/",
+            "hooks.example.com/",
+            "http:///x",
+            "",
+        ] {
+            assert!(check_prefix(bad).is_err(), "{bad}");
+        }
+        let settings = JobSettings {
+            job_callback_allow: Some(vec!["http://h/".into()]),
+            job_callback_secret: Some("whsec_!!".into()),
+            ..JobSettings::default()
+        };
+        assert!(
+            settings.resolve().is_err(),
+            "a whsec_ secret that is not base64"
+        );
     }
 }

@@ -109,6 +109,29 @@ impl JobLog {
     }
 }
 
+/// The submit options most jobs do not use.
+#[derive(Debug, Default)]
+pub(super) struct Extras {
+    pub idempotency_key: Option<Box<str>>,
+    /// Where the document is POSTed when the job finishes.
+    pub callback: Option<Box<str>>,
+}
+
+impl Extras {
+    /// `None` when neither is given.
+    pub fn of(
+        idempotency_key: Option<Box<str>>,
+        callback: Option<Box<str>>,
+    ) -> Option<Box<Extras>> {
+        (idempotency_key.is_some() || callback.is_some()).then(|| {
+            Box::new(Extras {
+                idempotency_key,
+                callback,
+            })
+        })
+    }
+}
+
 /// A job's document and bookkeeping.
 #[derive(Debug)]
 pub(super) struct Job {
@@ -133,12 +156,21 @@ pub(super) struct Job {
     pub input_type: SmolStr,
     pub message: Option<Box<str>>,
     pub metadata: Box<[CustomPair]>,
-    pub idempotency_key: Option<Box<str>>,
+    /// What few jobs carry, boxed so that the others pay one pointer.
+    pub extras: Option<Box<Extras>>,
     pub outcome: Option<Box<Outcome>>,
     pub log: JobLog,
 }
 
 impl Job {
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.extras.as_ref()?.idempotency_key.as_deref()
+    }
+
+    pub fn callback(&self) -> Option<&str> {
+        self.extras.as_ref()?.callback.as_deref()
+    }
+
     /// When a finished job is removed.
     pub fn removal(&self) -> Millis {
         self.finished.plus_secs(self.retention)

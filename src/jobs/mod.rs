@@ -11,11 +11,13 @@
 //! - `claim`: the guards that make a claim undo itself if its worker goes.
 //! - `watch`: long polls on a job.
 //! - `sweeper`: the task that acts on passed deadlines.
+//! - `callback`: delivering finished jobs' documents to their callbacks.
 //! - `config`: the `[jobs]` settings.
 //!
 //! It does not keep anything across a restart: job state lives in this
 //! process only.
 
+pub mod callback;
 mod claim;
 pub mod config;
 mod job;
@@ -33,13 +35,14 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{JobConfig, JobSettings};
-use queue::{Effects, JobQueue, QueueState};
+use queue::{Effects, JobQueue, Leftovers, QueueState};
 
 use crate::backend::ids::BlobId;
 use crate::backend::jobs::{JobError, JobTotals};
 use crate::backend::name::Name;
 use crate::backend::Backend;
 use crate::store::clock::Millis;
+use callback::Callbacks;
 
 /// Queues by namespace, then by name.
 type Registry = HashMap<Name, HashMap<Name, Arc<JobQueue>>>;
@@ -65,6 +68,8 @@ struct Shared {
     closing: CancellationToken,
     totals: Counters,
     next_claimer: AtomicU64,
+    /// Delivers finished jobs' callbacks; absent when none are allowed.
+    callbacks: Option<Callbacks>,
 }
 
 #[derive(Default)]
@@ -84,6 +89,8 @@ impl Jobs {
     /// A new engine keeping bytes in `blobs`; starts its sweeper, so call it
     /// inside a tokio runtime.
     pub fn new(blobs: Arc<dyn Backend>, config: JobConfig) -> Jobs {
+        let callbacks = (!config.callbacks.allow.is_empty())
+            .then(|| Callbacks::start(config.callbacks.clone()));
         let jobs = Jobs {
             shared: Arc::new(Shared {
                 blobs,
@@ -94,6 +101,7 @@ impl Jobs {
                 closing: CancellationToken::new(),
                 totals: Counters::default(),
                 next_claimer: AtomicU64::new(0),
+                callbacks,
             }),
         };
         tokio::spawn(sweeper::run(jobs.clone()));
@@ -148,15 +156,15 @@ impl Jobs {
 
     /// Runs `f` on queue `ns/queue` under its lock (made first if
     /// `create`), then does what the change left: schedule the sweeper,
-    /// count events, retire an idle queue. Returns `f`'s answer and the
-    /// blobs to delete.
+    /// count events, retire an idle queue. Returns `f`'s answer and what
+    /// to clean up in the backend.
     fn change<R>(
         &self,
         ns: &Name,
         queue: &Name,
         create: bool,
         mut f: impl FnMut(&mut QueueState, Millis, &mut Effects) -> R,
-    ) -> Result<(Arc<JobQueue>, R, Vec<BlobId>), JobError> {
+    ) -> Result<(Arc<JobQueue>, R, Leftovers), JobError> {
         loop {
             let q = if create {
                 self.queue_or_new(ns, queue)
@@ -167,11 +175,11 @@ impl Jobs {
                         queue: queue.clone(),
                     })?
             };
-            let Some((answer, blobs)) = self.change_queue(&q, &mut f) else {
+            let Some((answer, leftovers)) = self.change_queue(&q, &mut f) else {
                 // Retired meanwhile: look it up again.
                 continue;
             };
-            return Ok((q, answer, blobs));
+            return Ok((q, answer, leftovers));
         }
     }
 
@@ -180,7 +188,7 @@ impl Jobs {
         &self,
         q: &Arc<JobQueue>,
         f: impl FnOnce(&mut QueueState, Millis, &mut Effects) -> R,
-    ) -> Option<(R, Vec<BlobId>)> {
+    ) -> Option<(R, Leftovers)> {
         let mut st = q.lock();
         if st.removed {
             return None;
@@ -188,7 +196,17 @@ impl Jobs {
         let mut fx = Effects::default();
         let answer = f(&mut st, Millis::now(), &mut fx);
         self.settle(q, &mut st, &fx);
-        Some((answer, fx.blobs))
+        drop(st);
+        if let Some(callbacks) = &self.shared.callbacks {
+            for (url, job) in &fx.callbacks {
+                callbacks.send(url, job);
+            }
+        }
+        let leftovers = Leftovers {
+            blobs: fx.blobs,
+            removed: fx.removed,
+        };
+        Some((answer, leftovers))
     }
 
     /// What every change ends with, still under the queue's lock.
@@ -243,25 +261,45 @@ impl Jobs {
         }
     }
 
-    /// `delete_blobs` from where no `.await` is possible (a `Drop`).
-    fn delete_blobs_later(&self, ns: &Name, blobs: Vec<BlobId>) {
-        if blobs.is_empty() {
+    /// Gives the backend back what removed jobs held: their blobs, and
+    /// their inputs' places in the namespace's element quota.
+    async fn clean_up(&self, ns: &Name, leftovers: Leftovers) {
+        self.delete_blobs(ns, leftovers.blobs).await;
+        if leftovers.removed > 0 {
+            self.shared
+                .blobs
+                .release_elements(ns, leftovers.removed)
+                .await;
+        }
+    }
+
+    /// `clean_up` from where no `.await` is possible (a `Drop`).
+    fn clean_up_later(&self, ns: &Name, leftovers: Leftovers) {
+        if leftovers.blobs.is_empty() && leftovers.removed == 0 {
             return;
         }
         let (jobs, ns) = (self.clone(), ns.clone());
-        tokio::spawn(async move { jobs.delete_blobs(&ns, blobs).await });
+        tokio::spawn(async move { jobs.clean_up(&ns, leftovers).await });
     }
 
     fn totals(&self) -> JobTotals {
         let t = &self.shared.totals;
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        JobTotals {
+        let mut totals = JobTotals {
             submitted: read(&t.submitted),
             claims: read(&t.claims),
             completions: read(&t.completions),
             failures: read(&t.failures),
             cancellations: read(&t.cancellations),
+            ..JobTotals::default()
+        };
+        if let Some(callbacks) = &self.shared.callbacks {
+            let c = callbacks.counters();
+            totals.callbacks_delivered = read(&c.delivered);
+            totals.callback_failures = read(&c.failures);
+            totals.callbacks_abandoned = read(&c.abandoned);
         }
+        totals
     }
 }
 

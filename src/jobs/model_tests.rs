@@ -116,6 +116,7 @@ async fn run(ops: Vec<Op>) {
                     max_attempts,
                     retention: 3600,
                     idempotency_key: None,
+                    callback: None,
                 };
                 let body = IncomingBody::from_bytes("in");
                 let s = jobs.submit(&ns, &q, body, opts).await.unwrap();

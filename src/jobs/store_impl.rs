@@ -10,8 +10,8 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use super::claim::{ClaimWait, Claiming};
-use super::job::{system_time, Job, JobLog, Lease, NEVER};
-use super::queue::{Claimer, JobQueue};
+use super::job::{system_time, Extras, Job, JobLog, Lease, NEVER};
+use super::queue::{Claimer, JobQueue, Leftovers};
 use super::Jobs;
 use crate::backend::ids::BlobId;
 use crate::backend::jobs::{
@@ -83,13 +83,13 @@ impl Jobs {
             Millis,
             &mut super::queue::Effects,
         ) -> Result<R, JobError>,
-    ) -> Result<(Arc<JobQueue>, R, Vec<BlobId>), JobError> {
+    ) -> Result<(Arc<JobQueue>, R, Leftovers), JobError> {
         let not_found = || JobError::JobNotFound {
             namespace: ns.clone(),
             queue: queue.clone(),
             id: id.to_owned(),
         };
-        let (q, answer, blobs) = self
+        let (q, answer, leftovers) = self
             .change(ns, queue, false, |st, now, fx| {
                 let seq = st.find(id)?;
                 f(st, seq, now, fx)
@@ -98,7 +98,7 @@ impl Jobs {
                 JobError::QueueNotFound { .. } => not_found(),
                 e => e,
             })?;
-        Ok((q, answer?, blobs))
+        Ok((q, answer?, leftovers))
     }
 }
 
@@ -132,8 +132,19 @@ impl JobStore for Jobs {
             max_attempts,
             retention,
             idempotency_key,
+            callback,
         } = opts;
-        let (input_blob, input) = self.store_body(ns, input, content_type).await?;
+        // The input counts as an element of the namespace while the job is
+        // kept: its place is taken before any byte is read, so a submit
+        // over the quota stores nothing.
+        self.shared.blobs.hold_elements(ns, 1).await?;
+        let (input_blob, input) = match self.store_body(ns, input, content_type).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.shared.blobs.release_elements(ns, 1).await;
+                return Err(e);
+            }
+        };
         let mut job = Some(Job {
             id: JobId::random(),
             state: JobState::Pending,
@@ -153,12 +164,12 @@ impl JobStore for Jobs {
             input_type: input.content_type,
             message: None,
             metadata: custom.into_boxed_slice(),
-            idempotency_key,
+            extras: Extras::of(idempotency_key, callback),
             outcome: None,
             log: JobLog::default(),
         });
-        let (_, (view, created), _) = self.change(ns, queue, true, |st, now, fx| {
-            let key = job.as_ref().and_then(|j| j.idempotency_key.as_deref());
+        let inserted = self.change(ns, queue, true, |st, now, fx| {
+            let key = job.as_ref().and_then(|j| j.idempotency_key());
             if let Some(seq) = key.and_then(|k| st.keyed(k)) {
                 return (st.view(seq), false);
             }
@@ -167,11 +178,28 @@ impl JobStore for Jobs {
             new.pending_until = now.plus_secs(lifetime);
             let seq = st.insert(new, now, fx);
             (st.view(seq), true)
-        })?;
+        });
+        let (view, created) = match inserted {
+            Ok((_, answer, _)) => answer,
+            Err(e) => {
+                self.clean_up(
+                    ns,
+                    Leftovers {
+                        blobs: input_blob.into_iter().collect(),
+                        removed: 1,
+                    },
+                )
+                .await;
+                return Err(e);
+            }
+        };
         if !created {
             // A concurrent submit with the same key won.
-            self.delete_blobs(ns, input_blob.into_iter().collect())
-                .await;
+            let leftovers = Leftovers {
+                blobs: input_blob.into_iter().collect(),
+                removed: 1,
+            };
+            self.clean_up(ns, leftovers).await;
         }
         Ok(Submitted { job: view, created })
     }
@@ -256,8 +284,9 @@ impl JobStore for Jobs {
     }
 
     async fn delete(&self, ns: &Name, queue: &Name, id: &str) -> Result<(), JobError> {
-        let (_, (), blobs) = self.with_job(ns, queue, id, |st, seq, _, fx| st.delete(seq, fx))?;
-        self.delete_blobs(ns, blobs).await;
+        let (_, (), leftovers) =
+            self.with_job(ns, queue, id, |st, seq, _, fx| st.delete(seq, fx))?;
+        self.clean_up(ns, leftovers).await;
         Ok(())
     }
 
@@ -436,6 +465,9 @@ impl JobStore for Jobs {
 
     async fn close(&self) {
         self.shared.closing.cancel();
+        if let Some(callbacks) = &self.shared.callbacks {
+            callbacks.close();
+        }
     }
 }
 

@@ -55,8 +55,8 @@ pub(super) async fn run(jobs: Jobs) {
                 }
                 st.wakeup = st.reschedule();
             });
-            if let Some(((), blobs)) = swept {
-                jobs.delete_blobs(&ns, blobs).await;
+            if let Some(((), leftovers)) = swept {
+                jobs.clean_up(&ns, leftovers).await;
             }
             tokio::task::yield_now().await;
         }

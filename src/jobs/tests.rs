@@ -45,6 +45,7 @@ fn options() -> SubmitOptions {
         max_attempts: 3,
         retention: 3600,
         idempotency_key: None,
+        callback: None,
     }
 }
 

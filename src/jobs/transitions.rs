@@ -131,8 +131,12 @@ impl QueueState {
         }
         job.outcome = Some(Box::new(outcome));
         let removal = job.removal();
+        let callback: Option<Box<str>> = job.callback().map(Into::into);
         self.set_deadline(seq, removal);
         self.changed(seq);
+        if let Some(url) = callback {
+            fx.callbacks.push((url, self.view(seq)));
+        }
     }
 
     fn fail_with(&mut self, seq: u64, code: &str, message: String, now: Millis, fx: &mut Effects) {

@@ -48,7 +48,7 @@ impl Collector for JobsCollector {
             }
         }
         let t = self.0.job_totals();
-        let counters: [(&str, &str, u64); 5] = [
+        let counters: [(&str, &str, u64); 8] = [
             ("jobs_submitted", "Jobs submitted", t.submitted),
             ("job_claims", "Jobs claimed by a worker", t.claims),
             ("job_completions", "Jobs that succeeded", t.completions),
@@ -61,6 +61,21 @@ impl Collector for JobsCollector {
                 "job_cancellations",
                 "Jobs cancelled by a client",
                 t.cancellations,
+            ),
+            (
+                "job_callbacks_delivered",
+                "Job callbacks a receiver accepted",
+                t.callbacks_delivered,
+            ),
+            (
+                "job_callback_failures",
+                "Job callback attempts that failed (no connection, a timeout, an answer not 2xx)",
+                t.callback_failures,
+            ),
+            (
+                "job_callbacks_abandoned",
+                "Job callbacks given up: retried for the whole retry period, dropped past the pending limit, or left at shutdown",
+                t.callbacks_abandoned,
             ),
         ];
         for (name, help, value) in counters {

@@ -200,6 +200,17 @@ impl Backend for Store {
         self.durable(Commit::Consumed).await
     }
 
+    // Held in memory only: what holds them (the jobs engine) does not
+    // outlive the process either.
+    async fn hold_elements(&self, ns: &Name, n: u64) -> Result<(), BackendError> {
+        self.change(ns, |st, _| st.hold_elements(n))
+            .map_err(|quota| self.over(ns, quota))
+    }
+
+    async fn release_elements(&self, ns: &Name, n: u64) {
+        self.change_existing(ns, |st, _| st.release_elements(n));
+    }
+
     async fn queue_stats(
         &self,
         ns: &Name,

@@ -73,6 +73,7 @@ fn bytes_per_job(input: &'static [u8]) -> usize {
                 max_attempts: 10,
                 retention: 3600,
                 idempotency_key: None,
+                callback: None,
             };
             let body = IncomingBody::from_bytes(input);
             jobs.submit(&ns, &q, body, opts).await.unwrap();

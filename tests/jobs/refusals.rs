@@ -107,7 +107,7 @@ async fn bad_submits_are_refused_and_store_nothing() {
         (
             "/jobs/ns/q",
             &[("x-job-callback", "https://example.com/")],
-            "callbacks-not-supported",
+            "callback-not-allowed",
         ),
         ("/jobs/ns/q", &[("prefer", "wait=soon")], "invalid-prefer"),
         ("/jobs/ns/q", &[("prefer", "wait=301")], "invalid-prefer"),

@@ -351,3 +351,33 @@ async fn the_example_worker_script_completes_jobs() {
         assert!(!log.as_array().unwrap().is_empty(), "it reported progress");
     }
 }
+
+#[tokio::test]
+async fn a_stored_result_keeps_the_connection_open_and_a_refused_one_closes_it() {
+    let server = common::start().await;
+    submit(&server, "acme/keep", "input").await;
+    let held = claim(&server, "acme/keep", "").await.unwrap();
+    let refused = server
+        .client
+        .put(server.url(&format!("/jobs/acme/keep/{}/result", held.id)))
+        .body("unread")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400, "no receipt");
+    assert_eq!(refused.headers()["connection"], "close");
+    let r = worker_call(
+        &server,
+        "acme/keep",
+        &held,
+        reqwest::Method::PUT,
+        "result",
+        "done",
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("connection").is_none(),
+        "a worker's next call may use the same connection"
+    );
+}

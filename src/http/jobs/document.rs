@@ -1,135 +1,19 @@
-//! The JSON the jobs API answers with: the job document, its error, the
-//! progress log, a listing page and a namespace's counts; times spelled as
-//! RFC 3339 UTC with milliseconds.
-
-use std::time::SystemTime;
+//! The JSON the jobs API answers with besides the job document (which
+//! lives at the seam, `backend::jobs::document`, shared with callbacks):
+//! the progress log, a listing page and a namespace's counts, and the
+//! `ETag` of a document.
 
 use http::HeaderValue;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
-use serde_json::value::RawValue;
 
-use crate::backend::jobs::{JobFailure, JobPage, JobState, JobView, LogEntry, QueueJobCounts};
-use crate::backend::meta::CustomPair;
+pub use crate::backend::jobs::document::{path, time, ErrorDoc, JobDoc};
+use crate::backend::jobs::{JobPage, JobState, JobView, LogEntry, QueueJobCounts};
 use crate::http::header_value;
-
-/// `2026-12-05T16:00:00.000Z`.
-pub fn time(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
-/// The path of a job, its `Location` and document `name` but for the
-/// leading `/`.
-pub fn path(view: &JobView) -> String {
-    format!("/jobs/{}/{}/{}", view.namespace, view.queue, view.id)
-}
 
 /// The job's `ETag`: its version, quoted.
 pub fn etag(view: &JobView) -> HeaderValue {
     header_value(&format!("\"{}\"", view.version))
-}
-
-#[derive(Serialize)]
-pub struct ErrorDoc<'a> {
-    code: &'a str,
-    message: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    details: Option<&'a RawValue>,
-}
-
-impl<'a> ErrorDoc<'a> {
-    pub fn of(e: &'a JobFailure) -> ErrorDoc<'a> {
-        ErrorDoc {
-            code: &e.code,
-            message: &e.message,
-            details: e.details.as_deref(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct BodyDoc<'a> {
-    size: u64,
-    content_type: &'a str,
-}
-
-#[derive(Serialize)]
-struct ResultDoc<'a> {
-    size: u64,
-    content_type: &'a str,
-    status: u16,
-    href: String,
-}
-
-/// `X-Custom-Data` pairs as a JSON object (keys are unique: a submit
-/// refuses a key given twice).
-struct MetadataDoc<'a>(&'a [CustomPair]);
-
-impl Serialize for MetadataDoc<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for pair in self.0 {
-            map.serialize_entry(&*pair.key, &*pair.value)?;
-        }
-        map.end()
-    }
-}
-
-/// The job document of the contract.
-#[derive(Serialize)]
-pub struct JobDoc<'a> {
-    name: String,
-    id: String,
-    namespace: &'a str,
-    queue: &'a str,
-    state: &'static str,
-    done: bool,
-    progress: Option<u8>,
-    message: Option<&'a str>,
-    attempt: u32,
-    max_attempts: u32,
-    created: String,
-    started: Option<String>,
-    finished: Option<String>,
-    expires: Option<String>,
-    input: BodyDoc<'a>,
-    result: Option<ResultDoc<'a>>,
-    error: Option<ErrorDoc<'a>>,
-    metadata: MetadataDoc<'a>,
-}
-
-impl<'a> JobDoc<'a> {
-    pub fn of(v: &'a JobView) -> JobDoc<'a> {
-        let path = path(v);
-        JobDoc {
-            name: path[1..].to_owned(),
-            id: v.id.to_string(),
-            namespace: v.namespace.as_str(),
-            queue: v.queue.as_str(),
-            state: v.state.as_str(),
-            done: v.state.is_done(),
-            progress: v.progress,
-            message: v.message.as_deref(),
-            attempt: v.attempt,
-            max_attempts: v.max_attempts,
-            created: time(v.created),
-            started: v.started.map(time),
-            finished: v.finished.map(time),
-            expires: v.expires.map(time),
-            input: BodyDoc {
-                size: v.input.size,
-                content_type: &v.input.content_type,
-            },
-            result: v.result.as_ref().map(|r| ResultDoc {
-                size: r.body.size,
-                content_type: &r.body.content_type,
-                status: r.status,
-                href: format!("{path}/result"),
-            }),
-            error: v.error.as_ref().map(ErrorDoc::of),
-            metadata: MetadataDoc(&v.metadata),
-        }
-    }
 }
 
 #[derive(Serialize)]

@@ -21,6 +21,7 @@ use crate::http::extract::{
 };
 use crate::http::headers::LEASE;
 use crate::http::ApiError;
+use crate::jobs::callback::CallbackConfig;
 use crate::jobs::JobConfig;
 
 pub const MAX_ATTEMPTS: HeaderName = HeaderName::from_static("x-job-max-attempts");
@@ -103,12 +104,9 @@ impl Submit {
         limits: &RequestLimits,
         jobs: &JobLimits,
     ) -> Result<Submit, ApiError> {
-        if single(headers, &CALLBACK)?.is_some() {
-            return Err(bad(
-                "callbacks-not-supported",
-                "X-Job-Callback: this server does not support job callbacks yet; poll the job or long-poll it with ?wait=S",
-            ));
-        }
+        let callback = single(headers, &CALLBACK)?
+            .map(|url| callback_url(url, &jobs.config.callbacks))
+            .transpose()?;
         let element = PushHeaders::parse(headers, limits)?;
         let custom = element.meta.custom;
         for (i, pair) in custom.iter().enumerate() {
@@ -170,10 +168,36 @@ impl Submit {
                 max_attempts,
                 retention,
                 idempotency_key,
+                callback,
             },
             wait,
         })
     }
+}
+
+/// An `X-Job-Callback` URL: an absolute URL that, normalised (`..`
+/// segments resolved, the host in lower case), starts with one of the
+/// allowed prefixes. The normalised URL is the one kept and called, so
+/// that `/hooks/../admin` cannot leave an allowed `/hooks/`.
+fn callback_url(url: &str, allowed: &CallbackConfig) -> Result<Box<str>, ApiError> {
+    if allowed.allow.is_empty() {
+        return Err(bad(
+            "callback-not-allowed",
+            "X-Job-Callback: this server allows no callback URLs (see --job-callback-allow); poll the job or long-poll it with ?wait=S",
+        ));
+    }
+    let normal = reqwest::Url::parse(url).ok();
+    let normal = normal.as_ref().map(reqwest::Url::as_str);
+    if !normal.is_some_and(|normal| allowed.allows(normal)) {
+        return Err(bad(
+            "callback-not-allowed",
+            format!(
+                "X-Job-Callback {url:?} is not an absolute URL starting with one of the allowed prefixes: {}",
+                allowed.allow.join(", ")
+            ),
+        ));
+    }
+    Ok(normal.unwrap_or(url).into())
 }
 
 /// The `wait=S` preference of a `Prefer` header (RFC 7240); other

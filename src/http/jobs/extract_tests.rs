@@ -78,7 +78,7 @@ fn submit_headers_are_bounded_and_malformed_ones_refused() {
     let twice = submit(&[("x-custom-data", "a=1"), ("x-custom-data", "a=2")]);
     assert_eq!(problem(twice), "invalid-custom-data");
     let callback = submit(&[("x-job-callback", "https://example.com/hook")]);
-    assert_eq!(problem(callback), "callbacks-not-supported");
+    assert_eq!(problem(callback), "callback-not-allowed");
     let repeated = submit(&[("x-job-retention", "5"), ("x-job-retention", "5")]);
     assert_eq!(problem(repeated), "invalid-header");
 }

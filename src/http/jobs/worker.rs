@@ -18,6 +18,7 @@ use super::{job_answer, report_body, service, JobHandled, JobKey};
 use crate::backend::jobs::{ClaimOptions, ResultMeta};
 use crate::http::extract::{Namespace, NoQuery, Queue};
 use crate::http::headers::{CUSTOM_DATA, LEASE};
+use crate::http::layers::BodyRead;
 use crate::http::{body, bytes_value, header_value, id_value, json, no_content, App};
 
 /// `POST /jobs/{ns}/{queue}/claim[?lease=S&timeout=S]`: the oldest pending
@@ -102,7 +103,11 @@ pub(in crate::http) async fn upload_result(
         .store
         .complete(&ns, &q, &id, receipt, result, meta)
         .await?;
-    job_answer(StatusCode::OK, &view)
+    // A stored result was read whole: the connection can serve the
+    // worker's next call.
+    let mut response = job_answer(StatusCode::OK, &view)?;
+    response.extensions_mut().insert(BodyRead);
+    Ok(response)
 }
 
 /// `POST /jobs/{ns}/{queue}/{id}/fail`: the worker's failure, retried or

@@ -74,6 +74,7 @@ impl Namespace {
                 totals,
                 max_deliveries,
                 elements_held: 0,
+                held_outside: 0,
                 blob_bytes: 0,
                 quota,
             }),
@@ -203,8 +204,12 @@ pub(crate) struct NsState {
     totals: Arc<Totals>,
     /// Deliveries under lease after which an element is dead-lettered.
     max_deliveries: u32,
-    /// Elements the namespace holds (ready or leased), for the quota.
+    /// Elements the namespace holds (ready or leased, and `held_outside`),
+    /// for the quota.
     elements_held: u64,
+    /// Elements held for others outside the queues (jobs' inputs, see
+    /// `Backend::hold_elements`); while any are, the namespace is kept.
+    held_outside: u64,
     /// Bytes of the blobs in `blobs`, each counted once, for the quota.
     blob_bytes: u64,
     quota: Quota,

@@ -157,7 +157,7 @@ impl NsState {
     /// True if the namespace is left with nothing at all.
     pub fn drop_idle_queues(&mut self, idle_since: Millis) -> bool {
         self.queues.retain(|_, q| !q.is_idle(idle_since));
-        self.queues.is_empty() && self.blobs.is_empty()
+        self.queues.is_empty() && self.blobs.is_empty() && self.held_outside == 0
     }
 
     /// Removes every ready element of `queue`, as if each were popped and

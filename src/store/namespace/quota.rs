@@ -46,6 +46,22 @@ impl NsState {
         let held = (self.elements_held, self.blob_bytes);
         self.quota.check(held, (elements, bytes))
     }
+
+    /// Takes `n` places of the element quota for elements kept outside
+    /// the queues.
+    pub fn hold_elements(&mut self, n: u64) -> Result<(), QuotaExceeded> {
+        self.check_quota(n, 0)?;
+        self.elements_held += n;
+        self.held_outside += n;
+        Ok(())
+    }
+
+    /// Gives back places taken with `hold_elements`.
+    pub fn release_elements(&mut self, n: u64) {
+        let n = n.min(self.held_outside);
+        self.held_outside -= n;
+        self.elements_held -= n;
+    }
 }
 
 #[cfg(test)]
