@@ -16,7 +16,7 @@ use crate::auth::{Auth, AuthError, AuthSettings, TokenCommand};
 use crate::backend::name::Name;
 use crate::http::RequestLimits;
 use crate::jobs::{JobConfig, JobSettings};
-use crate::server::{TlsConfig, TlsSettings};
+use crate::server::{LimitSettings, Limits, TlsConfig, TlsSettings};
 use crate::store::{DurabilityConfig, FsyncMode, Quota, StoreConfig};
 
 /// Parses `--fsync`: the store's own names and descriptions, listed by
@@ -162,6 +162,10 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub tls: TlsSettings,
+    /// Names, listings and the listen backlog (the `[limits]` table).
+    #[command(flatten)]
+    #[serde(default)]
+    pub limits: LimitSettings,
 }
 
 /// Fills each unset field of `$hi` from `$lo`.
@@ -207,7 +211,8 @@ impl Settings {
             log,
             auth,
             jobs,
-            tls
+            tls,
+            limits
         )
     }
 }
@@ -246,6 +251,7 @@ pub struct Config {
     pub auth: Auth,
     pub jobs: JobConfig,
     pub tls: TlsConfig,
+    pub limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -321,6 +327,7 @@ impl Config {
             auth: Auth::load(s.auth.resolve(config_file))?,
             jobs: s.jobs.resolve().map_err(ConfigError::Invalid)?,
             tls: s.tls.resolve()?,
+            limits: s.limits.resolve()?,
         };
         config.check()?;
         Ok(config)
@@ -383,6 +390,7 @@ impl Config {
                 segment_bytes: self.log_segment_bytes,
                 repair: self.repair,
             }),
+            names: self.limits.names,
         }
     }
 
@@ -394,6 +402,7 @@ impl Config {
             max_lease: self.max_lease,
             body_read_timeout: self.body_read_timeout,
             max_custom_data: self.max_custom_data,
+            max_page_size: self.limits.max_page_size,
         }
     }
 }

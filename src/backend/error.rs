@@ -21,6 +21,21 @@ pub enum BackendError {
         /// Seconds a client should wait before trying again.
         retry_after: u64,
     },
+    /// A new namespace past the most the engine keeps; nothing was stored.
+    #[error("the server holds its maximum of {limit} namespaces, so namespace {namespace} cannot be made until one is dropped")]
+    TooManyNamespaces {
+        namespace: Name,
+        limit: usize,
+        retry_after: u64,
+    },
+    /// A new queue past the most one namespace may have; nothing was stored.
+    #[error("namespace {namespace} has its maximum of {limit} queues, so queue {queue} cannot be made until one is dropped")]
+    TooManyQueues {
+        namespace: Name,
+        queue: Name,
+        limit: usize,
+        retry_after: u64,
+    },
     #[error(
         "no running lease {receipt} on queue {queue} of namespace {namespace}; it may have run out"
     )]

@@ -39,6 +39,15 @@ pub enum ApiError {
     InsufficientStorage(StorageFault),
     #[error("{detail}; nothing was stored, retry after {retry_after} s or pop some elements")]
     OverQuota { detail: String, retry_after: u64 },
+    /// A new namespace or queue past the server's limits; `problem` says which.
+    #[error(
+        "{detail}; nothing was stored, retry after {retry_after} s or once idle names are dropped"
+    )]
+    TooManyNames {
+        problem: &'static str,
+        detail: String,
+        retry_after: u64,
+    },
     #[error("the request body could not be read: {0}")]
     BodyRead(String),
     #[error("the request body sent nothing for {0} seconds; nothing was stored")]
@@ -90,6 +99,7 @@ impl ApiError {
                 },
             ),
             ApiError::OverQuota { .. } => (StatusCode::TOO_MANY_REQUESTS, "over-quota"),
+            ApiError::TooManyNames { problem, .. } => (StatusCode::TOO_MANY_REQUESTS, problem),
             ApiError::BodyRead(_) => (StatusCode::BAD_REQUEST, "body-read-failed"),
             ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body-timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -129,7 +139,8 @@ impl IntoResponse for ApiError {
                     headers.insert(header::ALLOW, allow);
                 }
             }
-            ApiError::OverQuota { retry_after, .. } => {
+            ApiError::OverQuota { retry_after, .. }
+            | ApiError::TooManyNames { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, retry_after.into());
             }
             ApiError::Unauthenticated(failure) => {
@@ -160,6 +171,16 @@ impl From<BackendError> for ApiError {
                 ApiError::bad_request("invalid-lease", e.to_string())
             }
             BackendError::OverQuota { retry_after, .. } => ApiError::OverQuota {
+                detail: e.to_string(),
+                retry_after,
+            },
+            BackendError::TooManyNamespaces { retry_after, .. } => ApiError::TooManyNames {
+                problem: "too-many-namespaces",
+                detail: e.to_string(),
+                retry_after,
+            },
+            BackendError::TooManyQueues { retry_after, .. } => ApiError::TooManyNames {
+                problem: "too-many-queues",
                 detail: e.to_string(),
                 retry_after,
             },
@@ -249,6 +270,24 @@ mod tests {
             retry_after: 7,
         };
         assert_eq!(over.into_response().headers()[header::RETRY_AFTER], "7");
+        let name = |s: &str| crate::backend::name::Name::parse(s).unwrap();
+        let too_many = ApiError::from(BackendError::TooManyQueues {
+            namespace: name("ns"),
+            queue: name("q"),
+            limit: 2,
+            retry_after: 3,
+        });
+        assert_eq!(
+            too_many.status_and_problem(),
+            (StatusCode::TOO_MANY_REQUESTS, "too-many-queues")
+        );
+        assert_eq!(too_many.into_response().headers()[header::RETRY_AFTER], "3");
+        let too_many = ApiError::from(BackendError::TooManyNamespaces {
+            namespace: name("ns"),
+            limit: 2,
+            retry_after: 3,
+        });
+        assert_eq!(too_many.status_and_problem().1, "too-many-namespaces");
     }
 
     #[test]

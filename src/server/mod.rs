@@ -3,6 +3,7 @@
 
 mod connection;
 mod idle;
+mod limits;
 mod settings;
 mod stop;
 pub mod tls;
@@ -25,6 +26,7 @@ use crate::http::{router, App, JobLimits};
 use crate::jobs::Jobs;
 use crate::store::Store;
 use connection::Protocols;
+pub use limits::{LimitSettings, Limits};
 pub use settings::{TlsConfig, TlsFiles, TlsSettings};
 use stop::StopSignals;
 pub use tls::peer::ClientName;

@@ -4,7 +4,8 @@
 //!
 //! - [`Store`] (`handle`): the cheap-to-clone handle, how it starts and
 //!   stops, and how an operation finds and locks its namespace.
-//! - `operations`, `pop` and `wait_ticket`: what the handle does.
+//! - `operations`, `pop` and `wait_ticket`: what the handle does;
+//!   `listing`: the statistics documents, paged.
 //! - `namespace`: one namespace's state behind its lock, split into queues,
 //!   leases, blobs, quotas, expiry, statistics and the log records of a change.
 //! - `queue`, `element`, `blob`, `blob_table` (over `incremental_map`):
@@ -28,6 +29,7 @@ mod health;
 mod incremental_map;
 pub mod ingest;
 pub mod journal;
+mod listing;
 mod namespace;
 mod operations;
 mod pop;
@@ -38,7 +40,7 @@ mod sweeper;
 mod wait_ticket;
 mod withdraw;
 
-pub use config::{StoreConfig, UnknownFsyncMode};
+pub use config::{NameLimits, StoreConfig, UnknownFsyncMode};
 pub(crate) use handle::Namespaces;
 pub use handle::Store;
 pub use journal::{Commit, DurabilityConfig, FsyncMode};
@@ -58,6 +60,7 @@ pub(crate) fn test_store(dir: &std::path::Path) -> Store {
         quota_retry_after: 1,
         memory_limit: 0,
         durability: None,
+        names: NameLimits::default(),
     })
     .expect("a store in a temporary directory")
 }

@@ -1,6 +1,7 @@
-//! What a namespace may hold, and the check a push or stored blob passes.
+//! What a namespace may hold, and the checks a push or stored blob passes.
 
 use super::NsState;
+use crate::backend::name::Name;
 
 /// Limits on what one namespace may hold; 0 means no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -45,6 +46,14 @@ impl NsState {
     pub fn check_quota(&self, elements: u64, bytes: u64) -> Result<(), QuotaExceeded> {
         let held = (self.elements_held, self.blob_bytes);
         self.quota.check(held, (elements, bytes))
+    }
+}
+
+impl NsState {
+    /// Whether queue `queue` exists, or may be made with the namespace
+    /// holding fewer than `limit` queues.
+    pub fn may_make_queue(&self, queue: &Name, limit: usize) -> bool {
+        self.queues.len() < limit || self.queues.contains_key(queue)
     }
 }
 
