@@ -33,6 +33,10 @@ pub enum ApiError {
     TooLarge { limit: u64 },
     #[error("the server is shutting down; retry against another instance or later")]
     ShuttingDown,
+    /// The process (or system) has no file descriptor left for a body
+    /// file: a passing overload, not a fault of the request or the disk.
+    #[error("the server has too many files open to serve this now; the request changed nothing, retry after {OUT_OF_DESCRIPTORS_RETRY_AFTER} s")]
+    OutOfDescriptors,
     /// The spill or data directory cannot be written; the detail names
     /// which, and why, never a path.
     #[error("{0}")]
@@ -55,6 +59,10 @@ pub enum ApiError {
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// Retry-After, in seconds, of an answer for want of file descriptors:
+/// connections and body files close all the time.
+const OUT_OF_DESCRIPTORS_RETRY_AFTER: u32 = 1;
 
 #[derive(Serialize)]
 struct Problem<'a> {
@@ -91,6 +99,7 @@ impl ApiError {
             ApiError::Gone => (StatusCode::GONE, "blob-deleted"),
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "element-too-large"),
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting-down"),
+            ApiError::OutOfDescriptors => (StatusCode::SERVICE_UNAVAILABLE, "out-of-descriptors"),
             ApiError::InsufficientStorage(fault) => (
                 StatusCode::INSUFFICIENT_STORAGE,
                 match fault.place {
@@ -143,6 +152,9 @@ impl IntoResponse for ApiError {
             | ApiError::TooManyNames { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, retry_after.into());
             }
+            ApiError::OutOfDescriptors => {
+                headers.insert(header::RETRY_AFTER, OUT_OF_DESCRIPTORS_RETRY_AFTER.into());
+            }
             ApiError::Unauthenticated(failure) => {
                 // RFC 6750: the error code only when a credential was given.
                 let challenge = if failure == Failure::Missing {
@@ -187,9 +199,15 @@ impl From<BackendError> for ApiError {
             BackendError::BlobGone => ApiError::Gone,
             BackendError::ShuttingDown => ApiError::ShuttingDown,
             BackendError::TooLarge { limit } => ApiError::TooLarge { limit },
+            BackendError::Unwritable(fault) if fault.out_of_descriptors => {
+                ApiError::OutOfDescriptors
+            }
             BackendError::Unwritable(fault) => ApiError::InsufficientStorage(fault),
             BackendError::Body(BodyError::Timeout(secs)) => ApiError::BodyTimeout(secs),
             BackendError::Body(BodyError::Read(detail)) => ApiError::BodyRead(detail),
+            BackendError::Io(e) if crate::server::out_of_descriptors(&e) => {
+                ApiError::OutOfDescriptors
+            }
             // The kind alone: the error itself may name a file.
             BackendError::Io(e) => {
                 ApiError::Internal(format!("could not read the element's data ({})", e.kind()))
@@ -253,6 +271,44 @@ mod tests {
             "/srv/spill/blob-1",
         )));
         assert!(!read.to_string().contains('/'), "{read}");
+    }
+
+    #[test]
+    fn running_out_of_descriptors_is_503_with_retry_after_never_500_or_507() {
+        let emfile = || std::io::Error::from_raw_os_error(libc::EMFILE);
+        // As tempfile reports it: the path added around the OS's error.
+        let wrapped =
+            std::io::Error::other(WithPath(std::io::Error::from_raw_os_error(libc::ENFILE)));
+        let errors = [
+            BackendError::Unwritable(StorageFault::new(StoragePlace::Spill, &emfile())),
+            BackendError::Unwritable(StorageFault::new(StoragePlace::Data, &wrapped)),
+            BackendError::Io(emfile()),
+        ];
+        for e in errors {
+            let api = ApiError::from(e);
+            assert_eq!(
+                api.status_and_problem(),
+                (StatusCode::SERVICE_UNAVAILABLE, "out-of-descriptors")
+            );
+            let response = api.into_response();
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        }
+    }
+
+    /// An error that names a path around the OS's error, as tempfile's does.
+    #[derive(Debug)]
+    struct WithPath(std::io::Error);
+
+    impl std::fmt::Display for WithPath {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{} at path /tmp/x", self.0)
+        }
+    }
+
+    impl std::error::Error for WithPath {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!
 //! The opening is bounded by the header read timeout, as a request head
 //! is: a client that connects and sends nothing, or trickles its
-//! handshake, loses its connection (and its slot under the cap).
+//! handshake, loses its connection (and its slot under the cap). Every
+//! request is counted in the connection's `Activity`, which tells the
+//! accept loop whether the connection is idle.
 
 use std::convert::Infallible;
 use std::fmt::Display;
@@ -22,7 +24,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
-use super::idle::IdleWatch;
+use std::sync::Arc;
+
+use super::idle::{Activity, IdleWatch};
 use super::stop::Stop;
 use super::tls::peer::{ClientName, Named};
 use crate::config::Config;
@@ -63,9 +67,14 @@ impl Protocols {
     }
 
     /// Serves a plain connection: HTTP/2 if it opens with the preface,
-    /// HTTP/1.1 otherwise.
-    pub async fn serve_plain<S>(&self, stream: TcpStream, service: S, mut stop: Stop)
-    where
+    /// HTTP/1.1 otherwise. `activity` counts its requests.
+    pub async fn serve_plain<S>(
+        &self,
+        stream: TcpStream,
+        service: S,
+        activity: Arc<Activity>,
+        mut stop: Stop,
+    ) where
         S: RequestService,
     {
         let opened = tokio::select! {
@@ -74,7 +83,7 @@ impl Protocols {
             opened = tokio::time::timeout(self.opening_timeout, opens_with_h2_preface(&stream)) => opened,
         };
         match opened {
-            Ok(Ok(h2)) => self.serve_http(stream, h2, service, stop).await,
+            Ok(Ok(h2)) => self.serve_http(stream, h2, service, activity, stop).await,
             Ok(Err(e)) => tracing::debug!(error = %e, "connection failed before its first request"),
             Err(_) => tracing::debug!("connection sent no request in time"),
         }
@@ -88,6 +97,7 @@ impl Protocols {
         stream: TcpStream,
         acceptor: TlsAcceptor,
         service: S,
+        activity: Arc<Activity>,
         mut stop: Stop,
     ) where
         S: RequestService,
@@ -114,24 +124,29 @@ impl Protocols {
             Some(name) => {
                 tracing::debug!(client = %name, "client certificate verified");
                 let service = Named::new(service, name);
-                self.serve_http(stream, h2, service, stop).await;
+                self.serve_http(stream, h2, service, activity, stop).await;
             }
-            None => self.serve_http(stream, h2, service, stop).await,
+            None => self.serve_http(stream, h2, service, activity, stop).await,
         }
     }
 
-    async fn serve_http<I, S>(&self, io: I, h2: bool, service: S, stop: Stop)
-    where
+    async fn serve_http<I, S>(
+        &self,
+        io: I,
+        h2: bool,
+        service: S,
+        activity: Arc<Activity>,
+        stop: Stop,
+    ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         S: RequestService,
     {
         let io = TokioIo::new(io);
+        let service = TowerToHyperService::new(activity.count(service));
         if h2 {
-            let watch = IdleWatch::new(self.opening_timeout);
-            let service = TowerToHyperService::new(watch.count(service));
+            let watch = IdleWatch::new(activity, self.opening_timeout);
             finish(self.http2.serve_connection(io, service), stop, Some(watch)).await;
         } else {
-            let service = TowerToHyperService::new(service);
             finish(self.http1.serve_connection(io, service), stop, None).await;
         }
     }
@@ -158,9 +173,9 @@ impl<S> RequestService for S where
 {
 }
 
-/// Drives `conn` to its end; once the server stops, or `idle` finds it
-/// unused, lets the requests in flight finish and closes (an idle
-/// connection closes at once).
+/// Drives `conn` to its end; once the server stops (or the accept loop
+/// needs its slot), or `idle` finds it unused, lets the requests in flight
+/// finish and closes (an idle connection closes at once).
 async fn finish<C>(conn: C, stop: Stop, idle: Option<IdleWatch>)
 where
     C: GracefulConnection,

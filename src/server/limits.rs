@@ -1,5 +1,6 @@
 //! The `[limits]` settings: how many names clients may make, how many a
-//! listing answers at once, and the listen backlog. Each is bounded by
+//! listing answers at once, and the listen backlog (by default the
+//! system's largest). Each is bounded by
 //! default, generously, so that no flood of names or connections grows the
 //! server without end.
 
@@ -22,6 +23,9 @@ pub struct LimitSettings {
     /// Most names one page of GET /qs or GET /qs/{ns} may ask for with ?limit= [default: 1000]
     #[arg(long, env = "BLOBQ_MAX_PAGE_SIZE", value_name = "N")]
     pub max_page_size: Option<usize>,
+    /// Clients the kernel queues for the server while it is at --max-connections [default: the system's maximum, net.core.somaxconn]
+    #[arg(long, env = "BLOBQ_LISTEN_BACKLOG", value_name = "N")]
+    pub listen_backlog: Option<u32>,
 }
 
 /// The `[limits]` settings in force.
@@ -29,6 +33,7 @@ pub struct LimitSettings {
 pub struct Limits {
     pub names: NameLimits,
     pub max_page_size: usize,
+    pub listen_backlog: u32,
 }
 
 impl LimitSettings {
@@ -40,6 +45,7 @@ impl LimitSettings {
                 .max_queues_per_namespace
                 .or(lower.max_queues_per_namespace),
             max_page_size: self.max_page_size.or(lower.max_page_size),
+            listen_backlog: self.listen_backlog.or(lower.listen_backlog),
         }
     }
 
@@ -54,14 +60,18 @@ impl LimitSettings {
                     .unwrap_or(default.max_queues_per_namespace),
             },
             max_page_size: self.max_page_size.unwrap_or(1000),
+            listen_backlog: self
+                .listen_backlog
+                .unwrap_or_else(super::descriptors::system_backlog),
         };
         let names = limits.names;
         if names.max_namespaces == 0
             || names.max_queues_per_namespace == 0
             || limits.max_page_size == 0
+            || limits.listen_backlog == 0
         {
             return Err(ConfigError::Invalid(
-                "max-namespaces, max-queues-per-namespace and max-page-size must be at least 1"
+                "max-namespaces, max-queues-per-namespace, max-page-size and listen-backlog must be at least 1"
                     .to_owned(),
             ));
         }
@@ -78,6 +88,10 @@ mod tests {
         let limits = LimitSettings::default().resolve().unwrap();
         assert_eq!(limits.names, NameLimits::default());
         assert_eq!(limits.max_page_size, 1000);
+        assert_eq!(
+            limits.listen_backlog,
+            super::super::descriptors::system_backlog()
+        );
         for zero in [
             LimitSettings {
                 max_namespaces: Some(0),
@@ -89,6 +103,10 @@ mod tests {
             },
             LimitSettings {
                 max_page_size: Some(0),
+                ..LimitSettings::default()
+            },
+            LimitSettings {
+                listen_backlog: Some(0),
                 ..LimitSettings::default()
             },
         ] {
