@@ -56,6 +56,13 @@ pub enum ApiError {
     BodyRead(String),
     #[error("the request body sent nothing for {0} seconds; nothing was stored")]
     BodyTimeout(u64),
+    /// Something the request asks of HTTP that blobq does not do (a
+    /// transfer coding other than chunked).
+    #[error("{detail}")]
+    NotImplemented {
+        problem: &'static str,
+        detail: String,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -112,6 +119,7 @@ impl ApiError {
             ApiError::BodyRead(_) => (StatusCode::BAD_REQUEST, "body-read-failed"),
             ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body-timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::NotImplemented { problem, .. } => (StatusCode::NOT_IMPLEMENTED, problem),
         }
     }
 

@@ -11,6 +11,7 @@
 
 mod push;
 mod query;
+mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,7 @@ pub use query::{
     delete_after_read, extend_query, list_query, no_query, PopQuery, DEFAULT_PAGE_SIZE,
 };
 pub(crate) use query::{lease_length, query_pairs, seconds, unknown_parameter};
+pub use transfer::transfer_coding;
 
 /// Limits the HTTP layer checks requests against.
 #[derive(Clone, Debug)]

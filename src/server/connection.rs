@@ -9,7 +9,6 @@
 //! accept loop whether the connection is idle.
 
 use std::convert::Infallible;
-use std::fmt::Display;
 use std::io;
 use std::time::Duration;
 
@@ -31,6 +30,7 @@ use super::stop::Stop;
 use super::tls::peer::{ClientName, Named};
 use crate::config::Config;
 use crate::http::router::Api;
+use crate::http::App;
 
 /// What HTTP/2 prior knowledge (h2c) opens with (RFC 9113, 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -43,6 +43,8 @@ pub(super) struct Protocols {
     /// which HTTP version it speaks; and how long an HTTP/2 connection is
     /// kept unused (HTTP/1's header read timeout does both for HTTP/1).
     opening_timeout: Duration,
+    /// Where requests hyper refuses itself are counted.
+    app: Arc<App>,
 }
 
 /// The HTTP/2 settings of every connection: the same header limit as
@@ -58,11 +60,12 @@ fn http2_builder(config: &Config) -> http2::Builder<TokioExecutor> {
 }
 
 impl Protocols {
-    pub fn new(config: &Config) -> Protocols {
+    pub fn new(config: &Config, app: Arc<App>) -> Protocols {
         Protocols {
             http1: super::http1_builder(config),
             http2: http2_builder(config),
             opening_timeout: config.header_read_timeout,
+            app,
         }
     }
 
@@ -143,12 +146,32 @@ impl Protocols {
     {
         let io = TokioIo::new(io);
         let service = TowerToHyperService::new(activity.count(service));
-        if h2 {
+        let ended = if h2 {
             let watch = IdleWatch::new(activity, self.opening_timeout);
-            finish(self.http2.serve_connection(io, service), stop, Some(watch)).await;
+            finish(self.http2.serve_connection(io, service), stop, Some(watch)).await
         } else {
-            finish(self.http1.serve_connection(io, service), stop, None).await;
+            finish(self.http1.serve_connection(io, service), stop, None).await
+        };
+        if let Err(e) = ended {
+            self.count_refusal(&e);
+            tracing::debug!(error = %e, "connection ended with an error");
         }
+    }
+
+    /// Counts in the request metrics an HTTP/1 request hyper refused
+    /// itself, before any route saw it: a malformed head (`400`) or one
+    /// too large (`431`). Its method and route are unknown. hyper writes
+    /// that answer on its own, with no body: it offers no hook for a
+    /// problem document.
+    fn count_refusal(&self, e: &hyper::Error) {
+        if !e.is_parse() || e.is_parse_version_h2() || e.is_parse_status() {
+            return;
+        }
+        let status = if e.is_parse_too_large() { 431 } else { 400 };
+        let method = http::Method::from_bytes(b"UNPARSED").unwrap_or_default();
+        self.app
+            .metrics
+            .observe("unknown", &method, status, Duration::ZERO);
     }
 }
 
@@ -176,10 +199,9 @@ impl<S> RequestService for S where
 /// Drives `conn` to its end; once the server stops (or the accept loop
 /// needs its slot), or `idle` finds it unused, lets the requests in flight
 /// finish and closes (an idle connection closes at once).
-async fn finish<C>(conn: C, stop: Stop, idle: Option<IdleWatch>)
+async fn finish<C>(conn: C, stop: Stop, idle: Option<IdleWatch>) -> Result<(), hyper::Error>
 where
-    C: GracefulConnection,
-    C::Error: Display,
+    C: GracefulConnection<Error = hyper::Error>,
 {
     let mut conn = std::pin::pin!(conn);
     let unused = async {
@@ -188,7 +210,7 @@ where
             None => std::future::pending().await,
         }
     };
-    let ended = tokio::select! {
+    tokio::select! {
         biased;
         ended = conn.as_mut() => ended,
         () = stop => {
@@ -200,9 +222,6 @@ where
             conn.as_mut().graceful_shutdown();
             conn.await
         }
-    };
-    if let Err(e) = ended {
-        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 

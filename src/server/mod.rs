@@ -167,15 +167,16 @@ impl Server {
             };
             app = app.with_jobs(Arc::new(Jobs::new(store, config.jobs.clone())), limits);
         }
+        let app = Arc::new(app);
         Ok(Server {
             listener,
             spill_dir,
-            app: Arc::new(app),
+            app: app.clone(),
             limits: ConnectionLimits {
                 shutdown_timeout: config.shutdown_timeout,
                 max_connections: descriptors::current_connection_cap(config.max_connections),
             },
-            protocols: Protocols::new(config),
+            protocols: Protocols::new(config, app.clone()),
             tls,
         })
     }
