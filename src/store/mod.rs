@@ -49,7 +49,13 @@ pub use namespace::{PopMode, Quota, QuotaExceeded};
 /// A memory-mode store with small limits, for the store's unit tests.
 #[cfg(test)]
 pub(crate) fn test_store(dir: &std::path::Path) -> Store {
-    Store::new(StoreConfig {
+    Store::new(tests_config(dir)).expect("a store in a temporary directory")
+}
+
+/// The configuration of [`test_store`].
+#[cfg(test)]
+pub(crate) fn tests_config(dir: &std::path::Path) -> StoreConfig {
+    StoreConfig {
         spill_dir: dir.to_owned(),
         spill_threshold: 16,
         max_element_size: 1 << 20,
@@ -61,6 +67,5 @@ pub(crate) fn test_store(dir: &std::path::Path) -> Store {
         memory_limit: 0,
         durability: None,
         names: NameLimits::default(),
-    })
-    .expect("a store in a temporary directory")
+    }
 }
