@@ -227,20 +227,29 @@ impl Server {
         // none is idle, it waits for one to end, and clients after it wait
         // in the kernel's backlog.
         let slots = Arc::new(Semaphore::new(limits.max_connections));
+        // Whether accepting fails (out of descriptors, typically): logged
+        // when it starts and when it ends, not at every retry.
+        let mut accept_failing = false;
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        // Out of file descriptors, typically: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
+                        if !accept_failing {
+                            tracing::warn!(error = %e, "accept failed; retrying every 50 ms");
+                            accept_failing = true;
+                        }
+                        // Back off instead of spinning.
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 },
                 () = &mut shutdown => break,
             };
+            if std::mem::take(&mut accept_failing) {
+                tracing::info!("accepting connections again");
+            }
             let slot = tokio::select! {
                 slot = admit(&slots, &mut stops) => slot,
                 () = &mut shutdown => break,
