@@ -138,6 +138,16 @@ async fn out_of_descriptors_a_spilled_push_answers_503_with_retry_after_and_stor
 
 #[test]
 fn a_connection_cap_above_the_open_file_limit_is_lowered_with_a_warning() {
+    let mut own = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut own) }, 0);
+    if own.rlim_max < 300 {
+        eprintln!("skipped: the hard open-file limit is below 300 here");
+        return;
+    }
     let spill = tempfile::tempdir().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_blobq"));
     command
