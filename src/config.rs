@@ -17,7 +17,7 @@ use crate::backend::name::Name;
 use crate::http::batch::{BatchLimits, BatchSettings};
 use crate::http::RequestLimits;
 use crate::jobs::{JobConfig, JobSettings};
-use crate::server::{TlsConfig, TlsSettings};
+use crate::server::{LimitSettings, Limits, TlsConfig, TlsSettings};
 use crate::store::{DurabilityConfig, FsyncMode, Quota, StoreConfig};
 
 /// Parses `--fsync`: the store's own names and descriptions, listed by
@@ -167,6 +167,10 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub batch: BatchSettings,
+    /// Names, listings and the listen backlog (the `[limits]` table).
+    #[command(flatten)]
+    #[serde(default)]
+    pub limits: LimitSettings,
 }
 
 /// Fills each unset field of `$hi` from `$lo`.
@@ -213,7 +217,8 @@ impl Settings {
             auth,
             jobs,
             tls,
-            batch
+            batch,
+            limits
         )
     }
 }
@@ -253,6 +258,7 @@ pub struct Config {
     pub jobs: JobConfig,
     pub tls: TlsConfig,
     pub batch: BatchLimits,
+    pub limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -329,6 +335,7 @@ impl Config {
             jobs: s.jobs.resolve().map_err(ConfigError::Invalid)?,
             tls: s.tls.resolve()?,
             batch: s.batch.resolve().map_err(ConfigError::Invalid)?,
+            limits: s.limits.resolve()?,
         };
         config.check()?;
         Ok(config)
@@ -391,6 +398,7 @@ impl Config {
                 segment_bytes: self.log_segment_bytes,
                 repair: self.repair,
             }),
+            names: self.limits.names,
         }
     }
 
@@ -402,6 +410,7 @@ impl Config {
             max_lease: self.max_lease,
             body_read_timeout: self.body_read_timeout,
             max_custom_data: self.max_custom_data,
+            max_page_size: self.limits.max_page_size,
         }
     }
 }

@@ -61,7 +61,11 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config, certificates: Option<Certificates>) -> std::io::Result<()> {
     let shutdown = shutdown_signal();
-    raise_fd_limit(config.max_connections);
+    // Every connection and every body file being read or written is a
+    // descriptor; `Server::bind` fits the connection cap under the limit.
+    if let Err(e) = blobq::server::raise_open_file_limit() {
+        tracing::warn!(error = %e, "cannot read the open-file limit");
+    }
     config.auth.reload_on_sighup()?;
     let server = Server::bind(&config, certificates).await?;
     tracing::info!(addr = %server.local_addr()?, tls = server.is_tls(), spill_dir = %server.spill_dir().display(), "listening");
@@ -114,29 +118,5 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             _ = term.recv() => {}
             _ = interrupt.recv() => {}
         }
-    }
-}
-
-/// Raises the soft limit on open files to the hard one: every connection and
-/// every spill file being read is a descriptor, and the usual soft limit of
-/// 1024 is far below --max-connections.
-fn raise_fd_limit(max_connections: usize) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
-    let raised = unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
-        }
-    };
-    if !raised || (limit.rlim_cur as u128) < max_connections as u128 + 64 {
-        tracing::warn!(
-            open_files = limit.rlim_cur,
-            max_connections,
-            "the open-file limit is below --max-connections; raise it (ulimit -n) or lower the cap"
-        );
     }
 }

@@ -21,6 +21,21 @@ pub enum BackendError {
         /// Seconds a client should wait before trying again.
         retry_after: u64,
     },
+    /// A new namespace past the most the engine keeps; nothing was stored.
+    #[error("the server holds its maximum of {limit} namespaces, so namespace {namespace} cannot be made until one is dropped")]
+    TooManyNamespaces {
+        namespace: Name,
+        limit: usize,
+        retry_after: u64,
+    },
+    /// A new queue past the most one namespace may have; nothing was stored.
+    #[error("namespace {namespace} has its maximum of {limit} queues, so queue {queue} cannot be made until one is dropped")]
+    TooManyQueues {
+        namespace: Name,
+        queue: Name,
+        limit: usize,
+        retry_after: u64,
+    },
     #[error(
         "no running lease {receipt} on queue {queue} of namespace {namespace}; it may have run out"
     )]
@@ -65,6 +80,9 @@ pub struct StorageFault {
     pub place: StoragePlace,
     /// Out of space (or quota), as opposed to another write error.
     pub full: bool,
+    /// Out of file descriptors (the process's or the system's): not the
+    /// place's fault, and over once connections or files close.
+    pub out_of_descriptors: bool,
     /// Why, without a path: "No space left on device".
     pub reason: String,
 }
@@ -76,7 +94,9 @@ impl StorageFault {
             e.kind(),
             io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
         );
-        let reason = match e.raw_os_error() {
+        let code = os_error_code(e);
+        let out_of_descriptors = matches!(code, Some(libc::EMFILE | libc::ENFILE));
+        let reason = match code {
             // The operating system's own words, which name no file.
             Some(code) => io::Error::from_raw_os_error(code).to_string(),
             None => e.kind().to_string(),
@@ -84,6 +104,7 @@ impl StorageFault {
         StorageFault {
             place,
             full,
+            out_of_descriptors,
             reason,
         }
     }
@@ -108,5 +129,59 @@ impl StorageFault {
             "{}; the request changed nothing, retry once space is freed",
             self.situation()
         )
+    }
+}
+
+/// The operating system's error number of `e`, or of an error it wraps.
+/// `tempfile` wraps the error of a file it cannot make in one that adds the
+/// path and hides the original from `source()`; its text still ends the
+/// way an OS error's always does, "(os error N)", which is read instead.
+pub fn os_error_code(e: &io::Error) -> Option<i32> {
+    if let Some(code) = e.raw_os_error() {
+        return Some(code);
+    }
+    let mut source = e
+        .get_ref()
+        .map(|inner| inner as &(dyn std::error::Error + 'static));
+    while let Some(error) = source {
+        if let Some(code) = error
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::raw_os_error)
+        {
+            return Some(code);
+        }
+        if let Some(code) = code_in_text(&error.to_string()) {
+            return Some(code);
+        }
+        source = error.source();
+    }
+    None
+}
+
+/// N of the first "(os error N)" in `text`.
+fn code_in_text(text: &str) -> Option<i32> {
+    let (_, after) = text.split_once("(os error ")?;
+    let (digits, _) = after.split_once(')')?;
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_os_error_is_found_inside_the_errors_that_wrap_it() {
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        assert_eq!(os_error_code(&emfile), Some(libc::EMFILE));
+        let wrapped = io::Error::new(emfile.kind(), io::Error::from_raw_os_error(libc::ENFILE));
+        assert_eq!(os_error_code(&wrapped), Some(libc::ENFILE));
+        // As tempfile does: a text naming the path, no source.
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("gone");
+        let made = tempfile::Builder::new().tempfile_in(&missing).unwrap_err();
+        assert_eq!(os_error_code(&made), Some(libc::ENOENT), "{made}");
+        assert_eq!(os_error_code(&io::Error::other("no code")), None);
+        let fault = StorageFault::new(StoragePlace::Spill, &made);
+        assert!(!fault.reason.contains('/'), "{}", fault.reason);
     }
 }

@@ -36,7 +36,8 @@ use meta::{CustomPair, SharedMeta};
 use name::Name;
 use smol_str::SmolStr;
 pub use stats::{
-    Counts, NamespaceStats, NamespaceSummary, QueueStats, ServerStats, TotalsSnapshot,
+    Counts, NameFilter, NamespaceStats, NamespaceSummary, Page, PageToken, QueueStats, ServerStats,
+    TotalsSnapshot,
 };
 
 /// Metadata a client gave for a new element or blob; `None` / empty where it
@@ -213,11 +214,22 @@ pub trait Backend: Send + Sync + 'static {
         queue: &Name,
     ) -> Result<Option<QueueStats>, BackendError>;
 
-    /// Statistics of a namespace; `None` if it does not exist.
-    async fn namespace_stats(&self, ns: &Name) -> Result<Option<NamespaceStats>, BackendError>;
+    /// Statistics of a namespace, with `page` of its queues (its figures
+    /// are those of every queue); `None` if it does not exist.
+    async fn namespace_stats(
+        &self,
+        ns: &Name,
+        page: &Page,
+    ) -> Result<Option<NamespaceStats>, BackendError>;
 
-    /// Server-wide statistics.
-    async fn server_stats(&self) -> Result<ServerStats, BackendError>;
+    /// Server-wide statistics, with `page` of the namespaces `listed`
+    /// accepts (`namespace_count` counts those, on every page). An engine
+    /// filters while it pages, so that a page is full unless it is the last.
+    async fn server_stats(
+        &self,
+        page: &Page,
+        listed: NameFilter<'_>,
+    ) -> Result<ServerStats, BackendError>;
 
     /// The engine's gauges and counters, read without locks by `/metrics`.
     fn totals(&self) -> TotalsSnapshot;

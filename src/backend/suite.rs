@@ -23,7 +23,7 @@ mod batch;
 pub use batch::*;
 
 use super::name::Name;
-use super::{Backend, BackendError, IncomingBody, Payload, PopOptions, Popped, PushOptions};
+use super::{Backend, BackendError, IncomingBody, Page, Payload, PopOptions, Popped, PushOptions};
 
 /// Deliveries under lease after which an element goes to the dead-letter queue.
 pub const MAX_DELIVERIES: u32 = 3;
@@ -62,6 +62,7 @@ macro_rules! backend_suite {
             quotas_refuse_what_would_break_them,
             an_element_expires_after_its_lifetime,
             statistics_count_what_happened,
+            listings_come_in_pages,
             shutdown_answers_waiters_shutting_down,
             // Batches (`suite/batch.rs`).
             a_batch_is_pushed_in_order_and_popped_in_a_batch,
@@ -79,6 +80,11 @@ macro_rules! backend_suite {
             }
         )*
     };
+}
+
+/// A page larger than any listing of the suite.
+fn whole() -> Page {
+    Page::first(1000)
 }
 
 fn name(s: &str) -> Name {
@@ -205,7 +211,11 @@ pub async fn reference_push_shares_a_blob_and_an_unknown_one_is_not_found(fresh:
             .unwrap();
     }
     assert_eq!(
-        b.namespace_stats(&ns).await.expect("stats").unwrap().blobs,
+        b.namespace_stats(&ns, &whole())
+            .await
+            .expect("stats")
+            .unwrap()
+            .blobs,
         1,
         "stored once"
     );
@@ -264,12 +274,20 @@ pub async fn a_shared_blob_lives_until_its_last_element_is_consumed(fresh: Fresh
     for queue in [&q, &x] {
         let p = b.pop(&ns, queue, DATA).await.unwrap().expect("an element");
         assert_eq!(body_of(p).await, b"8 bytes!");
-        let stats = b.namespace_stats(&ns).await.expect("stats").unwrap();
+        let stats = b
+            .namespace_stats(&ns, &whole())
+            .await
+            .expect("stats")
+            .unwrap();
         assert_eq!((stats.blobs, stats.blob_bytes), (1, 8), "still referenced");
     }
     let last = b.pop(&ns, &y, DATA).await.unwrap().expect("an element");
     assert_eq!(body_of(last).await, b"8 bytes!");
-    let stats = b.namespace_stats(&ns).await.expect("stats").unwrap();
+    let stats = b
+        .namespace_stats(&ns, &whole())
+        .await
+        .expect("stats")
+        .unwrap();
     assert_eq!((stats.blobs, stats.blob_bytes), (0, 0));
     assert_eq!(b.totals().memory_bytes + b.totals().disk_bytes, 0);
 }
@@ -452,7 +470,11 @@ pub async fn quotas_refuse_what_would_break_them(fresh: Fresh) {
         .store_blob(&limited, IncomingBody::from_bytes(big), lives(60))
         .await;
     assert!(matches!(stored, Err(BackendError::OverQuota { .. })));
-    let stats = b.namespace_stats(&limited).await.expect("stats").unwrap();
+    let stats = b
+        .namespace_stats(&limited, &whole())
+        .await
+        .expect("stats")
+        .unwrap();
     assert_eq!((stats.counts.elements, stats.blobs), (1, 1), "nothing kept");
 }
 
@@ -483,12 +505,16 @@ pub async fn statistics_count_what_happened(fresh: Fresh) {
     let counts = b.queue_stats(&ns, &q).await.expect("stats").unwrap().counts;
     assert_eq!((counts.elements, counts.bytes), (2, 5));
     assert_eq!((counts.pushed, counts.popped, counts.expired), (3, 1, 0));
-    let stats = b.namespace_stats(&ns).await.expect("stats").unwrap();
+    let stats = b
+        .namespace_stats(&ns, &whole())
+        .await
+        .expect("stats")
+        .unwrap();
     let queues: Vec<&str> = stats.queues.iter().map(|s| s.queue.as_str()).collect();
     assert_eq!(queues, ["q", "r"], "sorted by name");
     assert_eq!((stats.counts.elements, stats.counts.pushed), (3, 4));
     assert_eq!((stats.blobs, stats.blob_bytes), (3, 9));
-    let server = b.server_stats().await.expect("stats");
+    let server = b.server_stats(&whole(), &|_| true).await.expect("stats");
     assert_eq!(server.namespace_count, 1);
     assert_eq!(server.namespaces[0].namespace, ns);
     assert_eq!(server.namespaces[0].queue_count, 2);
@@ -501,10 +527,55 @@ pub async fn statistics_count_what_happened(fresh: Fresh) {
         .expect("stats")
         .is_none());
     assert!(b
-        .namespace_stats(&name("none"))
+        .namespace_stats(&name("none"), &whole())
         .await
         .expect("stats")
         .is_none());
+}
+
+/// `namespace_stats` and `server_stats` answer a page at a time, in name
+/// order, each page's token leading to the next; the figures count every
+/// queue and every listed namespace on every page.
+pub async fn listings_come_in_pages(fresh: Fresh) {
+    let b = &*fresh.backend;
+    let ns = name("paged");
+    let queues = ["e", "a", "d", "b", "c"];
+    for q in queues {
+        push(b, &ns, &name(q), b"x").await;
+    }
+    push(b, &name("other"), &name("q"), b"y").await;
+    let mut page = Page::first(2);
+    let mut seen = Vec::new();
+    loop {
+        let stats = b.namespace_stats(&ns, &page).await.expect("stats").unwrap();
+        assert_eq!((stats.counts.elements, stats.queue_count), (5, 5));
+        assert!(stats.queues.len() <= 2);
+        seen.extend(stats.queues.iter().map(|q| q.queue.to_string()));
+        match stats.next_page_token {
+            Some(token) => page.after = Some(token.0),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+    let first = b
+        .server_stats(&Page::first(1), &|_| true)
+        .await
+        .expect("stats");
+    assert_eq!(first.namespace_count, 2);
+    assert_eq!(first.namespaces[0].namespace, name("other"));
+    let after = first.next_page_token.expect("a second page").0;
+    let page = Page {
+        after: Some(after),
+        limit: 1,
+    };
+    let second = b.server_stats(&page, &|_| true).await.expect("stats");
+    assert_eq!(second.namespaces[0].namespace, ns);
+    assert!(second.next_page_token.is_none(), "the last page");
+    let only = |n: &Name| n.as_str() == "paged";
+    let listed = b.server_stats(&Page::first(1), &only).await.expect("stats");
+    assert_eq!(listed.namespace_count, 1, "counts what the filter lists");
+    assert_eq!(listed.namespaces[0].namespace, ns);
+    assert!(listed.next_page_token.is_none());
 }
 
 pub async fn shutdown_answers_waiters_shutting_down(fresh: Fresh) {

@@ -33,16 +33,36 @@ pub enum ApiError {
     TooLarge { limit: u64 },
     #[error("the server is shutting down; retry against another instance or later")]
     ShuttingDown,
+    /// The process (or system) has no file descriptor left for a body
+    /// file: a passing overload, not a fault of the request or the disk.
+    #[error("the server has too many files open to serve this now; the request changed nothing, retry after {OUT_OF_DESCRIPTORS_RETRY_AFTER} s")]
+    OutOfDescriptors,
     /// The spill or data directory cannot be written; the detail names
     /// which, and why, never a path.
     #[error("{0}")]
     InsufficientStorage(StorageFault),
     #[error("{detail}; nothing was stored, retry after {retry_after} s or pop some elements")]
     OverQuota { detail: String, retry_after: u64 },
+    /// A new namespace or queue past the server's limits; `problem` says which.
+    #[error(
+        "{detail}; nothing was stored, retry after {retry_after} s or once idle names are dropped"
+    )]
+    TooManyNames {
+        problem: &'static str,
+        detail: String,
+        retry_after: u64,
+    },
     #[error("the request body could not be read: {0}")]
     BodyRead(String),
     #[error("the request body sent nothing for {0} seconds; nothing was stored")]
     BodyTimeout(u64),
+    /// Something the request asks of HTTP that blobq does not do (a
+    /// transfer coding other than chunked).
+    #[error("{detail}")]
+    NotImplemented {
+        problem: &'static str,
+        detail: String,
+    },
     #[error("internal error: {0}")]
     Internal(String),
     /// A batch past one of its limits other than an element's size (its
@@ -57,6 +77,10 @@ pub enum ApiError {
     #[error("part {part}: {error}")]
     InPart { part: usize, error: Box<ApiError> },
 }
+
+/// Retry-After, in seconds, of an answer for want of file descriptors:
+/// connections and body files close all the time.
+const OUT_OF_DESCRIPTORS_RETRY_AFTER: u32 = 1;
 
 #[derive(Serialize)]
 struct Problem<'a> {
@@ -96,6 +120,7 @@ impl ApiError {
             ApiError::Gone => (StatusCode::GONE, "blob-deleted"),
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "element-too-large"),
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting-down"),
+            ApiError::OutOfDescriptors => (StatusCode::SERVICE_UNAVAILABLE, "out-of-descriptors"),
             ApiError::InsufficientStorage(fault) => (
                 StatusCode::INSUFFICIENT_STORAGE,
                 match fault.place {
@@ -104,11 +129,13 @@ impl ApiError {
                 },
             ),
             ApiError::OverQuota { .. } => (StatusCode::TOO_MANY_REQUESTS, "over-quota"),
+            ApiError::TooManyNames { problem, .. } => (StatusCode::TOO_MANY_REQUESTS, problem),
             ApiError::BodyRead(_) => (StatusCode::BAD_REQUEST, "body-read-failed"),
             ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body-timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::BatchTooLarge { problem, .. } => (StatusCode::PAYLOAD_TOO_LARGE, problem),
             ApiError::InPart { error, .. } => error.status_and_problem(),
+            ApiError::NotImplemented { problem, .. } => (StatusCode::NOT_IMPLEMENTED, problem),
         }
     }
 
@@ -153,8 +180,12 @@ impl IntoResponse for ApiError {
                     headers.insert(header::ALLOW, allow);
                 }
             }
-            ApiError::OverQuota { retry_after, .. } => {
+            ApiError::OverQuota { retry_after, .. }
+            | ApiError::TooManyNames { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, retry_after.into());
+            }
+            ApiError::OutOfDescriptors => {
+                headers.insert(header::RETRY_AFTER, OUT_OF_DESCRIPTORS_RETRY_AFTER.into());
             }
             ApiError::Unauthenticated(failure) => {
                 // RFC 6750: the error code only when a credential was given.
@@ -187,12 +218,28 @@ impl From<BackendError> for ApiError {
                 detail: e.to_string(),
                 retry_after,
             },
+            BackendError::TooManyNamespaces { retry_after, .. } => ApiError::TooManyNames {
+                problem: "too-many-namespaces",
+                detail: e.to_string(),
+                retry_after,
+            },
+            BackendError::TooManyQueues { retry_after, .. } => ApiError::TooManyNames {
+                problem: "too-many-queues",
+                detail: e.to_string(),
+                retry_after,
+            },
             BackendError::BlobGone => ApiError::Gone,
             BackendError::ShuttingDown => ApiError::ShuttingDown,
             BackendError::TooLarge { limit } => ApiError::TooLarge { limit },
+            BackendError::Unwritable(fault) if fault.out_of_descriptors => {
+                ApiError::OutOfDescriptors
+            }
             BackendError::Unwritable(fault) => ApiError::InsufficientStorage(fault),
             BackendError::Body(BodyError::Timeout(secs)) => ApiError::BodyTimeout(secs),
             BackendError::Body(BodyError::Read(detail)) => ApiError::BodyRead(detail),
+            BackendError::Io(e) if crate::server::out_of_descriptors(&e) => {
+                ApiError::OutOfDescriptors
+            }
             // The kind alone: the error itself may name a file.
             BackendError::Io(e) => {
                 ApiError::Internal(format!("could not read the element's data ({})", e.kind()))
@@ -259,6 +306,44 @@ mod tests {
     }
 
     #[test]
+    fn running_out_of_descriptors_is_503_with_retry_after_never_500_or_507() {
+        let emfile = || std::io::Error::from_raw_os_error(libc::EMFILE);
+        // As tempfile reports it: the path added around the OS's error.
+        let wrapped =
+            std::io::Error::other(WithPath(std::io::Error::from_raw_os_error(libc::ENFILE)));
+        let errors = [
+            BackendError::Unwritable(StorageFault::new(StoragePlace::Spill, &emfile())),
+            BackendError::Unwritable(StorageFault::new(StoragePlace::Data, &wrapped)),
+            BackendError::Io(emfile()),
+        ];
+        for e in errors {
+            let api = ApiError::from(e);
+            assert_eq!(
+                api.status_and_problem(),
+                (StatusCode::SERVICE_UNAVAILABLE, "out-of-descriptors")
+            );
+            let response = api.into_response();
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        }
+    }
+
+    /// An error that names a path around the OS's error, as tempfile's does.
+    #[derive(Debug)]
+    struct WithPath(std::io::Error);
+
+    impl std::fmt::Display for WithPath {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{} at path /tmp/x", self.0)
+        }
+    }
+
+    impl std::error::Error for WithPath {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
     fn a_405_lists_allow_and_a_429_says_when_to_retry() {
         let not_allowed = ApiError::MethodNotAllowed {
             method: "PATCH".into(),
@@ -273,6 +358,24 @@ mod tests {
             retry_after: 7,
         };
         assert_eq!(over.into_response().headers()[header::RETRY_AFTER], "7");
+        let name = |s: &str| crate::backend::name::Name::parse(s).unwrap();
+        let too_many = ApiError::from(BackendError::TooManyQueues {
+            namespace: name("ns"),
+            queue: name("q"),
+            limit: 2,
+            retry_after: 3,
+        });
+        assert_eq!(
+            too_many.status_and_problem(),
+            (StatusCode::TOO_MANY_REQUESTS, "too-many-queues")
+        );
+        assert_eq!(too_many.into_response().headers()[header::RETRY_AFTER], "3");
+        let too_many = ApiError::from(BackendError::TooManyNamespaces {
+            namespace: name("ns"),
+            limit: 2,
+            retry_after: 3,
+        });
+        assert_eq!(too_many.status_and_problem().1, "too-many-namespaces");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 mod push;
 mod query;
+mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +22,14 @@ use http::request::Parts;
 use super::error::ApiError;
 use super::{path, App};
 use crate::backend::name::{Name, NameError};
+use crate::backend::stats::Page;
 
 pub use push::{blob_reference, PushHeaders};
-pub use query::{delete_after_read, extend_query, no_query, PopQuery};
+pub use query::{
+    delete_after_read, extend_query, list_query, no_query, PopQuery, DEFAULT_PAGE_SIZE,
+};
 pub(crate) use query::{lease_length, query_pairs, seconds, unknown_parameter};
+pub use transfer::transfer_coding;
 
 /// Limits the HTTP layer checks requests against.
 #[derive(Clone, Debug)]
@@ -36,6 +41,8 @@ pub struct RequestLimits {
     /// Longest a request body may go without sending a byte.
     pub body_read_timeout: Duration,
     pub max_custom_data: usize,
+    /// Most names a page of `GET /qs` or `GET /qs/{ns}` may ask for.
+    pub max_page_size: usize,
 }
 
 /// Validates a path segment as a namespace or queue name (`what`).
@@ -147,6 +154,18 @@ impl FromRequestParts<Arc<App>> for ExtendQuery {
     }
 }
 
+/// `?limit=N&page_token=T` of a listing: the page to answer.
+#[derive(Debug)]
+pub struct ListQuery(pub Page);
+
+impl FromRequestParts<Arc<App>> for ListQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        list_query(parts.uri.query(), app.limits.max_page_size).map(ListQuery)
+    }
+}
+
 /// `?delete=1` of a blob read: delete the blob once read.
 #[derive(Debug)]
 pub struct DeleteAfterRead(pub bool);
@@ -183,6 +202,7 @@ pub(super) mod tests {
             max_lease: Duration::from_secs(600),
             body_read_timeout: Duration::from_secs(30),
             max_custom_data: 3,
+            max_page_size: 1000,
         }
     }
 

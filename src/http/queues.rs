@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::extract::{BlobReference, Namespace, NoQuery, PopQuery, PushHeaders, Queue};
+use super::extract::{BlobReference, ListQuery, Namespace, NoQuery, PopQuery, PushHeaders, Queue};
 use super::headers::{BLOB_ID, CUSTOM_DATA, DELIVERIES, ELEMENT_ID, LEASE, LIFETIME, SIZE};
 use super::{
     body, bytes_value, header_value, id_value, json, no_content, with_status, ApiError, App,
@@ -23,7 +23,7 @@ use crate::auth::{Caller, Role};
 use crate::backend::ids::BlobId;
 use crate::backend::meta::{Metadata, DEFAULT_CONTENT_TYPE};
 use crate::backend::name::Name;
-use crate::backend::stats::NamespaceSummary;
+use crate::backend::stats::{NamespaceSummary, PageToken};
 use crate::backend::{PopOptions, Pushed};
 
 /// The JSON body of a push answer.
@@ -222,14 +222,15 @@ pub(super) async fn queue_stats(
     json(StatusCode::OK, &stats)
 }
 
-/// `GET /qs/{ns}`
+/// `GET /qs/{ns}`, with a page of its queues.
 pub(super) async fn namespace_stats(
     State(app): State<Arc<App>>,
     Namespace(ns): Namespace,
+    ListQuery(page): ListQuery,
 ) -> Handled {
     let stats = app
         .backend
-        .namespace_stats(&ns)
+        .namespace_stats(&ns, &page)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no namespace {ns}")))?;
     json(StatusCode::OK, &stats)
@@ -244,29 +245,33 @@ struct ObservedServerStats {
     uptime_seconds: u64,
     namespace_count: u64,
     namespaces: Vec<NamespaceSummary>,
+    next_page_token: Option<PageToken>,
 }
 
-/// `GET /qs`. With authentication on, `Authorise` leaves the caller, and
-/// the answer shows only what its grant lets it observe.
+/// `GET /qs`, with a page of the namespaces. With authentication on,
+/// `Authorise` leaves the caller, and the answer shows only what its grant
+/// lets it observe: the backend pages through those alone, so a page is
+/// full unless it is the last.
 pub(super) async fn server_stats(
     State(app): State<Arc<App>>,
     caller: Option<Extension<Caller>>,
+    ListQuery(page): ListQuery,
 ) -> Handled {
-    let stats = app.backend.server_stats().await?;
     let grant = match caller {
         Some(Extension(caller)) if !caller.grant.allows_everywhere(Role::Admin) => caller.grant,
-        _ => return json(StatusCode::OK, &stats),
+        _ => {
+            let stats = app.backend.server_stats(&page, &|_| true).await?;
+            return json(StatusCode::OK, &stats);
+        }
     };
-    let namespaces: Vec<NamespaceSummary> = stats
-        .namespaces
-        .into_iter()
-        .filter(|summary| grant.allows(Role::Observer, summary.namespace.as_str()))
-        .collect();
+    let observes = |ns: &Name| grant.allows(Role::Observer, ns.as_str());
+    let stats = app.backend.server_stats(&page, &observes).await?;
     let observed = ObservedServerStats {
         version: stats.version,
         uptime_seconds: stats.uptime_seconds,
-        namespace_count: namespaces.len() as u64,
-        namespaces,
+        namespace_count: stats.namespace_count,
+        namespaces: stats.namespaces,
+        next_page_token: stats.next_page_token,
     };
     json(StatusCode::OK, &observed)
 }

@@ -24,6 +24,7 @@ use http::Method;
 use tower::Service;
 
 use super::error::ApiError;
+use super::extract::transfer_coding;
 use super::layers::RouteLabel;
 use super::App;
 
@@ -195,6 +196,9 @@ impl Routes {
         };
         if !route.while_draining && self.app.is_draining() {
             return refuse(ApiError::ShuttingDown);
+        }
+        if let Err(error) = transfer_coding(request.headers()) {
+            return refuse(error);
         }
         request.extensions_mut().insert(matched);
         Routed::Serving {

@@ -4,10 +4,11 @@
 //!
 //! The opening is bounded by the header read timeout, as a request head
 //! is: a client that connects and sends nothing, or trickles its
-//! handshake, loses its connection (and its slot under the cap).
+//! handshake, loses its connection (and its slot under the cap). Every
+//! request is counted in the connection's `Activity`, which tells the
+//! accept loop whether the connection is idle.
 
 use std::convert::Infallible;
-use std::fmt::Display;
 use std::io;
 use std::time::Duration;
 
@@ -22,11 +23,14 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
-use super::idle::IdleWatch;
+use std::sync::Arc;
+
+use super::idle::{Activity, IdleWatch};
 use super::stop::Stop;
 use super::tls::peer::{ClientName, Named};
 use crate::config::Config;
 use crate::http::router::Api;
+use crate::http::App;
 
 /// What HTTP/2 prior knowledge (h2c) opens with (RFC 9113, 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -39,6 +43,8 @@ pub(super) struct Protocols {
     /// which HTTP version it speaks; and how long an HTTP/2 connection is
     /// kept unused (HTTP/1's header read timeout does both for HTTP/1).
     opening_timeout: Duration,
+    /// Where requests hyper refuses itself are counted.
+    app: Arc<App>,
 }
 
 /// The HTTP/2 settings of every connection: the same header limit as
@@ -54,18 +60,24 @@ fn http2_builder(config: &Config) -> http2::Builder<TokioExecutor> {
 }
 
 impl Protocols {
-    pub fn new(config: &Config) -> Protocols {
+    pub fn new(config: &Config, app: Arc<App>) -> Protocols {
         Protocols {
             http1: super::http1_builder(config),
             http2: http2_builder(config),
             opening_timeout: config.header_read_timeout,
+            app,
         }
     }
 
     /// Serves a plain connection: HTTP/2 if it opens with the preface,
-    /// HTTP/1.1 otherwise.
-    pub async fn serve_plain<S>(&self, stream: TcpStream, service: S, mut stop: Stop)
-    where
+    /// HTTP/1.1 otherwise. `activity` counts its requests.
+    pub async fn serve_plain<S>(
+        &self,
+        stream: TcpStream,
+        service: S,
+        activity: Arc<Activity>,
+        mut stop: Stop,
+    ) where
         S: RequestService,
     {
         let opened = tokio::select! {
@@ -74,7 +86,7 @@ impl Protocols {
             opened = tokio::time::timeout(self.opening_timeout, opens_with_h2_preface(&stream)) => opened,
         };
         match opened {
-            Ok(Ok(h2)) => self.serve_http(stream, h2, service, stop).await,
+            Ok(Ok(h2)) => self.serve_http(stream, h2, service, activity, stop).await,
             Ok(Err(e)) => tracing::debug!(error = %e, "connection failed before its first request"),
             Err(_) => tracing::debug!("connection sent no request in time"),
         }
@@ -88,6 +100,7 @@ impl Protocols {
         stream: TcpStream,
         acceptor: TlsAcceptor,
         service: S,
+        activity: Arc<Activity>,
         mut stop: Stop,
     ) where
         S: RequestService,
@@ -114,26 +127,51 @@ impl Protocols {
             Some(name) => {
                 tracing::debug!(client = %name, "client certificate verified");
                 let service = Named::new(service, name);
-                self.serve_http(stream, h2, service, stop).await;
+                self.serve_http(stream, h2, service, activity, stop).await;
             }
-            None => self.serve_http(stream, h2, service, stop).await,
+            None => self.serve_http(stream, h2, service, activity, stop).await,
         }
     }
 
-    async fn serve_http<I, S>(&self, io: I, h2: bool, service: S, stop: Stop)
-    where
+    async fn serve_http<I, S>(
+        &self,
+        io: I,
+        h2: bool,
+        service: S,
+        activity: Arc<Activity>,
+        stop: Stop,
+    ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         S: RequestService,
     {
         let io = TokioIo::new(io);
-        if h2 {
-            let watch = IdleWatch::new(self.opening_timeout);
-            let service = TowerToHyperService::new(watch.count(service));
-            finish(self.http2.serve_connection(io, service), stop, Some(watch)).await;
+        let service = TowerToHyperService::new(activity.count(service));
+        let ended = if h2 {
+            let watch = IdleWatch::new(activity, self.opening_timeout);
+            finish(self.http2.serve_connection(io, service), stop, Some(watch)).await
         } else {
-            let service = TowerToHyperService::new(service);
-            finish(self.http1.serve_connection(io, service), stop, None).await;
+            finish(self.http1.serve_connection(io, service), stop, None).await
+        };
+        if let Err(e) = ended {
+            self.count_refusal(&e);
+            tracing::debug!(error = %e, "connection ended with an error");
         }
+    }
+
+    /// Counts in the request metrics an HTTP/1 request hyper refused
+    /// itself, before any route saw it: a malformed head (`400`) or one
+    /// too large (`431`). Its method and route are unknown. hyper writes
+    /// that answer on its own, with no body: it offers no hook for a
+    /// problem document.
+    fn count_refusal(&self, e: &hyper::Error) {
+        if !e.is_parse() || e.is_parse_version_h2() || e.is_parse_status() {
+            return;
+        }
+        let status = if e.is_parse_too_large() { 431 } else { 400 };
+        let method = http::Method::from_bytes(b"UNPARSED").unwrap_or_default();
+        self.app
+            .metrics
+            .observe("unknown", &method, status, Duration::ZERO);
     }
 }
 
@@ -158,13 +196,12 @@ impl<S> RequestService for S where
 {
 }
 
-/// Drives `conn` to its end; once the server stops, or `idle` finds it
-/// unused, lets the requests in flight finish and closes (an idle
-/// connection closes at once).
-async fn finish<C>(conn: C, stop: Stop, idle: Option<IdleWatch>)
+/// Drives `conn` to its end; once the server stops (or the accept loop
+/// needs its slot), or `idle` finds it unused, lets the requests in flight
+/// finish and closes (an idle connection closes at once).
+async fn finish<C>(conn: C, stop: Stop, idle: Option<IdleWatch>) -> Result<(), hyper::Error>
 where
-    C: GracefulConnection,
-    C::Error: Display,
+    C: GracefulConnection<Error = hyper::Error>,
 {
     let mut conn = std::pin::pin!(conn);
     let unused = async {
@@ -173,7 +210,7 @@ where
             None => std::future::pending().await,
         }
     };
-    let ended = tokio::select! {
+    tokio::select! {
         biased;
         ended = conn.as_mut() => ended,
         () = stop => {
@@ -185,9 +222,6 @@ where
             conn.as_mut().graceful_shutdown();
             conn.await
         }
-    };
-    if let Err(e) = ended {
-        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 

@@ -2,7 +2,9 @@
 //! and h2c, or HTTPS with HTTP/1.1 and HTTP/2 (`tls`).
 
 mod connection;
+mod descriptors;
 mod idle;
+mod limits;
 mod settings;
 mod stop;
 pub mod tls;
@@ -15,9 +17,9 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::Signal;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
@@ -25,6 +27,9 @@ use crate::http::{router, App, JobLimits};
 use crate::jobs::Jobs;
 use crate::store::Store;
 use connection::Protocols;
+pub use descriptors::{out_of_descriptors, raise_open_file_limit};
+use idle::Activity;
+pub use limits::{LimitSettings, Limits};
 pub use settings::{TlsConfig, TlsFiles, TlsSettings};
 use stop::StopSignals;
 pub use tls::peer::ClientName;
@@ -54,7 +59,58 @@ struct ServedTls {
 #[derive(Clone, Debug)]
 struct ConnectionLimits {
     shutdown_timeout: Duration,
+    /// `--max-connections`, lowered to what the open-file limit allows.
     max_connections: usize,
+}
+
+/// While a new client waits for a slot at the cap, how often the accept
+/// loop looks again for an idle connection to close (one that was busy
+/// may have finished its request).
+const EVICTION_RETRY: Duration = Duration::from_millis(100);
+
+/// A slot under the connection cap for a client just accepted: a free
+/// one, or else the slot of the connection idle the longest, which is told
+/// to close. When every connection is busy, it waits, looking again every
+/// `EVICTION_RETRY`, so that a client is served as soon as one is idle.
+async fn admit(slots: &Arc<Semaphore>, stops: &mut StopSignals) -> OwnedSemaphorePermit {
+    loop {
+        if let Ok(slot) = slots.clone().try_acquire_owned() {
+            return slot;
+        }
+        let closing = stops.close_oldest_idle();
+        if closing {
+            tracing::debug!("at the connection cap: closing the connection idle the longest");
+        }
+        let retry = if closing {
+            // Its slot comes back as soon as its task ends.
+            Duration::from_secs(1)
+        } else {
+            EVICTION_RETRY
+        };
+        if let Ok(Ok(slot)) = tokio::time::timeout(retry, slots.clone().acquire_owned()).await {
+            return slot;
+        }
+    }
+}
+
+/// Serves one accepted connection: TLS when the port has an acceptor.
+async fn serve(
+    stream: TcpStream,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    protocols: &Protocols,
+    routes: crate::http::router::Api,
+    activity: Arc<Activity>,
+    stop: stop::Stop,
+) {
+    let _ = stream.set_nodelay(true);
+    match acceptor {
+        Some(acceptor) => {
+            protocols
+                .serve_tls(stream, acceptor, routes, activity, stop)
+                .await
+        }
+        None => protocols.serve_plain(stream, routes, activity, stop).await,
+    }
 }
 
 /// The runtime the server runs on. The benchmark ceiling
@@ -98,7 +154,7 @@ impl Server {
             None => None,
         };
         let store = Store::new(config.store())?;
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = descriptors::bind(config.listen, config.limits.listen_backlog)?;
         let spill_dir = store.spill_dir().to_owned();
         let store: Arc<Store> = Arc::new(store);
         let mut app =
@@ -112,15 +168,16 @@ impl Server {
             };
             app = app.with_jobs(Arc::new(Jobs::new(store, config.jobs.clone())), limits);
         }
+        let app = Arc::new(app);
         Ok(Server {
             listener,
             spill_dir,
-            app: Arc::new(app),
+            app: app.clone(),
             limits: ConnectionLimits {
                 shutdown_timeout: config.shutdown_timeout,
-                max_connections: config.max_connections,
+                max_connections: descriptors::current_connection_cap(config.max_connections),
             },
-            protocols: Protocols::new(config),
+            protocols: Protocols::new(config, app.clone()),
             tls,
         })
     }
@@ -166,39 +223,47 @@ impl Server {
         };
         let connections = TaskTracker::new();
         let mut stops = StopSignals::default();
-        // One permit per open connection: at the cap, new connections wait in
-        // the kernel's backlog instead of costing memory and descriptors.
+        // One permit per open connection. At the cap, a new client takes
+        // the slot of the connection idle the longest, which is closed; if
+        // none is idle, it waits for one to end, and clients after it wait
+        // in the kernel's backlog.
         let slots = Arc::new(Semaphore::new(limits.max_connections));
+        // Whether accepting fails (out of descriptors, typically): logged
+        // when it starts and when it ends, not at every retry.
+        let mut accept_failing = false;
         tokio::pin!(shutdown);
         loop {
-            let slot = tokio::select! {
-                slot = slots.clone().acquire_owned() => match slot {
-                    Ok(slot) => slot,
-                    Err(_) => break, // never closed; stop rather than spin
-                },
-                () = &mut shutdown => break,
-            };
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        // Out of file descriptors, typically: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
+                        if !accept_failing {
+                            tracing::warn!(error = %e, "accept failed; retrying every 50 ms");
+                            accept_failing = true;
+                        }
+                        // Back off instead of spinning.
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 },
                 () = &mut shutdown => break,
             };
-            let _ = stream.set_nodelay(true);
-            let (routes, stop, protocols) =
-                (routes.for_peer(peer), stops.register(), protocols.clone());
+            if std::mem::take(&mut accept_failing) {
+                tracing::info!("accepting connections again");
+            }
+            let slot = tokio::select! {
+                slot = admit(&slots, &mut stops) => slot,
+                () = &mut shutdown => break,
+            };
+            let activity = Activity::new();
+            let (routes, stop, protocols) = (
+                routes.for_peer(peer),
+                stops.register(activity.clone()),
+                protocols.clone(),
+            );
             let acceptor = certificates.as_ref().map(|c| c.acceptor());
             connections.spawn(async move {
-                match acceptor {
-                    Some(acceptor) => protocols.serve_tls(stream, acceptor, routes, stop).await,
-                    None => protocols.serve_plain(stream, routes, stop).await,
-                }
+                serve(stream, acceptor, &protocols, routes, activity, stop).await;
                 drop(slot);
             });
         }

@@ -14,8 +14,8 @@ use crate::backend::ids::BlobId;
 use crate::backend::name::Name;
 use crate::backend::{Acked, BatchElement, BatchPush};
 use crate::backend::{
-    Backend, BackendError, BlobRead, IncomingBody, NamespaceStats, PopOptions, Popped, PushOptions,
-    Pushed, QueueStats, ServerStats, StorageFault, StoredBlob, TotalsSnapshot,
+    Backend, BackendError, BlobRead, IncomingBody, NameFilter, NamespaceStats, Page, PopOptions,
+    Popped, PushOptions, Pushed, QueueStats, ServerStats, StorageFault, StoredBlob, TotalsSnapshot,
 };
 
 use super::blob::BlobContent;
@@ -219,12 +219,20 @@ impl Backend for Store {
         Ok(Store::queue_stats(self, ns, queue))
     }
 
-    async fn namespace_stats(&self, ns: &Name) -> Result<Option<NamespaceStats>, BackendError> {
-        Ok(Store::namespace_stats(self, ns))
+    async fn namespace_stats(
+        &self,
+        ns: &Name,
+        page: &Page,
+    ) -> Result<Option<NamespaceStats>, BackendError> {
+        Ok(Store::namespace_stats(self, ns, page))
     }
 
-    async fn server_stats(&self) -> Result<ServerStats, BackendError> {
-        Ok(Store::server_stats(self))
+    async fn server_stats(
+        &self,
+        page: &Page,
+        listed: NameFilter<'_>,
+    ) -> Result<ServerStats, BackendError> {
+        Ok(Store::server_stats(self, page, listed))
     }
 
     // Batches: `store/batch.rs`.
@@ -311,6 +319,7 @@ mod suite {
             namespace_quotas: HashMap::from([(LIMITED_NAMESPACE.to_owned(), limited)]),
             quota_retry_after: 1,
             memory_limit: 0,
+            names: crate::store::NameLimits::default(),
             durability: durable.then(|| DurabilityConfig {
                 dir: dir.path().join("data"),
                 fsync: FsyncMode::Batch,

@@ -32,6 +32,27 @@ pub struct StoreConfig {
     pub memory_limit: u64,
     /// Durable mode: where and how the store keeps its log.
     pub durability: Option<DurabilityConfig>,
+    /// How many names clients may make.
+    pub names: NameLimits,
+}
+
+/// How many namespaces, and queues in each, clients may make: each costs
+/// memory outside the namespaces' quotas, so a flood of names must stop
+/// somewhere. A dead-letter queue is made past the limit (it is one per
+/// leased queue at most), and so is what a restart reads back from the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameLimits {
+    pub max_namespaces: usize,
+    pub max_queues_per_namespace: usize,
+}
+
+impl Default for NameLimits {
+    fn default() -> NameLimits {
+        NameLimits {
+            max_namespaces: 100_000,
+            max_queues_per_namespace: 1_000,
+        }
+    }
 }
 
 impl FsyncMode {

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::Millis;
-use super::config::StoreConfig;
+use super::config::{NameLimits, StoreConfig};
 use super::health::FileHealth;
 use super::ingest::{BlobWriter, IngestError, IngestLimits};
 use super::journal::{self, FsyncMode, Journal};
@@ -27,7 +27,7 @@ use super::namespace::{Graveyard, Locked, Namespace, NsState, Quota, QuotaExceed
 use super::stats::Totals;
 use super::{recovery, sweeper};
 use crate::backend::name::Name;
-use crate::backend::stats::{NamespaceStats, QueueStats, ServerStats, TotalsSnapshot};
+use crate::backend::stats::TotalsSnapshot;
 use crate::backend::{BackendError, StoragePlace};
 
 /// The namespaces by name. Looked up on every request: hashed with foldhash
@@ -50,6 +50,11 @@ pub(super) struct Shared {
     namespace_quota: Quota,
     namespace_quotas: HashMap<String, Quota>,
     quota_retry_after: u64,
+    /// How many namespaces and queues clients may make.
+    names: NameLimits,
+    /// Held while a client's request makes a namespace, so that two made at
+    /// once cannot both pass the limit. Only making one takes it.
+    making_namespace: std::sync::Mutex<()>,
     /// This process's spill folder, removed with everything in it on drop.
     spill_dir: tempfile::TempDir,
     /// (deadline, namespace) pairs the sweeper must look at, earliest first.
@@ -60,7 +65,7 @@ pub(super) struct Shared {
     pub closing: CancellationToken,
     /// Numbers waiting consumers, so a wait ticket finds its own waiter.
     pub next_waiter: AtomicU64,
-    started: Instant,
+    pub started: Instant,
     /// Durable mode: the log every change is appended to.
     pub journal: Option<Arc<Journal>>,
     /// Whether body files can be written where `limits.spill_dir` says.
@@ -142,6 +147,8 @@ impl Store {
             namespace_quota: config.namespace_quota,
             namespace_quotas: config.namespace_quotas,
             quota_retry_after: config.quota_retry_after,
+            names: config.names,
+            making_namespace: std::sync::Mutex::new(()),
             spill_dir,
             wakeups: std::sync::Mutex::new(wakeups.into_iter().collect()),
             sweeper: Arc::new(Notify::new()),
@@ -174,31 +181,6 @@ impl Store {
     /// Starts receiving a body of `expected` bytes (if announced).
     pub fn blob_writer(&self, expected: Option<u64>) -> Result<BlobWriter<'_>, IngestError> {
         BlobWriter::new(&self.shared.limits, expected)
-    }
-
-    pub fn queue_stats(&self, ns: &Name, queue: &Name) -> Option<QueueStats> {
-        self.change_existing(ns, |st, _| st.queue_stats(ns, queue))
-            .flatten()
-    }
-
-    pub fn namespace_stats(&self, ns: &Name) -> Option<NamespaceStats> {
-        self.change_existing(ns, |st, _| st.stats(ns))
-    }
-
-    pub fn server_stats(&self) -> ServerStats {
-        let mut namespaces: Vec<_> = self
-            .all_namespaces()
-            .iter()
-            .map(|n| n.lock().summary(&n.name))
-            .collect();
-        namespaces.sort_by(|a, b| a.namespace.cmp(&b.namespace));
-        ServerStats {
-            version: env!("CARGO_PKG_VERSION"),
-            uptime_seconds: self.shared.started.elapsed().as_secs(),
-            namespace_count: namespaces.len() as u64,
-            totals: self.totals(),
-            namespaces,
-        }
     }
 
     pub fn totals(&self) -> TotalsSnapshot {
@@ -255,6 +237,38 @@ impl Store {
             if !st.removed {
                 return self.apply(ns, st, change);
             }
+        }
+    }
+
+    /// [`Store::change`] for a client's request, which may make namespace
+    /// `ns` and queue `queue` only within the limits of `--max-namespaces`
+    /// and `--max-queues-per-namespace`: past them it changes nothing and
+    /// answers `TooManyNamespaces` or `TooManyQueues`.
+    pub(super) fn change_new<T>(
+        &self,
+        ns: &Name,
+        queue: Option<&Name>,
+        change: impl FnOnce(&mut NsState, &mut Graveyard) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        loop {
+            let namespace = match self.existing_namespace(ns) {
+                Some(n) => n,
+                None => self.make_namespace(ns)?,
+            };
+            let st = namespace.lock();
+            if st.removed {
+                continue;
+            }
+            let limit = self.shared.names.max_queues_per_namespace;
+            if let Some(queue) = queue.filter(|q| !st.may_make_queue(q, limit)) {
+                return Err(BackendError::TooManyQueues {
+                    namespace: ns.clone(),
+                    queue: queue.clone(),
+                    limit,
+                    retry_after: self.shared.quota_retry_after,
+                });
+            }
+            return self.apply(ns, st, change);
         }
     }
 
@@ -316,9 +330,30 @@ impl Store {
             .clone()
     }
 
+    /// Namespace `ns`, made unless the store holds `--max-namespaces`.
+    fn make_namespace(&self, ns: &Name) -> Result<Arc<Namespace>, BackendError> {
+        let shared = &self.shared;
+        let _making = shared
+            .making_namespace
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = self.existing_namespace(ns) {
+            return Ok(n);
+        }
+        let limit = shared.names.max_namespaces;
+        if shared.namespaces.len() >= limit {
+            return Err(BackendError::TooManyNamespaces {
+                namespace: ns.clone(),
+                limit,
+                retry_after: shared.quota_retry_after,
+            });
+        }
+        Ok(self.namespace_for_write(ns))
+    }
+
     /// Every namespace, collected first so no map guard is held while a
     /// namespace is locked.
-    fn all_namespaces(&self) -> Vec<Arc<Namespace>> {
+    pub(super) fn all_namespaces(&self) -> Vec<Arc<Namespace>> {
         self.shared
             .namespaces
             .iter()
@@ -362,119 +397,5 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::backend::{Backend, IncomingBody, Payload, PopOptions, PushOptions};
-    use crate::store::test_store;
-
-    const DATA: PopOptions = PopOptions {
-        with_data: true,
-        lease: None,
-        wait: Duration::ZERO,
-    };
-
-    fn names() -> (Name, Name) {
-        (Name::parse("ns").unwrap(), Name::parse("q").unwrap())
-    }
-
-    async fn push(s: &Store, ns: &Name, q: &Name, body: &[u8]) {
-        let opts = PushOptions {
-            lifetime: 60,
-            ..PushOptions::default()
-        };
-        let body = IncomingBody::from_bytes(body.to_vec());
-        Backend::push(s, ns, q, body, opts).await.unwrap();
-    }
-
-    async fn pop_bytes(s: &Store, ns: &Name, q: &Name) -> Option<Vec<u8>> {
-        use futures_util::StreamExt;
-        let popped = Backend::pop(s, ns, q, DATA).await.unwrap()?;
-        Some(match popped.body.expect("data") {
-            Payload::Bytes(b) => b.to_vec(),
-            Payload::Stream { mut chunks, .. } => {
-                let mut v = Vec::new();
-                while let Some(chunk) = chunks.next().await {
-                    v.extend_from_slice(&chunk.unwrap());
-                }
-                v
-            }
-        })
-    }
-
-    #[tokio::test]
-    async fn a_namespace_dropped_between_lookup_and_lock_is_looked_up_afresh() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = test_store(dir.path());
-        let (ns, q) = names();
-        push(&s, &ns, &q, b"one").await;
-        // Hold the namespace as an operation that looked it up would.
-        let stale = s.existing_namespace(&ns).unwrap();
-        assert_eq!(pop_bytes(&s, &ns, &q).await.unwrap(), b"one");
-        sweeper::drop_idle(&s.shared, Millis(Millis::now().0 + 3_600_000));
-        assert!(
-            stale.lock().removed,
-            "dropped, and marked so under its lock"
-        );
-        assert!(s.namespace_stats(&ns).is_none());
-        // A pop that will not wait finds nothing, and creates nothing.
-        assert!(pop_bytes(&s, &ns, &q).await.is_none());
-        assert!(s.namespace_stats(&ns).is_none());
-        // A push goes to a new namespace in the map, not to the dropped one.
-        push(&s, &ns, &q, b"two").await;
-        let fresh = s.existing_namespace(&ns).unwrap();
-        assert!(!Arc::ptr_eq(&stale, &fresh));
-        assert_eq!(s.queue_stats(&ns, &q).unwrap().counts.elements, 1);
-        assert_eq!(pop_bytes(&s, &ns, &q).await.unwrap(), b"two");
-    }
-
-    #[tokio::test]
-    async fn the_last_pop_of_a_spilled_body_frees_its_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = test_store(dir.path());
-        let (ns, q) = names();
-        let big = vec![7u8; 100];
-        push(&s, &ns, &q, &big).await;
-        assert_eq!(s.totals().disk_bytes, 100, "spilled");
-        assert_eq!(std::fs::read_dir(s.spill_dir()).unwrap().count(), 1);
-        assert_eq!(pop_bytes(&s, &ns, &q).await.unwrap(), big);
-        assert_eq!(s.totals().disk_bytes, 0);
-        assert_eq!(std::fs::read_dir(s.spill_dir()).unwrap().count(), 0);
-    }
-
-    #[tokio::test]
-    async fn purge_removes_every_file_and_zeroes_every_gauge() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = test_store(dir.path());
-        let (ns, q) = names();
-        push(&s, &ns, &Name::parse("other").unwrap(), &[1u8; 64]).await;
-        push(&s, &ns, &q, b"small").await;
-        let waiter = {
-            let (s, ns) = (s.clone(), ns.clone());
-            let q = Name::parse("empty").unwrap();
-            let opts = PopOptions {
-                wait: Duration::from_secs(30),
-                ..DATA
-            };
-            tokio::spawn(async move { Backend::pop(&s, &ns, &q, opts).await })
-        };
-        while s.totals().waiting == 0 {
-            tokio::task::yield_now().await;
-        }
-        s.purge();
-        assert!(matches!(
-            waiter.await.unwrap(),
-            Err(BackendError::ShuttingDown)
-        ));
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            0,
-            "spill folder removed"
-        );
-        let t = s.totals();
-        assert_eq!(
-            (t.elements, t.memory_bytes, t.disk_bytes, t.waiting),
-            (0, 0, 0, 0),
-            "every gauge back to zero"
-        );
-    }
-}
+#[path = "handle_tests.rs"]
+mod tests;

@@ -4,7 +4,8 @@
 //!
 //! - [`Store`] (`handle`): the cheap-to-clone handle, how it starts and
 //!   stops, and how an operation finds and locks its namespace.
-//! - `operations`, `pop` and `wait_ticket`: what the handle does.
+//! - `operations`, `pop` and `wait_ticket`: what the handle does;
+//!   `listing`: the statistics documents, paged.
 //! - `namespace`: one namespace's state behind its lock, split into queues,
 //!   leases, blobs, quotas, expiry, statistics and the log records of a change.
 //! - `queue`, `element`, `blob`, `blob_table` (over `incremental_map`):
@@ -29,6 +30,7 @@ mod health;
 mod incremental_map;
 pub mod ingest;
 pub mod journal;
+mod listing;
 mod namespace;
 mod operations;
 mod pop;
@@ -39,7 +41,7 @@ mod sweeper;
 mod wait_ticket;
 mod withdraw;
 
-pub use config::{StoreConfig, UnknownFsyncMode};
+pub use config::{NameLimits, StoreConfig, UnknownFsyncMode};
 pub(crate) use handle::Namespaces;
 pub use handle::Store;
 pub use journal::{Commit, DurabilityConfig, FsyncMode};
@@ -48,7 +50,13 @@ pub use namespace::{PopMode, Quota, QuotaExceeded};
 /// A memory-mode store with small limits, for the store's unit tests.
 #[cfg(test)]
 pub(crate) fn test_store(dir: &std::path::Path) -> Store {
-    Store::new(StoreConfig {
+    Store::new(tests_config(dir)).expect("a store in a temporary directory")
+}
+
+/// The configuration of [`test_store`].
+#[cfg(test)]
+pub(crate) fn tests_config(dir: &std::path::Path) -> StoreConfig {
+    StoreConfig {
         spill_dir: dir.to_owned(),
         spill_threshold: 16,
         max_element_size: 1 << 20,
@@ -59,6 +67,6 @@ pub(crate) fn test_store(dir: &std::path::Path) -> Store {
         quota_retry_after: 1,
         memory_limit: 0,
         durability: None,
-    })
-    .expect("a store in a temporary directory")
+        names: NameLimits::default(),
+    }
 }

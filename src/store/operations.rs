@@ -39,7 +39,7 @@ impl Store {
             lifetime,
         };
         let bytes = pushed.size;
-        self.change(ns, |st, grave| {
+        self.change_new(ns, Some(queue), |st, grave| {
             st.check_quota(1, bytes).map_err(|q| self.over(ns, q))?;
             if let Some(blob) = blob {
                 st.insert_blob(blob, 1, deadline);
@@ -61,7 +61,7 @@ impl Store {
     ) -> Result<Pushed, BackendError> {
         let now = Millis::now();
         let deadline = now.plus_secs(lifetime);
-        self.change(ns, |st, grave| {
+        self.change_new(ns, Some(queue), |st, grave| {
             st.check_quota(1, 0).map_err(|q| self.over(ns, q))?;
             let blob =
                 match blob_id {
@@ -121,10 +121,10 @@ impl Store {
         let blob = Blob::new(content, size, meta, self.shared.totals.clone());
         let deadline = Millis::now().plus_secs(lifetime);
         let stored = blob.clone();
-        self.change(ns, |st, _| {
+        self.change_new(ns, None, |st, _| {
             st.check_quota(0, size).map_err(|q| self.over(ns, q))?;
             st.insert_blob(stored, 0, deadline);
-            Ok::<_, BackendError>(())
+            Ok(())
         })?;
         Ok(blob)
     }

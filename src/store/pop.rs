@@ -82,7 +82,8 @@ impl Store {
                 .flatten()
                 .map_or(FirstTry::Empty, FirstTry::Delivered));
         }
-        self.change(ns, |st, grave| {
+        // A wait registers a waiter on the queue, which a new name makes.
+        self.change_new(ns, Some(queue), |st, grave| {
             if let Some(delivery) = st.pop_head(queue, mode, now, grave) {
                 return Ok(FirstTry::Delivered(delivery));
             }

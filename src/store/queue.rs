@@ -119,6 +119,12 @@ impl Queue {
         let joins = end == End::Back && element.deadline >= self.chain_max;
         element.indexed = !joins;
         let deadline = element.deadline;
+        // A first element gets a slot of its own rather than the four a
+        // growing list starts with: most queues of a flood of namespaces
+        // hold one.
+        if self.ready.capacity() == 0 {
+            self.ready.reserve_exact(1);
+        }
         let seq = match end {
             End::Back => {
                 self.ready.push_back(Some(element));

@@ -93,6 +93,7 @@ pub fn limits(max_lifetime: u64, max_timeout: u64, max_lease: u64) -> RequestLim
         max_lease: Duration::from_secs(max_lease),
         body_read_timeout: Duration::from_secs(30),
         max_custom_data: 64,
+        max_page_size: 1000,
     }
 }
 

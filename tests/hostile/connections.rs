@@ -117,8 +117,26 @@ async fn healthz_on(s: &mut TcpStream, what: &str) {
     assert_eq!(reply.status(), Some(200), "{what}: {reply:?}");
 }
 
+/// Holds `count` keep-alive connections, each answered once (so each holds
+/// a slot), oldest first.
+async fn hold_connections(server: &TestServer, count: usize) -> Vec<TcpStream> {
+    let mut held = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut s = connect(server).await;
+        healthz_on(&mut s, &format!("held connection {i}")).await;
+        held.push(s);
+    }
+    held
+}
+
+/// Whether the server answers on `s` within `limit` (peeking only).
+async fn answers_within(s: &TcpStream, limit: Duration) -> bool {
+    let mut peek = [0u8; 64];
+    tokio::time::timeout(limit, s.peek(&mut peek)).await.is_ok()
+}
+
 #[tokio::test]
-async fn at_the_connection_cap_a_new_client_waits_for_a_free_slot() {
+async fn at_the_connection_cap_with_every_connection_busy_a_new_client_waits_for_a_free_slot() {
     const CAP: usize = 20;
     // Idle keep-alive connections are kept 60 s: longer than this test, so
     // only the client frees slots here.
@@ -127,35 +145,79 @@ async fn at_the_connection_cap_a_new_client_waits_for_a_free_slot() {
         ("--header-read-timeout", 60),
     ])
     .await;
-    // Fill every slot with a keep-alive connection that then sits idle; its
-    // answer proves the server accepted it (so it holds a slot).
-    let mut held = Vec::with_capacity(CAP);
-    for i in 0..CAP {
-        let mut s = connect(&server).await;
-        healthz_on(&mut s, &format!("held connection {i}")).await;
-        held.push(s);
+    let mut held = hold_connections(&server, CAP).await;
+    // Every connection then waits in a pop: busy, so none is closed for a
+    // newcomer. The first pop's wait is the shortest.
+    for (i, s) in held.iter_mut().enumerate() {
+        let timeout = if i == 0 { 2 } else { 30 };
+        let pop = format!("GET /qs/cap/q{i}?timeout={timeout} HTTP/1.1\r\nHost: x\r\n\r\n");
+        s.write_all(pop.as_bytes()).await.expect("send a pop");
     }
+    // Time for the server to read every pop.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut late = connect(&server).await; // completes in the kernel's backlog
     late.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .expect("send on the late connection");
-    let mut peek = [0u8; 64];
-    let early = tokio::time::timeout(Duration::from_millis(700), late.peek(&mut peek)).await;
     assert!(
-        early.is_err(),
-        "connection {} was served while all {CAP} slots were held: {early:?}",
+        !answers_within(&late, Duration::from_millis(700)).await,
+        "connection {} was served while all {CAP} slots were busy",
         CAP + 1
     );
-    // The held connections are still served meanwhile.
-    healthz_on(&mut held[1], "a held connection at the cap").await;
-    // Free one slot: the waiting connection is then accepted and answered.
-    drop(held.swap_remove(0));
-    let reply = read_reply(&mut late).await;
+    // The first pop ends: its connection, idle now, makes room.
+    let reply = read_reply(&mut held[0]).await;
+    assert_eq!(reply.status(), Some(204), "the short pop: {reply:?}");
+    let reply = read_reply_within(&mut late, Duration::from_secs(2)).await;
     assert_eq!(reply.status(), Some(200), "late connection: {reply:?}");
+    assert!(
+        matches!(read_reply(&mut held[0]).await, Reply::Closed),
+        "the idle connection was closed for the newcomer"
+    );
+    // The busy ones were left alone.
+    for s in &held[1..] {
+        assert!(!answers_within(s, Duration::from_millis(10)).await);
+    }
     drop(late);
-    for (i, s) in held.iter_mut().enumerate() {
+    drop(held);
+    assert_clean_and_serving(&server, "connection cap", 0).await;
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_idle_connections_make_room_oldest_first() {
+    const CAP: usize = 500;
+    let server = start_with(&[
+        ("--max-connections", CAP as u64),
+        ("--header-read-timeout", 60),
+    ])
+    .await;
+    let mut held = hold_connections(&server, CAP).await;
+    // The first held connection is used again: the second is now the one
+    // idle the longest.
+    healthz_on(&mut held[0], "the first held connection, again").await;
+    for (newcomer, oldest) in [(0, 1), (1, 2), (2, 3)] {
+        let started = Instant::now();
+        let mut s = connect(&server).await;
+        healthz_on(&mut s, &format!("newcomer {newcomer}")).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "newcomer {newcomer} waited {:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(read_reply(&mut held[oldest]).await, Reply::Closed),
+            "held connection {oldest}, idle the longest, closed"
+        );
+        // The newcomer keeps its connection, and goes idle in turn.
+        held.push(s);
+    }
+    // Everything else is still open and served.
+    for (i, s) in held
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| !(1..=3).contains(i))
+    {
         healthz_on(s, &format!("held connection {i}, after")).await;
     }
     drop(held);
-    assert_clean_and_serving(&server, "connection cap", 0).await;
+    assert_clean_and_serving(&server, "idle connections at the cap", 0).await;
 }

@@ -338,3 +338,82 @@ async fn numbers_near_an_absurd_maximum_are_refused_not_a_crash() {
     assert_eq!(r.status(), 204, "acknowledge");
     assert_clean_and_serving(&server, "absurd maxima", 1).await;
 }
+
+#[tokio::test]
+async fn transfer_codings_other_than_chunked_get_501_and_store_nothing() {
+    let server = start_with(&[]).await;
+    let body = b"5\r\nhello\r\n0\r\n\r\n";
+    let cases: [(&str, &[&str]); 4] = [
+        ("/qs/ns/q", &["Transfer-Encoding: gzip, chunked"]),
+        (
+            "/qs/ns/q",
+            &["Transfer-Encoding: gzip", "Transfer-Encoding: chunked"],
+        ),
+        ("/qs/ns/q", &["Transfer-Encoding: x-mine;p=1 , chunked"]),
+        ("/tbs/ns/blobs", &["Transfer-Encoding: deflate, chunked"]),
+    ];
+    for (path, headers) in cases {
+        let reply = exchange(&server, &request("POST", path.as_bytes(), headers, body)).await;
+        let what = format!("POST {path} with {headers:?}");
+        assert_problem(&what, &reply, 501, "unsupported-transfer-coding");
+    }
+    // A coding that does not end in chunked leaves no way to find the
+    // body's end: hyper refuses it as malformed.
+    let reply = exchange(
+        &server,
+        &request("POST", b"/qs/ns/q", &["Transfer-Encoding: gzip"], b"hello"),
+    )
+    .await;
+    assert_refused(
+        "Transfer-Encoding: gzip alone",
+        &reply,
+        &[400, 501],
+        true,
+        "-",
+    );
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(
+            r#"blobq_http_requests_total{route="/qs/{ns}/{queue}",method="POST",status="501"} 3"#
+        ),
+        "{metrics}"
+    );
+    assert_clean_and_serving(&server, "transfer codings", 0).await;
+}
+
+#[tokio::test]
+async fn refusals_hyper_answers_itself_are_counted_in_the_metrics() {
+    let server = start_with(&[]).await;
+    // A header line without a colon: malformed, answered 400 by hyper.
+    let reply = exchange(
+        &server,
+        b"GET /qs HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+    )
+    .await;
+    assert_refused("a malformed header line", &reply, &[400], false, "-");
+    let reply = exchange(&server, b"GET /qs HTTP/9.9\r\nHost: x\r\n\r\n").await;
+    assert_refused("an unknown version", &reply, &[400, 505], true, "-");
+    let huge = format!("X-Filler: {}", "v".repeat(20 * 1024));
+    let reply = exchange(&server, &request("GET", b"/qs", &[&huge], b"")).await;
+    assert_refused("a 20 KiB header", &reply, &[431], false, "-");
+    // Counted as each connection ends, just after the client saw it close.
+    let deadline = Instant::now() + STEP;
+    loop {
+        let metrics = server.get("/metrics").await.text().await.unwrap();
+        let count = |status: u16| {
+            let series = format!(
+                r#"blobq_http_requests_total{{route="unknown",method="OTHER",status="{status}"}} "#
+            );
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&series)?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        if count(400) >= 1 && count(431) == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not counted: {metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_clean_and_serving(&server, "hyper's refusals", 0).await;
+}

@@ -1,12 +1,16 @@
-//! Query strings: a pop's, an extension's, a blob read's, and the
-//! requests that take none, each checked into a value or a `400`.
+//! Query strings: a pop's, an extension's, a blob read's, a listing's, and
+//! the requests that take none, each checked into a value or a `400`.
 
 use std::time::Duration;
 
 use smallvec::SmallVec;
 
 use super::{is_digits, RequestLimits};
+use crate::backend::stats::{Page, PageToken};
 use crate::http::error::ApiError;
+
+/// Names in a page of a listing that does not say how many it wants.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
 
 /// A request's query pairs, inline up to four.
 type QueryPairs<'a> = SmallVec<[(&'a str, &'a str); 4]>;
@@ -171,6 +175,39 @@ pub fn no_query(query: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
+/// `?limit=N&page_token=T` of a listing: which page of names to answer.
+/// Without a limit, [`DEFAULT_PAGE_SIZE`] names (fewer if `max` is lower).
+pub fn list_query(query: Option<&str>, max: usize) -> Result<Page, ApiError> {
+    let mut page = Page::first(DEFAULT_PAGE_SIZE.min(max));
+    for (key, raw) in query_pairs(query)? {
+        match key {
+            "limit" => {
+                page.limit = Some(raw)
+                    .filter(|raw| is_digits(raw))
+                    .and_then(|raw| raw.parse::<usize>().ok())
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid-limit",
+                            format!("limit={raw:?} must be a whole number from 1 to {max}"),
+                        )
+                    })?;
+            }
+            "page_token" => {
+                let token = PageToken::decode(raw).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid-page-token",
+                        format!("page_token={raw:?} is not a token a listing gave"),
+                    )
+                })?;
+                page.after = Some(token.0);
+            }
+            _ => return Err(unknown_parameter(key, "limit, page_token")),
+        }
+    }
+    Ok(page)
+}
+
 /// `?delete=1` of a blob read.
 pub fn delete_after_read(query: Option<&str>) -> Result<bool, ApiError> {
     let mut delete = false;
@@ -265,6 +302,33 @@ mod tests {
         if let Ok(q) = PopQuery::parse(Some(&q), &l) {
             assert!(q.timeout <= l.max_timeout);
         }
+    }
+
+    #[test]
+    fn a_listing_takes_a_bounded_limit_and_a_token_it_gave() {
+        assert_eq!(list_query(None, 1000).unwrap(), Page::first(100));
+        assert_eq!(list_query(None, 10).unwrap(), Page::first(10));
+        let token = PageToken(crate::backend::name::Name::parse("tenant-9").unwrap());
+        let q = format!("limit=1000&page_token={}", token.encode());
+        let page = list_query(Some(&q), 1000).unwrap();
+        assert_eq!((page.limit, page.after), (1000, Some(token.0)));
+        for bad in ["limit=0", "limit=1001", "limit=-1", "limit=", "limit=1e3"] {
+            assert_eq!(
+                problem(list_query(Some(bad), 1000)),
+                "invalid-limit",
+                "{bad}"
+            );
+        }
+        let huge = "limit=99999999999999999999999";
+        assert_eq!(problem(list_query(Some(huge), 1000)), "invalid-limit");
+        for bad in ["page_token=", "page_token=tenant-9", "page_token=%41"] {
+            assert_eq!(
+                problem(list_query(Some(bad), 1000)),
+                "invalid-page-token",
+                "{bad}"
+            );
+        }
+        assert_eq!(problem(list_query(Some("offset=5"), 1000)), "invalid-query");
     }
 
     #[test]

@@ -5,12 +5,13 @@
 //! happened. Without a journal (memory mode) each call does nothing. Leases
 //! are not logged: after a restart a leased element is ready again.
 //!
-//! The records of one change are staged here and handed to the journal in
-//! one piece when the lock is released ([`super::Locked`]), so a change is
+//! The records of one change are staged (in a buffer each thread lends)
+//! and handed to the journal in one piece when the lock is released ([`super::Locked`]), so a change is
 //! never split between two writes, nor between two segments. Split, a
 //! push's `Blob` would end one segment and its `Put` begin the next, and
 //! compacting the first alone would drop the blob as unreferenced.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use crate::backend::meta::Metadata;
@@ -22,7 +23,7 @@ use crate::store::journal::record::{encode, BlobData, MetaRecord, Record};
 use crate::store::journal::Journal;
 
 /// A staging buffer grown past this many bytes (by a large inline body) is
-/// freed after its change rather than kept for the namespace's next one.
+/// freed after its change rather than kept for the thread's next one.
 const STAGED_CAPACITY_KEPT: usize = 4096;
 
 /// One namespace's side of the log.
@@ -33,17 +34,39 @@ pub(super) struct ChangeLog {
     staged: Staged,
 }
 
+thread_local! {
+    /// A staging buffer between changes. A change is staged and committed
+    /// under one lock on one thread, with no `.await` between, so each
+    /// thread needs one buffer, not each namespace: a namespace that kept
+    /// its own would hold it for as long as it lives.
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
 /// The current change's records, encoded, and how many there are.
 #[derive(Default)]
 struct Staged {
+    /// Empty, without an allocation, between changes.
     buf: Vec<u8>,
     records: u64,
 }
 
 impl Staged {
     fn add(&mut self, record: &Record<'_>) {
+        if self.buf.capacity() == 0 {
+            self.buf = SPARE.take();
+        }
         encode(record, &mut self.buf);
         self.records += 1;
+    }
+
+    /// Empties the buffer and hands it back to the thread's spare.
+    fn reset(&mut self) {
+        self.records = 0;
+        let mut buf = std::mem::take(&mut self.buf);
+        if buf.capacity() <= STAGED_CAPACITY_KEPT {
+            buf.clear();
+            SPARE.set(buf);
+        }
     }
 }
 
@@ -65,12 +88,7 @@ impl ChangeLog {
         if let Some(journal) = &self.journal {
             journal.append_encoded(&self.staged.buf, self.staged.records);
         }
-        self.staged.records = 0;
-        if self.staged.buf.capacity() > STAGED_CAPACITY_KEPT {
-            self.staged.buf = Vec::new();
-        } else {
-            self.staged.buf.clear();
-        }
+        self.staged.reset();
     }
 
     /// `element` entered `queue`: a push, or a move to a dead-letter queue

@@ -128,7 +128,7 @@ impl NsState {
     /// Closes up the holes expiries left in `queue` once they outnumber its
     /// elements, moving the expiry entries of the elements that moved.
     pub(super) fn compact_queue(&mut self, queue: &Name) {
-        let Some(moved) = self.queues.get_mut(queue).and_then(Queue::compact) else {
+        let Some(moved) = self.queues.get_mut(queue).and_then(|q| q.compact()) else {
             return;
         };
         for (from, _, deadline) in &moved {

@@ -17,6 +17,7 @@ mod batch;
 mod blobs;
 mod changes;
 mod expiry;
+mod expiry_index;
 mod leases;
 mod queues;
 mod quota;
@@ -28,7 +29,6 @@ mod model_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use hashbrown::HashMap;
@@ -46,6 +46,7 @@ use crate::backend::name::Name;
 pub(crate) use batch::{Prepared, Refusal, Taken};
 pub(crate) use blobs::element_meta;
 use changes::ChangeLog;
+use expiry_index::ExpiryIndex;
 pub use quota::{Quota, QuotaExceeded};
 
 pub(crate) struct Namespace {
@@ -67,7 +68,7 @@ impl Namespace {
                 log: ChangeLog::new(name, journal),
                 queues: HashMap::new(),
                 blobs: BlobTable::default(),
-                expiry: BTreeSet::new(),
+                expiry: ExpiryIndex::default(),
                 scheduled: None,
                 earlier_wakeup: None,
                 removed: false,
@@ -186,12 +187,14 @@ pub struct PopMode {
 pub(crate) struct NsState {
     /// The records durable mode logs for each change.
     log: ChangeLog,
-    /// By name; hashbrown's foldhash rather than SipHash, as for the namespaces.
-    queues: HashMap<Name, Queue>,
+    /// By name; hashbrown's foldhash rather than SipHash, as for the
+    /// namespaces. Boxed: a table's smallest allocation has room for four
+    /// entries, and most namespaces have one queue.
+    queues: HashMap<Name, Box<Queue>>,
     blobs: BlobTable,
     /// Every pending deadline of the namespace, earliest first, so the sweeper
     /// touches only what is due.
-    expiry: BTreeSet<(Millis, ExpiryKey)>,
+    expiry: ExpiryIndex,
     /// The wake-up registered with the store's sweeper for this namespace.
     pub scheduled: Option<Millis>,
     /// A wake-up earlier than `scheduled` was, set by a change under the
@@ -218,8 +221,14 @@ pub(crate) struct NsState {
 /// Queue `name` of `queues`, created if it does not exist yet: one probe
 /// of the map. Apart from `NsState::queue_mut` so that a caller can hold it
 /// beside the state's other fields.
-fn queue_in<'q>(queues: &'q mut HashMap<Name, Queue>, name: &Name, now: Millis) -> &'q mut Queue {
-    queues.entry_ref(name).or_insert_with(|| Queue::new(now))
+fn queue_in<'q>(
+    queues: &'q mut HashMap<Name, Box<Queue>>,
+    name: &Name,
+    now: Millis,
+) -> &'q mut Queue {
+    queues
+        .entry_ref(name)
+        .or_insert_with(|| Box::new(Queue::new(now)))
 }
 
 impl NsState {

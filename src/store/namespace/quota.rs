@@ -1,6 +1,7 @@
-//! What a namespace may hold, and the check a push or stored blob passes.
+//! What a namespace may hold, and the checks a push or stored blob passes.
 
 use super::NsState;
+use crate::backend::name::Name;
 
 /// Limits on what one namespace may hold; 0 means no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -61,6 +62,14 @@ impl NsState {
         let n = n.min(self.held_outside);
         self.held_outside -= n;
         self.elements_held -= n;
+    }
+}
+
+impl NsState {
+    /// Whether queue `queue` exists, or may be made with the namespace
+    /// holding fewer than `limit` queues.
+    pub fn may_make_queue(&self, queue: &Name, limit: usize) -> bool {
+        self.queues.len() < limit || self.queues.contains_key(queue)
     }
 }
 

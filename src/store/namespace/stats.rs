@@ -2,7 +2,7 @@
 
 use super::NsState;
 use crate::backend::name::Name;
-use crate::backend::stats::{Counts, NamespaceStats, NamespaceSummary, QueueStats};
+use crate::backend::stats::{Counts, NamespaceStats, NamespaceSummary, Page, QueueStats};
 
 impl NsState {
     pub fn queue_stats(&self, ns: &Name, queue: &Name) -> Option<QueueStats> {
@@ -13,28 +13,26 @@ impl NsState {
         })
     }
 
-    /// Every queue's figures, sorted by queue name, and their sum.
-    pub fn stats(&self, ns: &Name) -> NamespaceStats {
-        let mut queues: Vec<QueueStats> = self
-            .queues
-            .iter()
-            .map(|(name, q)| QueueStats {
-                namespace: ns.clone(),
-                queue: name.clone(),
-                counts: q.counts(),
-            })
-            .collect();
-        queues.sort_by(|a, b| a.queue.cmp(&b.queue));
+    /// The figures of `page` of the queues, sorted by name, and the sum
+    /// of every queue's.
+    pub fn stats(&self, ns: &Name, page: &Page) -> NamespaceStats {
         let mut counts = Counts::default();
-        for q in &queues {
-            counts.add(&q.counts);
+        for q in self.queues.values() {
+            counts.add(&q.counts());
         }
+        let (names, next_page_token) = page.select(self.queues.keys());
+        let queues = names
+            .into_iter()
+            .filter_map(|name| self.queue_stats(ns, &name))
+            .collect();
         NamespaceStats {
             namespace: ns.clone(),
             counts,
             blobs: self.blobs.len() as u64,
             blob_bytes: self.blob_bytes,
+            queue_count: self.queues.len() as u64,
             queues,
+            next_page_token,
         }
     }
 
