@@ -3,6 +3,8 @@
 //! tail but refused when damaged in the middle.
 
 mod common;
+#[path = "durability/compaction.rs"]
+mod compaction;
 #[path = "durability/crash.rs"]
 mod crash;
 #[path = "durability/log_files.rs"]

@@ -11,6 +11,7 @@ use smol_str::SmolStr;
 use super::blob::{Blob, BlobContent, StoredFile};
 use super::clock::Millis;
 use super::element::Element;
+use super::journal::compactor::{worth_compacting, write_compacted};
 use super::journal::files::{DataDir, DirLock, SegmentKind};
 use super::journal::live::{LiveData, LiveMeta, LiveNamespace};
 use super::journal::replay::{replay, OnDamage};
@@ -60,29 +61,35 @@ pub(crate) fn open(
         tracing::warn!(%damage, "--repair: dropped the rest of a damaged log file");
     }
     if let Some((path, len)) = &report.torn_tail {
-        let file = fs::OpenOptions::new().write(true).open(path)?;
-        let was = file.metadata()?.len();
-        file.set_len(*len)?;
-        file.sync_all()?;
-        tracing::warn!(path = %path.display(), kept_bytes = len, cut_bytes = was - len, "cut a torn record off the end of the log (a crash during a write)");
+        cut_torn_tail(path, *len)?;
     }
     let now = Millis::now();
     state.settle(now.0);
     remove_orphan_files(&dir, &state.blob_files())?;
-    let compacted = dir
-        .list()?
-        .iter()
-        .filter(|(_, k)| *k == SegmentKind::Compact)
-        .filter_map(|(seq, k)| fs::metadata(dir.segment(*seq, *k)).ok())
-        .map(|m| m.len())
-        .max()
-        .unwrap_or(0);
+    let (mut compacted, mut uncompacted) = log_sizes(&dir)?;
+    // What earlier processes left uncompacted (their sealed segments, or a
+    // compaction a crash interrupted) is compacted now, from the state
+    // just replayed, once it is worth it; after a repair always, so that
+    // the damage is gone from the log.
+    if !report.repaired.is_empty() || worth_compacting(uncompacted, compacted, config.segment_bytes)
+    {
+        let started = std::time::Instant::now();
+        compacted = write_compacted(&dir, report.last_seq, &state)?;
+        tracing::info!(
+            replaced_bytes = uncompacted,
+            live_bytes = compacted,
+            took_ms = started.elapsed().as_millis() as u64,
+            "log compacted at start-up"
+        );
+        uncompacted = 0;
+    }
     let journal = Arc::new(Journal::start(
         dir.clone(),
         config,
         report.last_seq + 1,
         compacted,
     )?);
+    journal.count_sealed(uncompacted);
     let mut wakeups = Vec::new();
     let (mut elements, mut blobs) = (0u64, 0u64);
     for (name, live) in &state.namespaces {
@@ -118,6 +125,44 @@ pub(crate) fn open(
         "data directory replayed"
     );
     Ok((Opened { lock, journal, dir }, wakeups))
+}
+
+/// Cuts the newest segment's torn tail off at `len`; a segment a crash left
+/// without even its magic is removed, so that it is not read as damage once
+/// a later segment follows it.
+fn cut_torn_tail(path: &std::path::Path, len: u64) -> io::Result<()> {
+    let file = fs::OpenOptions::new().write(true).open(path)?;
+    let was = file.metadata()?.len();
+    if len == 0 {
+        drop(file);
+        fs::remove_file(path)?;
+    } else {
+        file.set_len(len)?;
+        file.sync_all()?;
+    }
+    tracing::warn!(path = %path.display(), kept_bytes = len, cut_bytes = was - len, "cut a torn record off the end of the log (a crash during a write)");
+    Ok(())
+}
+
+/// The size of the newest compacted file, and the bytes of the log
+/// segments after it: what no compaction has rewritten yet.
+fn log_sizes(dir: &DataDir) -> io::Result<(u64, u64)> {
+    let files = dir.list()?;
+    let base = files
+        .iter()
+        .filter(|(_, k)| *k == SegmentKind::Compact)
+        .map(|(seq, _)| *seq)
+        .max();
+    let (mut compacted, mut uncompacted) = (0, 0);
+    for (seq, kind) in files {
+        let len = fs::metadata(dir.segment(seq, kind))?.len();
+        match kind {
+            SegmentKind::Compact if Some(seq) == base => compacted = len,
+            SegmentKind::Log if base.is_none_or(|b| seq > b) => uncompacted += len,
+            _ => {}
+        }
+    }
+    Ok((compacted, uncompacted))
 }
 
 /// Rebuilds one namespace's blobs and queues. Returns (elements, blobs).

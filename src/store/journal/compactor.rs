@@ -55,10 +55,20 @@ pub(super) fn run(shared: &Shared, sealed: &mpsc::Receiver<u64>) {
     }
 }
 
-/// Rewrites the state as of the end of segment `upto` into `upto.compact`:
-/// written to a temporary file, made durable, renamed, and only then are the
-/// files it replaces removed, so a crash at any point leaves a readable log.
-/// Returns the compacted file's size.
+/// Whether the segments sealed since the last compaction, `sealed` bytes of
+/// them, are worth rewriting: once they outgrow the live data the last
+/// compaction left (`live` bytes), or a segment's worth while that is small.
+/// Between two compactions the log holds the compacted file, less than this
+/// much sealed, and the open segment: about twice the live data plus two
+/// segments.
+pub(crate) fn worth_compacting(sealed: u64, live: u64, segment_bytes: u64) -> bool {
+    sealed >= live.max(segment_bytes)
+}
+
+/// Rewrites the state as of the end of segment `upto` into `upto.compact`,
+/// reading the newest compacted file at or before `upto` and every log
+/// segment after it up to `upto`, whichever process wrote them. Returns the
+/// compacted file's size.
 pub fn compact(dir: &DataDir, upto: u64, now: u64) -> io::Result<u64> {
     let files = dir.list()?;
     let base = files
@@ -91,6 +101,17 @@ pub fn compact(dir: &DataDir, upto: u64, now: u64) -> io::Result<u64> {
         )?;
     }
     state.settle(now);
+    write_compacted(dir, upto, &state)
+}
+
+/// Writes `state`, the live state as of the end of segment `upto` (settled),
+/// as `upto.compact`: to a temporary file first, made durable, renamed, and
+/// only then are the files it replaces (every file numbered `upto` or
+/// lower) removed, so a crash at any point leaves a readable log, and a
+/// compaction a crash interrupted is done again by the next one (at the
+/// latest at the next start, which counts what is left uncompacted).
+/// Returns the compacted file's size.
+pub fn write_compacted(dir: &DataDir, upto: u64, state: &LiveState) -> io::Result<u64> {
     let mut buf = MAGIC.to_vec();
     state.write_records(&mut buf);
     let target = dir.segment(upto, SegmentKind::Compact);
@@ -102,8 +123,8 @@ pub fn compact(dir: &DataDir, upto: u64, now: u64) -> io::Result<u64> {
     }
     fs::rename(&tmp, &target)?;
     super::files::sync_dir(&dir.log_dir())?;
-    for (seq, kind) in inputs {
-        if (seq, kind) != (upto, SegmentKind::Compact) {
+    for (seq, kind) in dir.list()? {
+        if seq <= upto && (seq, kind) != (upto, SegmentKind::Compact) {
             fs::remove_file(dir.segment(seq, kind))?;
         }
     }
@@ -143,5 +164,73 @@ mod tests {
         assert_eq!(ids(&state, "q"), vec![2, 3, 4]);
         assert!(state.namespaces["ns"].blobs.is_empty());
         assert_eq!((report.segments, report.torn_tail), (2, None));
+    }
+
+    /// Segments earlier processes sealed count toward this process's next
+    /// compaction, which rewrites them with its own: here the live data
+    /// outweighs one segment, so this process's one sealed segment alone
+    /// would not be worth compacting.
+    #[test]
+    fn the_compactor_picks_up_segments_earlier_processes_sealed() {
+        use crate::store::journal::{Commit, DurabilityConfig, FsyncMode, Journal};
+        use std::time::{Duration, Instant};
+
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        dir.create().unwrap();
+        let segment_bytes = 4096;
+        // The live data: a compacted file of 200 elements.
+        let live: Vec<Record<'_>> = (1..=200).map(|id| put(id, "q", None, u64::MAX)).collect();
+        write_log(&dir, 1, &live);
+        let live_bytes = compact(&dir, 1, 0).unwrap();
+        assert!(live_bytes > 2 * segment_bytes);
+        // Two earlier runs churned, each leaving a sealed segment behind.
+        let mut leftover = 0;
+        for (seq, first) in [(2u64, 1000u128), (3, 2000)] {
+            let mut churn = Vec::new();
+            for id in first..first + 60 {
+                churn.push(put(id, "churn", None, u64::MAX));
+                churn.push(Record::Take { ns: "ns", id });
+            }
+            write_log(&dir, seq, &churn);
+            leftover += fs::metadata(dir.segment(seq, SegmentKind::Log))
+                .unwrap()
+                .len();
+        }
+        assert!(leftover + segment_bytes >= live_bytes && segment_bytes < live_bytes);
+
+        let config = DurabilityConfig {
+            dir: tmp.path().to_owned(),
+            fsync: FsyncMode::Always,
+            fsync_interval: Duration::from_secs(3600),
+            segment_bytes,
+            repair: false,
+        };
+        let journal = Journal::start(dir.clone(), &config, 4, live_bytes).unwrap();
+        journal.count_sealed(leftover);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut id = 5000;
+        while !dir.list().unwrap().contains(&(5, SegmentKind::Log)) {
+            id += 1;
+            journal.append(&put(id, "new", None, u64::MAX));
+            journal.append(&Record::Take { ns: "ns", id });
+            rt.block_on(journal.wait(Commit::Accepted)).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !dir.list().unwrap().contains(&(4, SegmentKind::Compact)) {
+            assert!(Instant::now() < deadline, "not compacted: {:?}", dir.list());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        journal.close();
+        assert_eq!(
+            dir.list().unwrap(),
+            vec![(4, SegmentKind::Compact), (5, SegmentKind::Log)],
+            "the earlier processes' segments were rewritten too"
+        );
+        let (state, _) = replay(&dir, OnDamage::Refuse).unwrap();
+        assert_eq!(ids(&state, "q"), (1..=200).collect::<Vec<_>>());
+        assert!(ids(&state, "churn").is_empty() && ids(&state, "new").is_empty());
     }
 }

@@ -90,8 +90,9 @@ pub(super) struct Output {
     pub(super) file_len: u64,
     /// Bytes of `file` known to be on stable storage.
     pub(super) synced_len: u64,
-    /// Bytes in segments sealed since the last compaction.
-    sealed_bytes: u64,
+    /// Bytes in segments sealed since the last compaction, including those
+    /// earlier processes sealed (see [`Journal::count_sealed`]).
+    pub(super) sealed_bytes: u64,
     /// Records written to `file` or an earlier segment.
     pub(super) written: u64,
     /// Files to remove once the record count given is synced.
@@ -403,7 +404,7 @@ impl Shared {
         out.file_len = files::MAGIC.len() as u64;
         out.synced_len = 0;
         let live = self.compacted_bytes.load(Ordering::Relaxed);
-        if out.sealed_bytes >= live.max(self.segment_bytes) {
+        if super::compactor::worth_compacting(out.sealed_bytes, live, self.segment_bytes) {
             let _ = lock(&self.to_compactor).send(out.seq);
             out.sealed_bytes = 0;
         }

@@ -110,6 +110,7 @@ fn frame_end(buf: &[u8]) -> Option<usize> {
 /// Reads the newest compacted file and every later log segment into a state.
 /// Files older than the compacted one are stale and removed.
 pub fn replay(dir: &DataDir, on_damage: OnDamage) -> io::Result<(LiveState, ReplayReport)> {
+    dir.remove_temporaries()?;
     let files = dir.list()?;
     let base = files
         .iter()
