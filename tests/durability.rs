@@ -9,6 +9,8 @@ mod compaction;
 mod crash;
 #[path = "durability/log_files.rs"]
 mod log_files;
+#[path = "durability/repair.rs"]
+mod repair;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,9 +1,10 @@
 //! Opening a data directory: lock it, replay its log, cut a torn tail, put
 //! the live state back into namespaces, and start the journal.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use smol_str::SmolStr;
@@ -14,7 +15,7 @@ use super::element::Element;
 use super::journal::compactor::{worth_compacting, write_compacted};
 use super::journal::files::{DataDir, DirLock, SegmentKind};
 use super::journal::live::{LiveData, LiveMeta, LiveNamespace};
-use super::journal::replay::{replay, OnDamage};
+use super::journal::replay::{replay, Damage, OnDamage};
 use super::journal::{DurabilityConfig, Journal};
 use super::namespace::{Arrival, Graveyard, Namespace, NsState, Quota};
 use super::stats::Totals;
@@ -54,18 +55,16 @@ pub(crate) fn open(
     let (mut state, report) = replay(&dir, on_damage).map_err(|e| {
         io::Error::new(
             e.kind(),
-            format!("{e}; the log is damaged before its end. Start with --repair to keep what precedes the damage and drop the rest of that file"),
+            format!("{e}; the log is damaged before its end. Start with --repair to drop only the damaged records (copies of the damaged files are kept in DIR/damaged/)"),
         )
     })?;
-    for damage in &report.repaired {
-        tracing::warn!(%damage, "--repair: dropped the rest of a damaged log file");
-    }
+    let repaired = report_repair(&dir, &report.repaired)?;
     if let Some((path, len)) = &report.torn_tail {
         cut_torn_tail(path, *len)?;
     }
     let now = Millis::now();
     state.settle(now.0);
-    remove_orphan_files(&dir, &state.blob_files())?;
+    remove_orphan_files(&dir, &state.blob_files(), repaired.as_deref())?;
     let (mut compacted, mut uncompacted) = log_sizes(&dir)?;
     // What earlier processes left uncompacted (their sealed segments, or a
     // compaction a crash interrupted) is compacted now, from the state
@@ -251,9 +250,61 @@ fn live_meta_eq(m: &Metadata, live: &LiveMeta) -> bool {
             .all(|(p, (k, v))| p.key == *k && p.value == *v)
 }
 
+/// Under `--repair`, says what was dropped (at warn, and on stderr, as an
+/// operator runs it by hand) and keeps a copy of each damaged file in
+/// `DIR/damaged/` for investigation (compaction then rewrites the log
+/// without them). Returns that folder when there was damage.
+fn report_repair(dir: &DataDir, damage: &[Damage]) -> io::Result<Option<PathBuf>> {
+    if damage.is_empty() {
+        return Ok(None);
+    }
+    let kept = dir.root.join("damaged");
+    fs::create_dir_all(&kept)?;
+    let mut files = BTreeSet::new();
+    for d in damage {
+        tracing::warn!(
+            file = %d.path.display(),
+            start = d.start,
+            end = d.end,
+            bytes = d.end - d.start,
+            what = d.what,
+            "--repair: dropped a damaged part of the log"
+        );
+        files.insert(&d.path);
+    }
+    for path in &files {
+        let Some(name) = path.file_name() else {
+            continue;
+        };
+        let copy = kept.join(name);
+        let _ = fs::remove_file(&copy);
+        // A second name for the same bytes; a copy where links fail.
+        if fs::hard_link(path, &copy).is_err() {
+            fs::copy(path, &copy)?;
+        }
+    }
+    let bytes: u64 = damage.iter().map(|d| d.end - d.start).sum();
+    eprintln!(
+        "blobq --repair: dropped {} damaged part(s) of the log, {bytes} bytes in {} file(s); every intact record was kept; copies of the damaged files are in {}",
+        damage.len(),
+        files.len(),
+        kept.display()
+    );
+    for d in damage {
+        eprintln!("blobq --repair: dropped {d}");
+    }
+    Ok(Some(kept))
+}
+
 /// Removes blob files no live blob refers to: bodies received when the
 /// process died before their push was logged, or whose removal was pending.
-fn remove_orphan_files(dir: &DataDir, live: &std::collections::HashSet<&str>) -> io::Result<()> {
+/// After a repair they are moved into `kept` instead: they may be bodies
+/// whose records were damaged.
+fn remove_orphan_files(
+    dir: &DataDir,
+    live: &std::collections::HashSet<&str>,
+    kept: Option<&Path>,
+) -> io::Result<()> {
     let mut removed = 0u64;
     for entry in fs::read_dir(dir.blob_dir())? {
         let entry = entry?;
@@ -261,14 +312,26 @@ fn remove_orphan_files(dir: &DataDir, live: &std::collections::HashSet<&str>) ->
         if name.to_str().is_some_and(|n| live.contains(n)) {
             continue;
         }
-        fs::remove_file(entry.path())?;
+        match kept {
+            Some(kept) => fs::rename(entry.path(), kept.join(&name))?,
+            None => fs::remove_file(entry.path())?,
+        }
         removed += 1;
     }
     if removed > 0 {
-        tracing::info!(
-            files = removed,
-            "removed blob files the log does not refer to"
-        );
+        match kept {
+            Some(kept) => {
+                tracing::warn!(files = removed, folder = %kept.display(), "--repair: moved blob files no intact record refers to");
+                eprintln!(
+                    "blobq --repair: moved {removed} blob file(s) no intact record refers to into {}",
+                    kept.display()
+                );
+            }
+            None => tracing::info!(
+                files = removed,
+                "removed blob files the log does not refer to"
+            ),
+        }
     }
     Ok(())
 }
