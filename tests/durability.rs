@@ -7,6 +7,8 @@ mod common;
 mod compaction;
 #[path = "durability/crash.rs"]
 mod crash;
+#[path = "durability/damage.rs"]
+mod damage;
 #[path = "durability/log_files.rs"]
 mod log_files;
 #[path = "durability/repair.rs"]

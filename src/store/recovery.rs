@@ -176,12 +176,12 @@ fn restore_namespace(
     for (id, b) in &live.blobs {
         let content = match &b.data {
             LiveData::Inline(bytes) => BlobContent::Memory(bytes.clone()),
-            LiveData::File(name) => {
+            LiveData::File { name, crc32c } => {
                 let path = dir.blob_dir().join(&**name);
                 if !path.exists() {
                     tracing::warn!(path = %path.display(), "a blob's file is missing; its elements will answer 410 Gone");
                 }
-                BlobContent::stored(StoredFile::new(path, true))
+                BlobContent::stored(StoredFile::new(path, true, *crc32c))
             }
         };
         let meta = metadata(&b.meta);
