@@ -53,8 +53,8 @@ pub struct DurabilityConfig {
     pub fsync_interval: Duration,
     /// A segment is sealed once it grows past this many bytes.
     pub segment_bytes: u64,
-    /// Start despite corruption in the middle of the log, dropping what
-    /// follows the damage in the damaged file.
+    /// Start despite corruption in the middle of the log, dropping only the
+    /// damaged records (`--repair`).
     pub repair: bool,
 }
 
