@@ -150,6 +150,9 @@ impl Store {
                         };
                         if let Err(damage) = body.check_size(size).await {
                             self.blob_damaged(damaged, damage);
+                            // The move is logged before the failure is told;
+                            // should that fail, it is written with the next.
+                            let _ = self.durable(Commit::Accepted).await;
                             return Err(BackendError::Io(std::io::Error::new(
                                 std::io::ErrorKind::InvalidData,
                                 "the element's stored data is damaged",
