@@ -49,6 +49,7 @@ pub(super) fn run(shared: &Shared, sealed: &mpsc::Receiver<u64>) {
                 );
             }
             Err(e) => {
+                shared.compaction_failed.store(true, Ordering::Release);
                 tracing::error!(segment = upto, error = %e, "log compaction failed; will retry at the next segment")
             }
         }
@@ -232,5 +233,57 @@ mod tests {
         let (state, _) = replay(&dir, OnDamage::Refuse).unwrap();
         assert_eq!(ids(&state, "q"), (1..=200).collect::<Vec<_>>());
         assert!(ids(&state, "churn").is_empty() && ids(&state, "new").is_empty());
+    }
+
+    /// A compaction that fails (here its output cannot be created) is tried
+    /// again at the next sealed segment, not a whole threshold later.
+    #[test]
+    fn a_failed_compaction_is_retried_at_the_next_sealed_segment() {
+        use crate::store::journal::{Commit, DurabilityConfig, FsyncMode, Journal};
+        use std::time::{Duration, Instant};
+
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        dir.create().unwrap();
+        let blocked = dir
+            .segment(1, SegmentKind::Compact)
+            .with_extension("compact.tmp");
+        fs::create_dir(&blocked).unwrap();
+        let config = DurabilityConfig {
+            dir: tmp.path().to_owned(),
+            fsync: FsyncMode::Always,
+            fsync_interval: Duration::from_secs(3600),
+            segment_bytes: 4096,
+            repair: false,
+        };
+        // The live data is claimed large, so that one sealed segment alone
+        // is never worth compacting; earlier processes' leftovers are.
+        let journal = Journal::start(dir.clone(), &config, 1, 1 << 20).unwrap();
+        journal.count_sealed(1 << 20);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut id = 0;
+        let mut seal = |upto: u64| {
+            while !dir.list().unwrap().contains(&(upto + 1, SegmentKind::Log)) {
+                id += 1;
+                journal.append(&put(id, "q", None, u64::MAX));
+                journal.append(&Record::Take { ns: "ns", id });
+                rt.block_on(journal.wait(Commit::Accepted)).unwrap();
+            }
+        };
+        seal(1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !journal.shared.compaction_failed.load(Ordering::Acquire) {
+            assert!(Instant::now() < deadline, "the compaction did not fail");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        seal(2);
+        while !dir.list().unwrap().contains(&(2, SegmentKind::Compact)) {
+            assert!(Instant::now() < deadline, "not retried: {:?}", dir.list());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        journal.close();
+        fs::remove_dir(&blocked).unwrap();
     }
 }
