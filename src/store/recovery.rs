@@ -1,5 +1,7 @@
-//! Opening a data directory: lock it, replay its log, cut a torn tail, put
-//! the live state back into namespaces, and start the journal.
+//! Opening a data directory: lock it, replay its log, cut a torn tail (or,
+//! under `--repair`, report what damage was skipped), compact what earlier
+//! processes left once it is worth it, put the live state back into
+//! namespaces, and start the journal.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
@@ -129,7 +131,7 @@ pub(crate) fn open(
 /// Cuts the newest segment's torn tail off at `len`; a segment a crash left
 /// without even its magic is removed, so that it is not read as damage once
 /// a later segment follows it.
-fn cut_torn_tail(path: &std::path::Path, len: u64) -> io::Result<()> {
+fn cut_torn_tail(path: &Path, len: u64) -> io::Result<()> {
     let file = fs::OpenOptions::new().write(true).open(path)?;
     let was = file.metadata()?.len();
     if len == 0 {

@@ -1,6 +1,8 @@
 //! Compaction: sealed segments are rewritten as only what is still live, by
 //! a thread of its own that reads the files alone, so compaction never takes
-//! a store lock and pushes and pops never wait for it.
+//! a store lock and pushes and pops never wait for it. It reads every sealed
+//! segment on disk, earlier processes' too; what they left is counted at
+//! start-up (and compacted there once worth it, see `store::recovery`).
 
 use std::fs;
 use std::io;

@@ -1,6 +1,7 @@
 //! Replay: reads a data directory's files in order into the live state,
 //! telling a torn tail (which a crash leaves and which is cut off) from
-//! damage before the end (which is refused unless `--repair`).
+//! damage before the end (which is refused, or under `--repair` skipped up
+//! to the next intact record).
 
 use std::fs;
 use std::io;
