@@ -70,7 +70,8 @@ pub struct BlobWriter<'a> {
     /// an `Arc` clone would touch one shared count from every worker.
     limits: &'a IngestLimits,
     size: u64,
-    /// CRC32C of the bytes received so far.
+    /// CRC32C of the bytes written to the file so far (only a file body
+    /// needs one: a body in memory is in the log, under its checksum).
     crc32c: u32,
     sink: Sink,
 }
@@ -110,7 +111,6 @@ impl<'a> BlobWriter<'a> {
                 limit: self.limits.max_element_size,
             });
         }
-        self.crc32c = crc32c::crc32c_append(self.crc32c, &chunk);
         if let Sink::Memory(buf) = &mut self.sink {
             if self.size < self.limits.spill_threshold {
                 buf.extend_from_slice(&chunk);
@@ -125,10 +125,12 @@ impl<'a> BlobWriter<'a> {
             let buffered = std::mem::take(buf);
             let mut spill = create_spill_file(self.limits)?;
             spill.file.write_all(&buffered).await?;
+            self.crc32c = crc32c::crc32c(&buffered);
             self.sink = Sink::File(spill);
         }
         if let Sink::File(spill) = &mut self.sink {
             spill.file.write_all(&chunk).await?;
+            self.crc32c = crc32c::crc32c_append(self.crc32c, &chunk);
         }
         Ok(())
     }
@@ -152,7 +154,7 @@ impl<'a> BlobWriter<'a> {
                 };
                 BlobContent::Memory(bytes)
             }
-            Sink::Memory(buf) => Box::pin(self.limits.spill_whole(buf, crc32c)).await?,
+            Sink::Memory(buf) => Box::pin(self.limits.spill_whole(buf)).await?,
             Sink::File(spill) => Box::pin(self.limits.seal(*spill, crc32c)).await?,
         };
         Ok((content, size))
@@ -183,10 +185,10 @@ impl IngestLimits {
     }
 
     /// A body received in memory that must go to a file after all.
-    async fn spill_whole(&self, body: BytesMut, crc32c: u32) -> Result<BlobContent, IngestError> {
+    async fn spill_whole(&self, body: BytesMut) -> Result<BlobContent, IngestError> {
         let mut spill = create_spill_file(self)?;
         spill.file.write_all(&body).await?;
-        self.seal(*spill, crc32c).await
+        self.seal(*spill, crc32c::crc32c(&body)).await
     }
 
     fn over_memory_budget(&self, more: u64) -> bool {
@@ -272,6 +274,15 @@ mod tests {
         let stored = content.stored_file().expect("a blob file");
         assert_eq!(std::fs::read(stored.path()).unwrap(), b"0123456789abcdef");
         assert_eq!(stored.crc32c(), Some(crc32c::crc32c(b"0123456789abcdef")));
+        let _ = std::fs::remove_file(stored.path());
+
+        // A small body moved to a file by the memory limit has one too.
+        l.memory_limit = 1;
+        let mut w = BlobWriter::new(&l, Some(3)).unwrap();
+        w.write(Bytes::from_static(b"xyz")).await.unwrap();
+        let (content, _) = w.finish().await.unwrap();
+        let stored = content.stored_file().expect("a blob file");
+        assert_eq!(stored.crc32c(), Some(crc32c::crc32c(b"xyz")));
         let _ = std::fs::remove_file(stored.path());
     }
 
