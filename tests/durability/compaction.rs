@@ -10,10 +10,14 @@ use super::{drain, pop, push};
 const SEGMENT: u64 = 1 << 20;
 
 async fn start(dir: &Path) -> TestServer {
+    start_with(dir, SEGMENT).await
+}
+
+async fn start_with(dir: &Path, segment: u64) -> TestServer {
     // The default spill threshold keeps 50 KB bodies in the log itself.
     options()
         .arg("--data-dir", dir.display())
-        .arg("--log-segment-bytes", SEGMENT)
+        .arg("--log-segment-bytes", segment)
         .arg("--fsync", "always")
         .start()
         .await
@@ -75,4 +79,42 @@ async fn the_log_stays_bounded_across_a_dozen_kills() {
         .map(|(s, _)| s.body)
         .collect();
     assert_eq!(bodies, keep);
+}
+
+/// With segments small enough that each run seals several and the
+/// background compactor runs, a kill can land in the middle of a
+/// compaction: the next start finishes the job, and the log converges.
+#[tokio::test]
+async fn kills_during_background_compaction_leave_a_log_that_converges() {
+    const SMALL: u64 = 256 * 1024;
+    let data = tempfile::tempdir().unwrap();
+    let mut server = start_with(data.path(), SMALL).await;
+    let keep = pattern(100, 7);
+    push(&server, "/qs/ns/keep", keep.clone(), &[]).await;
+    for run in 0..12u8 {
+        for i in 0..18u8 {
+            push(&server, "/qs/ns/churn", pattern(50_000, run ^ i), &[]).await;
+            assert!(pop(&server, "/qs/ns/churn").await.is_some());
+        }
+        // Killed at once: the compactor may be writing.
+        server.kill_hard();
+        let killed = log_bytes(data.path());
+        assert!(
+            killed <= 4 * SMALL,
+            "run {run}: {killed} bytes of log after the kill"
+        );
+        server = start_with(data.path(), SMALL).await;
+        let started = log_bytes(data.path());
+        assert!(
+            started <= 2 * SMALL,
+            "run {run}: {started} bytes of log after the start"
+        );
+    }
+    let bodies: Vec<Vec<u8>> = drain(&server, "/qs/ns/keep")
+        .await
+        .into_iter()
+        .map(|(s, _)| s.body)
+        .collect();
+    assert_eq!(bodies, vec![keep]);
+    assert!(pop(&server, "/qs/ns/churn").await.is_none());
 }

@@ -288,4 +288,49 @@ mod tests {
         journal.close();
         fs::remove_dir(&blocked).unwrap();
     }
+
+    /// A compaction killed before its rename leaves a `.tmp` file, removed
+    /// at start-up with the inputs intact; killed after it, the inputs
+    /// it replaces, removed at start-up as stale. Either way replay finds
+    /// the same state.
+    #[test]
+    fn a_compaction_killed_at_any_point_leaves_a_readable_log() {
+        let records = [
+            vec![put(1, "q", None, u64::MAX), put(2, "q", None, u64::MAX)],
+            vec![
+                Record::Take { ns: "ns", id: 1 },
+                put(3, "q", None, u64::MAX),
+            ],
+        ];
+        for killed_after_rename in [false, true] {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = DataDir::new(tmp.path());
+            dir.create().unwrap();
+            write_log(&dir, 1, &records[0]);
+            write_log(&dir, 2, &records[1]);
+            let target = dir.segment(2, SegmentKind::Compact);
+            if killed_after_rename {
+                // The compacted file, as `write_compacted` renames it.
+                let mut state = LiveState::default();
+                for r in records.iter().flatten() {
+                    state.apply(r);
+                }
+                let mut buf = MAGIC.to_vec();
+                state.write_records(&mut buf);
+                fs::write(&target, &buf).unwrap();
+            } else {
+                fs::write(target.with_extension("compact.tmp"), &MAGIC[..5]).unwrap();
+            }
+            let (state, _) = replay(&dir, OnDamage::Refuse).unwrap();
+            assert_eq!(ids(&state, "q"), vec![2, 3], "{killed_after_rename}");
+            let left = dir.list().unwrap();
+            let expected = if killed_after_rename {
+                vec![(2, SegmentKind::Compact)]
+            } else {
+                vec![(1, SegmentKind::Log), (2, SegmentKind::Log)]
+            };
+            assert_eq!(left, expected);
+            assert_eq!(fs::read_dir(dir.log_dir()).unwrap().count(), expected.len());
+        }
+    }
 }
