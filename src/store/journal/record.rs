@@ -127,6 +127,24 @@ pub fn decode(buf: &[u8]) -> Result<(Record<'_>, usize), FrameError> {
     Ok((record, FRAME_HEADER + len))
 }
 
+/// Whether an intact frame starts `buf`, as a resync scan asks at every
+/// byte of damaged data: its length fits, its payload decodes as a record
+/// of exactly that length (a cheap test that random bytes fail at once,
+/// before any checksum is computed), and its checksum matches. Its length
+/// if so.
+pub fn intact_frame(buf: &[u8]) -> Option<usize> {
+    let len = u32::from_le_bytes(buf.get(..4)?.try_into().ok()?) as usize;
+    if len > MAX_PAYLOAD {
+        return None;
+    }
+    let payload = buf.get(FRAME_HEADER..FRAME_HEADER + len)?;
+    if !matches!(postcard::take_from_bytes::<Record<'_>>(payload), Ok((_, []))) {
+        return None;
+    }
+    let crc = u32::from_le_bytes(buf.get(4..8)?.try_into().ok()?);
+    (crc32fast::hash(payload) == crc).then_some(FRAME_HEADER + len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
