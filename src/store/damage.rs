@@ -8,15 +8,17 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::blob::Blob;
+use super::blob::{Blob, BlobBody};
 use super::clock::Millis;
 use super::element::Element;
 use super::file_body::{Damage, DamageHook};
+use super::journal::Commit;
 use super::namespace::Arrival;
 use super::Store;
 use crate::backend::ids::{ElementId, Receipt};
 use crate::backend::meta::{CustomPair, Metadata, SharedMeta};
 use crate::backend::name::Name;
+use crate::backend::{BackendError, Payload};
 
 /// The custom metadata key an element moved for damage carries.
 pub const DAMAGE_KEY: &str = "blobq-damage";
@@ -37,6 +39,28 @@ pub(super) struct DamagedElement {
 }
 
 impl Store {
+    /// The bytes of a blob file of the data directory, checked: its size
+    /// now, before the answer starts, its checksum as it streams. A wrong
+    /// size fails the pop, the element moved already.
+    pub(super) async fn checked_payload(
+        &self,
+        body: BlobBody,
+        size: u64,
+        damaged: DamagedElement,
+    ) -> Result<Payload, BackendError> {
+        if let Err(damage) = body.check_size(size).await {
+            self.blob_damaged(damaged, damage);
+            // The move is logged before the failure is told; should that
+            // fail, it is written with the next records.
+            let _ = self.durable(Commit::Accepted).await;
+            return Err(BackendError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the element's stored data is damaged",
+            )));
+        }
+        Ok(body.into_checked_payload(size, Some(self.damage_hook(damaged))))
+    }
+
     /// A hook for the stream of `damaged`'s body, run if the stream finds
     /// the file damaged. It holds the store weakly: a response still being
     /// read must not keep a closed store (and its directory lock) alive.

@@ -136,8 +136,6 @@ impl Store {
                         Some(body.into_payload(size))
                     }
                     Ok(body) => {
-                        // A blob file of the data directory is checked: its
-                        // size now, its checksum as it streams.
                         let damaged = DamagedElement {
                             ns: ns.clone(),
                             queue: queue.clone(),
@@ -148,17 +146,7 @@ impl Store {
                             lease: lease.as_ref().map(|l| l.receipt),
                             blob,
                         };
-                        if let Err(damage) = body.check_size(size).await {
-                            self.blob_damaged(damaged, damage);
-                            // The move is logged before the failure is told;
-                            // should that fail, it is written with the next.
-                            let _ = self.durable(Commit::Accepted).await;
-                            return Err(BackendError::Io(std::io::Error::new(
-                                std::io::ErrorKind::InvalidData,
-                                "the element's stored data is damaged",
-                            )));
-                        }
-                        Some(body.into_checked_payload(size, Some(self.damage_hook(damaged))))
+                        Some(self.checked_payload(body, size, damaged).await?)
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         return Err(BackendError::BlobGone)

@@ -138,7 +138,10 @@ pub fn intact_frame(buf: &[u8]) -> Option<usize> {
         return None;
     }
     let payload = buf.get(FRAME_HEADER..FRAME_HEADER + len)?;
-    if !matches!(postcard::take_from_bytes::<Record<'_>>(payload), Ok((_, []))) {
+    if !matches!(
+        postcard::take_from_bytes::<Record<'_>>(payload),
+        Ok((_, []))
+    ) {
         return None;
     }
     let crc = u32::from_le_bytes(buf.get(4..8)?.try_into().ok()?);
