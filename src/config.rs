@@ -144,8 +144,8 @@ pub struct Settings {
     /// Size at which a log segment is sealed and may be compacted [default: 67108864]
     #[arg(long, env = "BLOBQ_LOG_SEGMENT_BYTES", value_name = "BYTES")]
     pub log_segment_bytes: Option<u64>,
-    /// Start even if the log is damaged in the middle, dropping what follows
-    /// the damage in the damaged file [default: false]
+    /// Start even if the log is damaged in the middle, dropping only the
+    /// damaged records [default: false]
     #[arg(long, env = "BLOBQ_REPAIR", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub repair: Option<bool>,
     /// Log filter, in tracing's EnvFilter syntax [default: info]

@@ -3,6 +3,7 @@
 //! engine's gauges and counters read at scrape time.
 
 mod jobs;
+mod store;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,7 +16,6 @@ use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet,
 };
 use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -23,6 +23,7 @@ use crate::auth::Failure;
 use crate::backend::jobs::JobStore;
 use crate::backend::Backend;
 use jobs::JobsCollector;
+use store::StoreCollector;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -308,65 +309,6 @@ impl Collector for AuthCollector {
                 reason: failure.reason(),
             };
             ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
-    }
-}
-
-/// Reads the store's totals on each scrape, so the hot path only bumps atomics.
-#[derive(Clone)]
-struct StoreCollector(Arc<dyn Backend>);
-
-impl std::fmt::Debug for StoreCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StoreCollector")
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StorageLabels {
-    storage: &'static str,
-}
-
-impl Collector for StoreCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let t = self.0.totals();
-        let gauges: [(&str, &str, u64); 3] = [
-            ("queued_elements", "Elements waiting in queues", t.elements),
-            (
-                "leased_elements",
-                "Elements out under a lease, not yet acknowledged",
-                t.leased,
-            ),
-            ("waiting_consumers", "Consumers blocked in a pop", t.waiting),
-        ];
-        for (name, help, value) in gauges {
-            let g = ConstGauge::new(value as i64);
-            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
-        }
-        let bytes = ConstGauge::new(0i64);
-        let mut family = encoder.encode_descriptor(
-            "stored_bytes",
-            "Bytes of blobs held, in memory or in spill files",
-            None,
-            bytes.metric_type(),
-        )?;
-        for (storage, value) in [("memory", t.memory_bytes), ("disk", t.disk_bytes)] {
-            ConstGauge::new(value as i64)
-                .encode(family.encode_family(&StorageLabels { storage })?)?;
-        }
-        let counters: [(&str, &str, u64); 3] = [
-            ("pushes", "Elements pushed", t.pushes),
-            ("pops", "Elements popped", t.pops),
-            (
-                "expirations",
-                "Elements that expired unpopped",
-                t.expirations,
-            ),
-        ];
-        for (name, help, value) in counters {
-            let c = ConstCounter::new(value);
-            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
         }
         Ok(())
     }

@@ -3,10 +3,16 @@
 //! tail but refused when damaged in the middle.
 
 mod common;
+#[path = "durability/compaction.rs"]
+mod compaction;
 #[path = "durability/crash.rs"]
 mod crash;
+#[path = "durability/damage.rs"]
+mod damage;
 #[path = "durability/log_files.rs"]
 mod log_files;
+#[path = "durability/repair.rs"]
+mod repair;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

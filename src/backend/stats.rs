@@ -26,6 +26,9 @@ pub struct TotalsSnapshot {
     pub pushes: u64,
     pub pops: u64,
     pub expirations: u64,
+    /// Stored bodies found damaged when read back (`/metrics` only).
+    #[serde(skip)]
+    pub damaged_blobs: u64,
 }
 
 /// Per-queue and per-namespace tallies; the same shape at both levels so a

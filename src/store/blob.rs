@@ -53,15 +53,19 @@ impl BlobFile {
 #[derive(Debug)]
 pub struct StoredFile {
     path: std::path::PathBuf,
+    /// The CRC32C of its bytes, computed as they were received; `None` for
+    /// a file logged before blob files had checksums.
+    crc32c: Option<u32>,
     kept: AtomicBool,
     /// Set when the log recorded the blob as gone: the journal removes the file.
     gone: std::sync::Mutex<Option<Arc<Journal>>>,
 }
 
 impl StoredFile {
-    pub fn new(path: std::path::PathBuf, kept: bool) -> StoredFile {
+    pub fn new(path: std::path::PathBuf, kept: bool, crc32c: Option<u32>) -> StoredFile {
         StoredFile {
             path,
+            crc32c,
             kept: AtomicBool::new(kept),
             gone: std::sync::Mutex::new(None),
         }
@@ -69,6 +73,10 @@ impl StoredFile {
 
     pub fn path(&self) -> &std::path::Path {
         &self.path
+    }
+
+    pub fn crc32c(&self) -> Option<u32> {
+        self.crc32c
     }
 
     /// The log now refers to the file: it outlives this process. Also
@@ -114,7 +122,11 @@ impl Drop for StoredFile {
 #[derive(Debug)]
 pub enum BlobBody {
     Memory(Bytes),
-    File(tokio::fs::File),
+    /// An open file, and the CRC32C its bytes must have, when known.
+    File {
+        file: tokio::fs::File,
+        crc32c: Option<u32>,
+    },
 }
 
 #[derive(Debug)]
@@ -230,7 +242,10 @@ impl Blob {
         match &self.content {
             BlobContent::Memory(bytes) => Ok(BlobBody::Memory(bytes.clone())),
             BlobContent::File(file) => match Box::pin(tokio::fs::File::open(file.path())).await {
-                Ok(opened) => Ok(BlobBody::File(opened)),
+                Ok(opened) => Ok(BlobBody::File {
+                    file: opened,
+                    crc32c: file.crc32c(),
+                }),
                 Err(e) => {
                     // The client learns only the kind: the path stays here.
                     if e.kind() != io::ErrorKind::NotFound {

@@ -1,7 +1,9 @@
 //! Receiving a body: buffered in memory while it is small, streamed to a spill
 //! file as soon as it reaches the threshold, refused once it passes the
 //! maximum. The caller feeds chunks as they arrive from the network, so a
-//! large body is never held whole in memory.
+//! large body is never held whole in memory. A body's CRC32C is computed on
+//! the way in; a blob file of the data directory keeps it, so that damage to
+//! the file is found when it is read back.
 
 use std::io;
 use std::path::PathBuf;
@@ -68,6 +70,9 @@ pub struct BlobWriter<'a> {
     /// an `Arc` clone would touch one shared count from every worker.
     limits: &'a IngestLimits,
     size: u64,
+    /// CRC32C of the bytes written to the file so far (only a file body
+    /// needs one: a body in memory is in the log, under its checksum).
+    crc32c: u32,
     sink: Sink,
 }
 
@@ -93,6 +98,7 @@ impl<'a> BlobWriter<'a> {
         Ok(BlobWriter {
             limits,
             size: 0,
+            crc32c: 0,
             sink,
         })
     }
@@ -119,10 +125,12 @@ impl<'a> BlobWriter<'a> {
             let buffered = std::mem::take(buf);
             let mut spill = create_spill_file(self.limits)?;
             spill.file.write_all(&buffered).await?;
+            self.crc32c = crc32c::crc32c(&buffered);
             self.sink = Sink::File(spill);
         }
         if let Sink::File(spill) = &mut self.sink {
             spill.file.write_all(&chunk).await?;
+            self.crc32c = crc32c::crc32c_append(self.crc32c, &chunk);
         }
         Ok(())
     }
@@ -135,7 +143,7 @@ impl<'a> BlobWriter<'a> {
     /// Completes the body. A small body goes to a spill file after all if
     /// keeping it would take the memory held past the memory limit.
     pub async fn finish(self) -> Result<(BlobContent, u64), IngestError> {
-        let size = self.size;
+        let (size, crc32c) = (self.size, self.crc32c);
         let content = match self.sink {
             Sink::Memory(buf) if !self.limits.over_memory_budget(buf.len() as u64) => {
                 // A chunked body grew the buffer by doubling; do not keep the slack.
@@ -147,7 +155,7 @@ impl<'a> BlobWriter<'a> {
                 BlobContent::Memory(bytes)
             }
             Sink::Memory(buf) => Box::pin(self.limits.spill_whole(buf)).await?,
-            Sink::File(spill) => Box::pin(self.limits.seal(*spill)).await?,
+            Sink::File(spill) => Box::pin(self.limits.seal(*spill, crc32c)).await?,
         };
         Ok((content, size))
     }
@@ -157,8 +165,9 @@ impl IngestLimits {
     /// Completes a file body. A spill file gets no fsync: it is temporary and
     /// dies with the process, and filesystems reserve space at write time, so
     /// a full disk already failed a write. In durable mode the file becomes a
-    /// blob file the log can refer to, synced first if asked.
-    async fn seal(&self, spill: SpillFile) -> Result<BlobContent, IngestError> {
+    /// blob file the log can refer to, with the CRC32C of its bytes, synced
+    /// first if asked.
+    async fn seal(&self, spill: SpillFile, crc32c: u32) -> Result<BlobContent, IngestError> {
         let SpillFile { mut file, path } = spill;
         file.flush().await?;
         let Some(sync) = self.durable_sync else {
@@ -168,14 +177,18 @@ impl IngestLimits {
             file.get_ref().sync_data().await?;
         }
         let path = path.keep().map_err(|e| IngestError::Unwritable(e.error))?;
-        Ok(BlobContent::stored(StoredFile::new(path, false)))
+        Ok(BlobContent::stored(StoredFile::new(
+            path,
+            false,
+            Some(crc32c),
+        )))
     }
 
     /// A body received in memory that must go to a file after all.
     async fn spill_whole(&self, body: BytesMut) -> Result<BlobContent, IngestError> {
         let mut spill = create_spill_file(self)?;
         spill.file.write_all(&body).await?;
-        self.seal(*spill).await
+        self.seal(*spill, crc32c::crc32c(&body)).await
     }
 
     fn over_memory_budget(&self, more: u64) -> bool {
@@ -243,6 +256,34 @@ mod tests {
         assert_eq!(std::fs::read(path).unwrap(), b"0123456789");
         drop(content);
         assert_eq!(files_in(dir.path()), 0, "TempPath removes the file");
+    }
+
+    /// A blob file of the data directory carries the CRC32C of every byte
+    /// received, those buffered before it spilled included.
+    #[tokio::test]
+    async fn a_durable_file_knows_the_checksum_of_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = limits(dir.path());
+        l.durable_sync = Some(false);
+        let mut w = BlobWriter::new(&l, None).unwrap();
+        for part in [&b"0123"[..], b"45678", b"9abcdef"] {
+            w.write(Bytes::copy_from_slice(part)).await.unwrap();
+        }
+        let (content, size) = w.finish().await.unwrap();
+        assert_eq!(size, 16);
+        let stored = content.stored_file().expect("a blob file");
+        assert_eq!(std::fs::read(stored.path()).unwrap(), b"0123456789abcdef");
+        assert_eq!(stored.crc32c(), Some(crc32c::crc32c(b"0123456789abcdef")));
+        let _ = std::fs::remove_file(stored.path());
+
+        // A small body moved to a file by the memory limit has one too.
+        l.memory_limit = 1;
+        let mut w = BlobWriter::new(&l, Some(3)).unwrap();
+        w.write(Bytes::from_static(b"xyz")).await.unwrap();
+        let (content, _) = w.finish().await.unwrap();
+        let stored = content.stored_file().expect("a blob file");
+        assert_eq!(stored.crc32c(), Some(crc32c::crc32c(b"xyz")));
+        let _ = std::fs::remove_file(stored.path());
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ pub mod blob;
 mod blob_table;
 pub mod clock;
 mod config;
+mod damage;
 mod durable;
 pub mod element;
 mod file_body;

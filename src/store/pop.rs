@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use super::blob::Blob;
 use super::clock::Millis;
+use super::damage::DamagedElement;
 use super::element::Element;
 use super::journal::Commit;
 use super::namespace::{Delivery, PopMode};
@@ -125,13 +126,29 @@ impl Store {
             blob,
             meta,
             deadline,
+            deliveries,
             ..
         } = element;
         let body = match (blob, with_data) {
             (Some(blob), true) => match Blob::take_memory(blob) {
                 Ok(bytes) => Some(Payload::Bytes(bytes)),
                 Err(blob) => match blob.open().await {
-                    Ok(body) => Some(body.into_payload(size)),
+                    Ok(body) if blob.content().stored_file().is_none() => {
+                        Some(body.into_payload(size))
+                    }
+                    Ok(body) => {
+                        let damaged = DamagedElement {
+                            ns: ns.clone(),
+                            queue: queue.clone(),
+                            id,
+                            meta: meta.clone(),
+                            deadline,
+                            deliveries,
+                            lease: lease.as_ref().map(|l| l.receipt),
+                            blob,
+                        };
+                        Some(self.checked_payload(body, size, damaged).await?)
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         return Err(BackendError::BlobGone)
                     }

@@ -1,9 +1,12 @@
-//! Opening a data directory: lock it, replay its log, cut a torn tail, put
-//! the live state back into namespaces, and start the journal.
+//! Opening a data directory: lock it, replay its log, cut a torn tail (or,
+//! under `--repair`, report what damage was skipped), compact what earlier
+//! processes left once it is worth it, put the live state back into
+//! namespaces, and start the journal.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use smol_str::SmolStr;
@@ -11,9 +14,10 @@ use smol_str::SmolStr;
 use super::blob::{Blob, BlobContent, StoredFile};
 use super::clock::Millis;
 use super::element::Element;
+use super::journal::compactor::{worth_compacting, write_compacted};
 use super::journal::files::{DataDir, DirLock, SegmentKind};
 use super::journal::live::{LiveData, LiveMeta, LiveNamespace};
-use super::journal::replay::{replay, OnDamage};
+use super::journal::replay::{replay, Damage, OnDamage};
 use super::journal::{DurabilityConfig, Journal};
 use super::namespace::{Arrival, Graveyard, Namespace, NsState, Quota};
 use super::stats::Totals;
@@ -53,36 +57,40 @@ pub(crate) fn open(
     let (mut state, report) = replay(&dir, on_damage).map_err(|e| {
         io::Error::new(
             e.kind(),
-            format!("{e}; the log is damaged before its end. Start with --repair to keep what precedes the damage and drop the rest of that file"),
+            format!("{e}; the log is damaged before its end. Start with --repair to drop only the damaged records (copies of the damaged files are kept in DIR/damaged/)"),
         )
     })?;
-    for damage in &report.repaired {
-        tracing::warn!(%damage, "--repair: dropped the rest of a damaged log file");
-    }
+    let repaired = report_repair(&dir, &report.repaired)?;
     if let Some((path, len)) = &report.torn_tail {
-        let file = fs::OpenOptions::new().write(true).open(path)?;
-        let was = file.metadata()?.len();
-        file.set_len(*len)?;
-        file.sync_all()?;
-        tracing::warn!(path = %path.display(), kept_bytes = len, cut_bytes = was - len, "cut a torn record off the end of the log (a crash during a write)");
+        cut_torn_tail(path, *len)?;
     }
     let now = Millis::now();
     state.settle(now.0);
-    remove_orphan_files(&dir, &state.blob_files())?;
-    let compacted = dir
-        .list()?
-        .iter()
-        .filter(|(_, k)| *k == SegmentKind::Compact)
-        .filter_map(|(seq, k)| fs::metadata(dir.segment(*seq, *k)).ok())
-        .map(|m| m.len())
-        .max()
-        .unwrap_or(0);
+    remove_orphan_files(&dir, &state.blob_files(), repaired.as_deref())?;
+    let (mut compacted, mut uncompacted) = log_sizes(&dir)?;
+    // What earlier processes left uncompacted (their sealed segments, or a
+    // compaction a crash interrupted) is compacted now, from the state
+    // just replayed, once it is worth it; after a repair always, so that
+    // the damage is gone from the log.
+    if !report.repaired.is_empty() || worth_compacting(uncompacted, compacted, config.segment_bytes)
+    {
+        let started = std::time::Instant::now();
+        compacted = write_compacted(&dir, report.last_seq, &state)?;
+        tracing::info!(
+            replaced_bytes = uncompacted,
+            live_bytes = compacted,
+            took_ms = started.elapsed().as_millis() as u64,
+            "log compacted at start-up"
+        );
+        uncompacted = 0;
+    }
     let journal = Arc::new(Journal::start(
         dir.clone(),
         config,
         report.last_seq + 1,
         compacted,
     )?);
+    journal.count_sealed(uncompacted);
     let mut wakeups = Vec::new();
     let (mut elements, mut blobs) = (0u64, 0u64);
     for (name, live) in &state.namespaces {
@@ -120,6 +128,44 @@ pub(crate) fn open(
     Ok((Opened { lock, journal, dir }, wakeups))
 }
 
+/// Cuts the newest segment's torn tail off at `len`; a segment a crash left
+/// without even its magic is removed, so that it is not read as damage once
+/// a later segment follows it.
+fn cut_torn_tail(path: &Path, len: u64) -> io::Result<()> {
+    let file = fs::OpenOptions::new().write(true).open(path)?;
+    let was = file.metadata()?.len();
+    if len == 0 {
+        drop(file);
+        fs::remove_file(path)?;
+    } else {
+        file.set_len(len)?;
+        file.sync_all()?;
+    }
+    tracing::warn!(path = %path.display(), kept_bytes = len, cut_bytes = was - len, "cut a torn record off the end of the log (a crash during a write)");
+    Ok(())
+}
+
+/// The size of the newest compacted file, and the bytes of the log
+/// segments after it: what no compaction has rewritten yet.
+fn log_sizes(dir: &DataDir) -> io::Result<(u64, u64)> {
+    let files = dir.list()?;
+    let base = files
+        .iter()
+        .filter(|(_, k)| *k == SegmentKind::Compact)
+        .map(|(seq, _)| *seq)
+        .max();
+    let (mut compacted, mut uncompacted) = (0, 0);
+    for (seq, kind) in files {
+        let len = fs::metadata(dir.segment(seq, kind))?.len();
+        match kind {
+            SegmentKind::Compact if Some(seq) == base => compacted = len,
+            SegmentKind::Log if base.is_none_or(|b| seq > b) => uncompacted += len,
+            _ => {}
+        }
+    }
+    Ok((compacted, uncompacted))
+}
+
 /// Rebuilds one namespace's blobs and queues. Returns (elements, blobs).
 fn restore_namespace(
     st: &mut NsState,
@@ -132,12 +178,12 @@ fn restore_namespace(
     for (id, b) in &live.blobs {
         let content = match &b.data {
             LiveData::Inline(bytes) => BlobContent::Memory(bytes.clone()),
-            LiveData::File(name) => {
+            LiveData::File { name, crc32c } => {
                 let path = dir.blob_dir().join(&**name);
                 if !path.exists() {
                     tracing::warn!(path = %path.display(), "a blob's file is missing; its elements will answer 410 Gone");
                 }
-                BlobContent::stored(StoredFile::new(path, true))
+                BlobContent::stored(StoredFile::new(path, true, *crc32c))
             }
         };
         let meta = metadata(&b.meta);
@@ -206,9 +252,61 @@ fn live_meta_eq(m: &Metadata, live: &LiveMeta) -> bool {
             .all(|(p, (k, v))| p.key == *k && p.value == *v)
 }
 
+/// Under `--repair`, says what was dropped (at warn, and on stderr, as an
+/// operator runs it by hand) and keeps a copy of each damaged file in
+/// `DIR/damaged/` for investigation (compaction then rewrites the log
+/// without them). Returns that folder when there was damage.
+fn report_repair(dir: &DataDir, damage: &[Damage]) -> io::Result<Option<PathBuf>> {
+    if damage.is_empty() {
+        return Ok(None);
+    }
+    let kept = dir.root.join("damaged");
+    fs::create_dir_all(&kept)?;
+    let mut files = BTreeSet::new();
+    for d in damage {
+        tracing::warn!(
+            file = %d.path.display(),
+            start = d.start,
+            end = d.end,
+            bytes = d.end - d.start,
+            what = d.what,
+            "--repair: dropped a damaged part of the log"
+        );
+        files.insert(&d.path);
+    }
+    for path in &files {
+        let Some(name) = path.file_name() else {
+            continue;
+        };
+        let copy = kept.join(name);
+        let _ = fs::remove_file(&copy);
+        // A second name for the same bytes; a copy where links fail.
+        if fs::hard_link(path, &copy).is_err() {
+            fs::copy(path, &copy)?;
+        }
+    }
+    let bytes: u64 = damage.iter().map(|d| d.end - d.start).sum();
+    eprintln!(
+        "blobq --repair: dropped {} damaged part(s) of the log, {bytes} bytes in {} file(s); every intact record was kept; copies of the damaged files are in {}",
+        damage.len(),
+        files.len(),
+        kept.display()
+    );
+    for d in damage {
+        eprintln!("blobq --repair: dropped {d}");
+    }
+    Ok(Some(kept))
+}
+
 /// Removes blob files no live blob refers to: bodies received when the
 /// process died before their push was logged, or whose removal was pending.
-fn remove_orphan_files(dir: &DataDir, live: &std::collections::HashSet<&str>) -> io::Result<()> {
+/// After a repair they are moved into `kept` instead: they may be bodies
+/// whose records were damaged.
+fn remove_orphan_files(
+    dir: &DataDir,
+    live: &std::collections::HashSet<&str>,
+    kept: Option<&Path>,
+) -> io::Result<()> {
     let mut removed = 0u64;
     for entry in fs::read_dir(dir.blob_dir())? {
         let entry = entry?;
@@ -216,14 +314,26 @@ fn remove_orphan_files(dir: &DataDir, live: &std::collections::HashSet<&str>) ->
         if name.to_str().is_some_and(|n| live.contains(n)) {
             continue;
         }
-        fs::remove_file(entry.path())?;
+        match kept {
+            Some(kept) => fs::rename(entry.path(), kept.join(&name))?,
+            None => fs::remove_file(entry.path())?,
+        }
         removed += 1;
     }
     if removed > 0 {
-        tracing::info!(
-            files = removed,
-            "removed blob files the log does not refer to"
-        );
+        match kept {
+            Some(kept) => {
+                tracing::warn!(files = removed, folder = %kept.display(), "--repair: moved blob files no intact record refers to");
+                eprintln!(
+                    "blobq --repair: moved {removed} blob file(s) no intact record refers to into {}",
+                    kept.display()
+                );
+            }
+            None => tracing::info!(
+                files = removed,
+                "removed blob files the log does not refer to"
+            ),
+        }
     }
     Ok(())
 }

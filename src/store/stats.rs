@@ -15,6 +15,8 @@ use crate::backend::stats::TotalsSnapshot;
 #[derive(Debug, Default)]
 pub struct Totals {
     shards: [Shard; SHARDS],
+    /// Rare: no shard needed.
+    damaged_blobs: AtomicU64,
 }
 
 /// Shards of `Totals`: more than the worker threads of a small machine, so
@@ -89,6 +91,10 @@ impl Totals {
     pub(crate) fn expired(&self) {
         self.mine().expirations.fetch_add(1, Relaxed);
     }
+    /// A stored body was found damaged as it was read back.
+    pub(crate) fn blob_damaged(&self) {
+        self.damaged_blobs.fetch_add(1, Relaxed);
+    }
 
     pub fn snapshot(&self) -> TotalsSnapshot {
         // A gauge read shard by shard while others change can catch a
@@ -110,6 +116,7 @@ impl Totals {
             pushes: sum(|s| &s.pushes),
             pops: sum(|s| &s.pops),
             expirations: sum(|s| &s.expirations),
+            damaged_blobs: self.damaged_blobs.load(Relaxed),
         }
     }
 }

@@ -8,7 +8,7 @@ use super::common::{self, pattern, STEP};
 use super::{drain, durable, pop, push, run_to_exit, stop};
 
 /// The newest log segment of a data directory.
-fn newest_log(dir: &Path) -> PathBuf {
+pub(super) fn newest_log(dir: &Path) -> PathBuf {
     let mut logs: Vec<PathBuf> = std::fs::read_dir(dir.join("log"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -19,7 +19,7 @@ fn newest_log(dir: &Path) -> PathBuf {
 }
 
 /// Byte offsets at which the records of a segment start.
-fn record_starts(bytes: &[u8]) -> Vec<usize> {
+pub(super) fn record_starts(bytes: &[u8]) -> Vec<usize> {
     let mut starts = Vec::new();
     let mut at = 8; // the magic
     while at + 8 <= bytes.len() {
@@ -92,8 +92,8 @@ async fn a_corrupt_byte_in_the_middle_stops_the_server_unless_repair_is_asked() 
         .collect();
     assert_eq!(
         bodies,
-        vec![b"one".to_vec()],
-        "what precedes the damage is kept"
+        vec![b"one".to_vec(), b"three".to_vec()],
+        "what precedes and what follows the damage is kept"
     );
 }
 

@@ -1,6 +1,8 @@
 //! Compaction: sealed segments are rewritten as only what is still live, by
 //! a thread of its own that reads the files alone, so compaction never takes
-//! a store lock and pushes and pops never wait for it.
+//! a store lock and pushes and pops never wait for it. It reads every sealed
+//! segment on disk, earlier processes' too; what they left is counted at
+//! start-up (and compacted there once worth it, see `store::recovery`).
 
 use std::fs;
 use std::io;
@@ -49,16 +51,27 @@ pub(super) fn run(shared: &Shared, sealed: &mpsc::Receiver<u64>) {
                 );
             }
             Err(e) => {
+                shared.compaction_failed.store(true, Ordering::Release);
                 tracing::error!(segment = upto, error = %e, "log compaction failed; will retry at the next segment")
             }
         }
     }
 }
 
-/// Rewrites the state as of the end of segment `upto` into `upto.compact`:
-/// written to a temporary file, made durable, renamed, and only then are the
-/// files it replaces removed, so a crash at any point leaves a readable log.
-/// Returns the compacted file's size.
+/// Whether the segments sealed since the last compaction, `sealed` bytes of
+/// them, are worth rewriting: once they outgrow the live data the last
+/// compaction left (`live` bytes), or a segment's worth while that is small.
+/// Between two compactions the log holds the compacted file, less than this
+/// much sealed, and the open segment: about twice the live data plus two
+/// segments.
+pub(crate) fn worth_compacting(sealed: u64, live: u64, segment_bytes: u64) -> bool {
+    sealed >= live.max(segment_bytes)
+}
+
+/// Rewrites the state as of the end of segment `upto` into `upto.compact`,
+/// reading the newest compacted file at or before `upto` and every log
+/// segment after it up to `upto`, whichever process wrote them. Returns the
+/// compacted file's size.
 pub fn compact(dir: &DataDir, upto: u64, now: u64) -> io::Result<u64> {
     let files = dir.list()?;
     let base = files
@@ -91,6 +104,17 @@ pub fn compact(dir: &DataDir, upto: u64, now: u64) -> io::Result<u64> {
         )?;
     }
     state.settle(now);
+    write_compacted(dir, upto, &state)
+}
+
+/// Writes `state`, the live state as of the end of segment `upto` (settled),
+/// as `upto.compact`: to a temporary file first, made durable, renamed, and
+/// only then are the files it replaces (every file numbered `upto` or
+/// lower) removed, so a crash at any point leaves a readable log, and a
+/// compaction a crash interrupted is done again by the next one (at the
+/// latest at the next start, which counts what is left uncompacted).
+/// Returns the compacted file's size.
+pub fn write_compacted(dir: &DataDir, upto: u64, state: &LiveState) -> io::Result<u64> {
     let mut buf = MAGIC.to_vec();
     state.write_records(&mut buf);
     let target = dir.segment(upto, SegmentKind::Compact);
@@ -102,8 +126,8 @@ pub fn compact(dir: &DataDir, upto: u64, now: u64) -> io::Result<u64> {
     }
     fs::rename(&tmp, &target)?;
     super::files::sync_dir(&dir.log_dir())?;
-    for (seq, kind) in inputs {
-        if (seq, kind) != (upto, SegmentKind::Compact) {
+    for (seq, kind) in dir.list()? {
+        if seq <= upto && (seq, kind) != (upto, SegmentKind::Compact) {
             fs::remove_file(dir.segment(seq, kind))?;
         }
     }
@@ -143,5 +167,170 @@ mod tests {
         assert_eq!(ids(&state, "q"), vec![2, 3, 4]);
         assert!(state.namespaces["ns"].blobs.is_empty());
         assert_eq!((report.segments, report.torn_tail), (2, None));
+    }
+
+    /// Segments earlier processes sealed count toward this process's next
+    /// compaction, which rewrites them with its own: here the live data
+    /// outweighs one segment, so this process's one sealed segment alone
+    /// would not be worth compacting.
+    #[test]
+    fn the_compactor_picks_up_segments_earlier_processes_sealed() {
+        use crate::store::journal::{Commit, DurabilityConfig, FsyncMode, Journal};
+        use std::time::{Duration, Instant};
+
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        dir.create().unwrap();
+        let segment_bytes = 4096;
+        // The live data: a compacted file of 200 elements.
+        let live: Vec<Record<'_>> = (1..=200).map(|id| put(id, "q", None, u64::MAX)).collect();
+        write_log(&dir, 1, &live);
+        let live_bytes = compact(&dir, 1, 0).unwrap();
+        assert!(live_bytes > 2 * segment_bytes);
+        // Two earlier runs churned, each leaving a sealed segment behind.
+        let mut leftover = 0;
+        for (seq, first) in [(2u64, 1000u128), (3, 2000)] {
+            let mut churn = Vec::new();
+            for id in first..first + 60 {
+                churn.push(put(id, "churn", None, u64::MAX));
+                churn.push(Record::Take { ns: "ns", id });
+            }
+            write_log(&dir, seq, &churn);
+            leftover += fs::metadata(dir.segment(seq, SegmentKind::Log))
+                .unwrap()
+                .len();
+        }
+        assert!(leftover + segment_bytes >= live_bytes && segment_bytes < live_bytes);
+
+        let config = DurabilityConfig {
+            dir: tmp.path().to_owned(),
+            fsync: FsyncMode::Always,
+            fsync_interval: Duration::from_secs(3600),
+            segment_bytes,
+            repair: false,
+        };
+        let journal = Journal::start(dir.clone(), &config, 4, live_bytes).unwrap();
+        journal.count_sealed(leftover);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut id = 5000;
+        while !dir.list().unwrap().contains(&(5, SegmentKind::Log)) {
+            id += 1;
+            journal.append(&put(id, "new", None, u64::MAX));
+            journal.append(&Record::Take { ns: "ns", id });
+            rt.block_on(journal.wait(Commit::Accepted)).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !dir.list().unwrap().contains(&(4, SegmentKind::Compact)) {
+            assert!(Instant::now() < deadline, "not compacted: {:?}", dir.list());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        journal.close();
+        assert_eq!(
+            dir.list().unwrap(),
+            vec![(4, SegmentKind::Compact), (5, SegmentKind::Log)],
+            "the earlier processes' segments were rewritten too"
+        );
+        let (state, _) = replay(&dir, OnDamage::Refuse).unwrap();
+        assert_eq!(ids(&state, "q"), (1..=200).collect::<Vec<_>>());
+        assert!(ids(&state, "churn").is_empty() && ids(&state, "new").is_empty());
+    }
+
+    /// A compaction that fails (here its output cannot be created) is tried
+    /// again at the next sealed segment, not a whole threshold later.
+    #[test]
+    fn a_failed_compaction_is_retried_at_the_next_sealed_segment() {
+        use crate::store::journal::{Commit, DurabilityConfig, FsyncMode, Journal};
+        use std::time::{Duration, Instant};
+
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        dir.create().unwrap();
+        let blocked = dir
+            .segment(1, SegmentKind::Compact)
+            .with_extension("compact.tmp");
+        fs::create_dir(&blocked).unwrap();
+        let config = DurabilityConfig {
+            dir: tmp.path().to_owned(),
+            fsync: FsyncMode::Always,
+            fsync_interval: Duration::from_secs(3600),
+            segment_bytes: 4096,
+            repair: false,
+        };
+        // The live data is claimed large, so that one sealed segment alone
+        // is never worth compacting; earlier processes' leftovers are.
+        let journal = Journal::start(dir.clone(), &config, 1, 1 << 20).unwrap();
+        journal.count_sealed(1 << 20);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut id = 0;
+        let mut seal = |upto: u64| {
+            while !dir.list().unwrap().contains(&(upto + 1, SegmentKind::Log)) {
+                id += 1;
+                journal.append(&put(id, "q", None, u64::MAX));
+                journal.append(&Record::Take { ns: "ns", id });
+                rt.block_on(journal.wait(Commit::Accepted)).unwrap();
+            }
+        };
+        seal(1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !journal.shared.compaction_failed.load(Ordering::Acquire) {
+            assert!(Instant::now() < deadline, "the compaction did not fail");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        seal(2);
+        while !dir.list().unwrap().contains(&(2, SegmentKind::Compact)) {
+            assert!(Instant::now() < deadline, "not retried: {:?}", dir.list());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        journal.close();
+        fs::remove_dir(&blocked).unwrap();
+    }
+
+    /// A compaction killed before its rename leaves a `.tmp` file, removed
+    /// at start-up with the inputs intact; killed after it, the inputs
+    /// it replaces, removed at start-up as stale. Either way replay finds
+    /// the same state.
+    #[test]
+    fn a_compaction_killed_at_any_point_leaves_a_readable_log() {
+        let records = [
+            vec![put(1, "q", None, u64::MAX), put(2, "q", None, u64::MAX)],
+            vec![
+                Record::Take { ns: "ns", id: 1 },
+                put(3, "q", None, u64::MAX),
+            ],
+        ];
+        for killed_after_rename in [false, true] {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = DataDir::new(tmp.path());
+            dir.create().unwrap();
+            write_log(&dir, 1, &records[0]);
+            write_log(&dir, 2, &records[1]);
+            let target = dir.segment(2, SegmentKind::Compact);
+            if killed_after_rename {
+                // The compacted file, as `write_compacted` renames it.
+                let mut state = LiveState::default();
+                for r in records.iter().flatten() {
+                    state.apply(r);
+                }
+                let mut buf = MAGIC.to_vec();
+                state.write_records(&mut buf);
+                fs::write(&target, &buf).unwrap();
+            } else {
+                fs::write(target.with_extension("compact.tmp"), &MAGIC[..5]).unwrap();
+            }
+            let (state, _) = replay(&dir, OnDamage::Refuse).unwrap();
+            assert_eq!(ids(&state, "q"), vec![2, 3], "{killed_after_rename}");
+            let left = dir.list().unwrap();
+            let expected = if killed_after_rename {
+                vec![(2, SegmentKind::Compact)]
+            } else {
+                vec![(1, SegmentKind::Log), (2, SegmentKind::Log)]
+            };
+            assert_eq!(left, expected);
+            assert_eq!(fs::read_dir(dir.log_dir()).unwrap().count(), expected.len());
+        }
     }
 }

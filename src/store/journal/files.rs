@@ -61,18 +61,29 @@ impl DataDir {
         fs::create_dir_all(self.blob_dir())
     }
 
-    /// Every segment and compacted file, by number. Leftover `.tmp` files of
-    /// an interrupted compaction are removed.
+    /// Removes the `.tmp` files an interrupted compaction left. At start-up
+    /// only: while the server runs, one may be the compactor's output.
+    pub fn remove_temporaries(&self) -> io::Result<()> {
+        for entry in fs::read_dir(self.log_dir())? {
+            let entry = entry?;
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.ends_with(".tmp"))
+            {
+                fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every segment and compacted file, by number.
     pub fn list(&self) -> io::Result<Vec<(u64, SegmentKind)>> {
         let mut found = Vec::new();
         for entry in fs::read_dir(self.log_dir())? {
             let entry = entry?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.ends_with(".tmp") {
-                fs::remove_file(entry.path())?;
-                continue;
-            }
             let parsed = match name.split_once('.') {
                 Some((n, "log")) => n.parse().ok().map(|n| (n, SegmentKind::Log)),
                 Some((n, "compact")) => n.parse().ok().map(|n| (n, SegmentKind::Compact)),
@@ -166,6 +177,7 @@ mod tests {
             create_segment(&dir.segment(seq, kind)).unwrap();
         }
         fs::write(dir.log_dir().join("00000000000000000011.compact.tmp"), b"x").unwrap();
+        dir.remove_temporaries().unwrap();
         assert_eq!(
             dir.list().unwrap(),
             vec![

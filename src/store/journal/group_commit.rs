@@ -55,6 +55,9 @@ pub(super) struct Shared {
     pub(super) dir: DataDir,
     /// Size of the last compacted file: the live data, roughly.
     pub(super) compacted_bytes: AtomicU64,
+    /// The last compaction failed (no room for its output, most often):
+    /// the next sealed segment starts another.
+    pub(super) compaction_failed: AtomicBool,
     pub(super) to_compactor: Mutex<mpsc::Sender<u64>>,
 }
 
@@ -90,8 +93,9 @@ pub(super) struct Output {
     pub(super) file_len: u64,
     /// Bytes of `file` known to be on stable storage.
     pub(super) synced_len: u64,
-    /// Bytes in segments sealed since the last compaction.
-    sealed_bytes: u64,
+    /// Bytes in segments sealed since the last compaction, including those
+    /// earlier processes sealed (see [`Journal::count_sealed`]).
+    pub(super) sealed_bytes: u64,
     /// Records written to `file` or an earlier segment.
     pub(super) written: u64,
     /// Files to remove once the record count given is synced.
@@ -172,6 +176,7 @@ impl Shared {
             segment_bytes: config.segment_bytes,
             dir,
             compacted_bytes: AtomicU64::new(compacted),
+            compaction_failed: AtomicBool::new(false),
             to_compactor: Mutex::new(to_compactor),
         }
     }
@@ -403,7 +408,9 @@ impl Shared {
         out.file_len = files::MAGIC.len() as u64;
         out.synced_len = 0;
         let live = self.compacted_bytes.load(Ordering::Relaxed);
-        if out.sealed_bytes >= live.max(self.segment_bytes) {
+        if super::compactor::worth_compacting(out.sealed_bytes, live, self.segment_bytes)
+            || self.compaction_failed.swap(false, Ordering::AcqRel)
+        {
             let _ = lock(&self.to_compactor).send(out.seq);
             out.sealed_bytes = 0;
         }

@@ -39,8 +39,12 @@ impl LiveMeta {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LiveData {
     Inline(Bytes),
-    /// A file name in the data directory's `blobs/`.
-    File(Box<str>),
+    /// A file name in the data directory's `blobs/`, and the CRC32C of its
+    /// bytes (`None` for a file logged before blob files had checksums).
+    File {
+        name: Box<str>,
+        crc32c: Option<u32>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -111,7 +115,14 @@ impl LiveState {
             } => {
                 let data = match data {
                     BlobData::Inline(bytes) => LiveData::Inline(Bytes::copy_from_slice(bytes)),
-                    BlobData::File(name) => LiveData::File((*name).into()),
+                    BlobData::File(name) => LiveData::File {
+                        name: (*name).into(),
+                        crc32c: None,
+                    },
+                    BlobData::CheckedFile { name, crc32c } => LiveData::File {
+                        name: (*name).into(),
+                        crc32c: Some(*crc32c),
+                    },
                 };
                 ns.blobs.insert(
                     *id,
@@ -186,7 +197,14 @@ impl LiveState {
             for (id, b) in &ns.blobs {
                 let data = match &b.data {
                     LiveData::Inline(bytes) => BlobData::Inline(bytes),
-                    LiveData::File(name) => BlobData::File(name),
+                    LiveData::File { name, crc32c: None } => BlobData::File(name),
+                    LiveData::File {
+                        name,
+                        crc32c: Some(crc32c),
+                    } => BlobData::CheckedFile {
+                        name,
+                        crc32c: *crc32c,
+                    },
                 };
                 let record = Record::Blob {
                     ns: name,
@@ -222,7 +240,7 @@ impl LiveState {
             .values()
             .flat_map(|ns| ns.blobs.values())
             .filter_map(|b| match &b.data {
-                LiveData::File(name) => Some(&**name),
+                LiveData::File { name, .. } => Some(&**name),
                 LiveData::Inline(_) => None,
             })
             .collect()

@@ -11,7 +11,7 @@
 //! store lock. At start-up `replay` reads the files into the state `live`
 //! describes. `docs/DURABILITY.md` describes the guarantees.
 
-mod compactor;
+pub mod compactor;
 #[cfg(test)]
 mod failure_tests;
 pub mod files;
@@ -53,8 +53,8 @@ pub struct DurabilityConfig {
     pub fsync_interval: Duration,
     /// A segment is sealed once it grows past this many bytes.
     pub segment_bytes: u64,
-    /// Start despite corruption in the middle of the log, dropping what
-    /// follows the damage in the damaged file.
+    /// Start despite corruption in the middle of the log, dropping only the
+    /// damaged records (`--repair`).
     pub repair: bool,
 }
 
@@ -111,6 +111,14 @@ impl Journal {
             shared,
             threads: Mutex::new(threads),
         })
+    }
+
+    /// Segments earlier processes sealed and no compaction has rewritten
+    /// yet, `bytes` long in all: they count toward the next compaction,
+    /// which reads them too, so the log converges however often the server
+    /// restarts.
+    pub fn count_sealed(&self, bytes: u64) {
+        self.shared.hold().sealed_bytes += bytes;
     }
 
     fn pending(&self) -> MutexGuard<'_, Pending> {

@@ -65,7 +65,11 @@ pub enum BlobData<'a> {
     /// Small bodies live in the log itself.
     Inline(#[serde(with = "serde_bytes")] &'a [u8]),
     /// Large ones are a file of the data directory's `blobs/` folder.
+    /// Written by earlier versions; its bytes are read unchecked.
     File(&'a str),
+    /// A file of `blobs/` whose bytes have this CRC32C (its size is the
+    /// blob's): checked as it is read back.
+    CheckedFile { name: &'a str, crc32c: u32 },
 }
 
 impl Record<'_> {
@@ -123,6 +127,27 @@ pub fn decode(buf: &[u8]) -> Result<(Record<'_>, usize), FrameError> {
     Ok((record, FRAME_HEADER + len))
 }
 
+/// Whether an intact frame starts `buf`, as a resync scan asks at every
+/// byte of damaged data: its length fits, its payload decodes as a record
+/// of exactly that length (a cheap test that random bytes fail at once,
+/// before any checksum is computed), and its checksum matches. Its length
+/// if so.
+pub fn intact_frame(buf: &[u8]) -> Option<usize> {
+    let len = u32::from_le_bytes(buf.get(..4)?.try_into().ok()?) as usize;
+    if len > MAX_PAYLOAD {
+        return None;
+    }
+    let payload = buf.get(FRAME_HEADER..FRAME_HEADER + len)?;
+    if !matches!(
+        postcard::take_from_bytes::<Record<'_>>(payload),
+        Ok((_, []))
+    ) {
+        return None;
+    }
+    let crc = u32::from_le_bytes(buf.get(4..8)?.try_into().ok()?);
+    (crc32fast::hash(payload) == crc).then_some(FRAME_HEADER + len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +177,21 @@ mod tests {
                 deliveries: 3,
             },
             Record::Expose { ns: "ns", id: 1 },
+            Record::Blob {
+                ns: "ns",
+                id: 9,
+                size: 300_000,
+                meta: MetaRecord {
+                    content_type: "application/octet-stream",
+                    custom: vec![],
+                },
+                deadline: 5,
+                exposed: true,
+                data: BlobData::CheckedFile {
+                    name: "blob-x",
+                    crc32c: 0xdead_beef,
+                },
+            },
             Record::BlobGone { ns: "ns", id: 1 },
             Record::Take { ns: "x", id: 7 },
         ]
@@ -170,6 +210,31 @@ mod tests {
             rest = &rest[used..];
         }
         assert!(rest.is_empty());
+    }
+
+    /// A `File` record written before blob files had checksums still reads
+    /// back, as a file with none: new variants only come after it.
+    #[test]
+    fn a_file_record_without_a_checksum_still_decodes() {
+        let record = Record::Blob {
+            ns: "ns",
+            id: 1,
+            size: 2,
+            meta: MetaRecord {
+                content_type: "a/b",
+                custom: vec![],
+            },
+            deadline: 3,
+            exposed: false,
+            data: BlobData::File("blob-old"),
+        };
+        let mut buf = Vec::new();
+        encode(&record, &mut buf);
+        // The variant index of `File` is 1, as it always was: the last byte
+        // before the name's length and bytes.
+        let payload = &buf[FRAME_HEADER..];
+        assert_eq!(payload[payload.len() - 1 - 8 - 1], 1);
+        assert_eq!(decode(&buf).unwrap().0, record);
     }
 
     #[test]

@@ -127,13 +127,9 @@ impl ChangeLog {
             BlobContent::Memory(bytes) => BlobData::Inline(bytes),
             // Durable mode only makes stored files; a spill file cannot be
             // named relative to the data directory, so it is recorded by its
-            // name too and would be found missing at replay.
-            BlobContent::File(file) => BlobData::File(
-                file.path()
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or_default(),
-            ),
+            // name too and would be found missing at replay. A stored file
+            // is logged with its checksum.
+            BlobContent::File(file) => file.log_data(),
         };
         self.staged.add(&Record::Blob {
             ns: self.ns.as_str(),

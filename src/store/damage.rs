@@ -1,0 +1,146 @@
+//! A stored body found damaged as it is read back (see `file_body`). Its
+//! element is not served, and not lost silently either: it moves to its
+//! queue's dead-letter queue without the damaged bytes, the reason in its
+//! metadata (`blobq-damage=size` or `checksum`); the damage is logged and
+//! counted (`blobq_damaged_blobs_total`), and a blob file of the data
+//! directory is kept in `DIR/damaged/` for the operator to inspect.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::blob::{Blob, BlobBody};
+use super::clock::Millis;
+use super::element::Element;
+use super::file_body::{Damage, DamageHook};
+use super::journal::Commit;
+use super::namespace::Arrival;
+use super::Store;
+use crate::backend::ids::{ElementId, Receipt};
+use crate::backend::meta::{CustomPair, Metadata, SharedMeta};
+use crate::backend::name::Name;
+use crate::backend::{BackendError, Payload};
+
+/// The custom metadata key an element moved for damage carries.
+pub const DAMAGE_KEY: &str = "blobq-damage";
+
+/// What is needed to move a popped element whose body is damaged.
+pub(super) struct DamagedElement {
+    pub ns: Name,
+    pub queue: Name,
+    pub id: ElementId,
+    pub meta: SharedMeta,
+    pub deadline: Millis,
+    pub deliveries: u32,
+    /// The lease it was popped under: ended, as an acknowledgement would.
+    pub lease: Option<Receipt>,
+    /// Held until the damage is handled, so that its file is still there
+    /// to be kept.
+    pub blob: Arc<Blob>,
+}
+
+impl Store {
+    /// The bytes of a blob file of the data directory, checked: its size
+    /// now, before the answer starts, its checksum as it streams. A wrong
+    /// size fails the pop, the element moved already.
+    pub(super) async fn checked_payload(
+        &self,
+        body: BlobBody,
+        size: u64,
+        damaged: DamagedElement,
+    ) -> Result<Payload, BackendError> {
+        if let Err(damage) = body.check_size(size).await {
+            self.blob_damaged(damaged, damage);
+            // The move is logged before the failure is told; should that
+            // fail, it is written with the next records.
+            let _ = self.durable(Commit::Accepted).await;
+            return Err(BackendError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the element's stored data is damaged",
+            )));
+        }
+        Ok(body.into_checked_payload(size, Some(self.damage_hook(damaged))))
+    }
+
+    /// A hook for the stream of `damaged`'s body, run if the stream finds
+    /// the file damaged. It holds the store weakly: a response still being
+    /// read must not keep a closed store (and its directory lock) alive.
+    pub(super) fn damage_hook(&self, damaged: DamagedElement) -> DamageHook {
+        let store = Arc::downgrade(&self.shared);
+        Box::new(move |damage| match store.upgrade() {
+            Some(shared) => Store { shared }.blob_damaged(damaged, damage),
+            None => tracing::error!(
+                element = %damaged.id,
+                damage = damage.reason(),
+                "a stored body was found damaged after the store closed"
+            ),
+        })
+    }
+
+    /// Logs and counts the damage, keeps the file, and moves the element to
+    /// its dead-letter queue.
+    pub(super) fn blob_damaged(&self, d: DamagedElement, damage: Damage) {
+        self.shared.totals.blob_damaged();
+        let file = d.blob.content().stored_file().map(|f| f.path().to_owned());
+        let kept = file.as_deref().and_then(keep_copy);
+        let dead = d.queue.dead_letter();
+        tracing::error!(
+            namespace = %d.ns,
+            queue = %d.queue,
+            element = %d.id,
+            blob = %d.blob.id(),
+            damage = damage.reason(),
+            file = ?file,
+            copy = ?kept,
+            dead_letter_queue = ?dead.as_ref().map(Name::as_str),
+            "a stored body is damaged; its element is not served and moves to the dead-letter queue without it"
+        );
+        let Some(dead) = dead else { return };
+        let now = Millis::now();
+        self.change(&d.ns, |st, grave| {
+            if let Some(receipt) = d.lease {
+                if st.ack(&d.queue, receipt, now, grave).is_none() {
+                    // Its lease ended meanwhile: back in its queue, it is
+                    // found damaged again when next popped.
+                    return;
+                }
+            }
+            let element = Element {
+                id: d.id,
+                blob: None,
+                meta: with_reason(&d.meta, damage),
+                deadline: d.deadline,
+                deliveries: d.deliveries,
+                indexed: false,
+            };
+            st.enqueue(&dead, element, Arrival::DeadLetter, now, grave);
+        });
+    }
+}
+
+/// `meta` with the damage's reason added.
+fn with_reason(meta: &Metadata, damage: Damage) -> SharedMeta {
+    let reason = CustomPair {
+        key: DAMAGE_KEY.into(),
+        value: damage.reason().into(),
+    };
+    SharedMeta::new(Metadata {
+        content_type: meta.content_type.clone(),
+        custom: meta.custom.iter().cloned().chain([reason]).collect(),
+    })
+}
+
+/// A second name for a damaged blob file in `DIR/damaged/`, so that it
+/// outlives its blob. Best effort: `None` if it cannot be made.
+fn keep_copy(file: &Path) -> Option<PathBuf> {
+    let dir = file.parent()?.parent()?.join("damaged");
+    let copy = dir.join(file.file_name()?);
+    let made = std::fs::create_dir_all(&dir).and_then(|()| std::fs::hard_link(file, &copy));
+    match made {
+        Ok(()) => Some(copy),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Some(copy),
+        Err(e) => {
+            tracing::warn!(file = %file.display(), error = %e, "could not keep a copy of a damaged blob file");
+            None
+        }
+    }
+}
