@@ -14,6 +14,7 @@ mod job;
 mod output;
 mod queue;
 mod stats;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -108,6 +109,9 @@ pub enum ClientCommand {
     Blob(BlobCall),
     /// Submit jobs, follow them and fetch their results
     Job(JobCall),
+    /// Run COMMAND once for each job of NS/QUEUE: the input on stdin,
+    /// stdout the result (docs/CLIENT.md)
+    Worker(Call<worker::WorkerArgs>),
 }
 
 impl ClientCommand {
@@ -122,6 +126,7 @@ impl ClientCommand {
             ClientCommand::Stats(c) => &c.conn,
             ClientCommand::Blob(c) => &c.conn,
             ClientCommand::Job(c) => &c.conn,
+            ClientCommand::Worker(c) => &c.conn,
         }
     }
 }
@@ -151,6 +156,7 @@ pub fn run(command: ClientCommand) -> ExitCode {
             ClientCommand::Stats(c) => stats::stats(&conn, c.args).await,
             ClientCommand::Blob(c) => blob::run(&conn, c.command).await,
             ClientCommand::Job(c) => job::run(&conn, c.command).await,
+            ClientCommand::Worker(c) => worker::run(&conn, c.args).await,
         }
     });
     match outcome {
