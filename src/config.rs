@@ -12,6 +12,10 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+mod logging;
+
+pub use logging::{LogConfig, LogFormat, LogSettings, ACCESS_TARGET};
+
 use crate::auth::{Auth, AuthError, AuthSettings, TokenCommand};
 use crate::backend::name::Name;
 use crate::http::RequestLimits;
@@ -47,6 +51,14 @@ pub enum Command {
     Token(TokenCommand),
     #[command(flatten)]
     Client(crate::client::ClientCommand),
+    /// Print a completion script for SHELL on stdout
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (blobq.1 and one per subcommand) into DIR
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 #[derive(Args, Debug, Default)]
@@ -162,6 +174,10 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub tls: TlsSettings,
+    /// Log format and the access log (the `[logging]` table).
+    #[command(flatten)]
+    #[serde(default)]
+    pub logging: LogSettings,
 }
 
 /// Fills each unset field of `$hi` from `$lo`.
@@ -207,7 +223,8 @@ impl Settings {
             log,
             auth,
             jobs,
-            tls
+            tls,
+            logging
         )
     }
 }
@@ -246,6 +263,7 @@ pub struct Config {
     pub auth: Auth,
     pub jobs: JobConfig,
     pub tls: TlsConfig,
+    pub logging: LogConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -321,6 +339,7 @@ impl Config {
             auth: Auth::load(s.auth.resolve(config_file))?,
             jobs: s.jobs.resolve().map_err(ConfigError::Invalid)?,
             tls: s.tls.resolve()?,
+            logging: s.logging.resolve(),
         };
         config.check()?;
         Ok(config)
@@ -328,6 +347,9 @@ impl Config {
 
     fn check(&self) -> Result<(), ConfigError> {
         let fail = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        self.logging
+            .filter(&self.log)
+            .map_err(ConfigError::Invalid)?;
         if self.max_lifetime == 0 || self.default_lifetime == 0 {
             return fail("default-lifetime and max-lifetime must be at least 1 second");
         }

@@ -98,7 +98,9 @@ impl Server {
             None => None,
         };
         let store = Store::new(config.store())?;
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
+        })?;
         let spill_dir = store.spill_dir().to_owned();
         let store: Arc<Store> = Arc::new(store);
         let mut app =
