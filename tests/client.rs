@@ -36,7 +36,9 @@ fn blobq(server: &TestServer, args: &[&str], stdin: &[u8]) -> Output {
     match rx.recv_timeout(common::STEP) {
         Ok(output) => output.expect("output"),
         Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             panic!("blobq {args:?} did not finish");
         }
     }

@@ -409,10 +409,10 @@ fn print_job(conn: &Conn, job: &Value) {
         format!("state: {}", text("state")),
     ];
     if let Some(p) = job["progress"].as_u64() {
-        lines.push(format!(
-            "progress: {p}% {}",
-            job["message"].as_str().unwrap_or_default()
-        ));
+        match job["message"].as_str() {
+            Some(message) => lines.push(format!("progress: {p}% {message}")),
+            None => lines.push(format!("progress: {p}%")),
+        }
     }
     lines.push(format!(
         "attempt: {} of {}",
