@@ -1,4 +1,4 @@
-//! `/healthz` and `/metrics`.
+//! `/healthz`, `/metrics` and `/openapi.json`.
 
 use std::sync::Arc;
 
@@ -41,5 +41,18 @@ pub(super) async fn metrics(State(app): State<Arc<App>>) -> Handled {
         StatusCode::OK,
         Body::from(app.metrics.render()),
         Some(METRICS_CONTENT_TYPE),
+    ))
+}
+
+/// The OpenAPI 3.1 document of every route, docs/openapi.json as built
+/// into the binary; tests/openapi.rs checks it against the route table.
+const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// `GET /openapi.json`.
+pub(super) async fn openapi() -> Handled {
+    Ok(with_status(
+        StatusCode::OK,
+        Body::from(OPENAPI),
+        Some("application/json"),
     ))
 }
