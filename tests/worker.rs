@@ -209,9 +209,9 @@ async fn heartbeats_keep_a_command_past_its_lease_until_its_timeout_kills_it() {
         &[
             "ns/slow",
             "--lease",
-            "1",
+            "2",
             "--job-timeout",
-            "3",
+            "5",
             "--max-jobs",
             "1",
             "--",
@@ -221,11 +221,11 @@ async fn heartbeats_keep_a_command_past_its_lease_until_its_timeout_kills_it() {
         ],
     );
     job_in(&server, &path, "running").await;
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     let still = server.json(&path, 200).await;
     assert_eq!(
         still["state"], "running",
-        "heartbeats renewed the 1 s lease"
+        "heartbeats renewed the 2 s lease"
     );
     let output = finish(child);
     assert!(output.status.success());
@@ -295,7 +295,7 @@ async fn a_cancelled_job_loses_its_lease_and_its_command_is_killed() {
         &[
             "ns/cancel",
             "--lease",
-            "1",
+            "5",
             "--max-jobs",
             "1",
             "--",
