@@ -313,3 +313,38 @@ async fn a_cancelled_job_loses_its_lease_and_its_command_is_killed() {
     assert!(log.contains("lease lost (job-cancelled)"), "{log}");
     assert_eq!(server.json(&path, 200).await["state"], "cancelled");
 }
+
+#[tokio::test]
+async fn j_runs_that_many_commands_at_once() {
+    let server = common::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ids = [
+        submit(&server, "ns/par", b"".to_vec(), &[]).await,
+        submit(&server, "ns/par", b"".to_vec(), &[]).await,
+    ];
+    // Each command waits until both have started: only two at once finish.
+    let script = format!(
+        "touch {0}/$BLOBQ_JOB_ID; while [ $(ls {0} | wc -l) -lt 2 ]; do sleep 0.05; done",
+        dir.path().display()
+    );
+    let output = finish(worker(
+        &server,
+        &[
+            "ns/par",
+            "-j",
+            "2",
+            "--max-jobs",
+            "2",
+            "--job-timeout",
+            "10",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    ));
+    assert!(output.status.success());
+    for id in ids {
+        job_in(&server, &format!("/jobs/ns/par/{id}"), "succeeded").await;
+    }
+}

@@ -213,16 +213,20 @@ async fn wait(conn: &Conn, a: WaitArgs) -> Result<Done, ClientError> {
             );
             return Ok(Done::Empty);
         }
-        // Whole seconds, at least one: what `?wait=` takes.
+        // The first request reads the job as it is; then each waits for a
+        // change from the version read (`?wait=` alone would wait for the
+        // job's end, missing its progress). Whole seconds, at least one.
         let poll = left.min(WAIT_POLL).as_secs().max(1);
-        let mut request = conn.request(
-            Method::GET,
-            &format!("{path}?wait={poll}"),
-            Duration::from_secs(poll),
-        );
-        if let Some(tag) = &version {
-            request = request.header("if-none-match", tag);
-        }
+        let request = match &version {
+            None => conn.request(Method::GET, &path, Duration::ZERO),
+            Some(tag) => conn
+                .request(
+                    Method::GET,
+                    &format!("{path}?wait={poll}"),
+                    Duration::from_secs(poll),
+                )
+                .header("if-none-match", tag),
+        };
         let answer = conn
             .send(request, &[StatusCode::OK, StatusCode::NOT_MODIFIED])
             .await?;
@@ -234,11 +238,19 @@ async fn wait(conn: &Conn, a: WaitArgs) -> Result<Done, ClientError> {
             .get("etag")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let seen = (job["progress"].clone(), job["message"].clone());
         job = json_of(answer, "the job").await?;
-        if let Some(p) = job["progress"].as_u64() {
-            bar.set_position(p);
+        let progress = job["progress"].as_u64();
+        let message = job["message"].as_str().unwrap_or_default();
+        if !bar.is_hidden() {
+            bar.set_position(progress.unwrap_or(0));
+            bar.set_message(message.to_owned());
+        } else if !conn.json && seen != (job["progress"].clone(), job["message"].clone()) {
+            // Not a terminal: a line per change, for logs.
+            if let Some(p) = progress {
+                eprintln!("progress: {p}% {message}");
+            }
         }
-        bar.set_message(job["message"].as_str().unwrap_or_default().to_owned());
         if job["done"].as_bool() == Some(true) {
             break;
         }

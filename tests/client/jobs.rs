@@ -186,17 +186,39 @@ async fn wait_follows_a_job_and_exits_1_with_its_error() {
         "still pending after its --timeout"
     );
 
-    let waiting = spawn_blobq(&server, &["job", "wait", "ns/w", &id]);
+    let mut waiting = spawn_blobq(&server, &["job", "wait", "ns/w", &id]);
+    // Its stderr, a line per change of progress off a terminal.
+    let stderr = waiting.stderr.take().expect("stderr");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
     let (_, lease, _) = claim(&server, "ns/w").await;
     let path = format!("/jobs/ns/w/{id}");
+    // Each report shows while the job runs: the wait follows every change.
     for p in [10, 60] {
         worker_call(
             &server,
             &format!("{path}/heartbeat"),
             &lease,
-            serde_json::json!({"progress": p}),
+            serde_json::json!({"progress": p, "message": format!("at {p}")}),
         )
         .await;
+        let want = format!("progress: {p}% at {p}");
+        let deadline = Instant::now() + common::STEP;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines.recv_timeout(left).expect("a progress line in time");
+            if line == want {
+                break;
+            }
+        }
     }
     worker_call(
         &server,
@@ -207,7 +229,7 @@ async fn wait_follows_a_job_and_exits_1_with_its_error() {
     .await;
     let waited = finish(waiting).await;
     assert_eq!(waited.status.code(), Some(1));
-    let why = String::from_utf8_lossy(&waited.stderr);
+    let why: String = lines.iter().collect::<Vec<_>>().join("\n");
     assert!(why.contains("failed: BROKEN: the input was bad"), "{why}");
     assert!(String::from_utf8_lossy(&waited.stdout).contains("state: failed"));
 
