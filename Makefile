@@ -1,7 +1,7 @@
 # blobq: the commands a developer needs.
 CARGO ?= cargo
 
-.PHONY: run test fuzz lint fmt build release bench bench-durable bench-instructions bench-allocations bench-policy clean
+.PHONY: run test fuzz lint fmt build release man verify-unit bench bench-durable bench-instructions bench-allocations bench-policy clean
 
 ## run: start the server on 127.0.0.1:8080 with the defaults
 run:
@@ -56,6 +56,16 @@ bench-allocations:
 ##       (the policy make bench runs it with); POLICY_PAIRS, POLICY_DURATION
 bench-policy:
 	bench/policy.sh
+
+## man: the man pages (blobq.1 and one per subcommand) into target/man/man1,
+##      from the same definitions as --help; read with man -l target/man/man1/blobq.1
+man:
+	$(CARGO) run -q -- man target/man/man1
+
+## verify-unit: systemd-analyze verify etc/blobq.service (needs systemd);
+##      the unit names /usr/local/bin/blobq, checked here as the debug build
+verify-unit: man
+	.ci/verify-unit
 
 fmt:
 	$(CARGO) fmt

@@ -12,6 +12,10 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+mod logging;
+
+pub use logging::{LogConfig, LogFormat, LogSettings, ACCESS_TARGET};
+
 use crate::auth::{Auth, AuthError, AuthSettings, TokenCommand};
 use crate::backend::name::Name;
 use crate::http::batch::{BatchLimits, BatchSettings};
@@ -48,6 +52,14 @@ pub enum Command {
     Token(TokenCommand),
     #[command(flatten)]
     Client(crate::client::ClientCommand),
+    /// Print a completion script for SHELL on stdout
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (blobq.1 and one per subcommand) into DIR
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 #[derive(Args, Debug, Default)]
@@ -171,6 +183,10 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub limits: LimitSettings,
+    /// Log format and the access log (the `[logging]` table).
+    #[command(flatten)]
+    #[serde(default)]
+    pub logging: LogSettings,
 }
 
 /// Fills each unset field of `$hi` from `$lo`.
@@ -218,7 +234,8 @@ impl Settings {
             jobs,
             tls,
             batch,
-            limits
+            limits,
+            logging
         )
     }
 }
@@ -259,6 +276,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub batch: BatchLimits,
     pub limits: Limits,
+    pub logging: LogConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -336,6 +354,7 @@ impl Config {
             tls: s.tls.resolve()?,
             batch: s.batch.resolve().map_err(ConfigError::Invalid)?,
             limits: s.limits.resolve()?,
+            logging: s.logging.resolve(),
         };
         config.check()?;
         Ok(config)
@@ -343,6 +362,9 @@ impl Config {
 
     fn check(&self) -> Result<(), ConfigError> {
         let fail = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        self.logging
+            .filter(&self.log)
+            .map_err(ConfigError::Invalid)?;
         if self.max_lifetime == 0 || self.default_lifetime == 0 {
             return fail("default-lifetime and max-lifetime must be at least 1 second");
         }

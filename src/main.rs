@@ -1,14 +1,13 @@
-//! The `blobq` binary: parses the command line and runs the server, or
-//! mints a token.
+//! The `blobq` binary: parses the command line and runs the server, a
+//! client subcommand, or a tool (a token, completions, man pages).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use clap::{CommandFactory as _, Parser};
 
 use blobq::auth::{NewToken, TokenCommand};
-use blobq::config::{Cli, Command, Config};
+use blobq::config::{Cli, Command, Config, LogFormat};
 use blobq::server::{Certificates, Server};
 
 /// jemalloc rather than glibc's malloc: a queue server allocates and frees
@@ -23,6 +22,11 @@ fn main() -> ExitCode {
         Command::Serve(args) => *args,
         Command::Token(TokenCommand::New(new)) => return new_token(&new),
         Command::Client(command) => return blobq::client::run(command),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "blobq", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man { dir } => return man_pages(&dir),
     };
     let config = match Config::load(args) {
         Ok(c) => c,
@@ -38,11 +42,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // The filter was checked when the settings were loaded.
+    let filter = match config.logging.filter(&config.log) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("blobq: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.logging.format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
     let runtime = match blobq::server::runtime() {
         Ok(r) => r,
         Err(e) => {
@@ -96,6 +110,23 @@ fn new_token(new: &NewToken) -> ExitCode {
         blobq::auth::entry_toml(&new.name, &token, &new.namespaces, &new.roles)
     );
     ExitCode::SUCCESS
+}
+
+/// `blobq man DIR` (`make man`): a page for the binary and one for each
+/// subcommand, from the same definitions as `--help`.
+fn man_pages(dir: &std::path::Path) -> ExitCode {
+    let written =
+        std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(Cli::command(), dir));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "blobq: cannot write the man pages into {}: {e}",
+                dir.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT. The handlers are installed at once, not

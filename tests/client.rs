@@ -3,10 +3,11 @@
 //! exit statuses on errors.
 
 mod common;
+#[path = "client/jobs.rs"]
+mod jobs;
 
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 use common::TestServer;
 
@@ -28,16 +29,18 @@ fn blobq(server: &TestServer, args: &[&str], stdin: &[u8]) -> Output {
         .expect("stdin")
         .write_all(stdin)
         .expect("write stdin");
-    let deadline = std::time::Instant::now() + common::STEP;
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
+    // Read the output while it runs (a large one would fill the pipe).
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(common::STEP) {
+        Ok(output) => output.expect("output"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             panic!("blobq {args:?} did not finish");
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

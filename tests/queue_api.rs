@@ -396,7 +396,7 @@ async fn metrics_expose_request_counts_latency_and_store_counters() {
 
     let r = server.get("/metrics").await;
     assert_eq!(r.status(), 200);
-    assert!(header(&r, "content-type").starts_with("text/plain"));
+    assert!(header(&r, "content-type").starts_with("application/openmetrics-text"));
     let text = r.text().await.unwrap();
     assert_eq!(sample(&text, "blobq_pushes_total"), (pushed + 1) as f64);
     assert_eq!(sample(&text, "blobq_pops_total"), 3.0);

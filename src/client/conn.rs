@@ -30,6 +30,9 @@ pub enum ClientError {
         problem: String,
         detail: String,
     },
+    /// A job ended without succeeding (failed or cancelled).
+    #[error("{0}")]
+    JobDidNotSucceed(String),
     /// A local file or stream could not be read or written.
     #[error("{what}: {error}")]
     Io {

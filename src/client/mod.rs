@@ -10,9 +10,11 @@
 
 mod blob;
 mod conn;
+mod job;
 mod output;
 mod queue;
 mod stats;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -20,6 +22,7 @@ use clap::{Args, Subcommand};
 
 pub use blob::BlobCommand;
 pub use conn::ClientError;
+pub use job::JobCommand;
 
 /// Exit status of a pop or tail that found nothing to take.
 pub const EXIT_EMPTY: u8 = 3;
@@ -72,6 +75,15 @@ pub struct BlobCall {
     pub command: BlobCommand,
 }
 
+/// `blobq job ...`, with the connection's arguments.
+#[derive(Args, Debug)]
+pub struct JobCall {
+    #[command(flatten)]
+    pub conn: ClientArgs,
+    #[command(subcommand)]
+    pub command: JobCommand,
+}
+
 /// The client subcommands (the server is `blobq serve`).
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
@@ -95,6 +107,11 @@ pub enum ClientCommand {
     Stats(Call<stats::StatsArgs>),
     /// Store, read or delete blobs
     Blob(BlobCall),
+    /// Submit jobs, follow them and fetch their results
+    Job(JobCall),
+    /// Run COMMAND once for each job of NS/QUEUE: the input on stdin,
+    /// stdout the result (docs/CLIENT.md)
+    Worker(Call<worker::WorkerArgs>),
 }
 
 impl ClientCommand {
@@ -108,6 +125,8 @@ impl ClientCommand {
             ClientCommand::Purge(c) => &c.conn,
             ClientCommand::Stats(c) => &c.conn,
             ClientCommand::Blob(c) => &c.conn,
+            ClientCommand::Job(c) => &c.conn,
+            ClientCommand::Worker(c) => &c.conn,
         }
     }
 }
@@ -136,6 +155,8 @@ pub fn run(command: ClientCommand) -> ExitCode {
             ClientCommand::Purge(c) => queue::purge(&conn, c.args).await,
             ClientCommand::Stats(c) => stats::stats(&conn, c.args).await,
             ClientCommand::Blob(c) => blob::run(&conn, c.command).await,
+            ClientCommand::Job(c) => job::run(&conn, c.command).await,
+            ClientCommand::Worker(c) => worker::run(&conn, c.args).await,
         }
     });
     match outcome {
@@ -159,9 +180,18 @@ pub enum Done {
 /// A queue named `NS/QUEUE` on the command line: the path `/qs/NS/QUEUE`.
 /// The names are passed as given; the server checks them.
 fn queue_path(spec: &str) -> Result<String, ClientError> {
+    named_path("/qs", spec)
+}
+
+/// A job queue named `NS/QUEUE`: the path `/jobs/NS/QUEUE`.
+fn job_queue_path(spec: &str) -> Result<String, ClientError> {
+    named_path("/jobs", spec)
+}
+
+fn named_path(prefix: &str, spec: &str) -> Result<String, ClientError> {
     match spec.split_once('/') {
         Some((ns, queue)) if !ns.is_empty() && !queue.is_empty() && !queue.contains('/') => {
-            Ok(format!("/qs/{ns}/{queue}"))
+            Ok(format!("{prefix}/{ns}/{queue}"))
         }
         _ => Err(ClientError::Usage(format!(
             "{spec:?} is not a queue: write it NS/QUEUE, as in demo/jobs"
@@ -176,6 +206,7 @@ mod tests {
     #[test]
     fn a_queue_is_named_ns_slash_queue() {
         assert_eq!(queue_path("demo/jobs").unwrap(), "/qs/demo/jobs");
+        assert_eq!(job_queue_path("demo/jobs").unwrap(), "/jobs/demo/jobs");
         for bad in ["demo", "demo/", "/jobs", "a/b/c", ""] {
             assert!(
                 matches!(queue_path(bad), Err(ClientError::Usage(_))),

@@ -10,9 +10,10 @@ use base64::Engine as _;
 use futures_util::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::header::HeaderMap;
-use reqwest::Response;
+use reqwest::{Body, RequestBuilder, Response};
 use serde_json::{json, Map, Value};
 use tokio::io::AsyncWriteExt as _;
+use tokio_util::io::ReaderStream;
 
 use super::conn::ClientError;
 
@@ -82,13 +83,7 @@ impl Element {
             "deliveries": self.deliveries,
         });
         if let (Some(body), Some(map)) = (body, out.as_object_mut()) {
-            match std::str::from_utf8(body) {
-                Ok(text) => map.insert("body".into(), Value::String(text.to_owned())),
-                Err(_) => map.insert(
-                    "body_base64".into(),
-                    Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
-                ),
-            };
+            map.extend(body_fields(body));
         }
         out
     }
@@ -113,6 +108,20 @@ impl Element {
         }
         eprintln!("{}", lines.join("\n"));
     }
+}
+
+/// A body as a JSON field: `body` when it is UTF-8 text, else
+/// `body_base64`, so that any bytes survive.
+pub fn body_fields(body: &[u8]) -> Map<String, Value> {
+    let mut map = Map::new();
+    match std::str::from_utf8(body) {
+        Ok(text) => map.insert("body".into(), Value::String(text.to_owned())),
+        Err(_) => map.insert(
+            "body_base64".into(),
+            Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
+        ),
+    };
+    map
 }
 
 /// Prints `value` as one line of JSON on stdout.
@@ -166,4 +175,33 @@ pub async fn write_body(response: Response, file: Option<&Path>) -> Result<u64, 
         .map_err(|e| ClientError::io(format!("cannot write {what}"), e))?;
     bar.finish_and_clear();
     Ok(written)
+}
+
+/// `request` with the bytes of `file` as its body, streamed with a progress
+/// bar, or of stdin when `file` is `-` or none.
+pub async fn with_body(
+    request: RequestBuilder,
+    file: Option<&Path>,
+) -> Result<RequestBuilder, ClientError> {
+    let Some(file) = file.filter(|f| f.as_os_str() != "-") else {
+        return Ok(request.body(Body::wrap_stream(ReaderStream::new(tokio::io::stdin()))));
+    };
+    let what = file.display().to_string();
+    let opened = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| ClientError::io(format!("cannot open {what}"), e))?;
+    let len = opened
+        .metadata()
+        .await
+        .map_err(|e| ClientError::io(format!("cannot read {what}"), e))?
+        .len();
+    let bar = progress(Some(len), &what);
+    let counted = ReaderStream::new(opened).inspect(move |chunk| {
+        if let Ok(c) = chunk {
+            bar.inc(c.len() as u64);
+        }
+    });
+    Ok(request
+        .header("content-length", len)
+        .body(Body::wrap_stream(counted)))
 }

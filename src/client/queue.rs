@@ -4,9 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use futures_util::StreamExt as _;
-use reqwest::{Body, Method, StatusCode};
-use tokio_util::io::ReaderStream;
+use reqwest::{Method, StatusCode};
 
 use super::conn::{json_of, ClientError, Conn};
 use super::output::{self, Element};
@@ -112,29 +110,7 @@ pub async fn push(conn: &Conn, a: PushArgs) -> Result<Done, ClientError> {
     if let Some(s) = a.lifetime {
         request = request.header("x-queueserver-lifetime", s);
     }
-    let request = match a.file.as_deref().filter(|f| f.as_os_str() != "-") {
-        Some(file) => {
-            let what = file.display().to_string();
-            let opened = tokio::fs::File::open(file)
-                .await
-                .map_err(|e| ClientError::io(format!("cannot open {what}"), e))?;
-            let len = opened
-                .metadata()
-                .await
-                .map_err(|e| ClientError::io(format!("cannot read {what}"), e))?
-                .len();
-            let bar = output::progress(Some(len), &what);
-            let counted = ReaderStream::new(opened).inspect(move |chunk| {
-                if let Ok(c) = chunk {
-                    bar.inc(c.len() as u64);
-                }
-            });
-            request
-                .header("content-length", len)
-                .body(Body::wrap_stream(counted))
-        }
-        None => request.body(Body::wrap_stream(ReaderStream::new(tokio::io::stdin()))),
-    };
+    let request = output::with_body(request, a.file.as_deref()).await?;
     let answer = conn.send(request, &[StatusCode::ACCEPTED]).await?;
     let body: serde_json::Value = json_of(answer, "the push answer").await?;
     if conn.json {

@@ -40,7 +40,39 @@ const METRICS: Access = Access::Metrics;
 
 /// Every route of the server behind its layers, as one tower service.
 pub fn router(app: Arc<App>) -> Api {
-    let table = Table::default()
+    let table = table();
+    let gate = app.auth.gate(table.policy);
+    let authenticating = gate.is_some();
+    // Outermost first. Authorisation comes after `Observe`, so that refused
+    // requests are counted too, and after `CloseUnread`, so that a refused
+    // request's unread body closes the connection.
+    let service = ServiceBuilder::new()
+        .layer(layers::trace())
+        .layer(Observe::layer(app.clone()))
+        .layer(CloseUnread::layer())
+        .layer(Authorise::layer(gate, app.clone()))
+        .service(Routes::new(table.routes, app));
+    Api {
+        service,
+        authenticating,
+        peer: None,
+    }
+}
+
+/// Every route's template (`/qs/{ns}/{queue}`) and the methods it answers
+/// (`GET, POST`), in the table's order: what the OpenAPI document
+/// (docs/openapi.json) is checked against.
+pub fn routes() -> Vec<(&'static str, String)> {
+    table()
+        .routes
+        .iter()
+        .map(|r| (r.template.text(), r.allow.clone()))
+        .collect()
+}
+
+/// The route table, one line a route.
+fn table() -> Table {
+    Table::default()
         .route("/qs", get(LISTING, queues::server_stats))
         .route("/qs/{ns}", get(OBSERVER, queues::namespace_stats))
         .route(
@@ -99,23 +131,8 @@ pub fn router(app: Arc<App>) -> Api {
             "/jobs/{ns}/{queue}/{id}/heartbeat",
             post(CONSUMER, jobs::heartbeat),
         )
-        .route("/jobs/{ns}/{queue}/{id}/fail", post(CONSUMER, jobs::fail));
-    let gate = app.auth.gate(table.policy);
-    let authenticating = gate.is_some();
-    // Outermost first. Authorisation comes after `Observe`, so that refused
-    // requests are counted too, and after `CloseUnread`, so that a refused
-    // request's unread body closes the connection.
-    let service = ServiceBuilder::new()
-        .layer(layers::trace())
-        .layer(Observe::layer(app.clone()))
-        .layer(CloseUnread::layer())
-        .layer(Authorise::layer(gate, app.clone()))
-        .service(Routes::new(table.routes, app));
-    Api {
-        service,
-        authenticating,
-        peer: None,
-    }
+        .route("/jobs/{ns}/{queue}/{id}/fail", post(CONSUMER, jobs::fail))
+        .route("/openapi.json", get(OPEN, ops::openapi))
 }
 
 /// The routes behind their shared layers.

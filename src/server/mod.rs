@@ -154,7 +154,10 @@ impl Server {
             None => None,
         };
         let store = Store::new(config.store())?;
-        let listener = descriptors::bind(config.listen, config.limits.listen_backlog)?;
+        let listener =
+            descriptors::bind(config.listen, config.limits.listen_backlog).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
+            })?;
         let spill_dir = store.spill_dir().to_owned();
         let store: Arc<Store> = Arc::new(store);
         let mut app =
