@@ -4,8 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use reqwest::{Body, Method, StatusCode};
-use tokio_util::io::ReaderStream;
+use reqwest::{Method, StatusCode};
 
 use super::conn::{json_of, ClientError, Conn};
 use super::{output, Done};
@@ -71,23 +70,7 @@ async fn put(conn: &Conn, a: PutArgs) -> Result<Done, ClientError> {
     if let Some(s) = a.lifetime {
         request = request.header("x-queueserver-lifetime", s);
     }
-    let request = match a.file.as_deref().filter(|f| f.as_os_str() != "-") {
-        Some(file) => {
-            let what = file.display().to_string();
-            let opened = tokio::fs::File::open(file)
-                .await
-                .map_err(|e| ClientError::io(format!("cannot open {what}"), e))?;
-            let len = opened
-                .metadata()
-                .await
-                .map_err(|e| ClientError::io(format!("cannot read {what}"), e))?
-                .len();
-            request
-                .header("content-length", len)
-                .body(Body::wrap_stream(ReaderStream::new(opened)))
-        }
-        None => request.body(Body::wrap_stream(ReaderStream::new(tokio::io::stdin()))),
-    };
+    let request = output::with_body(request, a.file.as_deref()).await?;
     let answer = conn.send(request, &[StatusCode::CREATED]).await?;
     let body: serde_json::Value = json_of(answer, "the store answer").await?;
     if conn.json {
