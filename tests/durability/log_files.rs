@@ -73,8 +73,9 @@ async fn a_corrupt_byte_in_the_middle_stops_the_server_unless_repair_is_asked() 
     let log = newest_log(data.path());
     let mut bytes = std::fs::read(&log).unwrap();
     let starts = record_starts(&bytes);
-    // Records: blob+put per element. Damage the second element's blob record.
-    bytes[starts[2] + 10] ^= 0x5a;
+    // Records: one change per element (its blob and put in one frame).
+    // Damage the second element's.
+    bytes[starts[1] + 10] ^= 0x5a;
     std::fs::write(&log, &bytes).unwrap();
 
     let (ok, stderr) = run_to_exit(data.path(), &[]);

@@ -43,13 +43,14 @@ async fn repair_keeps_every_intact_element_and_blob_file() {
     let before = blob_files(data.path());
     assert_eq!(before.len(), 50);
 
-    // Records: a blob and a put per element. Element 103 is large.
+    // Records: one change per element (its blob and put in one frame).
+    // Element 103 is large.
     let damaged = 103;
     let log = newest_log(data.path());
     let mut bytes = std::fs::read(&log).unwrap();
     let starts = record_starts(&bytes);
-    assert_eq!(starts.len(), 400);
-    let put = starts[2 * damaged + 1];
+    assert_eq!(starts.len(), 200);
+    let put = starts[damaged];
     bytes[put + 1] ^= 0x01;
     std::fs::write(&log, &bytes).unwrap();
 
@@ -67,7 +68,7 @@ async fn repair_keeps_every_intact_element_and_blob_file() {
     assert!(
         log_lines
             .iter()
-            .any(|l| l.contains(&format!("bytes {put}..{}", starts[2 * damaged + 2]))),
+            .any(|l| l.contains(&format!("bytes {put}..{}", starts[damaged + 1]))),
         "with the byte range: {log_lines:?}"
     );
     let got: Vec<Vec<u8>> = drain(&server, "/qs/ns/q")
@@ -109,8 +110,8 @@ async fn repair_leaves_the_files_of_surviving_records_in_place() {
     let log = newest_log(data.path());
     let mut bytes = std::fs::read(&log).unwrap();
     let starts = record_starts(&bytes);
-    // The blob record of element 5: its element cannot come back.
-    bytes[starts[10] + 12] ^= 0xff;
+    // The change of element 5 (its blob and its put): it cannot come back.
+    bytes[starts[5] + 12] ^= 0xff;
     std::fs::write(&log, &bytes).unwrap();
     let mut server = durable(data.path(), &[("--repair", "true")]).await;
     stop(&mut server).await;

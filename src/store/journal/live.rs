@@ -99,10 +99,19 @@ impl LiveState {
     /// Applies one record. Records about ids that are not live (an element
     /// already dropped by compaction as expired, say) change nothing.
     pub fn apply(&mut self, record: &Record<'_>) {
-        let ns = self
-            .namespaces
-            .entry(record.namespace().into())
-            .or_default();
+        let ns = match record {
+            Record::Change(frames) => {
+                for inner in super::record::records_of(frames) {
+                    self.apply(&inner);
+                }
+                return;
+            }
+            Record::Blob { ns, .. }
+            | Record::Expose { ns, .. }
+            | Record::BlobGone { ns, .. }
+            | Record::Put { ns, .. }
+            | Record::Take { ns, .. } => self.namespaces.entry((*ns).into()).or_default(),
+        };
         match record {
             Record::Blob {
                 id,
@@ -168,6 +177,7 @@ impl LiveState {
             Record::Take { id, .. } => {
                 ns.elements.remove(id);
             }
+            Record::Change(_) => {}
         }
     }
 

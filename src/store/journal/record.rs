@@ -49,6 +49,10 @@ pub enum Record<'a> {
     /// The element left its queue for good (popped, acknowledged, expired,
     /// or moved to a dead-letter queue, which a `Put` then records).
     Take { ns: &'a str, id: u128 },
+    /// The framed records of one change of several (a push's blob and
+    /// element, a batch), in one frame: a write cut short by a crash leaves
+    /// all of them or none, never the first few.
+    Change(#[serde(with = "serde_bytes")] &'a [u8]),
 }
 
 /// An element's or blob's metadata.
@@ -72,17 +76,35 @@ pub enum BlobData<'a> {
     CheckedFile { name: &'a str, crc32c: u32 },
 }
 
-impl Record<'_> {
-    /// The namespace the record belongs to.
-    pub fn namespace(&self) -> &str {
-        match self {
-            Record::Blob { ns, .. }
-            | Record::Expose { ns, .. }
-            | Record::BlobGone { ns, .. }
-            | Record::Put { ns, .. }
-            | Record::Take { ns, .. } => ns,
-        }
+/// The body of a [`Record::Change`] made of `frames` (records framed by
+/// [`encode`]): each record's length and payload without its checksum, so
+/// that no record inside a change looks like an intact frame of its own to
+/// a resync scan (the change's own checksum covers them all).
+pub fn change_body(frames: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(frames.len());
+    let mut rest = frames;
+    while rest.len() >= FRAME_HEADER {
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let Some(payload) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else {
+            break;
+        };
+        body.extend_from_slice(&rest[..4]);
+        body.extend_from_slice(payload);
+        rest = &rest[FRAME_HEADER + len..];
     }
+    body
+}
+
+/// The records of a [`Record::Change`]'s body, in order; stops at the first
+/// that does not decode, which the change's checksum makes a bug, not damage.
+pub fn records_of(body: &[u8]) -> impl Iterator<Item = Record<'_>> {
+    let mut rest = body;
+    std::iter::from_fn(move || {
+        let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let payload = rest.get(4..4 + len)?;
+        rest = &rest[4 + len..];
+        postcard::from_bytes(payload).ok()
+    })
 }
 
 /// Appends `record`, framed, to `buf`.

@@ -195,7 +195,43 @@ pub fn replay(dir: &DataDir, on_damage: OnDamage) -> io::Result<(LiveState, Repl
 mod tests {
     use super::*;
     use crate::store::journal::files::create_segment;
-    use crate::store::journal::test_records::{ids, put, write_log};
+    use crate::store::journal::record::{change_body, encode, Record};
+    use crate::store::journal::test_records::{blob, ids, put, write_log};
+
+    /// A change of several records is one frame: a crash that cuts it
+    /// anywhere leaves none of it, and whole it replays all of it.
+    #[test]
+    fn a_change_cut_anywhere_replays_whole_or_not_at_all() {
+        let mut frames = Vec::new();
+        for r in [blob(100, false), put(2, "q", Some(100), 10_000)] {
+            encode(&r, &mut frames);
+        }
+        let inner = change_body(&frames);
+        let before = put(1, "q", None, 10_000);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        dir.create().unwrap();
+        write_log(&dir, 1, &[before.clone(), Record::Change(&inner)]);
+        let path = dir.segment(1, SegmentKind::Log);
+        let full = fs::read(&path).unwrap();
+        let (state, _) = replay(&dir, OnDamage::Refuse).unwrap();
+        assert_eq!(ids(&state, "q"), vec![1, 2]);
+        assert!(state.namespaces["ns"].blobs.contains_key(&100));
+        // Every cut after the first record's frame.
+        let first = MAGIC.len() + {
+            let mut one = Vec::new();
+            encode(&before, &mut one);
+            one.len()
+        };
+        for cut in first..full.len() {
+            fs::write(&path, &full[..cut]).unwrap();
+            let (state, _) = replay(&dir, OnDamage::Refuse).unwrap();
+            let got = ids(&state, "q");
+            assert!(got == vec![1] || got.is_empty(), "cut at {cut}: {got:?}");
+            let blobs = state.namespaces.get("ns").map_or(0, |ns| ns.blobs.len());
+            assert_eq!(blobs, 0, "cut at {cut}: part of the change replayed");
+        }
+    }
 
     #[test]
     fn a_torn_tail_is_cut_but_damage_in_the_middle_is_refused() {

@@ -19,7 +19,7 @@ use crate::backend::name::Name;
 use crate::store::blob::{Blob, BlobContent};
 use crate::store::clock::Millis;
 use crate::store::element::Element;
-use crate::store::journal::record::{encode, BlobData, MetaRecord, Record};
+use crate::store::journal::record::{change_body, encode, BlobData, MetaRecord, Record};
 use crate::store::journal::Journal;
 
 /// A staging buffer grown past this many bytes (by a large inline body) is
@@ -86,7 +86,17 @@ impl ChangeLog {
             return;
         }
         if let Some(journal) = &self.journal {
-            journal.append_encoded(&self.staged.buf, self.staged.records);
+            if self.staged.records == 1 {
+                journal.append_encoded(&self.staged.buf, 1);
+            } else {
+                // Several records: one frame, so a torn write cannot leave
+                // the first few (a push's blob without its element, part of
+                // a batch).
+                let body = change_body(&self.staged.buf);
+                let mut framed = Vec::with_capacity(body.len() + 16);
+                encode(&Record::Change(&body), &mut framed);
+                journal.append_encoded(&framed, 1);
+            }
         }
         self.staged.reset();
     }
