@@ -130,20 +130,7 @@ fn job_path(a: &JobArgs, tail: &str) -> Result<String, ClientError> {
 async fn submit(conn: &Conn, a: SubmitArgs) -> Result<Done, ClientError> {
     let path = job_queue_path(&a.queue)?;
     let mut request = conn.request(Method::POST, &path, Duration::ZERO);
-    if let Some(t) = &a.content_type {
-        request = request.header("content-type", t);
-    }
-    for pair in &a.data {
-        if !pair.contains('=') {
-            return Err(ClientError::Usage(format!(
-                "--data {pair:?} is not KEY=VALUE"
-            )));
-        }
-        request = request.header("x-custom-data", pair);
-    }
-    if let Some(s) = a.lifetime {
-        request = request.header("x-queueserver-lifetime", s);
-    }
+    request = output::with_push_headers(request, a.content_type.as_deref(), &a.data, a.lifetime)?;
     if let Some(n) = a.max_attempts {
         request = request.header("x-job-max-attempts", n);
     }

@@ -179,6 +179,31 @@ pub async fn write_body(response: Response, file: Option<&Path>) -> Result<u64, 
 
 /// `request` with the bytes of `file` as its body, streamed with a progress
 /// bar, or of stdin when `file` is `-` or none.
+/// The headers a push or a job submit sends with its body: its content
+/// type, its custom `KEY=VALUE` pairs and its lifetime.
+pub fn with_push_headers(
+    mut request: RequestBuilder,
+    content_type: Option<&str>,
+    data: &[String],
+    lifetime: Option<u64>,
+) -> Result<RequestBuilder, ClientError> {
+    if let Some(t) = content_type {
+        request = request.header("content-type", t);
+    }
+    for pair in data {
+        if !pair.contains('=') {
+            return Err(ClientError::Usage(format!(
+                "--data {pair:?} is not KEY=VALUE"
+            )));
+        }
+        request = request.header("x-custom-data", pair);
+    }
+    if let Some(s) = lifetime {
+        request = request.header("x-queueserver-lifetime", s);
+    }
+    Ok(request)
+}
+
 pub async fn with_body(
     request: RequestBuilder,
     file: Option<&Path>,

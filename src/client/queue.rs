@@ -96,20 +96,7 @@ const TAIL_POLL: Duration = Duration::from_secs(20);
 pub async fn push(conn: &Conn, a: PushArgs) -> Result<Done, ClientError> {
     let path = queue_path(&a.queue)?;
     let mut request = conn.request(Method::POST, &path, Duration::ZERO);
-    if let Some(t) = &a.content_type {
-        request = request.header("content-type", t);
-    }
-    for pair in &a.data {
-        if !pair.contains('=') {
-            return Err(ClientError::Usage(format!(
-                "--data {pair:?} is not KEY=VALUE"
-            )));
-        }
-        request = request.header("x-custom-data", pair);
-    }
-    if let Some(s) = a.lifetime {
-        request = request.header("x-queueserver-lifetime", s);
-    }
+    request = output::with_push_headers(request, a.content_type.as_deref(), &a.data, a.lifetime)?;
     let request = output::with_body(request, a.file.as_deref()).await?;
     let answer = conn.send(request, &[StatusCode::ACCEPTED]).await?;
     let body: serde_json::Value = json_of(answer, "the push answer").await?;
