@@ -31,6 +31,13 @@ pub enum ApiError {
     Gone,
     #[error("the body exceeds the maximum element size of {limit} bytes")]
     TooLarge { limit: u64 },
+    /// A request head past the server's own limits (`--max-header-size`,
+    /// `--max-headers`); `problem` says which.
+    #[error("{detail}; nothing was done")]
+    HeadTooLarge {
+        problem: &'static str,
+        detail: String,
+    },
     #[error("the server is shutting down; retry against another instance or later")]
     ShuttingDown,
     /// The process (or system) has no file descriptor left for a body
@@ -119,6 +126,9 @@ impl ApiError {
             }
             ApiError::Gone => (StatusCode::GONE, "blob-deleted"),
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "element-too-large"),
+            ApiError::HeadTooLarge { problem, .. } => {
+                (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, problem)
+            }
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting-down"),
             ApiError::OutOfDescriptors => (StatusCode::SERVICE_UNAVAILABLE, "out-of-descriptors"),
             ApiError::InsufficientStorage(fault) => (

@@ -25,6 +25,7 @@ use tower::Service;
 
 use std::sync::Arc;
 
+use super::head_limit::{self, HeadChecked, HeadLimits};
 use super::idle::{Activity, IdleWatch};
 use super::stop::Stop;
 use super::tls::peer::{ClientName, Named};
@@ -43,19 +44,24 @@ pub(super) struct Protocols {
     /// which HTTP version it speaks; and how long an HTTP/2 connection is
     /// kept unused (HTTP/1's header read timeout does both for HTTP/1).
     opening_timeout: Duration,
-    /// Where requests hyper refuses itself are counted.
+    /// blobq's own limits on a request head, checked before the routes.
+    heads: HeadLimits,
+    /// Where refused heads are counted.
     app: Arc<App>,
 }
 
-/// The HTTP/2 settings of every connection: the same header limit as
-/// HTTP/1's, and a cap on the requests in flight on one connection (each
-/// holds a task and buffers, as a connection of HTTP/1 does).
+/// The HTTP/2 settings of every connection: the same header ceiling as
+/// HTTP/1's parser (blobq checks its own limit, see `head_limit`), and a
+/// cap on the requests in flight on one connection (each holds a task and
+/// buffers, as a connection of HTTP/1 does).
 fn http2_builder(config: &Config) -> http2::Builder<TokioExecutor> {
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(config.tls.http2_max_streams)
-        .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX));
+        .max_header_list_size(
+            u32::try_from(head_limit::parser_ceiling(config).max_header_size).unwrap_or(u32::MAX),
+        );
     builder
 }
 
@@ -65,6 +71,7 @@ impl Protocols {
             http1: super::http1_builder(config),
             http2: http2_builder(config),
             opening_timeout: config.header_read_timeout,
+            heads: HeadLimits::new(config),
             app,
         }
     }
@@ -145,6 +152,7 @@ impl Protocols {
         S: RequestService,
     {
         let io = TokioIo::new(io);
+        let service = HeadChecked::new(service, self.heads, self.app.clone());
         let service = TowerToHyperService::new(activity.count(service));
         let ended = if h2 {
             let watch = IdleWatch::new(activity, self.opening_timeout);
@@ -160,18 +168,15 @@ impl Protocols {
 
     /// Counts in the request metrics an HTTP/1 request hyper refused
     /// itself, before any route saw it: a malformed head (`400`) or one
-    /// too large (`431`). Its method and route are unknown. hyper writes
-    /// that answer on its own, with no body: it offers no hook for a
-    /// problem document.
+    /// past the parser's ceilings (`431`). hyper writes that answer on its
+    /// own, with no body: it offers no hook for a problem document (heads
+    /// merely over blobq's limits get one, see `head_limit`).
     fn count_refusal(&self, e: &hyper::Error) {
         if !e.is_parse() || e.is_parse_version_h2() || e.is_parse_status() {
             return;
         }
         let status = if e.is_parse_too_large() { 431 } else { 400 };
-        let method = http::Method::from_bytes(b"UNPARSED").unwrap_or_default();
-        self.app
-            .metrics
-            .observe("unknown", &method, status, Duration::ZERO);
+        head_limit::count_refused_head(&self.app, status);
     }
 }
 

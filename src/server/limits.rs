@@ -1,8 +1,8 @@
 //! The `[limits]` settings: how many names clients may make, how many a
-//! listing answers at once, and the listen backlog (by default the
-//! system's largest). Each is bounded by
-//! default, generously, so that no flood of names or connections grows the
-//! server without end.
+//! listing answers at once, the listen backlog (by default the system's
+//! largest), and the ceilings of hyper's own request-head parser. Each is
+//! bounded by default, generously, so that no flood of names, connections
+//! or header bytes grows the server without end.
 
 use clap::Args;
 use serde::Deserialize;
@@ -26,6 +26,12 @@ pub struct LimitSettings {
     /// Clients the kernel queues for the server while it is at --max-connections [default: the system's maximum, net.core.somaxconn]
     #[arg(long, env = "BLOBQ_LISTEN_BACKLOG", value_name = "N")]
     pub listen_backlog: Option<u32>,
+    /// Largest request head hyper's parser reads before it answers a bare 431 and closes; heads between --max-header-size and this get blobq's 431 problem document [default: 65536, never below --max-header-size]
+    #[arg(long, env = "BLOBQ_PARSER_MAX_HEADER_SIZE", value_name = "BYTES")]
+    pub parser_max_header_size: Option<usize>,
+    /// Most header lines hyper's parser reads before it answers a bare 431; counts between --max-headers and this get blobq's 431 problem document [default: 256, never below --max-headers]
+    #[arg(long, env = "BLOBQ_PARSER_MAX_HEADERS", value_name = "N")]
+    pub parser_max_headers: Option<usize>,
 }
 
 /// The `[limits]` settings in force.
@@ -34,6 +40,29 @@ pub struct Limits {
     pub names: NameLimits,
     pub max_page_size: usize,
     pub listen_backlog: u32,
+    pub parser: ParserCeiling,
+}
+
+/// How much of a request head hyper's parser reads at most. blobq checks
+/// its own, lower limits itself (`server::head_limit`) so that it can
+/// answer a problem document; hyper answers what passes these ceilings
+/// with a bare status, as it offers no hook for a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParserCeiling {
+    pub max_header_size: usize,
+    pub max_headers: usize,
+}
+
+impl ParserCeiling {
+    /// The ceilings hyper is given: never below blobq's own limits
+    /// (`max_header_size` bytes, `max_headers` lines), which it must let
+    /// through for blobq to check.
+    pub fn above(self, max_header_size: usize, max_headers: usize) -> ParserCeiling {
+        ParserCeiling {
+            max_header_size: self.max_header_size.max(max_header_size),
+            max_headers: self.max_headers.max(max_headers),
+        }
+    }
 }
 
 impl LimitSettings {
@@ -46,6 +75,8 @@ impl LimitSettings {
                 .or(lower.max_queues_per_namespace),
             max_page_size: self.max_page_size.or(lower.max_page_size),
             listen_backlog: self.listen_backlog.or(lower.listen_backlog),
+            parser_max_header_size: self.parser_max_header_size.or(lower.parser_max_header_size),
+            parser_max_headers: self.parser_max_headers.or(lower.parser_max_headers),
         }
     }
 
@@ -63,16 +94,26 @@ impl LimitSettings {
             listen_backlog: self
                 .listen_backlog
                 .unwrap_or_else(super::descriptors::system_backlog),
+            parser: ParserCeiling {
+                max_header_size: self.parser_max_header_size.unwrap_or(64 * 1024),
+                max_headers: self.parser_max_headers.unwrap_or(256),
+            },
         };
         let names = limits.names;
         if names.max_namespaces == 0
             || names.max_queues_per_namespace == 0
             || limits.max_page_size == 0
             || limits.listen_backlog == 0
+            || limits.parser.max_headers == 0
         {
             return Err(ConfigError::Invalid(
-                "max-namespaces, max-queues-per-namespace, max-page-size and listen-backlog must be at least 1"
+                "max-namespaces, max-queues-per-namespace, max-page-size, listen-backlog and parser-max-headers must be at least 1"
                     .to_owned(),
+            ));
+        }
+        if limits.parser.max_header_size < 1024 {
+            return Err(ConfigError::Invalid(
+                "parser-max-header-size must be at least 1024 bytes".to_owned(),
             ));
         }
         Ok(limits)
@@ -92,6 +133,13 @@ mod tests {
             limits.listen_backlog,
             super::super::descriptors::system_backlog()
         );
+        assert_eq!(
+            limits.parser,
+            ParserCeiling {
+                max_header_size: 64 * 1024,
+                max_headers: 256
+            }
+        );
         for zero in [
             LimitSettings {
                 max_namespaces: Some(0),
@@ -107,6 +155,14 @@ mod tests {
             },
             LimitSettings {
                 listen_backlog: Some(0),
+                ..LimitSettings::default()
+            },
+            LimitSettings {
+                parser_max_headers: Some(0),
+                ..LimitSettings::default()
+            },
+            LimitSettings {
+                parser_max_header_size: Some(1023),
                 ..LimitSettings::default()
             },
         ] {

@@ -3,6 +3,7 @@
 
 mod connection;
 mod descriptors;
+mod head_limit;
 mod idle;
 mod limits;
 mod settings;
@@ -136,8 +137,10 @@ pub fn http1_builder(config: &Config) -> http1::Builder {
         .keep_alive(true)
         // Also bounds how long an idle keep-alive connection is kept.
         .header_read_timeout(config.header_read_timeout)
-        .max_header_size(config.max_header_size)
-        .max_headers(config.max_headers);
+        // hyper's parser only stops what blobq cannot check itself: blobq's
+        // own, lower limits answer a problem document (`head_limit`).
+        .max_header_size(head_limit::parser_ceiling(config).max_header_size)
+        .max_headers(head_limit::parser_ceiling(config).max_headers);
     builder
 }
 
