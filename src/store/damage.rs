@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures_util::StreamExt as _;
+
 use super::blob::{Blob, BlobBody};
 use super::clock::Millis;
 use super::element::Element;
@@ -58,7 +60,42 @@ impl Store {
                 "the element's stored data is damaged",
             )));
         }
-        Ok(body.into_checked_payload(size, Some(self.damage_hook(damaged))))
+        let payload = body.into_checked_payload(size, Some(self.damage_hook(damaged)));
+        Ok(self.logged_before_failing(payload))
+    }
+
+    /// `payload`, whose stream, should it fail, first waits until the log
+    /// holds what the failure changed: a checksum mismatch is found as the
+    /// last chunk is read, and the hook moves the element to its
+    /// dead-letter queue then. In `always` mode the client must not see
+    /// the failure before that move is synced, as it does not for a size
+    /// mismatch, or a crash just after would lose an element it was told
+    /// was not delivered. The store is held weakly, as by the hook.
+    fn logged_before_failing(&self, payload: Payload) -> Payload {
+        let Payload::Stream { len, chunks } = payload else {
+            return payload;
+        };
+        if self.shared.journal.is_none() {
+            return Payload::Stream { len, chunks };
+        }
+        let store = Arc::downgrade(&self.shared);
+        let chunks = chunks.then(move |chunk| {
+            let store = store.clone();
+            async move {
+                if chunk.is_err() {
+                    if let Some(shared) = store.upgrade() {
+                        // A log that cannot be written is reported by
+                        // the store itself; the stream fails either way.
+                        let _ = Store { shared }.durable(Commit::Accepted).await;
+                    }
+                }
+                chunk
+            }
+        });
+        Payload::Stream {
+            len,
+            chunks: Box::pin(chunks),
+        }
     }
 
     /// A hook for the stream of `damaged`'s body, run if the stream finds

@@ -135,3 +135,27 @@ async fn a_damaged_element_popped_under_a_lease_is_dead_lettered_once() {
     assert_eq!(stats["leased"], 0, "{stats}");
     assert_eq!(stats["elements"], 0, "{stats}");
 }
+
+/// With `--fsync always` the move of an element whose checksum fails is
+/// synced before its answer fails, as a size mismatch's is before the
+/// answer starts: a crash right after the client saw the failure still
+/// finds the element in the dead-letter queue.
+#[tokio::test]
+async fn with_fsync_always_a_crash_after_a_checksum_failure_keeps_the_dead_lettered_element() {
+    let data = tempfile::tempdir().unwrap();
+    // A long interval: nothing reaches the log in the background meanwhile.
+    let flags = [("--fsync", "always"), ("--fsync-interval-ms", "600000")];
+    let mut server = durable(data.path(), &flags).await;
+    let id = push(&server, "/qs/ns/q", pattern(SIZE, 7), &[]).await;
+    let file = blob_file(data.path());
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[SIZE / 2] ^= 0x04;
+    std::fs::write(&file, &bytes).unwrap();
+
+    pop_is_never_complete(&server, "/qs/ns/q").await;
+    server.kill_hard();
+    let server = durable(data.path(), &flags).await;
+    assert_eq!(server.get("/qs/ns/q").await.status(), 204);
+    let custom = dead_lettered(&server, "/qs/ns/q", &id).await;
+    assert_eq!(custom, vec!["blobq-damage=checksum"]);
+}
