@@ -9,6 +9,8 @@ mod compaction;
 mod crash;
 #[path = "durability/damage.rs"]
 mod damage;
+#[path = "durability/damage_reads.rs"]
+mod damage_reads;
 #[path = "durability/log_files.rs"]
 mod log_files;
 #[path = "durability/repair.rs"]

@@ -55,10 +55,7 @@ impl Store {
             // The move is logged before the failure is told; should that
             // fail, it is written with the next records.
             let _ = self.durable(Commit::Accepted).await;
-            return Err(BackendError::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "the element's stored data is damaged",
-            )));
+            return Err(damaged_data());
         }
         let payload = body.into_checked_payload(size, Some(self.damage_hook(damaged)));
         Ok(self.logged_before_failing(payload))
@@ -116,9 +113,7 @@ impl Store {
     /// Logs and counts the damage, keeps the file, and moves the element to
     /// its dead-letter queue.
     pub(super) fn blob_damaged(&self, d: DamagedElement, damage: Damage) {
-        self.shared.totals.blob_damaged();
-        let file = d.blob.content().stored_file().map(|f| f.path().to_owned());
-        let kept = file.as_deref().and_then(keep_copy);
+        let (file, kept) = self.count_and_keep(&d.blob);
         let dead = d.queue.dead_letter();
         tracing::error!(
             namespace = %d.ns,
@@ -152,6 +147,74 @@ impl Store {
             st.enqueue(&dead, element, Arrival::DeadLetter, now, grave);
         });
     }
+}
+
+impl Store {
+    /// The bytes of blob `blob` of `ns`, read by its id (`GET
+    /// /tbs/{ns}/blobs/{id}`), checked as a popped element's are: a wrong
+    /// size fails the read before the answer starts, a wrong checksum cuts
+    /// the stream. There is no element to move: the blob stays as it is
+    /// (see [`Store::stored_blob_damaged`]).
+    pub(super) async fn checked_blob_read(
+        &self,
+        ns: &Name,
+        blob: Arc<Blob>,
+        body: BlobBody,
+    ) -> Result<Payload, BackendError> {
+        let size = blob.size();
+        if blob.content().stored_file().is_none() {
+            return Ok(body.into_payload(size));
+        }
+        if let Err(damage) = body.check_size(size).await {
+            self.stored_blob_damaged(ns, &blob, damage);
+            return Err(damaged_data());
+        }
+        let store = Arc::downgrade(&self.shared);
+        let ns = ns.clone();
+        let hook: DamageHook = Box::new(move |damage| match store.upgrade() {
+            Some(shared) => Store { shared }.stored_blob_damaged(&ns, &blob, damage),
+            None => tracing::error!(
+                blob = %blob.id(),
+                damage = damage.reason(),
+                "a stored blob was found damaged after the store closed"
+            ),
+        });
+        Ok(body.into_checked_payload(size, Some(hook)))
+    }
+
+    /// Logs and counts the damage of a blob read by its id, and keeps its
+    /// file. The blob itself stays stored: elements referencing it are
+    /// each moved to their dead-letter queue when popped, and its owner
+    /// deletes it (or the operator restores its file) when told.
+    fn stored_blob_damaged(&self, ns: &Name, blob: &Blob, damage: Damage) {
+        let (file, kept) = self.count_and_keep(blob);
+        tracing::error!(
+            namespace = %ns,
+            blob = %blob.id(),
+            damage = damage.reason(),
+            file = ?file,
+            copy = ?kept,
+            "a stored blob is damaged; its read failed, and the blob stays stored unless the read deleted it"
+        );
+    }
+
+    /// Counts a damaged blob file and keeps a copy of it: its path and
+    /// the copy's.
+    fn count_and_keep(&self, blob: &Blob) -> (Option<PathBuf>, Option<PathBuf>) {
+        self.shared.totals.blob_damaged();
+        let file = blob.content().stored_file().map(|f| f.path().to_owned());
+        let kept = file.as_deref().and_then(keep_copy);
+        (file, kept)
+    }
+}
+
+/// What a read that found its bytes damaged before the answer started
+/// fails with (a `500`).
+fn damaged_data() -> BackendError {
+    BackendError::Io(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "the stored data is damaged",
+    ))
 }
 
 /// `meta` with the damage's reason added.

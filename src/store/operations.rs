@@ -145,7 +145,7 @@ impl Store {
             std::io::ErrorKind::NotFound => not_found(),
             _ => BackendError::Io(e),
         })?;
-        let body = body.into_payload(blob.size());
+        let body = self.checked_blob_read(ns, blob.clone(), body).await?;
         if delete_after {
             self.remove_blob(ns, id)?;
         }

@@ -8,16 +8,16 @@ use std::time::{Duration, Instant};
 use super::common::{self, custom_data, header, pattern, TestServer, STEP};
 use super::{durable, push, stop};
 
-const SIZE: usize = 300_000;
+pub(super) const SIZE: usize = 300_000;
 
 /// The one blob file of a data directory.
-fn blob_file(dir: &Path) -> PathBuf {
+pub(super) fn blob_file(dir: &Path) -> PathBuf {
     let files = common::files_below(&dir.join("blobs"));
     assert_eq!(files.len(), 1, "{files:?}");
     files.into_iter().next().unwrap()
 }
 
-async fn damaged_count(server: &TestServer) -> u64 {
+pub(super) async fn damaged_count(server: &TestServer) -> u64 {
     let text = server.get("/metrics").await.text().await.unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix("blobq_damaged_blobs_total "))
@@ -28,7 +28,7 @@ async fn damaged_count(server: &TestServer) -> u64 {
 
 /// Pops `path` (a damaged element's queue): whatever the answer, it is not
 /// a complete `200` body.
-async fn pop_is_never_complete(server: &TestServer, path: &str) {
+pub(super) async fn pop_is_never_complete(server: &TestServer, path: &str) {
     let Ok(r) = server.client.get(server.url(path)).send().await else {
         return; // cut off before its head was even sent out
     };
@@ -50,7 +50,7 @@ async fn pop_is_never_complete(server: &TestServer, path: &str) {
 
 /// Waits for the damaged element in `queue`'s dead-letter queue and
 /// returns its metadata.
-async fn dead_lettered(server: &TestServer, queue: &str, id: &str) -> Vec<String> {
+pub(super) async fn dead_lettered(server: &TestServer, queue: &str, id: &str) -> Vec<String> {
     let deadline = Instant::now() + STEP;
     loop {
         let r = server.get(&format!("{queue}.dead")).await;
