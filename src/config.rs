@@ -19,6 +19,7 @@ pub use logging::{LogConfig, LogFormat, LogSettings, ACCESS_TARGET};
 use crate::auth::{Auth, AuthError, AuthSettings, TokenCommand};
 use crate::backend::name::Name;
 use crate::http::batch::{BatchLimits, BatchSettings};
+use crate::http::head_limit::HeadLimits;
 use crate::http::RequestLimits;
 use crate::jobs::{JobConfig, JobSettings};
 use crate::server::{LimitSettings, Limits, TlsConfig, TlsSettings};
@@ -433,6 +434,7 @@ impl Config {
             body_read_timeout: self.body_read_timeout,
             max_custom_data: self.max_custom_data,
             max_page_size: self.limits.max_page_size,
+            head: HeadLimits::new(self.max_header_size, self.max_headers),
         }
     }
 }

@@ -20,6 +20,7 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 
 use super::error::ApiError;
+use super::head_limit::HeadLimits;
 use super::{path, App};
 use crate::backend::name::{Name, NameError};
 use crate::backend::stats::Page;
@@ -43,6 +44,8 @@ pub struct RequestLimits {
     pub max_custom_data: usize,
     /// Most names a page of `GET /qs` or `GET /qs/{ns}` may ask for.
     pub max_page_size: usize,
+    /// The size and header lines a request head may have.
+    pub head: HeadLimits,
 }
 
 /// Validates a path segment as a namespace or queue name (`what`).
@@ -203,6 +206,7 @@ pub(super) mod tests {
             body_read_timeout: Duration::from_secs(30),
             max_custom_data: 3,
             max_page_size: 1000,
+            head: HeadLimits::new(16 * 1024, 100),
         }
     }
 

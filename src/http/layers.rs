@@ -1,12 +1,13 @@
 //! The concerns every request shares, each one tower layer written once
 //! around the routes: the request metrics and the log of server faults
 //! ([`Observe`]), closing a connection whose request body was left unread
-//! ([`CloseUnread`]), refusing callers without the credential a route asks
-//! ([`Authorise`]), and request tracing ([`trace`]). `router.rs` stacks
-//! them.
+//! ([`CloseUnread`]), and refusing callers without the credential a route
+//! asks ([`Authorise`]). `router.rs` stacks them.
 //!
-//! They are plain services whose futures wrap the inner one in place, as
-//! tower-http's layers are.
+//! They are plain services whose futures wrap the inner one in place. The
+//! one line a request logs is the access log's, written by [`Observe`]
+//! when its target is enabled: no span or tracing layer is built for a
+//! request that nothing would log.
 
 use std::convert::Infallible;
 use std::future::{ready as ready_answer, Future, Ready};
@@ -23,12 +24,6 @@ use http::{header, HeaderValue, Method, Version};
 use hyper::body::Body as _;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
-use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
-use tower_http::trace::{
-    DefaultMakeSpan, DefaultOnBodyChunk, DefaultOnEos, DefaultOnFailure, DefaultOnRequest,
-    DefaultOnResponse, TraceLayer,
-};
-use tracing::Level;
 
 use super::error::{ApiError, ServerFault};
 use super::App;
@@ -203,29 +198,6 @@ impl Hook for CloseUnread {
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
     }
-}
-
-/// tower-http's request tracing, with its defaults (span, request and
-/// response events at DEBUG) except failures, at DEBUG too: at the default
-/// `info` level nothing is logged per request, and [`Observe`] logs
-/// faults.
-pub type Trace = TraceLayer<
-    SharedClassifier<ServerErrorsAsFailures>,
-    DefaultMakeSpan,
-    DefaultOnRequest,
-    DefaultOnResponse,
-    DefaultOnBodyChunk,
-    DefaultOnEos,
-    DefaultOnFailure,
->;
-
-/// A service behind [`trace`].
-pub type Traced<S> = <Trace as Layer<S>>::Service;
-
-pub fn trace() -> Trace {
-    TraceLayer::new_for_http()
-        .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
-        .on_failure(DefaultOnFailure::new().level(Level::DEBUG))
 }
 
 /// The address of the client a request came from, which `Api` adds to

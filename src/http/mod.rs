@@ -8,6 +8,7 @@ mod blobs;
 mod body;
 mod error;
 pub mod extract;
+pub mod head_limit;
 pub mod headers;
 mod jobs;
 mod layers;

@@ -4,7 +4,7 @@
 //! Each method of a route says what it asks of the caller (`OPEN`,
 //! `PRODUCER`, ...; see `auth::Access`).
 //!
-//! The path of a request: `trace` -> `Observe` (metrics, fault log) ->
+//! The path of a request: `Observe` (metrics, access log, fault log) ->
 //! `CloseUnread` -> `Authorise` (`401`/`403` unless the credential grants
 //! what the route's method asks; nothing when authentication is off) ->
 //! the routes (`routing.rs`): the route matched (else `404`), its method
@@ -22,7 +22,7 @@ use bytes::Bytes;
 use http::Method;
 use tower::{Service, ServiceBuilder};
 
-use super::layers::{self, Authorise, Authorised, CloseUnread, Hooked, Observe, Peer, Traced};
+use super::layers::{Authorise, Authorised, CloseUnread, Hooked, Observe, Peer};
 use super::routing::{erase, ErasedHandler, Route, Routes, Template};
 use super::{batch, blobs, jobs, leases, ops, queues, App};
 use crate::auth::{Access, Role, RoutePolicy};
@@ -47,7 +47,6 @@ pub fn router(app: Arc<App>) -> Api {
     // requests are counted too, and after `CloseUnread`, so that a refused
     // request's unread body closes the connection.
     let service = ServiceBuilder::new()
-        .layer(layers::trace())
         .layer(Observe::layer(app.clone()))
         .layer(CloseUnread::layer())
         .layer(Authorise::layer(gate, app.clone()))
@@ -136,7 +135,7 @@ fn table() -> Table {
 }
 
 /// The routes behind their shared layers.
-type Layered = Traced<Hooked<Hooked<Authorised<Routes>, CloseUnread>, Observe>>;
+type Layered = Hooked<Hooked<Authorised<Routes>, CloseUnread>, Observe>;
 
 /// The routes behind their shared layers, for any request body hyper gives.
 #[derive(Clone)]

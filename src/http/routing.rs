@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use axum::extract::Request;
 use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
-use http::Method;
+use http::{header, HeaderValue, Method, Version};
 use tower::Service;
 
 use super::error::ApiError;
@@ -170,6 +170,9 @@ impl Routes {
     }
 
     fn route(&self, mut request: Request) -> Routed {
+        if let Some(refusal) = self.app.limits.head.refusal(&request) {
+            return Routed::Answered(Some(refused_head(refusal, request.version())));
+        }
         let path = request.uri().path();
         let Some((route, matched)) = self
             .table
@@ -206,6 +209,20 @@ impl Routes {
             label,
         }
     }
+}
+
+/// The answer to a head over blobq's limits: on HTTP/1 the connection
+/// ends too, as a client refused for its head tends to send the same
+/// again, and any body it sent is left unread.
+fn refused_head(refusal: ApiError, version: Version) -> Response {
+    tracing::debug!(error = %refusal, "request head refused");
+    let mut response = refusal.into_response();
+    if version <= Version::HTTP_11 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 impl Service<Request> for Routes {

@@ -25,7 +25,7 @@ use tower::Service;
 
 use std::sync::Arc;
 
-use super::head_limit::{self, HeadChecked, HeadLimits};
+use super::head_limit;
 use super::idle::{Activity, IdleWatch};
 use super::stop::Stop;
 use super::tls::peer::{ClientName, Named};
@@ -44,8 +44,6 @@ pub(super) struct Protocols {
     /// which HTTP version it speaks; and how long an HTTP/2 connection is
     /// kept unused (HTTP/1's header read timeout does both for HTTP/1).
     opening_timeout: Duration,
-    /// blobq's own limits on a request head, checked before the routes.
-    heads: HeadLimits,
     /// Where refused heads are counted.
     app: Arc<App>,
 }
@@ -71,7 +69,6 @@ impl Protocols {
             http1: super::http1_builder(config),
             http2: http2_builder(config),
             opening_timeout: config.header_read_timeout,
-            heads: HeadLimits::new(config),
             app,
         }
     }
@@ -152,7 +149,6 @@ impl Protocols {
         S: RequestService,
     {
         let io = TokioIo::new(io);
-        let service = HeadChecked::new(service, self.heads, self.app.clone());
         let service = TowerToHyperService::new(activity.count(service));
         let ended = if h2 {
             let watch = IdleWatch::new(activity, self.opening_timeout);
@@ -170,7 +166,7 @@ impl Protocols {
     /// itself, before any route saw it: a malformed head (`400`) or one
     /// past the parser's ceilings (`431`). hyper writes that answer on its
     /// own, with no body: it offers no hook for a problem document (heads
-    /// merely over blobq's limits get one, see `head_limit`).
+    /// merely over blobq's limits get one, see `http::head_limit`).
     fn count_refusal(&self, e: &hyper::Error) {
         if !e.is_parse() || e.is_parse_version_h2() || e.is_parse_status() {
             return;

@@ -29,7 +29,7 @@ pub struct LimitSettings {
     /// Largest request head hyper's parser reads before it answers a bare 431 and closes; heads between --max-header-size and this get blobq's 431 problem document [default: 65536, never below --max-header-size]
     #[arg(long, env = "BLOBQ_PARSER_MAX_HEADER_SIZE", value_name = "BYTES")]
     pub parser_max_header_size: Option<usize>,
-    /// Most header lines hyper's parser reads before it answers a bare 431; counts between --max-headers and this get blobq's 431 problem document [default: 256, never below --max-headers]
+    /// Most header lines hyper's parser reads before it answers a bare 431; counts between --max-headers and this get blobq's 431 problem document. Past 100, hyper's parser takes two heap allocations per request [default: 100, never below --max-headers]
     #[arg(long, env = "BLOBQ_PARSER_MAX_HEADERS", value_name = "N")]
     pub parser_max_headers: Option<usize>,
 }
@@ -96,7 +96,7 @@ impl LimitSettings {
                 .unwrap_or_else(super::descriptors::system_backlog),
             parser: ParserCeiling {
                 max_header_size: self.parser_max_header_size.unwrap_or(64 * 1024),
-                max_headers: self.parser_max_headers.unwrap_or(256),
+                max_headers: self.parser_max_headers.unwrap_or(100),
             },
         };
         let names = limits.names;
@@ -137,7 +137,7 @@ mod tests {
             limits.parser,
             ParserCeiling {
                 max_header_size: 64 * 1024,
-                max_headers: 256
+                max_headers: 100
             }
         );
         for zero in [

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use blobq::http::head_limit::HeadLimits;
 use blobq::http::{ApiError, RequestLimits};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
@@ -94,6 +95,7 @@ pub fn limits(max_lifetime: u64, max_timeout: u64, max_lease: u64) -> RequestLim
         body_read_timeout: Duration::from_secs(30),
         max_custom_data: 64,
         max_page_size: 1000,
+        head: HeadLimits::new(16 * 1024, 100),
     }
 }
 
