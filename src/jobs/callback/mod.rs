@@ -8,7 +8,9 @@
 //! starts each attempt as its own task, at most `concurrency` at once, each
 //! bounded by `timeout`. Past `max_pending` waiting deliveries the oldest
 //! is dropped with a log line, so a dead receiver costs bounded memory.
-//! Deliveries are kept in this process only: a restart loses them.
+//! Waiting deliveries are kept in this process only; in durable mode the
+//! engine records each delivery (through `OnDelivered`) and sends the
+//! undelivered ones again after a restart.
 //!
 //! With a signing key every attempt carries the Standard Webhooks headers
 //! (`sign.rs`); `webhook-id` is the job's id, the same on every attempt,
@@ -28,7 +30,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use sign::SigningKey;
 
-use crate::backend::jobs::{document, JobView};
+use crate::backend::jobs::{document, JobId, JobView};
+use crate::backend::name::Name;
+
+/// Told of each delivered callback: the job's namespace, queue and id.
+pub(in crate::jobs) type OnDelivered = Arc<dyn Fn(&Name, &Name, JobId) + Send + Sync>;
 
 /// The first retry waits about this long; each later one twice the last.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -65,6 +71,8 @@ struct Delivery {
     url: reqwest::Url,
     /// `webhook-id`: the job's id.
     id: Box<str>,
+    /// Where the job is, for `on_delivered`.
+    job: (Name, Name, JobId),
     body: Bytes,
     first_attempt: Option<Instant>,
     attempts: u32,
@@ -104,6 +112,7 @@ struct Inner {
     slots: Arc<Semaphore>,
     closing: CancellationToken,
     counters: CallbackCounters,
+    on_delivered: Option<OnDelivered>,
 }
 
 fn locked(m: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
@@ -112,7 +121,7 @@ fn locked(m: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
 
 impl Callbacks {
     /// Starts the service's task; call inside a tokio runtime.
-    pub fn start(config: CallbackConfig) -> Callbacks {
+    pub fn start(config: CallbackConfig, on_delivered: Option<OnDelivered>) -> Callbacks {
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
@@ -130,6 +139,7 @@ impl Callbacks {
                 wake: Notify::new(),
                 closing: CancellationToken::new(),
                 counters: CallbackCounters::default(),
+                on_delivered,
             }),
         };
         tokio::spawn(callbacks.clone().run());
@@ -150,6 +160,7 @@ impl Callbacks {
         let delivery = Delivery {
             url,
             id: job.id.to_string().into(),
+            job: (job.namespace.clone(), job.queue.clone(), job.id),
             body: Bytes::from(document::to_json(job)),
             first_attempt: None,
             attempts: 0,
@@ -252,6 +263,10 @@ impl Inner {
         let why = match self.post(&delivery).await {
             Ok(()) => {
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                if let Some(told) = &self.on_delivered {
+                    let (ns, queue, id) = &delivery.job;
+                    told(ns, queue, *id);
+                }
                 return;
             }
             Err(why) => why,
@@ -336,12 +351,17 @@ mod tests {
 
     #[tokio::test]
     async fn past_the_pending_limit_the_oldest_delivery_is_dropped() {
-        let callbacks = Callbacks::start(config(2));
+        let callbacks = Callbacks::start(config(2), None);
         let later = Instant::now() + Duration::from_secs(3600);
         for id in ["a", "b", "c"] {
             callbacks.inner.enqueue(Delivery {
                 url: reqwest::Url::parse("http://hooks.example.com/jobs/x").unwrap(),
                 id: id.into(),
+                job: (
+                    Name::parse("ns").unwrap(),
+                    Name::parse("q").unwrap(),
+                    JobId(0),
+                ),
                 body: Bytes::new(),
                 first_attempt: None,
                 attempts: 0,
