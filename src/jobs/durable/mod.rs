@@ -194,3 +194,6 @@ impl Jobs {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod model_tests;
