@@ -344,3 +344,54 @@ async fn crash_run(fsync: &str) {
         put_result(&server, "crash/work", &held, b"done").await;
     }
 }
+
+/// With small segments, snapshots keep the jobs log's files few however
+/// many changes are made, and a start from a snapshot has every job.
+#[tokio::test]
+async fn snapshots_bound_the_jobs_log() {
+    let data = tempfile::tempdir().unwrap();
+    let start_small = || {
+        common::options()
+            .arg("--data-dir", data.path().display())
+            .arg("--log-segment-bytes", 4096)
+            .arg("--fsync-interval-ms", 20)
+            .start()
+    };
+    let mut server = start_small().await;
+    let s = &server;
+    let kept = submitted(submit_with(s, "ns/keep", "kept", &[]).await).await;
+    for round in 0..60 {
+        submitted(submit_with(s, "ns/churn", "x", &[]).await).await;
+        let held = claim(s, "ns/churn", "").await.unwrap();
+        let report = format!(
+            r#"{{"progress":{},"message":"round {round} of sixty"}}"#,
+            round % 100
+        );
+        assert_eq!(heartbeat(s, "ns/churn", &held, &report).await.status(), 200);
+        put_result(s, "ns/churn", &held, b"done").await;
+        let r = s.delete(&format!("/jobs/ns/churn/{}", held.id)).await;
+        assert_eq!(r.status(), 204);
+    }
+    let jobs_dir = data.path().join("jobs");
+    let files = || common::files_below(&jobs_dir);
+    let deadline = Instant::now() + STEP;
+    while files().len() > 3 {
+        assert!(
+            Instant::now() < deadline,
+            "old segments stay: {:?}",
+            files()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        files()
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "snapshot")),
+        "{:?}",
+        files()
+    );
+    server.kill_hard();
+    let server = start_small().await;
+    assert_eq!(job(&server, "ns/keep", &kept).await["state"], "pending");
+    assert_eq!(server.get("/jobs/ns/churn").await.status(), 404);
+}

@@ -138,7 +138,9 @@ impl JobLog {
         lock(&self.pending).appended
     }
 
-    fn reached(&self, target: u64, sync: bool) -> bool {
+    /// Whether the first `target` records are written (and synced if
+    /// `sync`), so that a wait for them has nothing to do.
+    pub fn reached(&self, target: u64, sync: bool) -> bool {
         let counter = if sync { &self.synced } else { &self.written };
         counter.load(Ordering::Acquire) >= target
     }

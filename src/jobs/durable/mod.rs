@@ -111,6 +111,9 @@ impl Jobs {
         };
         let target = log.appended();
         let sync = log.syncs_each_answer();
+        if log.reached(target, sync) {
+            return Ok(());
+        }
         let flushed = tokio::task::spawn_blocking(move || log.flush(target, sync)).await;
         match flushed {
             Ok(Ok(())) => Ok(()),
@@ -197,3 +200,5 @@ impl Jobs {
 
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod tests;
