@@ -315,7 +315,7 @@ async fn crash_run(fsync: &str) {
         tokio::time::timeout(STEP, task).await.unwrap().unwrap();
     }
     let server = start(data.path(), fsync).await;
-    let acked = acked.lock().unwrap();
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
     for id in &acked.submitted {
         let doc = job(&server, "crash/work", id).await;
         assert_ne!(doc["state"], "running", "{doc}");
