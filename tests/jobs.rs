@@ -20,6 +20,11 @@ mod flows;
 mod lifecycle;
 #[path = "jobs/memory.rs"]
 mod memory;
+/// The test certificate authority of the TLS tests, for the HTTPS
+/// callback receiver.
+#[allow(dead_code)]
+#[path = "tls/pki.rs"]
+mod pki;
 #[path = "jobs/quota.rs"]
 mod quota;
 #[path = "jobs/refusals.rs"]

@@ -14,9 +14,11 @@
 //!
 //! With a signing key every attempt carries the Standard Webhooks headers
 //! (`sign.rs`); `webhook-id` is the job's id, the same on every attempt,
-//! so a receiver can tell a retry from a new callback.
+//! so a receiver can tell a retry from a new callback. `https://` URLs are
+//! sent over rustls (`tls.rs`).
 
 mod sign;
+mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +49,9 @@ pub struct CallbackConfig {
     /// URL prefixes an `X-Job-Callback` may start with; none: refused.
     pub allow: Vec<String>,
     pub key: Option<SigningKey>,
+    /// Certificate authorities trusted for `https://` callbacks besides
+    /// the system's (`--job-callback-ca-file`).
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// How long one attempt may take.
     pub timeout: Duration,
     /// How long after its first attempt a callback is still retried.
@@ -105,7 +110,7 @@ pub(super) struct Callbacks {
 
 struct Inner {
     config: CallbackConfig,
-    client: reqwest::Client,
+    client: tls::HttpClient,
     waiting: Mutex<Waiting>,
     /// Wakes the runner when a delivery due earlier than all others arrives.
     wake: Notify,
@@ -122,14 +127,7 @@ fn locked(m: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
 impl Callbacks {
     /// Starts the service's task; call inside a tokio runtime.
     pub fn start(config: CallbackConfig, on_delivered: Option<OnDelivered>) -> Callbacks {
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            // A callback goes where the job said, not where a receiver
-            // redirects it.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
+        let client = tls::client(&config);
         let callbacks = Callbacks {
             inner: Arc::new(Inner {
                 slots: Arc::new(Semaphore::new(config.concurrency)),
@@ -292,17 +290,22 @@ impl Inner {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |t| t.as_secs());
-        let mut request = self
-            .client
-            .post(d.url.clone())
+        let uri: http::Uri = d.url.as_str().parse().map_err(|e| format!("{e}"))?;
+        let mut request = http::Request::post(uri)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header("webhook-id", &*d.id)
-            .header("webhook-timestamp", timestamp)
-            .body(d.body.clone());
+            .header("webhook-timestamp", timestamp);
         if let Some(key) = &self.config.key {
             request = request.header("webhook-signature", key.sign(&d.id, timestamp, &d.body));
         }
-        let answer = request.send().await.map_err(|e| e.to_string())?;
+        let request = request
+            .body(http_body_util::Full::new(d.body.clone()))
+            .map_err(|e| e.to_string())?;
+        // A redirect is not followed: a callback goes where the job said.
+        let answer = tokio::time::timeout(self.config.timeout, self.client.request(request))
+            .await
+            .map_err(|_| format!("no answer within {:?}", self.config.timeout))?
+            .map_err(|e| format!("{e:#}"))?;
         let status = answer.status();
         if status.is_success() {
             Ok(())
@@ -342,6 +345,7 @@ mod tests {
         CallbackConfig {
             allow: vec!["http://hooks.example.com/jobs/".into()],
             key: None,
+            extra_roots: Vec::new(),
             timeout: Duration::from_secs(1),
             retry_for: Duration::from_secs(1),
             max_pending,
