@@ -506,22 +506,6 @@ impl JobStore for Jobs {
     }
 }
 
-impl Jobs {
-    /// Undoes a submit whose record could not be written: the job goes
-    /// (a removal record follows its upsert, so whichever of them a later
-    /// write saves, the job is not there after a restart) with its input.
-    async fn take_back_submit(&self, ns: &Name, queue: &Name, id: JobId) {
-        let id = id.to_string();
-        let taken = self.with_job(ns, queue, &id, |st, seq, _, fx| {
-            st.remove(seq, fx);
-            Ok(())
-        });
-        if let Ok((_, (), leftovers)) = taken {
-            self.clean_up(ns, leftovers).await;
-        }
-    }
-}
-
 /// One queue's counts, `None` if it was retired.
 fn queue_counts(q: &Arc<JobQueue>) -> Option<QueueJobCounts> {
     let st = q.lock();

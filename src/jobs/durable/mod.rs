@@ -125,6 +125,20 @@ impl Jobs {
         }
     }
 
+    /// Undoes a submit whose record could not be written: the job goes
+    /// (a removal record follows its upsert, so whichever of them a later
+    /// write saves, the job is not there after a restart) with its input.
+    pub(super) async fn take_back_submit(&self, ns: &Name, queue: &Name, id: JobId) {
+        let id = id.to_string();
+        let taken = self.with_job(ns, queue, &id, |st, seq, _, fx| {
+            st.remove(seq, fx);
+            Ok(())
+        });
+        if let Ok((_, (), leftovers)) = taken {
+            self.clean_up(ns, leftovers).await;
+        }
+    }
+
     /// The callback of job `id` was delivered: recorded, so that a restart
     /// does not send it again.
     pub(super) fn callback_delivered(&self, ns: &Name, queue: &Name, id: JobId) {
