@@ -390,8 +390,26 @@ async fn snapshots_bound_the_jobs_log() {
         "{:?}",
         files()
     );
+    // Each start snapshots what earlier runs left, so restarts do not
+    // pile up files either.
+    for _ in 0..4 {
+        server.kill_hard();
+        server = start_small().await;
+        submitted(submit_with(&server, "ns/more", "x", &[]).await).await;
+    }
+    let deadline = Instant::now() + STEP;
+    while files().len() > 3 {
+        assert!(
+            Instant::now() < deadline,
+            "restarts left files: {:?}",
+            files()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.kill_hard();
     let server = start_small().await;
     assert_eq!(job(&server, "ns/keep", &kept).await["state"], "pending");
     assert_eq!(server.get("/jobs/ns/churn").await.status(), 404);
+    let more = server.json("/jobs/ns", 200).await;
+    assert_eq!(more["queues"]["more"]["pending"], 4, "{more}");
 }

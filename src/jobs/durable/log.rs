@@ -204,6 +204,13 @@ impl JobLog {
         self.flush(target, self.mode != FsyncMode::Never)
     }
 
+    /// Asks for a new segment and a snapshot at the next periodic flush:
+    /// at start-up, so that the files earlier runs left do not pile up
+    /// however often the server restarts.
+    pub fn request_snapshot(&self) {
+        self.full.store(true, Ordering::Release);
+    }
+
     /// Whether the open segment has grown past its size.
     pub fn is_full(&self) -> bool {
         self.full.load(Ordering::Acquire)

@@ -19,6 +19,8 @@ pub struct Replayed {
     pub queues: BTreeMap<Place, BTreeMap<u128, StoredJob>>,
     /// The number the next segment takes.
     pub next_segment: u64,
+    /// Files read: earlier runs' segments and snapshot.
+    pub files_read: usize,
 }
 
 /// Reads `dir`. A record cut short at the very end of the newest segment
@@ -45,6 +47,7 @@ pub fn replay(dir: &Path, max_log: usize, repair: bool) -> io::Result<Replayed> 
             .filter(|(seq, kind)| *kind == FileKind::Log && snapshot.is_none_or(|s| *seq >= s)),
     );
     let last = to_read.len().saturating_sub(1);
+    replayed.files_read = to_read.len();
     for (i, (seq, kind)) in to_read.into_iter().enumerate() {
         let path = file_path(dir, seq, kind);
         let data = std::fs::read(&path)?;

@@ -41,6 +41,9 @@ impl Jobs {
             d.segment_bytes,
             replayed.next_segment,
         )?);
+        if replayed.files_read > 0 {
+            log.request_snapshot();
+        }
         let jobs = Jobs::start(blobs, config, Some(log.clone()));
         tokio::spawn(jobs.clone().run_log(log, d.fsync_interval));
         jobs.restore(replayed).await;
