@@ -3,7 +3,8 @@
 //! `jobs/refusals.rs`, retention and shutdown in `jobs/lifecycle.rs`, the
 //! four flows of the issue end to end in `jobs/flows.rs`, and what a job
 //! costs in memory in `jobs/memory.rs`; callbacks in `jobs/callbacks.rs`; the
-//! element quota in `jobs/quota.rs`.
+//! element quota in `jobs/quota.rs`; durable mode, restarts and a crash
+//! run in `jobs/durable.rs`.
 //! The helpers every part uses are here.
 
 #[path = "jobs/callbacks.rs"]
@@ -11,12 +12,19 @@ mod callbacks;
 #[path = "jobs/client.rs"]
 mod client;
 mod common;
+#[path = "jobs/durable.rs"]
+mod durable;
 #[path = "jobs/flows.rs"]
 mod flows;
 #[path = "jobs/lifecycle.rs"]
 mod lifecycle;
 #[path = "jobs/memory.rs"]
 mod memory;
+/// The test certificate authority of the TLS tests, for the HTTPS
+/// callback receiver.
+#[allow(dead_code)]
+#[path = "tls/pki.rs"]
+mod pki;
 #[path = "jobs/quota.rs"]
 mod quota;
 #[path = "jobs/refusals.rs"]

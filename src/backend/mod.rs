@@ -101,6 +101,15 @@ pub struct LeaseGrant {
     pub seconds_left: u64,
 }
 
+/// A blob found by a custom-data mark (`Backend::marked_blobs`).
+#[derive(Debug, Clone)]
+pub struct MarkedBlob {
+    pub namespace: Name,
+    pub id: BlobId,
+    /// The value of the mark's key.
+    pub value: Box<str>,
+}
+
 /// A blob stored through `/tbs`.
 #[derive(Debug, Clone)]
 pub struct StoredBlob {
@@ -206,6 +215,22 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Gives back `n` elements taken with `hold_elements`.
     async fn release_elements(&self, ns: &Name, n: u64);
+
+    /// `hold_elements` for jobs read back at start-up: they were accepted,
+    /// so a quota lowered meanwhile does not refuse them.
+    async fn hold_elements_restored(&self, ns: &Name, n: u64) {
+        if let Err(e) = self.hold_elements(ns, n).await {
+            tracing::warn!(namespace = %ns, error = %e, "restored jobs are over their namespace's element quota");
+        }
+    }
+
+    /// The blobs of every namespace whose custom data has key `key`: the
+    /// jobs engine marks its blobs so that it finds those a crash left
+    /// without their job.
+    async fn marked_blobs(&self, key: &str) -> Result<Vec<MarkedBlob>, BackendError> {
+        let _ = key;
+        Ok(Vec::new())
+    }
 
     /// Statistics of one queue; `None` if it does not exist.
     async fn queue_stats(

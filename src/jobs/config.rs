@@ -1,9 +1,12 @@
 //! The jobs settings: the `[jobs]` table of the TOML file, each key also a
 //! flag and a `BLOBQ_*` variable, layered like every other setting.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 
 use super::callback::{CallbackConfig, SigningKey};
@@ -35,6 +38,9 @@ pub struct JobSettings {
         value_delimiter = ','
     )]
     pub job_callback_allow: Option<Vec<String>>,
+    /// A PEM file of certificate authorities trusted for https:// callbacks besides the system's [default: the system's only]
+    #[arg(long, env = "BLOBQ_JOB_CALLBACK_CA_FILE", value_name = "FILE")]
+    pub job_callback_ca_file: Option<PathBuf>,
     /// Signs each callback (Standard Webhooks): whsec_<base64 key>, or any other text used as the key's bytes [default: unsigned]
     #[arg(long, env = "BLOBQ_JOB_CALLBACK_SECRET", value_name = "SECRET")]
     pub job_callback_secret: Option<String>,
@@ -73,6 +79,7 @@ impl JobSettings {
             max_job_message: self.max_job_message.or(lower.max_job_message),
             max_job_report_bytes: self.max_job_report_bytes.or(lower.max_job_report_bytes),
             job_callback_allow: self.job_callback_allow.or(lower.job_callback_allow),
+            job_callback_ca_file: self.job_callback_ca_file.or(lower.job_callback_ca_file),
             job_callback_secret: self.job_callback_secret.or(lower.job_callback_secret),
             job_callback_timeout: self.job_callback_timeout.or(lower.job_callback_timeout),
             job_callback_retry_for: self.job_callback_retry_for.or(lower.job_callback_retry_for),
@@ -122,9 +129,14 @@ impl JobSettings {
             .as_deref()
             .map(SigningKey::parse)
             .transpose()?;
+        let extra_roots = match &self.job_callback_ca_file {
+            None => Vec::new(),
+            Some(path) => read_certificates(path)?,
+        };
         let config = CallbackConfig {
             allow,
             key,
+            extra_roots,
             timeout: Duration::from_secs(self.job_callback_timeout.unwrap_or(10)),
             retry_for: Duration::from_secs(self.job_callback_retry_for.unwrap_or(3600)),
             max_pending: self.max_job_callbacks_pending.unwrap_or(10_000),
@@ -142,20 +154,36 @@ impl JobSettings {
     }
 }
 
-/// A callback prefix must name a scheme, a host and the start of a path
-/// (`http://hooks.example.com/`), so that it cannot be met by another host
-/// whose name merely begins the same (`http://hooks.example.com.evil.org`).
-/// Only plain HTTP: the server's HTTP client carries no TLS roots. The
-/// prefix is kept normalised, as callback URLs are compared.
+/// The certificates of a PEM file; an error names the file.
+fn read_certificates(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bad = |e: &dyn std::fmt::Display| format!("job-callback-ca-file {}: {e}", path.display());
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(&e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    if certs.is_empty() {
+        return Err(bad(&"no certificate in it"));
+    }
+    Ok(certs)
+}
+
+/// A callback prefix must name a scheme (`http` or `https`), a host and
+/// the start of a path (`https://hooks.example.com/`), so that it cannot be
+/// met by another host whose name merely begins the same
+/// (`https://hooks.example.com.evil.org`). The prefix is kept normalised,
+/// as callback URLs are compared.
 fn check_prefix(prefix: &str) -> Result<String, String> {
-    let rest = prefix.strip_prefix("http://").ok_or_else(|| {
-        format!("job-callback-allow {prefix:?} must start with http:// (https callbacks are not supported)")
-    })?;
+    let rest = prefix
+        .strip_prefix("http://")
+        .or_else(|| prefix.strip_prefix("https://"))
+        .ok_or_else(|| {
+            format!("job-callback-allow {prefix:?} must start with http:// or https://")
+        })?;
     let host_ends = rest.find('/').filter(|&at| at > 0);
     match reqwest::Url::parse(prefix) {
         Ok(url) if host_ends.is_some() => Ok(url.as_str().to_owned()),
         _ => Err(format!(
-            "job-callback-allow {prefix:?} must be a URL with a host and a path, such as http://hooks.example.com/"
+            "job-callback-allow {prefix:?} must be a URL with a host and a path, such as https://hooks.example.com/"
         )),
     }
 }
@@ -196,7 +224,11 @@ mod tests {
 
     #[test]
     fn callback_prefixes_need_a_host_and_a_path() {
-        for good in ["http://hooks.example.com/", "http://127.0.0.1:9000/jobs/"] {
+        for good in [
+            "http://hooks.example.com/",
+            "http://127.0.0.1:9000/jobs/",
+            "https://hooks.example.com/",
+        ] {
             assert_eq!(check_prefix(good).as_deref(), Ok(good), "{good}");
         }
         assert_eq!(
@@ -205,7 +237,8 @@ mod tests {
         );
         for bad in [
             "http://hooks.example.com",
-            "https://hooks.example.com/",
+            "https://hooks.example.com",
+            "ftp://hooks.example.com/",
             "hooks.example.com/",
             "http:///x",
             "",

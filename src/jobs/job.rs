@@ -94,6 +94,40 @@ impl JobLog {
         });
     }
 
+    /// The entries dropped past the cap, and the ones kept, as
+    /// `(time, progress or 255, message)`.
+    pub fn parts(&self) -> (u64, impl Iterator<Item = (Millis, u8, Option<&str>)>) {
+        let entries = self
+            .entries
+            .iter()
+            .map(|e| (e.time, e.progress, e.message.as_deref()));
+        (self.dropped, entries)
+    }
+
+    /// The newest entry, as `parts` gives it.
+    pub fn last(&self) -> Option<(Millis, u8, Option<&str>)> {
+        self.entries
+            .last()
+            .map(|e| (e.time, e.progress, e.message.as_deref()))
+    }
+
+    /// A log read back: `dropped` and the entries kept.
+    pub fn restored(
+        dropped: u64,
+        entries: impl Iterator<Item = (Millis, u8, Option<Box<str>>)>,
+    ) -> JobLog {
+        JobLog {
+            entries: entries
+                .map(|(time, progress, message)| StoredEntry {
+                    time,
+                    progress,
+                    message,
+                })
+                .collect(),
+            dropped,
+        }
+    }
+
     /// Entries numbered `after` and later.
     pub fn since(&self, after: u64) -> Vec<LogEntry> {
         let skip = usize::try_from(after.saturating_sub(self.dropped)).unwrap_or(usize::MAX);
@@ -115,6 +149,9 @@ pub(super) struct Extras {
     pub idempotency_key: Option<Box<str>>,
     /// Where the document is POSTed when the job finishes.
     pub callback: Option<Box<str>>,
+    /// The callback was delivered (kept by durable mode, so that a restart
+    /// sends only the undelivered ones again).
+    pub callback_delivered: bool,
 }
 
 impl Extras {
@@ -127,6 +164,7 @@ impl Extras {
             Box::new(Extras {
                 idempotency_key,
                 callback,
+                callback_delivered: false,
             })
         })
     }
@@ -141,6 +179,10 @@ pub(super) struct Job {
     pub attempt: u32,
     pub max_attempts: u32,
     pub version: u64,
+    /// Its place among the queue's pending jobs, as durable mode records
+    /// it: its number for a submit, below all others when put back at the
+    /// head.
+    pub rank: i64,
     pub created: Millis,
     pub started: Millis,
     pub finished: Millis,

@@ -14,12 +14,13 @@
 //! - `callback`: delivering finished jobs' documents to their callbacks.
 //! - `config`: the `[jobs]` settings.
 //!
-//! It does not keep anything across a restart: job state lives in this
-//! process only.
+//! - `durable`: in durable mode (`--data-dir`), the jobs log that brings
+//!   jobs back after a restart.
 
 pub mod callback;
 mod claim;
 pub mod config;
+pub mod durable;
 mod job;
 mod queue;
 mod store_impl;
@@ -29,7 +30,7 @@ mod watch;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -42,7 +43,8 @@ use crate::backend::jobs::{JobError, JobTotals};
 use crate::backend::name::Name;
 use crate::backend::Backend;
 use crate::store::clock::Millis;
-use callback::Callbacks;
+use callback::{Callbacks, OnDelivered};
+use durable::log::JobLog;
 
 /// Queues by namespace, then by name.
 type Registry = HashMap<Name, HashMap<Name, Arc<JobQueue>>>;
@@ -70,6 +72,8 @@ struct Shared {
     next_claimer: AtomicU64,
     /// Delivers finished jobs' callbacks; absent when none are allowed.
     callbacks: Option<Callbacks>,
+    /// The jobs log, in durable mode.
+    log: Option<Arc<JobLog>>,
 }
 
 #[derive(Default)]
@@ -86,13 +90,26 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Jobs {
-    /// A new engine keeping bytes in `blobs`; starts its sweeper, so call it
-    /// inside a tokio runtime.
+    /// A new engine keeping bytes in `blobs`, its jobs in memory only;
+    /// starts its sweeper, so call it inside a tokio runtime.
     pub fn new(blobs: Arc<dyn Backend>, config: JobConfig) -> Jobs {
-        let callbacks = (!config.callbacks.allow.is_empty())
-            .then(|| Callbacks::start(config.callbacks.clone()));
-        let jobs = Jobs {
-            shared: Arc::new(Shared {
+        Jobs::start(blobs, config, None)
+    }
+
+    fn start(blobs: Arc<dyn Backend>, config: JobConfig, log: Option<Arc<JobLog>>) -> Jobs {
+        let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
+            let on_delivered = log.is_some().then(|| {
+                let weak = weak.clone();
+                let told: OnDelivered = Arc::new(move |ns, queue, id| {
+                    if let Some(shared) = weak.upgrade() {
+                        Jobs { shared }.callback_delivered(ns, queue, id);
+                    }
+                });
+                told
+            });
+            let callbacks = (!config.callbacks.allow.is_empty())
+                .then(|| Callbacks::start(config.callbacks.clone(), on_delivered));
+            Shared {
                 blobs,
                 config,
                 registry: RwLock::new(HashMap::new()),
@@ -102,8 +119,10 @@ impl Jobs {
                 totals: Counters::default(),
                 next_claimer: AtomicU64::new(0),
                 callbacks,
-            }),
-        };
+                log,
+            }
+        });
+        let jobs = Jobs { shared };
         tokio::spawn(sweeper::run(jobs.clone()));
         jobs
     }
@@ -194,7 +213,13 @@ impl Jobs {
             return None;
         }
         let mut fx = Effects::default();
+        if self.shared.log.is_some() {
+            st.journal = Some(Box::default());
+        }
         let answer = f(&mut st, Millis::now(), &mut fx);
+        if let (Some(log), Some(dirty)) = (&self.shared.log, st.journal.take()) {
+            durable::record_changes(log, &st, &dirty);
+        }
         self.settle(q, &mut st, &fx);
         drop(st);
         if let Some(callbacks) = &self.shared.callbacks {

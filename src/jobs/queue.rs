@@ -120,6 +120,18 @@ pub(super) struct QueueState {
     pub(super) counts: JobCounts,
     next_seq: u64,
     pub(super) max_log: usize,
+    /// The rank the next job put back at the head takes (durable mode).
+    head_rank: i64,
+    /// Durable mode: the changes of the current change, for its records.
+    pub(super) journal: Option<Box<Dirty>>,
+}
+
+/// What a change did that the jobs log must record.
+#[derive(Debug, Default)]
+pub(super) struct Dirty {
+    /// Jobs whose document changed, and whether their log grew.
+    pub changed: Vec<(u64, bool)>,
+    pub removed: Vec<JobId>,
 }
 
 impl QueueState {
@@ -140,6 +152,50 @@ impl QueueState {
             counts: [0; 5],
             next_seq: 0,
             max_log,
+            head_rank: 0,
+            journal: None,
+        }
+    }
+
+    /// Adds a job read back from the jobs log under its own number; the
+    /// caller then rebuilds the pending FIFO (`restore_pending`).
+    pub(super) fn restore(&mut self, seq: u64, mut job: Job) {
+        self.next_seq = self.next_seq.max(seq + 1);
+        self.head_rank = self.head_rank.min(job.rank);
+        self.ids.insert(job.id, seq);
+        if let Some(key) = job.idempotency_key() {
+            self.keys.insert(key.into(), seq);
+        }
+        self.counts[job.state.index()] += 1;
+        let deadline = std::mem::replace(&mut job.deadline, NEVER);
+        self.jobs.insert(seq, Box::new(job));
+        self.set_deadline(seq, deadline);
+    }
+
+    /// After `restore`: the pending jobs in their recorded order.
+    pub(super) fn restore_pending(&mut self) {
+        let mut pending: Vec<(i64, u64)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state == JobState::Pending)
+            .map(|(&seq, j)| (j.rank, seq))
+            .collect();
+        pending.sort_unstable();
+        self.pending = pending.into_iter().map(|(_, seq)| seq).collect();
+    }
+
+    /// Puts a pending job at the head of the FIFO, ranked before all.
+    pub(super) fn put_at_head(&mut self, seq: u64) {
+        self.head_rank -= 1;
+        let rank = self.head_rank;
+        self.job_mut(seq).rank = rank;
+        self.pending.push_front(seq);
+    }
+
+    /// Records that the job's log grew in this change (durable mode).
+    pub(super) fn log_grew(&mut self, seq: u64) {
+        if let Some(dirty) = &mut self.journal {
+            dirty.changed.push((seq, true));
         }
     }
 
@@ -153,6 +209,10 @@ impl QueueState {
             self.keys.insert(key.into(), seq);
         }
         self.counts[JobState::Pending.index()] += 1;
+        job.rank = i64::try_from(seq).unwrap_or(i64::MAX);
+        if let Some(dirty) = &mut self.journal {
+            dirty.changed.push((seq, false));
+        }
         let until = job.pending_until;
         job.deadline = NEVER;
         self.jobs.insert(seq, Box::new(job));
@@ -233,6 +293,9 @@ impl QueueState {
     /// Bumps the job's version and wakes its long polls.
     pub(super) fn changed(&mut self, seq: u64) {
         self.job_mut(seq).version += 1;
+        if let Some(dirty) = &mut self.journal {
+            dirty.changed.push((seq, false));
+        }
         self.wake_watchers(seq);
     }
 
@@ -262,6 +325,9 @@ impl QueueState {
         self.ids.remove(&job.id);
         if let Some(key) = job.idempotency_key() {
             self.keys.remove(key);
+        }
+        if let Some(dirty) = &mut self.journal {
+            dirty.removed.push(job.id);
         }
         self.counts[job.state.index()] -= 1;
         fx.blobs.extend(job.blobs());

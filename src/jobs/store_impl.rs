@@ -10,6 +10,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use super::claim::{ClaimWait, Claiming};
+use super::durable::JOB_MARK;
 use super::job::{system_time, Extras, Job, JobLog, Lease, NEVER};
 use super::queue::{Claimer, JobQueue, Leftovers};
 use super::Jobs;
@@ -19,7 +20,7 @@ use crate::backend::jobs::{
     JobStore, JobTotals, JobView, ListOptions, LogEntry, QueueJobCounts, ResultInfo, ResultMeta,
     Seen, SubmitOptions, Submitted,
 };
-use crate::backend::meta::DEFAULT_CONTENT_TYPE;
+use crate::backend::meta::{CustomPair, DEFAULT_CONTENT_TYPE};
 use crate::backend::name::Name;
 use crate::backend::{BackendError, IncomingBody, MetaInput, Payload, PushOptions};
 use crate::store::clock::{saturating_millis, Millis};
@@ -33,10 +34,12 @@ const HELD_BY_JOB: u64 = u32::MAX as u64;
 const LIST_SCAN_BUDGET: usize = 10_000;
 
 impl Jobs {
-    /// Stores a body as a job's blob; an empty one is kept as no blob.
+    /// Stores a body as a blob of job `id`, marked as such (`JOB_MARK`);
+    /// an empty one is kept as no blob.
     async fn store_body(
         &self,
         ns: &Name,
+        id: JobId,
         body: IncomingBody,
         content_type: Option<smol_str::SmolStr>,
     ) -> Result<(Option<BlobId>, BodyInfo), JobError> {
@@ -55,7 +58,10 @@ impl Jobs {
         let opts = PushOptions {
             meta: MetaInput {
                 content_type: content_type.clone(),
-                custom: Vec::new(),
+                custom: vec![CustomPair {
+                    key: JOB_MARK.into(),
+                    value: id.to_string().into(),
+                }],
             },
             lifetime: HELD_BY_JOB,
         };
@@ -138,7 +144,8 @@ impl JobStore for Jobs {
         // kept: its place is taken before any byte is read, so a submit
         // over the quota stores nothing.
         self.shared.blobs.hold_elements(ns, 1).await?;
-        let (input_blob, input) = match self.store_body(ns, input, content_type).await {
+        let id = JobId::random();
+        let (input_blob, input) = match self.store_body(ns, id, input, content_type).await {
             Ok(stored) => stored,
             Err(e) => {
                 self.shared.blobs.release_elements(ns, 1).await;
@@ -146,12 +153,13 @@ impl JobStore for Jobs {
             }
         };
         let mut job = Some(Job {
-            id: JobId::random(),
+            id,
             state: JobState::Pending,
             progress: None,
             attempt: 0,
             max_attempts,
             version: 1,
+            rank: 0,
             created: NEVER,
             started: NEVER,
             finished: NEVER,
@@ -200,6 +208,12 @@ impl JobStore for Jobs {
                 removed: 1,
             };
             self.clean_up(ns, leftovers).await;
+        }
+        if let Err(e) = self.commit().await {
+            if created {
+                self.take_back_submit(ns, queue, id).await;
+            }
+            return Err(e);
         }
         Ok(Submitted { job: view, created })
     }
@@ -280,12 +294,14 @@ impl JobStore for Jobs {
                 id,
                 |st, seq, now, fx| Ok(st.cancel(seq, now, fx)),
             )?;
+        self.commit().await?;
         Ok(view)
     }
 
     async fn delete(&self, ns: &Name, queue: &Name, id: &str) -> Result<(), JobError> {
         let (_, (), leftovers) =
             self.with_job(ns, queue, id, |st, seq, _, fx| st.delete(seq, fx))?;
+        self.commit().await?;
         self.clean_up(ns, leftovers).await;
         Ok(())
     }
@@ -378,6 +394,9 @@ impl JobStore for Jobs {
                 self.shared.blobs.read_blob(ns, &blob, false).await?.body
             }
         };
+        // Waited for outside every lock; a claim whose record is lost in a
+        // crash only leaves the job pending with one attempt fewer.
+        self.commit().await?;
         let offer = claiming.keep();
         Ok(Some(Claimed {
             job: offer.view,
@@ -398,6 +417,7 @@ impl JobStore for Jobs {
         let (_, until, _) = self.with_job(ns, queue, id, |st, seq, now, fx| {
             st.heartbeat(seq, receipt, report.clone(), now, fx)
         })?;
+        self.commit().await?;
         Ok(system_time(until))
     }
 
@@ -414,8 +434,13 @@ impl JobStore for Jobs {
         self.with_job(ns, queue, id, |st, seq, now, fx| {
             st.check_lease(seq, receipt, now, fx)
         })?;
+        let job_id = JobId::parse(id).ok_or_else(|| JobError::JobNotFound {
+            namespace: ns.clone(),
+            queue: queue.clone(),
+            id: id.to_owned(),
+        })?;
         let (blob, body) = self
-            .store_body(ns, body, Some(meta.content_type.clone()))
+            .store_body(ns, job_id, body, Some(meta.content_type.clone()))
             .await?;
         let info = ResultInfo {
             body,
@@ -425,7 +450,10 @@ impl JobStore for Jobs {
             st.complete(seq, receipt, blob, info.clone(), now, fx)
         });
         match done {
-            Ok((_, view, _)) => Ok(view),
+            Ok((_, view, _)) => {
+                self.commit().await?;
+                Ok(view)
+            }
             Err(e) => {
                 // The lease ended while the bytes arrived: keep nothing.
                 self.delete_blobs(ns, blob.into_iter().collect()).await;
@@ -445,6 +473,7 @@ impl JobStore for Jobs {
         let (_, view, _) = self.with_job(ns, queue, id, |st, seq, now, fx| {
             st.fail(seq, receipt, report.clone(), now, fx)
         })?;
+        self.commit().await?;
         Ok(view)
     }
 
@@ -465,6 +494,12 @@ impl JobStore for Jobs {
 
     async fn close(&self) {
         self.shared.closing.cancel();
+        if let Some(log) = self.shared.log.clone() {
+            let flushed = tokio::task::spawn_blocking(move || log.flush_all()).await;
+            if let Ok(Err(e)) = flushed {
+                tracing::error!(error = %e.0, "the jobs log's last records could not be written at shutdown");
+            }
+        }
         if let Some(callbacks) = &self.shared.callbacks {
             callbacks.close();
         }

@@ -28,7 +28,7 @@ impl QueueState {
             }
         }
         if at_head {
-            self.pending.push_front(seq);
+            self.put_at_head(seq);
         } else {
             self.pending.push_back(seq);
         }
@@ -248,6 +248,7 @@ impl QueueState {
         self.set_deadline(seq, until);
         if changed {
             self.changed(seq);
+            self.log_grew(seq);
         }
         Ok(until)
     }

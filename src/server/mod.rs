@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::http::{router, App, JobLimits};
+use crate::jobs::durable::JobDurability;
 use crate::jobs::Jobs;
 use crate::store::Store;
 use connection::Protocols;
@@ -166,14 +167,12 @@ impl Server {
         let mut app =
             App::new(store.clone(), config.request_limits()).with_auth(config.auth.clone());
         app = app.with_batch(config.batch);
-        // Jobs are not durable yet: a durable server does not take them.
-        if config.data_dir.is_none() {
-            let limits = JobLimits {
-                config: config.jobs.clone(),
-                max_attempts: config.max_deliveries,
-            };
-            app = app.with_jobs(Arc::new(Jobs::new(store, config.jobs.clone())), limits);
-        }
+        let limits = JobLimits {
+            config: config.jobs.clone(),
+            max_attempts: config.max_deliveries,
+        };
+        let jobs = Jobs::open(store, config.jobs.clone(), JobDurability::of(config)).await?;
+        app = app.with_jobs(Arc::new(jobs), limits);
         let app = Arc::new(app);
         Ok(Server {
             listener,

@@ -14,8 +14,9 @@ use crate::backend::ids::BlobId;
 use crate::backend::name::Name;
 use crate::backend::{Acked, BatchElement, BatchPush};
 use crate::backend::{
-    Backend, BackendError, BlobRead, IncomingBody, NameFilter, NamespaceStats, Page, PopOptions,
-    Popped, PushOptions, Pushed, QueueStats, ServerStats, StorageFault, StoredBlob, TotalsSnapshot,
+    Backend, BackendError, BlobRead, IncomingBody, MarkedBlob, NameFilter, NamespaceStats, Page,
+    PopOptions, Popped, PushOptions, Pushed, QueueStats, ServerStats, StorageFault, StoredBlob,
+    TotalsSnapshot,
 };
 
 use super::blob::BlobContent;
@@ -209,6 +210,27 @@ impl Backend for Store {
 
     async fn release_elements(&self, ns: &Name, n: u64) {
         self.change_existing(ns, |st, _| st.release_elements(n));
+    }
+
+    async fn hold_elements_restored(&self, ns: &Name, n: u64) {
+        self.change(ns, |st, _| st.hold_elements_restored(n));
+    }
+
+    async fn marked_blobs(&self, key: &str) -> Result<Vec<MarkedBlob>, BackendError> {
+        let mut found = Vec::new();
+        for namespace in self.all_namespaces() {
+            let st = namespace.lock();
+            found.extend(
+                st.marked_blobs(key)
+                    .into_iter()
+                    .map(|(id, value)| MarkedBlob {
+                        namespace: namespace.name.clone(),
+                        id,
+                        value,
+                    }),
+            );
+        }
+        Ok(found)
     }
 
     async fn queue_stats(

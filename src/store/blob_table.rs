@@ -111,7 +111,6 @@ impl BlobTable {
         self.entries.is_empty()
     }
 
-    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = &BlobEntry> {
         self.entries.iter().map(|(_, e)| e)
     }

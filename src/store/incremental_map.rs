@@ -123,8 +123,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> IncrementalMap<K, V, S> {
         Some(found.remove().0 .1)
     }
 
-    /// Every entry, in no particular order (what invariant checks read).
-    #[cfg(test)]
+    /// Every entry, in no particular order (what invariant checks and the
+    /// search for marked blobs read).
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.table
             .iter()

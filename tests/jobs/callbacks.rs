@@ -1,6 +1,7 @@
 //! `X-Job-Callback`: the finished job's document POSTed to an allowed URL,
 //! signed in the Standard Webhooks scheme, retried after a failure, and
-//! never in the way of a request. The receiver is a small hyper server on
+//! never in the way of a request; over HTTPS to a receiver whose authority
+//! `--job-callback-ca-file` names. The receiver is a small hyper server on
 //! a free port inside the test.
 
 use std::convert::Infallible;
@@ -18,9 +19,10 @@ use serde_json::Value;
 use sha2::Sha256;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
 use super::common::{options, TestServer, STEP};
-use super::{claim, put_result, submit_with};
+use super::{claim, pki, put_result, submit_with};
 
 /// The key the signed tests use, as the scheme spells it.
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -44,6 +46,7 @@ enum Answer {
 /// A tiny HTTP server that records every request; stopped when dropped.
 struct Receiver {
     addr: SocketAddr,
+    scheme: &'static str,
     hits: mpsc::UnboundedReceiver<Hit>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -56,6 +59,16 @@ impl Drop for Receiver {
 
 impl Receiver {
     async fn start(answer: Answer) -> Receiver {
+        Receiver::serve(answer, None).await
+    }
+
+    /// The receiver over HTTPS, with `tls`'s certificate.
+    async fn start_tls(answer: Answer, tls: TlsAcceptor) -> Receiver {
+        Receiver::serve(answer, Some(tls)).await
+    }
+
+    async fn serve(answer: Answer, tls: Option<TlsAcceptor>) -> Receiver {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, hits) = mpsc::unbounded_channel();
@@ -93,14 +106,28 @@ impl Receiver {
                         Ok::<_, Infallible>(response)
                     }
                 });
+                let tls = tls.clone();
                 connections.spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                    }
                 });
             }
         });
-        Receiver { addr, hits, task }
+        Receiver {
+            addr,
+            scheme,
+            hits,
+            task,
+        }
     }
 
     fn answering(statuses: &[u16]) -> Answer {
@@ -109,7 +136,7 @@ impl Receiver {
 
     /// The allowed prefix for this receiver's callbacks.
     fn prefix(&self) -> String {
-        format!("http://{}/hooks/", self.addr)
+        format!("{}://{}/hooks/", self.scheme, self.addr)
     }
 
     fn url(&self, name: &str) -> String {
@@ -352,4 +379,68 @@ async fn a_callback_outside_the_allowed_prefixes_is_refused_and_stores_nothing()
     assert_eq!(r.status(), 400);
     let problem: Value = r.json().await.unwrap();
     assert_eq!(problem["type"], "urn:blobq:problem:callback-not-allowed");
+}
+
+/// A TLS acceptor serving a certificate for 127.0.0.1 that `ca` signed.
+fn acceptor(ca: &pki::Ca, dir: &std::path::Path) -> TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let files = ca.server_files(dir, "callback receiver");
+    let chain = CertificateDer::pem_file_iter(&files.cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&files.key).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    TlsAcceptor::from(Arc::new(config))
+}
+
+#[tokio::test]
+async fn an_https_receiver_gets_signed_callbacks_once_its_authority_is_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki::Ca::new("blobq callback tests");
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let mut receiver =
+        Receiver::start_tls(Receiver::answering(&[]), acceptor(&ca, dir.path())).await;
+    assert!(receiver.prefix().starts_with("https://127.0.0.1:"));
+    let trusting = server_for(
+        &receiver,
+        &[("--job-callback-ca-file", ca_file.to_str().unwrap())],
+    )
+    .await;
+    let id = submit_calling(&trusting, "acme/export", &receiver.url("done")).await;
+    let held = claim(&trusting, "acme/export", "").await.unwrap();
+    put_result(&trusting, "acme/export", &held, b"zip").await;
+    let hit = receiver.next().await;
+    assert_eq!(value(&hit, "webhook-id"), id);
+    verify(&hit);
+    let doc: Value = serde_json::from_slice(&hit.body).unwrap();
+    assert_eq!(doc["state"], "succeeded");
+
+    // Without the authority the receiver's certificate is not trusted:
+    // nothing reaches it, and the attempt counts as failed.
+    let untrusting = server_for(&receiver, &[]).await;
+    let id = submit_calling(&untrusting, "acme/export", &receiver.url("done")).await;
+    let r = untrusting
+        .post(&format!("/jobs/acme/export/{id}/cancel"), "")
+        .await;
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + STEP;
+    while !metrics(&untrusting)
+        .await
+        .contains("blobq_job_callback_failures_total 1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the untrusted attempt did not fail"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    receiver.nothing_more(Duration::from_millis(300)).await;
 }

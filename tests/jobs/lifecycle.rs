@@ -1,5 +1,5 @@
 //! Jobs over time and at the server's edges: retention removing a job and
-//! its blobs, a durable server refusing jobs, shutdown answering waiters.
+//! its blobs, shutdown answering waiters.
 
 use std::time::{Duration, Instant};
 
@@ -48,18 +48,6 @@ async fn a_finished_job_goes_after_its_retention_with_its_blobs() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     problem(server.get("/jobs/ns").await, 404).await;
-}
-
-#[tokio::test]
-async fn a_durable_server_does_not_serve_jobs_yet() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::options()
-        .arg("--data-dir", dir.path().display())
-        .start()
-        .await;
-    let v = problem(submit_with(&server, "ns/q", "x", &[]).await, 501).await;
-    assert_eq!(v["type"], "urn:blobq:problem:jobs-not-available");
-    problem(server.get("/jobs/ns").await, 501).await;
 }
 
 #[tokio::test]

@@ -40,14 +40,10 @@ pub struct JobsService {
     pub limits: JobLimits,
 }
 
-/// The jobs service, or `501` where this server does not serve jobs.
+/// The jobs service, or `501` where the app was built without one.
 fn service(app: &App) -> Result<&JobsService, JobApiError> {
     app.jobs.as_ref().ok_or_else(|| {
-        JobApiError::NotImplemented(
-            "this server does not serve jobs: job state is kept in memory only, and \
-             durable mode (--data-dir) promises that what it accepts survives a restart"
-                .into(),
-        )
+        JobApiError::NotImplemented("this server was built without the jobs engine".into())
     })
 }
 

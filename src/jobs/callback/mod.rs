@@ -8,13 +8,17 @@
 //! starts each attempt as its own task, at most `concurrency` at once, each
 //! bounded by `timeout`. Past `max_pending` waiting deliveries the oldest
 //! is dropped with a log line, so a dead receiver costs bounded memory.
-//! Deliveries are kept in this process only: a restart loses them.
+//! Waiting deliveries are kept in this process only; in durable mode the
+//! engine records each delivery (through `OnDelivered`) and sends the
+//! undelivered ones again after a restart.
 //!
 //! With a signing key every attempt carries the Standard Webhooks headers
 //! (`sign.rs`); `webhook-id` is the job's id, the same on every attempt,
-//! so a receiver can tell a retry from a new callback.
+//! so a receiver can tell a retry from a new callback. `https://` URLs are
+//! sent over rustls (`tls.rs`).
 
 mod sign;
+mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +32,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use sign::SigningKey;
 
-use crate::backend::jobs::{document, JobView};
+use crate::backend::jobs::{document, JobId, JobView};
+use crate::backend::name::Name;
+
+/// Told of each delivered callback: the job's namespace, queue and id.
+pub(in crate::jobs) type OnDelivered = Arc<dyn Fn(&Name, &Name, JobId) + Send + Sync>;
 
 /// The first retry waits about this long; each later one twice the last.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -41,6 +49,9 @@ pub struct CallbackConfig {
     /// URL prefixes an `X-Job-Callback` may start with; none: refused.
     pub allow: Vec<String>,
     pub key: Option<SigningKey>,
+    /// Certificate authorities trusted for `https://` callbacks besides
+    /// the system's (`--job-callback-ca-file`).
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// How long one attempt may take.
     pub timeout: Duration,
     /// How long after its first attempt a callback is still retried.
@@ -65,6 +76,8 @@ struct Delivery {
     url: reqwest::Url,
     /// `webhook-id`: the job's id.
     id: Box<str>,
+    /// Where the job is, for `on_delivered`.
+    job: (Name, Name, JobId),
     body: Bytes,
     first_attempt: Option<Instant>,
     attempts: u32,
@@ -97,13 +110,14 @@ pub(super) struct Callbacks {
 
 struct Inner {
     config: CallbackConfig,
-    client: reqwest::Client,
+    client: tls::HttpClient,
     waiting: Mutex<Waiting>,
     /// Wakes the runner when a delivery due earlier than all others arrives.
     wake: Notify,
     slots: Arc<Semaphore>,
     closing: CancellationToken,
     counters: CallbackCounters,
+    on_delivered: Option<OnDelivered>,
 }
 
 fn locked(m: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
@@ -112,15 +126,8 @@ fn locked(m: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
 
 impl Callbacks {
     /// Starts the service's task; call inside a tokio runtime.
-    pub fn start(config: CallbackConfig) -> Callbacks {
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            // A callback goes where the job said, not where a receiver
-            // redirects it.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
+    pub fn start(config: CallbackConfig, on_delivered: Option<OnDelivered>) -> Callbacks {
+        let client = tls::client(&config);
         let callbacks = Callbacks {
             inner: Arc::new(Inner {
                 slots: Arc::new(Semaphore::new(config.concurrency)),
@@ -130,6 +137,7 @@ impl Callbacks {
                 wake: Notify::new(),
                 closing: CancellationToken::new(),
                 counters: CallbackCounters::default(),
+                on_delivered,
             }),
         };
         tokio::spawn(callbacks.clone().run());
@@ -150,6 +158,7 @@ impl Callbacks {
         let delivery = Delivery {
             url,
             id: job.id.to_string().into(),
+            job: (job.namespace.clone(), job.queue.clone(), job.id),
             body: Bytes::from(document::to_json(job)),
             first_attempt: None,
             attempts: 0,
@@ -252,6 +261,10 @@ impl Inner {
         let why = match self.post(&delivery).await {
             Ok(()) => {
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                if let Some(told) = &self.on_delivered {
+                    let (ns, queue, id) = &delivery.job;
+                    told(ns, queue, *id);
+                }
                 return;
             }
             Err(why) => why,
@@ -277,17 +290,22 @@ impl Inner {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |t| t.as_secs());
-        let mut request = self
-            .client
-            .post(d.url.clone())
+        let uri: http::Uri = d.url.as_str().parse().map_err(|e| format!("{e}"))?;
+        let mut request = http::Request::post(uri)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header("webhook-id", &*d.id)
-            .header("webhook-timestamp", timestamp)
-            .body(d.body.clone());
+            .header("webhook-timestamp", timestamp);
         if let Some(key) = &self.config.key {
             request = request.header("webhook-signature", key.sign(&d.id, timestamp, &d.body));
         }
-        let answer = request.send().await.map_err(|e| e.to_string())?;
+        let request = request
+            .body(http_body_util::Full::new(d.body.clone()))
+            .map_err(|e| e.to_string())?;
+        // A redirect is not followed: a callback goes where the job said.
+        let answer = tokio::time::timeout(self.config.timeout, self.client.request(request))
+            .await
+            .map_err(|_| format!("no answer within {:?}", self.config.timeout))?
+            .map_err(|e| format!("{e:#}"))?;
         let status = answer.status();
         if status.is_success() {
             Ok(())
@@ -327,6 +345,7 @@ mod tests {
         CallbackConfig {
             allow: vec!["http://hooks.example.com/jobs/".into()],
             key: None,
+            extra_roots: Vec::new(),
             timeout: Duration::from_secs(1),
             retry_for: Duration::from_secs(1),
             max_pending,
@@ -336,12 +355,17 @@ mod tests {
 
     #[tokio::test]
     async fn past_the_pending_limit_the_oldest_delivery_is_dropped() {
-        let callbacks = Callbacks::start(config(2));
+        let callbacks = Callbacks::start(config(2), None);
         let later = Instant::now() + Duration::from_secs(3600);
         for id in ["a", "b", "c"] {
             callbacks.inner.enqueue(Delivery {
                 url: reqwest::Url::parse("http://hooks.example.com/jobs/x").unwrap(),
                 id: id.into(),
+                job: (
+                    Name::parse("ns").unwrap(),
+                    Name::parse("q").unwrap(),
+                    JobId(0),
+                ),
                 body: Bytes::new(),
                 first_attempt: None,
                 attempts: 0,

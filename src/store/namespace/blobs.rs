@@ -49,6 +49,17 @@ impl NsState {
         }
     }
 
+    /// The blobs whose custom data has `key`: their ids and the values.
+    pub fn marked_blobs(&self, key: &str) -> Vec<(BlobId, Box<str>)> {
+        self.blobs
+            .iter()
+            .filter_map(|e| {
+                let pair = e.blob.meta().custom.iter().find(|p| &*p.key == key)?;
+                Some((e.blob.id(), pair.value.clone()))
+            })
+            .collect()
+    }
+
     /// Takes a new reference on a readable blob, for a reference push.
     pub fn reference_blob(&mut self, id: BlobId, now: Millis) -> Option<Arc<Blob>> {
         let entry = self.blobs.get_mut(id).filter(|e| e.is_readable(now))?;

@@ -57,6 +57,12 @@ impl NsState {
         Ok(())
     }
 
+    /// `hold_elements` for jobs read back at start-up: never refused.
+    pub fn hold_elements_restored(&mut self, n: u64) {
+        self.elements_held += n;
+        self.held_outside += n;
+    }
+
     /// Gives back places taken with `hold_elements`.
     pub fn release_elements(&mut self, n: u64) {
         let n = n.min(self.held_outside);
