@@ -13,8 +13,10 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 mod logging;
+mod overflow;
 
 pub use logging::{LogConfig, LogFormat, LogSettings, ACCESS_TARGET};
+pub use overflow::OverflowSettings;
 
 use crate::auth::{Auth, AuthError, AuthSettings, TokenCommand};
 use crate::backend::name::Name;
@@ -22,6 +24,7 @@ use crate::http::batch::{BatchLimits, BatchSettings};
 use crate::http::RequestLimits;
 use crate::jobs::{JobConfig, JobSettings};
 use crate::server::{LimitSettings, Limits, TlsConfig, TlsSettings};
+use crate::store::overflow::OverflowConfig;
 use crate::store::{DurabilityConfig, FsyncMode, Quota, StoreConfig};
 
 /// Parses `--fsync`: the store's own names and descriptions, listed by
@@ -187,6 +190,10 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub logging: LogSettings,
+    /// Overflow segments (the `[overflow]` table).
+    #[command(flatten)]
+    #[serde(default)]
+    pub overflow: OverflowSettings,
 }
 
 /// Fills each unset field of `$hi` from `$lo`.
@@ -235,7 +242,8 @@ impl Settings {
             tls,
             batch,
             limits,
-            logging
+            logging,
+            overflow
         )
     }
 }
@@ -277,6 +285,7 @@ pub struct Config {
     pub batch: BatchLimits,
     pub limits: Limits,
     pub logging: LogConfig,
+    pub overflow: OverflowConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -355,6 +364,7 @@ impl Config {
             batch: s.batch.resolve().map_err(ConfigError::Invalid)?,
             limits: s.limits.resolve()?,
             logging: s.logging.resolve(),
+            overflow: s.overflow.resolve().map_err(ConfigError::Invalid)?,
         };
         config.check()?;
         Ok(config)
@@ -413,6 +423,7 @@ impl Config {
             namespace_quotas: self.namespace_quotas.clone(),
             quota_retry_after: self.quota_retry_after,
             memory_limit: self.memory_limit,
+            overflow: self.overflow,
             durability: self.data_dir.as_ref().map(|dir| DurabilityConfig {
                 dir: dir.clone(),
                 fsync: self.fsync,

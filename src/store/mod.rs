@@ -34,6 +34,7 @@ pub mod journal;
 mod listing;
 mod namespace;
 mod operations;
+pub mod overflow;
 mod pop;
 mod queue;
 mod recovery;
@@ -67,6 +68,7 @@ pub(crate) fn tests_config(dir: &std::path::Path) -> StoreConfig {
         namespace_quotas: std::collections::HashMap::new(),
         quota_retry_after: 1,
         memory_limit: 0,
+        overflow: overflow::OverflowConfig::default(),
         durability: None,
         names: NameLimits::default(),
     }
