@@ -104,10 +104,16 @@ impl Segment {
     /// A body of `len` bytes was placed here.
     pub fn adopt(&self, body: &Arc<OverflowBody>, len: u64) {
         self.live.fetch_add(len, Ordering::AcqRel);
-        self.bodies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::downgrade(body));
+        let mut bodies = self.bodies.lock().unwrap_or_else(PoisonError::into_inner);
+        // A weak reference keeps a dropped body's small allocation: drop
+        // those before the list would grow, so it holds about what is live.
+        // Room for as many again as are live, so pruning stays amortised.
+        if bodies.len() == bodies.capacity() {
+            bodies.retain(|b| b.strong_count() > 0);
+            let live = bodies.len();
+            bodies.reserve(live.max(16));
+        }
+        bodies.push(Arc::downgrade(body));
     }
 
     /// A body of `len` bytes left (dropped, or moved to another segment).
