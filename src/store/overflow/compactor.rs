@@ -9,6 +9,7 @@
 
 use std::io;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -16,19 +17,41 @@ use tokio_util::sync::CancellationToken;
 use super::segment::Segment;
 use super::Overflow;
 
+/// How long the compactor rests after a failure (a full disk, most often)
+/// before it tries again, so that pops freeing bytes do not make it retry,
+/// and waste room in the current segment, at their pace.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
 pub(super) async fn run(overflow: Weak<Overflow>, wake: Arc<Notify>, closing: CancellationToken) {
+    let mut failing = false;
     loop {
         tokio::select! {
             () = wake.notified() => {}
             () = closing.cancelled() => return,
         }
-        let Some(overflow) = overflow.upgrade() else {
+        let Some(strong) = overflow.upgrade() else {
             return;
         };
         // Reads and writes of whole segments: off the runtime's threads.
-        let done = tokio::task::spawn_blocking(move || overflow.compact_candidates()).await;
-        if let Ok(Err(e)) = done {
-            tracing::warn!(error = %e, "could not compact overflow segments; they stay as they are");
+        let done = tokio::task::spawn_blocking(move || strong.compact_candidates()).await;
+        match done {
+            Ok(Ok(())) if failing => {
+                failing = false;
+                tracing::info!("overflow segments can be compacted again");
+            }
+            Ok(Ok(())) | Err(_) => {}
+            Ok(Err(e)) => {
+                if !failing {
+                    tracing::warn!(error = %e, "could not compact overflow segments; they stay as they are until it can");
+                }
+                failing = true;
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY_AFTER) => {}
+                    () = closing.cancelled() => return,
+                }
+                // Try again even if no pop wakes it.
+                wake.notify_one();
+            }
         }
     }
 }
