@@ -332,3 +332,21 @@ async fn spill_folders_of_dead_processes_are_removed_at_start_up_and_live_ones_s
     drop(third);
     drop(live);
 }
+
+#[tokio::test]
+async fn segments_are_removed_with_the_spill_folder_at_shutdown() {
+    let mut server = overflowing(1).await;
+    let mut rng = Rng::new();
+    for _ in 0..50 {
+        push(&server, "q", rng.bytes(3_000)).await;
+    }
+    assert!(segments(&server).len() >= 2);
+    server.terminate();
+    assert!(server.wait_exit().await.success());
+    let left: Vec<_> = std::fs::read_dir(server.spill_root.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
