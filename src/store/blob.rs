@@ -201,8 +201,10 @@ impl Blob {
         self.deleted.load(Ordering::Acquire)
     }
 
-    /// Marks the blob deleted and frees its disk space now rather than when
-    /// the last referencing element is consumed. Call without locks held.
+    /// Marks the blob deleted and frees a spill file's disk space now rather
+    /// than when the last referencing element is consumed (bytes in an
+    /// overflow segment stop counting as live only then). Call without
+    /// locks held.
     pub(crate) fn delete(&self) {
         self.deleted.store(true, Ordering::Release);
         if let Some(path) = self.content.spill_file() {
