@@ -135,3 +135,48 @@ fn stale_spill_folders_go_and_live_ones_stay() {
     assert!(!live_path.exists(), "removed on drop");
     assert!(second.path().exists());
 }
+
+/// Readers racing the compactor always read the right bytes: from the old
+/// place, held until they finish, or from the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_racing_a_compaction_read_the_right_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let overflow = Overflow::new(dir.path().to_owned(), config(16_384));
+    let mut kept = Vec::new();
+    for i in 0..200 {
+        let bytes = body(i, 500 + i % 300);
+        let b = overflow.append(bytes.clone()).await.unwrap();
+        if i % 8 == 0 {
+            kept.push((b, bytes));
+        }
+    }
+    let kept = Arc::new(kept);
+    let before = files_in(dir.path());
+    assert!(before >= 6, "{before} segments");
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let kept = kept.clone();
+        readers.push(tokio::spawn(async move {
+            for _ in 0..20 {
+                for (b, bytes) in kept.iter() {
+                    assert_eq!(b.read().await.unwrap(), *bytes);
+                }
+            }
+        }));
+    }
+    let compacting = {
+        let overflow = overflow.clone();
+        tokio::task::spawn_blocking(move || overflow.compact_candidates())
+    };
+    compacting.await.unwrap().unwrap();
+    for r in readers {
+        r.await.unwrap();
+    }
+    for (b, bytes) in kept.iter() {
+        assert_eq!(b.read().await.unwrap(), *bytes);
+    }
+    assert!(
+        files_in(dir.path()) <= 2,
+        "compacted from {before} segments"
+    );
+}
