@@ -1,7 +1,7 @@
 # blobq: the commands a developer needs.
 CARGO ?= cargo
 
-.PHONY: run test fuzz lint fmt build release man verify-unit bench bench-durable bench-instructions bench-allocations bench-policy clean
+.PHONY: run test fuzz lint fmt build release man verify-unit bench bench-durable bench-backlog bench-instructions bench-allocations bench-policy clean
 
 ## run: start the server on 127.0.0.1:8080 with the defaults
 run:
@@ -33,7 +33,12 @@ lint:
 ## judges blobq against it (an A/B of a change)
 bench:
 	bench/run.sh
+	bench/backlog.sh
 	bench/durability.sh
+
+## bench-backlog: a backlog past the memory limit, against --memory-limit 0 and webdis
+bench-backlog:
+	bench/backlog.sh
 
 ## bench-durable: --data-dir in each --fsync mode against memory and redis AOF
 bench-durable:

@@ -13,8 +13,10 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 mod logging;
+mod overflow;
 
 pub use logging::{LogConfig, LogFormat, LogSettings, ACCESS_TARGET};
+pub use overflow::OverflowSettings;
 
 use crate::auth::{Auth, AuthError, AuthSettings, TokenCommand};
 use crate::backend::name::Name;
@@ -23,6 +25,7 @@ use crate::http::head_limit::HeadLimits;
 use crate::http::RequestLimits;
 use crate::jobs::{JobConfig, JobSettings};
 use crate::server::{LimitSettings, Limits, TlsConfig, TlsSettings};
+use crate::store::overflow::OverflowConfig;
 use crate::store::{DurabilityConfig, FsyncMode, Quota, StoreConfig};
 
 /// Parses `--fsync`: the store's own names and descriptions, listed by
@@ -188,6 +191,10 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub logging: LogSettings,
+    /// Overflow segments (the `[overflow]` table).
+    #[command(flatten)]
+    #[serde(default)]
+    pub overflow: OverflowSettings,
 }
 
 /// Fills each unset field of `$hi` from `$lo`.
@@ -236,7 +243,8 @@ impl Settings {
             tls,
             batch,
             limits,
-            logging
+            logging,
+            overflow
         )
     }
 }
@@ -278,6 +286,7 @@ pub struct Config {
     pub batch: BatchLimits,
     pub limits: Limits,
     pub logging: LogConfig,
+    pub overflow: OverflowConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -356,6 +365,7 @@ impl Config {
             batch: s.batch.resolve().map_err(ConfigError::Invalid)?,
             limits: s.limits.resolve()?,
             logging: s.logging.resolve(),
+            overflow: s.overflow.resolve().map_err(ConfigError::Invalid)?,
         };
         config.check()?;
         Ok(config)
@@ -414,6 +424,7 @@ impl Config {
             namespace_quotas: self.namespace_quotas.clone(),
             quota_retry_after: self.quota_retry_after,
             memory_limit: self.memory_limit,
+            overflow: self.overflow,
             durability: self.data_dir.as_ref().map(|dir| DurabilityConfig {
                 dir: dir.clone(),
                 fsync: self.fsync,

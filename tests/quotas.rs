@@ -148,7 +148,9 @@ async fn once_the_memory_budget_is_spent_small_bodies_go_to_disk() {
     );
     assert!(memory <= BUDGET, "memory {memory} stays within the budget");
     assert_eq!(memory + disk, 500_000);
-    assert_eq!(server.spill_files().len() as u64, disk / 10_000);
+    assert!(disk >= 10_000);
+    // They share one overflow segment (64 MiB by default), not a file each.
+    assert_eq!(server.spill_files().len(), 1);
     for i in 0..50u8 {
         let r = server.get("/qs/ns/flood").await;
         assert_eq!(

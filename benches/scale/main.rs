@@ -6,6 +6,7 @@
 //! cargo bench --bench scale -- cases --blobq PATH [--only big,blocked,million,storm]
 //! cargo bench --bench scale -- batch QUEUE_URL [--elements 100] [--size 100] [--batches N]
 //! cargo bench --bench scale -- jobs --blobq PATH [--only rate,held,polls] [--seconds S] [--held N] [--pollers N]
+//! cargo bench --bench scale -- backlog --blobq PATH | --webdis URL [--bytes N] [--size BYTES] [--serve-args ARGS] [--label TEXT]
 //! ```
 //!
 //! `cases` starts a fresh `blobq` for each case (so each RSS figure is its
@@ -14,6 +15,7 @@
 //! the jobs API (`jobs.rs`). `bench/run.sh` puts them in the table. Cargo runs bench targets under `cargo test --all-targets` too;
 //! without the `--bench` flag that `cargo bench` passes, this exits at once.
 
+mod backlog;
 mod batch;
 mod cases;
 mod client;
@@ -72,8 +74,9 @@ fn main() {
             Some("cases") => cases::cases_command(&args[1..]).await,
             Some("batch") => batch::batch_command(&args[1..]).await,
             Some("jobs") => jobs::jobs_command(&args[1..]).await,
+            Some("backlog") => backlog::backlog_command(&args[1..]).await,
             _ => Err(
-                "usage: scale fill URL ... | scale cases --blobq PATH | scale batch URL ... | scale jobs --blobq PATH"
+                "usage: scale fill URL ... | scale cases --blobq PATH | scale batch URL ... | scale jobs --blobq PATH | scale backlog --blobq PATH"
                     .into(),
             ),
         }

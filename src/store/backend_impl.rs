@@ -341,6 +341,7 @@ mod suite {
             namespace_quotas: HashMap::from([(LIMITED_NAMESPACE.to_owned(), limited)]),
             quota_retry_after: 1,
             memory_limit: 0,
+            overflow: Default::default(),
             names: crate::store::NameLimits::default(),
             durability: durable.then(|| DurabilityConfig {
                 dir: dir.path().join("data"),

@@ -356,6 +356,7 @@ mod tests {
             namespace_quotas: HashMap::new(),
             quota_retry_after: 1,
             memory_limit: 0,
+            overflow: Default::default(),
             names: crate::store::NameLimits::default(),
             durability: Some(DurabilityConfig {
                 dir: dir.join("data"),

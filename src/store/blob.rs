@@ -1,4 +1,5 @@
-//! Blobs: the bytes of an element, in memory or in a spill file.
+//! Blobs: the bytes of an element, in memory, in an overflow segment or in
+//! a file of their own.
 //!
 //! A `Blob` is immutable once stored and shared by `Arc` between the
 //! namespace's blob table, the elements that reference it and the responses
@@ -13,6 +14,7 @@ use bytes::Bytes;
 use tempfile::TempPath;
 
 use super::journal::Journal;
+use super::overflow::OverflowBody;
 use super::stats::Totals;
 use crate::backend::ids::BlobId;
 use crate::backend::meta::SharedMeta;
@@ -25,6 +27,10 @@ pub enum BlobContent {
     /// Bodies in a file. Boxed, so that the enum is no larger than a
     /// `Bytes`: every queued element with data holds a blob.
     File(Box<BlobFile>),
+    /// Small bodies past the memory budget, in a shared overflow segment
+    /// (memory mode only). An `Arc`: the segment keeps a weak reference so
+    /// its compactor can move the body.
+    Overflow(Arc<OverflowBody>),
 }
 
 /// The file a blob's bytes are in.
@@ -195,8 +201,10 @@ impl Blob {
         self.deleted.load(Ordering::Acquire)
     }
 
-    /// Marks the blob deleted and frees its disk space now rather than when
-    /// the last referencing element is consumed. Call without locks held.
+    /// Marks the blob deleted and frees a spill file's disk space now rather
+    /// than when the last referencing element is consumed (bytes in an
+    /// overflow segment stop counting as live only then). Call without
+    /// locks held.
     pub(crate) fn delete(&self) {
         self.deleted.store(true, Ordering::Release);
         if let Some(path) = self.content.spill_file() {
@@ -241,6 +249,14 @@ impl Blob {
         // would otherwise sit in the future of every pop, in memory or not.
         match &self.content {
             BlobContent::Memory(bytes) => Ok(BlobBody::Memory(bytes.clone())),
+            // Below the spill threshold: read whole, answered from memory.
+            BlobContent::Overflow(body) => match Box::pin(body.read()).await {
+                Ok(bytes) => Ok(BlobBody::Memory(bytes)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read a body from its overflow segment");
+                    Err(e)
+                }
+            },
             BlobContent::File(file) => match Box::pin(tokio::fs::File::open(file.path())).await {
                 Ok(opened) => Ok(BlobBody::File {
                     file: opened,
@@ -267,16 +283,29 @@ impl BlobContent {
         BlobContent::File(Box::new(BlobFile::Stored(file)))
     }
 
-    /// Whether the bytes are in a file (a spill file or a stored one).
-    pub fn is_spilled(&self) -> bool {
-        matches!(self, BlobContent::File(_))
+    pub fn overflowed(body: Arc<OverflowBody>) -> BlobContent {
+        BlobContent::Overflow(body)
     }
 
-    /// The file the bytes are in, if they are in one.
+    /// Whether the bytes are on disk (a segment, a spill file or a stored
+    /// file): they count as disk bytes, not memory.
+    pub fn is_spilled(&self) -> bool {
+        !matches!(self, BlobContent::Memory(_))
+    }
+
+    /// The file the bytes are in, if they are in one of their own.
     pub fn file(&self) -> Option<&BlobFile> {
         match self {
             BlobContent::File(file) => Some(file),
-            BlobContent::Memory(_) => None,
+            BlobContent::Memory(_) | BlobContent::Overflow(_) => None,
+        }
+    }
+
+    /// The overflow segment body, if the bytes are in one.
+    pub fn overflow(&self) -> Option<&Arc<OverflowBody>> {
+        match self {
+            BlobContent::Overflow(body) => Some(body),
+            _ => None,
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::journal::{DurabilityConfig, FsyncMode};
 use super::namespace::Quota;
+use super::overflow::OverflowConfig;
 
 /// Settings the store needs.
 #[derive(Clone, Debug)]
@@ -30,6 +31,8 @@ pub struct StoreConfig {
     /// Bytes of bodies held in memory beyond which new bodies spill to disk
     /// whatever their size; 0 for no limit.
     pub memory_limit: u64,
+    /// Memory mode: the segments small bodies past `memory_limit` go to.
+    pub overflow: OverflowConfig,
     /// Durable mode: where and how the store keeps its log.
     pub durability: Option<DurabilityConfig>,
     /// How many names clients may make.

@@ -15,7 +15,7 @@ use tokio_util::io::ReaderStream;
 
 use crate::backend::Payload;
 
-use super::blob::{BlobBody, BlobFile};
+use super::blob::{BlobBody, BlobContent, BlobFile};
 use super::journal::record::BlobData;
 
 /// Size of the reads that stream a file back to a client.
@@ -64,6 +64,25 @@ impl BlobFile {
         match self.crc32c() {
             Some(crc32c) => BlobData::CheckedFile { name, crc32c },
             None => BlobData::File(name),
+        }
+    }
+}
+
+impl BlobContent {
+    /// How the log records the bytes: inline when in memory, by name when
+    /// in a file of the data directory.
+    pub fn log_data(&self) -> BlobData<'_> {
+        match self {
+            BlobContent::Memory(bytes) => BlobData::Inline(bytes),
+            // Durable mode only makes stored files; a spill file cannot be
+            // named relative to the data directory, so it is recorded by
+            // its name too and would be found missing at replay. A stored
+            // file is logged with its checksum.
+            BlobContent::File(file) => file.log_data(),
+            // Durable mode has no overflow segments (the store gives its
+            // writer none); were one logged, it would name no file and be
+            // found missing at replay, like a spill file.
+            BlobContent::Overflow(_) => BlobData::File(""),
         }
     }
 }

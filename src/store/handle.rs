@@ -24,6 +24,7 @@ use super::health::FileHealth;
 use super::ingest::{BlobWriter, IngestError, IngestLimits};
 use super::journal::{self, FsyncMode, Journal};
 use super::namespace::{Graveyard, Locked, Namespace, NsState, Quota, QuotaExceeded};
+use super::overflow::{Overflow, SpillFolder};
 use super::stats::Totals;
 use super::{recovery, sweeper};
 use crate::backend::name::Name;
@@ -56,7 +57,7 @@ pub(super) struct Shared {
     /// once cannot both pass the limit. Only making one takes it.
     making_namespace: std::sync::Mutex<()>,
     /// This process's spill folder, removed with everything in it on drop.
-    spill_dir: tempfile::TempDir,
+    spill_dir: SpillFolder,
     /// (deadline, namespace) pairs the sweeper must look at, earliest first.
     pub wakeups: std::sync::Mutex<BTreeSet<(Millis, Name)>>,
     /// Tells the sweeper its next wake-up moved earlier.
@@ -90,10 +91,7 @@ impl Drop for Shared {
 impl Store {
     /// Creates the store and starts its sweeper; call inside a tokio runtime.
     pub fn new(config: StoreConfig) -> std::io::Result<Store> {
-        std::fs::create_dir_all(&config.spill_dir)?;
-        let spill_dir = tempfile::Builder::new()
-            .prefix("blobq-")
-            .tempdir_in(&config.spill_dir)?;
+        let spill_dir = SpillFolder::create(&config.spill_dir)?;
         let totals = Arc::new(Totals::default());
         let namespaces = Namespaces::default();
         let quota_of = |ns: &Name| {
@@ -127,6 +125,10 @@ impl Store {
             None => StoragePlace::Spill,
         };
         let file_health = FileHealth::new(file_place, file_dir.clone());
+        // Memory mode: small bodies past the memory limit share segments.
+        let overflow = durable_sync
+            .is_none()
+            .then(|| Overflow::new(spill_dir.path().to_owned(), config.overflow));
         let (journal, dir_lock) = match opened {
             Some(o) => (Some(o.journal), Some(o.lock)),
             None => (None, None),
@@ -141,6 +143,7 @@ impl Store {
                 memory_limit: config.memory_limit,
                 totals: totals.clone(),
                 durable_sync,
+                overflow: overflow.clone(),
             },
             queue_idle_timeout: config.queue_idle_timeout,
             max_deliveries: config.max_deliveries,
@@ -164,6 +167,9 @@ impl Store {
             shared.sweeper.clone(),
             shared.closing.clone(),
         ));
+        if let Some(overflow) = &overflow {
+            overflow.start_compactor(shared.closing.clone());
+        }
         Ok(Store { shared })
     }
 
@@ -216,11 +222,7 @@ impl Store {
         if let Some(journal) = &self.shared.journal {
             journal.close();
         }
-        if let Err(e) = std::fs::remove_dir_all(self.spill_dir()) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %self.spill_dir().display(), error = %e, "could not remove spill folder");
-            }
-        }
+        self.shared.spill_dir.remove();
     }
 
     /// Runs `change` on the state of namespace `ns`, created if needed,

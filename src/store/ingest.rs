@@ -1,6 +1,8 @@
 //! Receiving a body: buffered in memory while it is small, streamed to a spill
 //! file as soon as it reaches the threshold, refused once it passes the
-//! maximum. The caller feeds chunks as they arrive from the network, so a
+//! maximum. A small body that would take the memory held past the memory
+//! limit is appended to an overflow segment (memory mode) or written to a
+//! blob file of its own (durable mode). The caller feeds chunks as they arrive from the network, so a
 //! large body is never held whole in memory. A body's CRC32C is computed on
 //! the way in; a blob file of the data directory keeps it, so that damage to
 //! the file is found when it is read back.
@@ -14,6 +16,7 @@ use tempfile::TempPath;
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::blob::{BlobContent, StoredFile};
+use super::overflow::Overflow;
 use super::stats::Totals;
 
 /// How much of a spilled body is gathered before one write to the file: large
@@ -49,6 +52,9 @@ pub struct IngestLimits {
     /// outlive the process; `Some(true)` when each must reach stable storage
     /// before the push is answered (`--fsync always`).
     pub durable_sync: Option<bool>,
+    /// Memory mode: the segments small bodies past the memory limit are
+    /// appended to. `None` in durable mode, where they get a blob file.
+    pub overflow: Option<Arc<Overflow>>,
 }
 
 enum Sink {
@@ -140,8 +146,9 @@ impl<'a> BlobWriter<'a> {
         self.size
     }
 
-    /// Completes the body. A small body goes to a spill file after all if
-    /// keeping it would take the memory held past the memory limit.
+    /// Completes the body. A small body goes to an overflow segment (or a
+    /// blob file, in durable mode) if keeping it would take the memory held
+    /// past the memory limit.
     pub async fn finish(self) -> Result<(BlobContent, u64), IngestError> {
         let (size, crc32c) = (self.size, self.crc32c);
         let content = match self.sink {
@@ -154,7 +161,12 @@ impl<'a> BlobWriter<'a> {
                 };
                 BlobContent::Memory(bytes)
             }
-            Sink::Memory(buf) => Box::pin(self.limits.spill_whole(buf)).await?,
+            Sink::Memory(buf) => match &self.limits.overflow {
+                Some(overflow) => {
+                    BlobContent::overflowed(Box::pin(overflow.append(buf.freeze())).await?)
+                }
+                None => Box::pin(self.limits.spill_whole(buf)).await?,
+            },
             Sink::File(spill) => Box::pin(self.limits.seal(*spill, crc32c)).await?,
         };
         Ok((content, size))
@@ -217,6 +229,7 @@ mod tests {
             memory_limit: 0,
             totals: Arc::new(Totals::default()),
             durable_sync: None,
+            overflow: None,
         }
     }
 
@@ -236,7 +249,7 @@ mod tests {
         assert_eq!(size, 5);
         match content {
             BlobContent::Memory(b) => assert_eq!(&b[..], b"ab\0cd"),
-            BlobContent::File(_) => panic!("spilled a small body"),
+            _ => panic!("spilled a small body"),
         }
         assert_eq!(files_in(dir.path()), 0);
     }
@@ -306,6 +319,32 @@ mod tests {
             panic!("over the memory limit, a small body spills")
         };
         assert_eq!(std::fs::read(path).unwrap(), b"d");
+    }
+
+    /// In memory mode the small bodies past the limit share a segment
+    /// instead of a file each; a large one still gets its own file.
+    #[tokio::test]
+    async fn past_the_memory_limit_small_bodies_go_to_one_overflow_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = limits(dir.path());
+        l.memory_limit = 1;
+        l.overflow = Some(Overflow::new(dir.path().to_owned(), Default::default()));
+        let mut bodies = Vec::new();
+        for part in [&b"abc"[..], b"\0\xff", b"123456789"] {
+            let mut w = BlobWriter::new(&l, None).unwrap();
+            w.write(Bytes::copy_from_slice(part)).await.unwrap();
+            let (content, size) = w.finish().await.unwrap();
+            assert_eq!(size, part.len() as u64);
+            let body = content.overflow().expect("an overflow body").clone();
+            assert_eq!(&body.read().await.unwrap()[..], part);
+            bodies.push(content);
+        }
+        assert_eq!(files_in(dir.path()), 1, "one segment for them all");
+        let mut w = BlobWriter::new(&l, None).unwrap();
+        w.write(Bytes::from_static(b"0123456789")).await.unwrap();
+        let (large, _) = w.finish().await.unwrap();
+        assert!(large.spill_file().is_some(), "at the threshold: a file");
+        assert_eq!(files_in(dir.path()), 2);
     }
 
     #[tokio::test]

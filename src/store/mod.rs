@@ -9,7 +9,9 @@
 //! - `namespace`: one namespace's state behind its lock, split into queues,
 //!   leases, blobs, quotas, expiry, statistics and the log records of a change.
 //! - `queue`, `element`, `blob`, `blob_table` (over `incremental_map`):
-//!   the data structures; `ingest` and `file_body`: bodies in and out.
+//!   the data structures; `ingest` and `file_body`: bodies in and out;
+//!   `overflow`: the spill folder, and the shared segments small bodies go
+//!   to past the memory limit.
 //! - `sweeper`: the task that expires what is due and drops idle queues.
 //! - `durable`: waiting for the log, and refusing requests while it cannot
 //!   be written; `withdraw`: taking back a change it could not record;
@@ -34,6 +36,7 @@ pub mod journal;
 mod listing;
 mod namespace;
 mod operations;
+pub mod overflow;
 mod pop;
 mod queue;
 mod recovery;
@@ -67,6 +70,7 @@ pub(crate) fn tests_config(dir: &std::path::Path) -> StoreConfig {
         namespace_quotas: std::collections::HashMap::new(),
         quota_retry_after: 1,
         memory_limit: 0,
+        overflow: overflow::OverflowConfig::default(),
         durability: None,
         names: NameLimits::default(),
     }

@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use crate::backend::meta::Metadata;
 use crate::backend::name::Name;
-use crate::store::blob::{Blob, BlobContent};
+use crate::store::blob::Blob;
 use crate::store::clock::Millis;
 use crate::store::element::Element;
-use crate::store::journal::record::{change_body, encode, BlobData, MetaRecord, Record};
+use crate::store::journal::record::{change_body, encode, MetaRecord, Record};
 use crate::store::journal::Journal;
 
 /// A staging buffer grown past this many bytes (by a large inline body) is
@@ -133,14 +133,7 @@ impl ChangeLog {
     /// kept from now on: the log names it.
     pub fn blob_stored(&mut self, blob: &Blob, deadline: Millis, exposed: bool) {
         let Some(journal) = &self.journal else { return };
-        let data = match blob.content() {
-            BlobContent::Memory(bytes) => BlobData::Inline(bytes),
-            // Durable mode only makes stored files; a spill file cannot be
-            // named relative to the data directory, so it is recorded by its
-            // name too and would be found missing at replay. A stored file
-            // is logged with its checksum.
-            BlobContent::File(file) => file.log_data(),
-        };
+        let data = blob.content().log_data();
         self.staged.add(&Record::Blob {
             ns: self.ns.as_str(),
             id: blob.id().to_u128(),

@@ -1,0 +1,173 @@
+//! One overflow segment: a file of the spill folder that bodies are
+//! appended to, how many of its bytes are still live, and which bodies
+//! those are (for the compactor).
+//!
+//! Every body placed in a segment holds it by `Arc`, and so does a read in
+//! progress and the writer while the segment is current: the file is
+//! removed when the last of them lets go, so a segment whose live bytes
+//! reach zero disappears by itself, and a reader of a moved body still
+//! reads the old file it started on.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use super::body::OverflowBody;
+use super::Overflow;
+
+pub(crate) struct Segment {
+    path: PathBuf,
+    file: File,
+    /// Bytes of the bodies placed here that are still held.
+    live: AtomicU64,
+    /// Bytes handed out by the writer; final once sealed.
+    end: AtomicU64,
+    /// Set when the writer moved on to the next segment: only a sealed
+    /// segment is compacted.
+    sealed: AtomicBool,
+    /// Compacted once the live bytes fall below this percentage of `end`.
+    compact_percent: u8,
+    /// The bodies placed here (some since dropped or moved on).
+    bodies: Mutex<Vec<Weak<OverflowBody>>>,
+    /// The store's overflow: told when this segment becomes worth
+    /// compacting, or empty while it is the one being written.
+    owner: Weak<Overflow>,
+}
+
+impl Segment {
+    /// Creates the segment's file (which must not exist yet).
+    pub fn create(
+        path: PathBuf,
+        compact_percent: u8,
+        owner: Weak<Overflow>,
+    ) -> io::Result<Segment> {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(Segment {
+            path,
+            file,
+            live: AtomicU64::new(0),
+            end: AtomicU64::new(0),
+            sealed: AtomicBool::new(false),
+            compact_percent,
+            bodies: Mutex::new(Vec::new()),
+            owner,
+        })
+    }
+
+    pub fn write_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
+        self.file.write_all_at(bytes, offset)
+    }
+
+    pub fn read_at(&self, len: usize, offset: u64) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0; len];
+        self.file.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+
+    /// Records that the writer handed out bytes up to `end`.
+    pub fn extend_to(&self, end: u64) {
+        self.end.store(end, Ordering::Release);
+    }
+
+    /// The writer moved on: from now on the segment only loses live bytes.
+    pub fn seal(&self) {
+        self.sealed.store(true, Ordering::Release);
+        self.wake_compactor_if_due(self.live.load(Ordering::Acquire));
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.load(Ordering::Acquire)
+    }
+
+    pub fn live_bytes(&self) -> u64 {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Whether the segment is sealed, still holds something, and holds
+    /// little enough that copying it forward frees most of its file.
+    pub fn worth_compacting(&self) -> bool {
+        self.is_sealed() && self.due(self.live_bytes())
+    }
+
+    fn due(&self, live: u64) -> bool {
+        let end = self.end.load(Ordering::Acquire);
+        live > 0 && (live as u128) * 100 < (end as u128) * u128::from(self.compact_percent)
+    }
+
+    /// A body of `len` bytes was placed here.
+    pub fn adopt(&self, body: &Arc<OverflowBody>, len: u64) {
+        self.live.fetch_add(len, Ordering::AcqRel);
+        let mut bodies = self.bodies.lock().unwrap_or_else(PoisonError::into_inner);
+        // A weak reference keeps a dropped body's small allocation: drop
+        // those before the list would grow, so it holds about what is live.
+        // Room for as many again as are live, so pruning stays amortised.
+        if bodies.len() == bodies.capacity() {
+            bodies.retain(|b| b.strong_count() > 0);
+            let live = bodies.len();
+            bodies.reserve(live.max(16));
+        }
+        bodies.push(Arc::downgrade(body));
+    }
+
+    /// A body of `len` bytes left (dropped, or moved to another segment).
+    /// The caller holds the segment, so it outlives this call.
+    pub fn release(&self, len: u64) {
+        let live = self.live.fetch_sub(len, Ordering::AcqRel) - len;
+        if self.is_sealed() {
+            self.wake_compactor_if_due(live);
+        } else if live == 0 {
+            // A drained queue should leave no file behind: the writer
+            // lets an empty current segment go and starts afresh.
+            if let Some(owner) = self.owner.upgrade() {
+                owner.retire_if_empty(self);
+            }
+        }
+    }
+
+    fn wake_compactor_if_due(&self, live: u64) {
+        if self.due(live) {
+            if let Some(owner) = self.owner.upgrade() {
+                owner.compactor.notify_one();
+            }
+        }
+    }
+
+    /// The bodies placed here, as they were when asked: the compactor
+    /// checks each is still here before moving it.
+    pub fn placed_bodies(&self) -> Vec<Weak<OverflowBody>> {
+        self.bodies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // Nothing live is left and nobody reads it: the file goes. Shutdown
+        // may have removed the whole folder first.
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(path = %self.path.display(), error = %e, "could not remove an overflow segment");
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("path", &self.path)
+            .field("live", &self.live_bytes())
+            .field("end", &self.end.load(Ordering::Relaxed))
+            .field("sealed", &self.is_sealed())
+            .finish_non_exhaustive()
+    }
+}
