@@ -19,6 +19,7 @@ pub use logging::{LogConfig, LogFormat, LogSettings, ACCESS_TARGET};
 use crate::auth::{Auth, AuthError, AuthSettings, TokenCommand};
 use crate::backend::name::Name;
 use crate::http::batch::{BatchLimits, BatchSettings};
+use crate::http::ui::{UiConfig, UiSettings};
 use crate::http::RequestLimits;
 use crate::jobs::{JobConfig, JobSettings};
 use crate::server::{LimitSettings, Limits, TlsConfig, TlsSettings};
@@ -187,6 +188,10 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub logging: LogSettings,
+    /// The dashboard at /ui (the `[ui]` table).
+    #[command(flatten)]
+    #[serde(default)]
+    pub ui: UiSettings,
 }
 
 /// Fills each unset field of `$hi` from `$lo`.
@@ -235,7 +240,8 @@ impl Settings {
             tls,
             batch,
             limits,
-            logging
+            logging,
+            ui
         )
     }
 }
@@ -277,6 +283,7 @@ pub struct Config {
     pub batch: BatchLimits,
     pub limits: Limits,
     pub logging: LogConfig,
+    pub ui: UiConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -355,6 +362,7 @@ impl Config {
             batch: s.batch.resolve().map_err(ConfigError::Invalid)?,
             limits: s.limits.resolve()?,
             logging: s.logging.resolve(),
+            ui: s.ui.resolve().map_err(ConfigError::Invalid)?,
         };
         config.check()?;
         Ok(config)

@@ -162,7 +162,7 @@ impl Server {
         let store: Arc<Store> = Arc::new(store);
         let mut app =
             App::new(store.clone(), config.request_limits()).with_auth(config.auth.clone());
-        app = app.with_batch(config.batch);
+        app = app.with_batch(config.batch).with_dashboard(config.ui);
         // Jobs are not durable yet: a durable server does not take them.
         if config.data_dir.is_none() {
             let limits = JobLimits {
@@ -172,6 +172,7 @@ impl Server {
             app = app.with_jobs(Arc::new(Jobs::new(store, config.jobs.clone())), limits);
         }
         let app = Arc::new(app);
+        crate::http::ui::sample_in_background(&app);
         Ok(Server {
             listener,
             spill_dir,
