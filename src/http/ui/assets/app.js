@@ -4,9 +4,13 @@
 (() => {
   const POLL_MS = 2000;
   const HIDDEN_POLL_MS = 10000;
-  const NAMESPACE_PAGE = 50;
-  const QUEUE_PAGE = 200;
+  // Namespaces whose queues and jobs are fetched at each refresh. Pages
+  // are the server's default size, which never exceeds its
+  // --max-page-size.
+  const NAMESPACES_SHOWN = 50;
   const SPARK_POINTS = 60;
+  // Job queues whose running and failed jobs are listed.
+  const JOB_QUEUES_LISTED = 20;
   const MAX_SAMPLES = 2000;
   // The charts span the samples held, rounded up to one of these.
   const WINDOWS_MS = [0.5, 1, 2, 4, 10].map((m) => m * 60 * 1000);
@@ -138,9 +142,10 @@
   // ---- one refresh ----
   async function refresh() {
     if (!state.historyTried) await loadHistory();
-    const server = await json(`/qs?limit=${NAMESPACE_PAGE}`);
-    const namespaces = await Promise.all(server.namespaces.map(async (n) => {
-      const r = await api(`/qs/${path(n.namespace)}?limit=${QUEUE_PAGE}`);
+    const server = await json("/qs");
+    const shown = server.namespaces.slice(0, NAMESPACES_SHOWN);
+    const namespaces = await Promise.all(shown.map(async (n) => {
+      const r = await api(`/qs/${path(n.namespace)}`);
       return r.ok ? r.json() : { ...n, queues: [], hidden: r.status };
     }));
     const now = Date.now();
@@ -152,7 +157,7 @@
     remember(namespaces, now);
     state.last = { server, namespaces };
     renderQueues();
-    if (state.jobsServed) await refreshJobs(server.namespaces.map((n) => n.namespace));
+    if (state.jobsServed) await refreshJobs(shown.map((n) => n.namespace));
   }
 
   /// Server-wide figures: the server's own with an admin credential (or
@@ -341,8 +346,8 @@
     $("queue-rows").replaceChildren(...rows);
     $("queues-empty").hidden = shown > 0 || !!filter;
     const notes = [];
-    if (server.next_page_token) notes.push(`Showing the first ${NAMESPACE_PAGE} of ${count(server.namespace_count)} namespaces.`);
-    for (const ns of namespaces) if (ns.next_page_token) notes.push(`${ns.namespace}: the first ${QUEUE_PAGE} of ${count(ns.queue_count)} queues.`);
+    if (namespaces.length < server.namespace_count) notes.push(`Showing the first ${namespaces.length} of ${count(server.namespace_count)} namespaces.`);
+    for (const ns of namespaces) if (ns.next_page_token) notes.push(`${ns.namespace}: the first ${ns.queues.length} of ${count(ns.queue_count)} queues.`);
     $("queues-note").textContent = notes.join(" ");
     $("queues-note").hidden = !notes.length;
   }
@@ -350,8 +355,8 @@
   // ---- jobs ----
   async function refreshJobs(namespaces) {
     const docs = [];
-    for (const ns of namespaces) {
-      const r = await api(`/jobs/${path(ns)}`);
+    const answers = await Promise.all(namespaces.map((ns) => api(`/jobs/${path(ns)}`)));
+    for (const r of answers) {
       if (r.status === 501) { state.jobsServed = false; break; }
       if (r.ok) docs.push(await r.json());
     }
@@ -371,7 +376,7 @@
         part.style.width = `${(100 * c[s]) / Math.max(1, c.total)}%`;
         bar.append(part);
       }
-      return el("tr", { class: "queue", "data-jobs": `${ns}/${queue}` },
+      return el("tr", { class: "job-queue", "data-jobs": `${ns}/${queue}` },
         el("td", { class: "name" }, `${ns}/${queue}`),
         ...STATES.map((s) => numCell(s, c[s])), numCell("waiting_workers", c.waiting_workers),
         el("td", { class: "states-col" }, bar));
@@ -380,8 +385,11 @@
 
     const running = [];
     const failures = [];
+    let listed = 0;
     for (const { ns, queue, c } of queues) {
       const key = `${ns}/${queue}`;
+      // A few listings per refresh, however many job queues there are.
+      if (++listed > JOB_QUEUES_LISTED) break;
       if (c.running > 0) {
         const page = await json(`/jobs/${path(ns, queue)}?state=running&limit=20`);
         running.push(...page.jobs);
