@@ -54,8 +54,15 @@ pub struct Browser {
 /// chromedriver and the Chromium it starts, killed on drop.
 struct Processes {
     driver: Child,
-    /// The profile directory, also how this browser's processes are found.
-    profile: tempfile::TempDir,
+    /// Chromium's profile (also how its processes are found) and its
+    /// temporary files, removed on drop.
+    dir: tempfile::TempDir,
+}
+
+impl Processes {
+    fn profile(&self) -> PathBuf {
+        self.dir.path().join("profile")
+    }
 }
 
 fn free_port() -> u16 {
@@ -66,23 +73,32 @@ fn free_port() -> u16 {
 impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile.
     pub async fn start(chromium: &Path, driver: &Path) -> Browser {
-        let profile = tempfile::Builder::new()
+        let dir = tempfile::Builder::new()
             .prefix("blobq-ui-chromium-")
             .tempdir()
-            .expect("profile dir");
+            .expect("browser dir");
+        // Everything else Chromium writes (temporary folders, crash
+        // reports, settings caches) goes here too, so that nothing is left
+        // in /tmp or the home directory, even when it is killed.
+        let home = dir.path().join("home");
+        let tmp = dir.path().join("tmp");
+        for d in [&home, &tmp] {
+            std::fs::create_dir(d).expect("browser dir");
+        }
         let port = free_port();
         let child = Command::new(driver)
             .arg(format!("--port={port}"))
+            .env("TMPDIR", &tmp)
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_CACHE_HOME", home.join(".cache"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
         // From here on, Drop cleans up even if a step below panics.
-        let processes = Processes {
-            driver: child,
-            profile,
-        };
+        let processes = Processes { driver: child, dir };
         let url = format!("http://127.0.0.1:{port}");
         let args = [
             "--headless".to_owned(),
@@ -96,7 +112,7 @@ impl Browser {
             "--disable-sync".to_owned(),
             "--disable-dev-shm-usage".to_owned(),
             "--window-size=1440,1180".to_owned(),
-            format!("--user-data-dir={}", processes.profile.path().display()),
+            format!("--user-data-dir={}", processes.profile().display()),
         ];
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
@@ -182,7 +198,7 @@ impl Drop for Processes {
         // Chromium and its helpers are chromedriver's children, but they
         // outlive it if it is killed: find them by the profile they use,
         // which no other process names.
-        let marker = format!("--user-data-dir={}", self.profile.path().display());
+        let marker = format!("--user-data-dir={}", self.profile().display());
         for pid in processes_naming(&marker) {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
