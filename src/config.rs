@@ -22,6 +22,7 @@ use crate::auth::{Auth, AuthError, AuthSettings, TokenCommand};
 use crate::backend::name::Name;
 use crate::http::batch::{BatchLimits, BatchSettings};
 use crate::http::head_limit::HeadLimits;
+use crate::http::ui::{UiConfig, UiSettings};
 use crate::http::RequestLimits;
 use crate::jobs::{JobConfig, JobSettings};
 use crate::server::{LimitSettings, Limits, TlsConfig, TlsSettings};
@@ -195,6 +196,10 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub overflow: OverflowSettings,
+    /// The dashboard at /ui (the `[ui]` table).
+    #[command(flatten)]
+    #[serde(default)]
+    pub ui: UiSettings,
 }
 
 /// Fills each unset field of `$hi` from `$lo`.
@@ -244,7 +249,8 @@ impl Settings {
             batch,
             limits,
             logging,
-            overflow
+            overflow,
+            ui
         )
     }
 }
@@ -287,6 +293,7 @@ pub struct Config {
     pub limits: Limits,
     pub logging: LogConfig,
     pub overflow: OverflowConfig,
+    pub ui: UiConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -366,6 +373,7 @@ impl Config {
             limits: s.limits.resolve()?,
             logging: s.logging.resolve(),
             overflow: s.overflow.resolve().map_err(ConfigError::Invalid)?,
+            ui: s.ui.resolve().map_err(ConfigError::Invalid)?,
         };
         config.check()?;
         Ok(config)

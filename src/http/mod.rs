@@ -18,6 +18,7 @@ mod path;
 mod queues;
 pub mod router;
 pub(crate) mod routing;
+pub mod ui;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct App {
     pub jobs: Option<JobsService>,
     /// How many elements a batch may carry (`batch/`).
     pub batch: batch::BatchLimits,
+    /// The dashboard's settings and history (`ui/`).
+    pub dashboard: ui::Dashboard,
     /// Set when shutdown begins: new requests and `/healthz` answer `503`.
     draining: AtomicBool,
 }
@@ -65,6 +68,7 @@ impl App {
             auth: Auth::open(),
             jobs: None,
             batch: batch::BatchLimits::default(),
+            dashboard: ui::Dashboard::new(ui::UiConfig::default()),
             draining: AtomicBool::new(false),
         }
     }
@@ -85,6 +89,12 @@ impl App {
     /// The app with batches limited by `limits`.
     pub fn with_batch(mut self, limits: batch::BatchLimits) -> App {
         self.batch = limits;
+        self
+    }
+
+    /// The app with the dashboard set up by `config`.
+    pub fn with_dashboard(mut self, config: ui::UiConfig) -> App {
+        self.dashboard = ui::Dashboard::new(config);
         self
     }
 

@@ -24,7 +24,7 @@ use tower::{Service, ServiceBuilder};
 
 use super::layers::{Authorise, Authorised, CloseUnread, Hooked, Observe, Peer};
 use super::routing::{erase, ErasedHandler, Route, Routes, Template};
-use super::{batch, blobs, jobs, leases, ops, queues, App};
+use super::{batch, blobs, jobs, leases, ops, queues, ui, App};
 use crate::auth::{Access, Role, RoutePolicy};
 
 /// What a method asks of its caller, one word each in the table (see
@@ -132,6 +132,13 @@ fn table() -> Table {
         )
         .route("/jobs/{ns}/{queue}/{id}/fail", post(CONSUMER, jobs::fail))
         .route("/openapi.json", get(OPEN, ops::openapi))
+        // The dashboard (docs/DASHBOARD.md): the page and its files load
+        // without a credential; its data comes from the routes above.
+        .route("/ui", get(OPEN, ui::page))
+        .route("/ui/app.js", get(OPEN, ui::script))
+        .route("/ui/app.css", get(OPEN, ui::style))
+        .route("/ui/icon.svg", get(OPEN, ui::icon))
+        .route("/ui/history", get(METRICS, ui::history))
 }
 
 /// The routes behind their shared layers.

@@ -166,7 +166,7 @@ impl Server {
         let store: Arc<Store> = Arc::new(store);
         let mut app =
             App::new(store.clone(), config.request_limits()).with_auth(config.auth.clone());
-        app = app.with_batch(config.batch);
+        app = app.with_batch(config.batch).with_dashboard(config.ui);
         let limits = JobLimits {
             config: config.jobs.clone(),
             max_attempts: config.max_deliveries,
@@ -174,6 +174,7 @@ impl Server {
         let jobs = Jobs::open(store, config.jobs.clone(), JobDurability::of(config)).await?;
         app = app.with_jobs(Arc::new(jobs), limits);
         let app = Arc::new(app);
+        crate::http::ui::sample_in_background(&app);
         Ok(Server {
             listener,
             spill_dir,
