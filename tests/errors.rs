@@ -305,7 +305,6 @@ async fn bad_timeouts_and_query_parameters_are_refused() {
 async fn unknown_routes_are_404_problems() {
     let server = server().await;
     for path in [
-        "/",
         "/nope",
         "/qs/a/b/c",
         "/tbs/a",
@@ -316,6 +315,19 @@ async fn unknown_routes_are_404_problems() {
         assert!(doc["detail"].as_str().unwrap().contains(path), "{doc}");
     }
     common::problem(server.post("/nope", "x").await, 404).await;
+}
+
+#[tokio::test]
+async fn the_root_sends_a_browser_to_the_dashboard() {
+    let server = server().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = client.get(server.url("/")).send().await.unwrap();
+    assert_eq!(answer.status(), 302);
+    assert_eq!(answer.headers()["location"], "/ui");
+    common::problem(server.post("/", "x").await, 405).await;
 }
 
 #[tokio::test]

@@ -134,6 +134,7 @@ fn table() -> Table {
         .route("/openapi.json", get(OPEN, ops::openapi))
         // The dashboard (docs/DASHBOARD.md): the page and its files load
         // without a credential; its data comes from the routes above.
+        .route("/", get(OPEN, ui::home))
         .route("/ui", get(OPEN, ui::page))
         .route("/ui/app.js", get(OPEN, ui::script))
         .route("/ui/app.css", get(OPEN, ui::style))

@@ -132,6 +132,16 @@ pub(super) async fn page(headers: HeaderMap) -> Handled {
     serve(&PAGE, &headers)
 }
 
+/// `GET /`: the dashboard, for whoever opens the server's address in a
+/// browser.
+pub(super) async fn home() -> Handled {
+    let mut answer = with_status(StatusCode::FOUND, Body::empty(), None);
+    answer
+        .headers_mut()
+        .insert(http::header::LOCATION, HeaderValue::from_static("/ui"));
+    Ok(answer)
+}
+
 /// `GET /ui/app.js`
 pub(super) async fn script(headers: HeaderMap) -> Handled {
     serve(&SCRIPT, &headers)
