@@ -158,8 +158,9 @@ impl Hook for Observe {
     }
 }
 
-/// Only a successful POST reads its body to the end, or an answer marked
-/// [`BodyRead`] by its handler. Any other answer to an HTTP/1 request with
+/// Only a successful POST reads its body to the end (unless its handler
+/// marks the answer [`BodyUnread`]), or an answer marked [`BodyRead`] by
+/// its handler. Any other answer to an HTTP/1 request with
 /// a body leaves it unread, and hyper then closes the connection: the
 /// answer says so, or the client would reuse the connection and fail its
 /// next request. HTTP/2 ends only that request's stream, and forbids the
@@ -172,6 +173,12 @@ pub struct CloseUnread;
 /// stays open.
 #[derive(Clone, Copy, Debug)]
 pub struct BodyRead;
+
+/// Set on a successful answer to a POST whose body the handler did not
+/// need, such as a repeated submit of a job with the same idempotency key
+/// (answered from the first job): the connection closes.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyUnread;
 
 impl CloseUnread {
     pub fn layer() -> HookLayer<CloseUnread> {
@@ -191,8 +198,10 @@ impl Hook for CloseUnread {
     }
 
     fn on_response((has_body, post): (bool, bool), response: &mut Response) {
-        let read = response.extensions().get::<BodyRead>().is_some();
-        if has_body && !read && !(post && response.status().is_success()) {
+        let extensions = response.extensions();
+        let read = extensions.get::<BodyRead>().is_some()
+            || (post && response.status().is_success() && extensions.get::<BodyUnread>().is_none());
+        if has_body && !read {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -418,6 +418,9 @@ async fn an_idempotency_key_answers_the_first_job_while_it_is_kept() {
     let again = submit_with(&server, "ns/q", "second", &key).await;
     assert_eq!(again.status(), 200);
     assert_eq!(header(&again, "location"), format!("/jobs/ns/q/{id}"));
+    // Its body was never read: the answer says the connection ends, so a
+    // client does not send its next request on a connection hyper closes.
+    assert_eq!(header(&again, "connection"), "close");
     let doc: Value = again.json().await.unwrap();
     assert_eq!(doc["id"], id.as_str());
     assert_eq!(doc["input"]["size"], 5, "the first job's input");

@@ -22,6 +22,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 
 use super::extract::{raw_param, Namespace, NoQuery, Queue};
+use super::layers::BodyUnread;
 use super::{body, header_value, json, no_content, with_status, ApiError, App};
 use crate::backend::jobs::{JobStore, JobView, Seen};
 use crate::backend::{BackendError, BodyError};
@@ -107,7 +108,10 @@ pub(super) async fn submit(
     let input = body::incoming(input, app.limits.body_read_timeout);
     let submitted = jobs.store.submit(&ns, &q, input, submit.options).await?;
     if !submitted.created {
-        return job_answer(StatusCode::OK, &submitted.job);
+        // The first job's answer: this request's body was never read.
+        let mut response = job_answer(StatusCode::OK, &submitted.job)?;
+        response.extensions_mut().insert(BodyUnread);
+        return Ok(response);
     }
     let mut view = submitted.job;
     if let Some(wait) = submit.wait {
