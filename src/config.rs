@@ -187,6 +187,10 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub logging: LogSettings,
+    /// The backend, and the NATS JetStream cluster's settings (the `[nats]` table).
+    #[command(flatten)]
+    #[serde(default)]
+    pub nats: crate::backend::nats::NatsSettings,
 }
 
 /// Fills each unset field of `$hi` from `$lo`.
@@ -235,7 +239,8 @@ impl Settings {
             tls,
             batch,
             limits,
-            logging
+            logging,
+            nats
         )
     }
 }
@@ -277,6 +282,8 @@ pub struct Config {
     pub batch: BatchLimits,
     pub limits: Limits,
     pub logging: LogConfig,
+    /// `Some` when queues are kept in a NATS JetStream cluster.
+    pub nats: Option<crate::backend::nats::NatsConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -355,6 +362,7 @@ impl Config {
             batch: s.batch.resolve().map_err(ConfigError::Invalid)?,
             limits: s.limits.resolve()?,
             logging: s.logging.resolve(),
+            nats: s.nats.resolve().map_err(ConfigError::Invalid)?,
         };
         config.check()?;
         Ok(config)
@@ -395,6 +403,11 @@ impl Config {
         }
         if self.fsync_interval.is_zero() {
             return fail("fsync-interval-ms must be at least 1");
+        }
+        if self.nats.is_some() && self.data_dir.is_some() {
+            return fail(
+                "data-dir is the embedded backend's log: it cannot go with a nats:// backend",
+            );
         }
         if self.log_segment_bytes < 4096 {
             return fail("log-segment-bytes must be at least 4096");
