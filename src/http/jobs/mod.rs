@@ -45,7 +45,8 @@ fn service(app: &App) -> Result<&JobsService, JobApiError> {
     app.jobs.as_ref().ok_or_else(|| {
         JobApiError::NotImplemented(
             "this server does not serve jobs: job state is kept in memory only, and \
-             durable mode (--data-dir) promises that what it accepts survives a restart"
+             durable mode (--data-dir) and the NATS backend promise that what they \
+             accept outlives this process"
                 .into(),
         )
     })

@@ -1,0 +1,206 @@
+//! blobq on NATS JetStream through the real binary (`--backend nats://`):
+//! the queue API over HTTP, two blobq nodes sharing a queue, start-up
+//! while NATS is down, and the operations not built on this backend.
+//! Each test starts its own `nats-server` (tests/nats), and is skipped
+//! without one unless `BLOBQ_REQUIRE_NATS=1`.
+
+mod common;
+mod nats;
+
+use std::time::{Duration, Instant};
+
+use common::{TestServer, STEP};
+use nats::NatsServer;
+
+/// A blobq node on `nats`, leases handed out again within 2 s of a node's loss.
+async fn node(nats_url: &str) -> TestServer {
+    common::options()
+        .arg("--backend", nats_url)
+        .arg("--nats-ack-wait", 2)
+        .start()
+        .await
+}
+
+fn header(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Pushes `body` with a content type and a custom pair; the element id.
+async fn push(s: &TestServer, path: &str, body: &'static str) -> String {
+    let r = s
+        .client
+        .post(s.url(path))
+        .header("Content-Type", "text/plain")
+        .header("X-Custom-Data", "k=v w")
+        .body(body)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 202, "push to {path}");
+    let v: serde_json::Value = r.json().await.expect("json");
+    v["id"].as_str().expect("an id").to_owned()
+}
+
+/// Polls `/healthz` until it answers `want`, failing after [`STEP`].
+async fn wait_health(s: &TestServer, want: u16) -> serde_json::Value {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let r = s.get("/healthz").await;
+        if r.status() == want {
+            return r.json().await.expect("json");
+        }
+        assert!(Instant::now() < deadline, "/healthz never answered {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn push_pop_lease_and_ack_over_http() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let s = node(&nats.url()).await;
+    wait_health(&s, 200).await;
+    let first = push(&s, "/qs/demo/jobs", "one").await;
+    push(&s, "/qs/demo/jobs", "two").await;
+    let r = s.get("/qs/demo/jobs").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-queueserver-id").as_deref(), Some(&*first));
+    assert_eq!(header(&r, "content-type").as_deref(), Some("text/plain"));
+    assert_eq!(header(&r, "x-custom-data").as_deref(), Some("k=v w"));
+    assert_eq!(r.text().await.unwrap(), "one");
+    // A lease: invisible, then acknowledged.
+    let r = s.get("/qs/demo/jobs?lease=30").await;
+    assert_eq!(r.status(), 200);
+    let receipt = header(&r, "x-queueserver-lease").expect("a receipt");
+    assert_eq!(header(&r, "x-queueserver-deliveries").as_deref(), Some("1"));
+    assert_eq!(r.text().await.unwrap(), "two");
+    assert_eq!(s.get("/qs/demo/jobs").await.status(), 204, "leased");
+    let stats = s.json("/qs/demo/jobs/stats", 200).await;
+    assert_eq!(
+        (stats["elements"].as_u64(), stats["leased"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let ack = format!("/qs/demo/jobs/leases/{receipt}");
+    assert_eq!(s.delete(&ack).await.status(), 204);
+    assert_eq!(s.delete(&ack).await.status(), 404, "settled once");
+    let stats = s.json("/qs/demo/jobs/stats", 200).await;
+    assert_eq!(
+        (stats["elements"].as_u64(), stats["leased"].as_u64()),
+        (Some(0), Some(0))
+    );
+    // A blocking pop woken by a push.
+    let waiter = {
+        let (client, url) = (s.client.clone(), s.url("/qs/demo/jobs?timeout=10"));
+        tokio::spawn(async move { client.get(url).send().await.expect("GET") })
+    };
+    s.wait_for_waiters("demo", "jobs", 1).await;
+    push(&s, "/qs/demo/jobs", "three").await;
+    let r = waiter.await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "three");
+}
+
+#[tokio::test]
+async fn two_nodes_share_a_queue() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let (a, b) = (node(&nats.url()).await, node(&nats.url()).await);
+    wait_health(&a, 200).await;
+    wait_health(&b, 200).await;
+    let id = push(&a, "/qs/shared/q", "from a").await;
+    let r = b.get("/qs/shared/q").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-queueserver-id"), Some(id));
+    assert_eq!(r.text().await.unwrap(), "from a");
+    assert_eq!(a.get("/qs/shared/q").await.status(), 204, "popped once");
+    // A consumer waiting on one node gets what is pushed on the other.
+    let waiter = {
+        let (client, url) = (b.client.clone(), b.url("/qs/shared/q?timeout=10"));
+        tokio::spawn(async move { client.get(url).send().await.expect("GET") })
+    };
+    a.wait_for_waiters("shared", "q", 1).await;
+    push(&a, "/qs/shared/q", "across").await;
+    let r = waiter.await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "across");
+    // An element leased through a node that dies comes back after the
+    // ack wait, through the other.
+    push(&a, "/qs/shared/q", "leased").await;
+    let r = a.get("/qs/shared/q?lease=60").await;
+    assert_eq!(r.status(), 200);
+    drop(a);
+    let r = b.get("/qs/shared/q?timeout=15").await;
+    assert_eq!(r.status(), 200, "back after the dead node's ack wait");
+    assert_eq!(r.text().await.unwrap(), "leased");
+}
+
+#[tokio::test]
+async fn nats_down_at_start_is_503_until_it_comes_up() {
+    if !nats::available() {
+        return;
+    }
+    let port = nats::free_port();
+    let s = node(&format!("nats://127.0.0.1:{port}")).await;
+    let health = wait_health(&s, 503).await;
+    let reason = health["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("NATS"), "{health}");
+    let r = s.post("/qs/demo/q", "x").await;
+    assert_eq!(r.status(), 503);
+    assert!(header(&r, "retry-after").is_some());
+    let problem: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:blobq:problem:backend-unavailable");
+    let _nats = NatsServer::start_on(port);
+    wait_health(&s, 200).await;
+    push(&s, "/qs/demo/q", "late").await;
+    assert_eq!(s.get("/qs/demo/q").await.text().await.unwrap(), "late");
+}
+
+#[tokio::test]
+async fn operations_not_built_on_nats_answer_501() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let s = node(&nats.url()).await;
+    wait_health(&s, 200).await;
+    let not_supported = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), 501);
+        let problem: serde_json::Value = r.json().await.unwrap();
+        problem["type"].as_str().unwrap_or_default().to_owned()
+    };
+    let stored = s.post("/tbs/demo/blobs", "x").await;
+    assert_eq!(
+        not_supported(stored).await,
+        "urn:blobq:problem:not-supported-by-backend"
+    );
+    let reference = (s.put("/qs/demo/q").await).send().await.unwrap();
+    assert_eq!(
+        not_supported(reference).await,
+        "urn:blobq:problem:not-supported-by-backend"
+    );
+    let read = s.get(&format!("/tbs/demo/blobs/{}", uuid_like())).await;
+    assert_eq!(
+        not_supported(read).await,
+        "urn:blobq:problem:not-supported-by-backend"
+    );
+    let batch = s.get("/qs/demo/q?count=5").await;
+    assert_eq!(
+        not_supported(batch).await,
+        "urn:blobq:problem:not-supported-by-backend"
+    );
+    let jobs = s.post("/jobs/demo/q", "{}").await;
+    assert_eq!(
+        not_supported(jobs).await,
+        "urn:blobq:problem:jobs-not-available"
+    );
+    // The queue API still serves.
+    push(&s, "/qs/demo/q", "still").await;
+}
+
+fn uuid_like() -> &'static str {
+    "2fba0717-0000-4000-8000-000000000000"
+}
