@@ -15,6 +15,11 @@ use nats::NatsServer;
 
 /// A backend on a fresh server, connected; `None` when skipped.
 async fn fresh() -> Option<Fresh> {
+    fresh_with(HashMap::new()).await
+}
+
+/// As [`fresh`], with quotas of particular namespaces.
+async fn fresh_with(namespace_quotas: HashMap<String, Quota>) -> Option<Fresh> {
     let server = NatsServer::start()?;
     let settings = NatsSettings {
         backend: Some(server.url()),
@@ -31,7 +36,7 @@ async fn fresh() -> Option<Fresh> {
             max_deliveries: MAX_DELIVERIES,
             max_element_size: 1 << 20,
             namespace_quota: Quota::default(),
-            namespace_quotas: HashMap::new(),
+            namespace_quotas,
             quota_retry_after: 1,
         },
     );
@@ -132,4 +137,61 @@ async fn a_dropped_waiter_hands_back_what_reached_it() {
     let p = p.expect("pop").expect("handed back, not lost");
     assert_eq!(p.id, pushed.id);
     assert_eq!(waiters().await, 0);
+}
+
+/// A namespace's element quota is its stream's message limit: a push past
+/// it is `OverQuota` and stores nothing; a pop makes room again.
+#[tokio::test]
+async fn a_namespace_quota_refuses_a_push_past_it() {
+    use blobq::backend::name::Name;
+    use blobq::backend::{BackendError, IncomingBody, PopOptions, PushOptions};
+    let quota = Quota {
+        max_elements: 2,
+        max_bytes: 0,
+    };
+    let quotas = HashMap::from([("limited".to_owned(), quota)]);
+    let Some(fresh) = fresh_with(quotas).await else {
+        return;
+    };
+    let b = &*fresh.backend;
+    let (ns, q) = (Name::parse("limited").unwrap(), Name::parse("q").unwrap());
+    let push = || {
+        let opts = PushOptions {
+            lifetime: 60,
+            ..PushOptions::default()
+        };
+        b.push(&ns, &q, IncomingBody::from_bytes(&b"x"[..]), opts)
+    };
+    push().await.expect("first");
+    push().await.expect("second");
+    let refused = push().await;
+    assert!(
+        matches!(refused, Err(BackendError::OverQuota { .. })),
+        "{refused:?}"
+    );
+    let counts = b
+        .queue_stats(&ns, &q)
+        .await
+        .unwrap()
+        .expect("a queue")
+        .counts;
+    assert_eq!(counts.elements, 2, "nothing stored");
+    let plain = PopOptions {
+        with_data: true,
+        lease: None,
+        wait: Duration::ZERO,
+    };
+    b.pop(&ns, &q, plain).await.unwrap().expect("an element");
+    push().await.expect("room again");
+    let other = Name::parse("free").unwrap();
+    for _ in 0..3 {
+        let opts = PushOptions {
+            lifetime: 60,
+            ..PushOptions::default()
+        };
+        let body = IncomingBody::from_bytes(&b"x"[..]);
+        b.push(&other, &q, body, opts)
+            .await
+            .expect("no quota elsewhere");
+    }
 }
