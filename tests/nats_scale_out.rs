@@ -128,12 +128,33 @@ async fn two_nodes_share_a_queue() {
     let r = waiter.await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "across");
+    // A lease granted by one node is settled through the other.
+    push(&a, "/qs/shared/q", "settled on b").await;
+    let r = a.get("/qs/shared/q?lease=60").await;
+    let receipt = header(&r, "x-queueserver-lease").expect("a receipt");
+    let leases = format!("/qs/shared/q/leases/{receipt}");
+    let r = b.post(&format!("{leases}/extend?lease=120"), "").await;
+    assert_eq!(r.status(), 200, "extended through b");
+    assert_eq!(b.post(&format!("{leases}/release"), "").await.status(), 204);
+    let r = b.get("/qs/shared/q?lease=60").await;
+    assert_eq!(header(&r, "x-queueserver-deliveries").as_deref(), Some("2"));
+    let receipt = header(&r, "x-queueserver-lease").expect("a receipt");
+    let leases = format!("/qs/shared/q/leases/{receipt}");
+    assert_eq!(
+        a.delete(&leases).await.status(),
+        204,
+        "acknowledged through a"
+    );
+    assert_eq!(b.delete(&leases).await.status(), 404, "settled once");
     // An element leased through a node that dies comes back after the
-    // ack wait, through the other.
+    // ack wait, through the other; its lease ended with the node.
     push(&a, "/qs/shared/q", "leased").await;
     let r = a.get("/qs/shared/q?lease=60").await;
     assert_eq!(r.status(), 200);
+    let receipt = header(&r, "x-queueserver-lease").expect("a receipt");
     drop(a);
+    let gone = b.delete(&format!("/qs/shared/q/leases/{receipt}")).await;
+    assert_eq!(gone.status(), 404, "the lease ended with its node");
     let r = b.get("/qs/shared/q?timeout=15").await;
     assert_eq!(r.status(), 200, "back after the dead node's ack wait");
     assert_eq!(r.text().await.unwrap(), "leased");

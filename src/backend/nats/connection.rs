@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::Context;
 use async_nats::{Client, ConnectOptions, Event};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::settings::{NatsAuth, NatsConfig};
@@ -25,6 +26,8 @@ const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(5);
 /// The client once connected, and why it is not, meanwhile.
 pub struct Link {
     connected: OnceLock<(Client, Context)>,
+    /// Told when the first connection is made.
+    ready: Notify,
     /// Why the last attempt to connect failed, for `/healthz` and `503`s.
     last_error: Mutex<String>,
 }
@@ -35,6 +38,7 @@ impl Link {
     pub fn start(config: &NatsConfig, closing: CancellationToken) -> Arc<Link> {
         let link = Arc::new(Link {
             connected: OnceLock::new(),
+            ready: Notify::new(),
             last_error: Mutex::new("connecting to NATS".into()),
         });
         let (config, connecting) = (config.clone(), link.clone());
@@ -59,6 +63,7 @@ impl Link {
                     let mut js = async_nats::jetstream::new(client.clone());
                     js.set_timeout(config.request_timeout);
                     let _ = self.connected.set((client, js));
+                    self.ready.notify_waiters();
                     return;
                 }
                 Err(why) => {
@@ -90,6 +95,17 @@ impl Link {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
             ))),
+        }
+    }
+
+    /// The client, once first connected.
+    pub async fn connected(&self) -> Client {
+        loop {
+            let ready = self.ready.notified();
+            if let Some(client) = self.client() {
+                return client.clone();
+            }
+            ready.await;
         }
     }
 

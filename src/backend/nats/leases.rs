@@ -6,9 +6,9 @@
 //! after `--max-deliveries`, moves it to `{queue}.dead`. If the node dies,
 //! its leases' elements come back within one ack wait.
 //!
-//! The receipt is random and names the lease in this node's table only:
-//! settling it through another node is not built yet (that node answers
-//! `404`, as for a lease that ran out).
+//! The receipt is random but for its first 32 bits, this node's tag: a
+//! node asked to settle a lease it does not hold forwards the request to
+//! the node that does (forward.rs).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -19,6 +19,7 @@ use async_nats::jetstream::{AckKind, Message};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::forward::{extension, Settle};
 use super::queues::nats_error;
 use super::Inner;
 use crate::backend::ids::Receipt;
@@ -27,6 +28,8 @@ use crate::backend::BackendError;
 
 /// This node's leases.
 pub struct Leases {
+    /// This node's tag, the first 32 bits of its receipts.
+    tag: u32,
     held: Mutex<HashMap<Receipt, Held>>,
     /// How often a keeper renews its delivery: a third of the ack wait, so
     /// that one late renewal still arrives in time.
@@ -45,6 +48,7 @@ struct Held {
 impl Leases {
     pub fn new(ack_wait: Duration) -> Leases {
         Leases {
+            tag: uuid::Uuid::new_v4().as_u128() as u32,
             held: Mutex::new(HashMap::new()),
             beat: ack_wait / 3,
         }
@@ -63,7 +67,10 @@ impl Leases {
         msg: Message,
         lease: Duration,
     ) -> Receipt {
-        let receipt = Receipt::random();
+        let random = uuid::Uuid::new_v4().as_u128() & ((1 << 96) - 1);
+        let tagged = uuid::Uuid::from_u128((u128::from(self.tag) << 96) | random);
+        let receipt = Receipt::from_str(&tagged.hyphenated().to_string())
+            .unwrap_or_else(|_| Receipt::random());
         let (deadline, watched) = watch::channel(Instant::now() + lease);
         self.table().insert(
             receipt,
@@ -92,6 +99,10 @@ impl Leases {
     /// Stops every keeper: the elements come back after the ack wait.
     pub fn abandon(&self) {
         self.table().clear();
+    }
+
+    pub fn tag(&self) -> u32 {
+        self.tag
     }
 
     pub fn count(&self) -> u64 {
@@ -153,41 +164,39 @@ impl Inner {
         }
     }
 
-    pub(super) async fn ack(
+    /// Settles lease `receipt` of this node's table.
+    pub(super) async fn settle_here(
         &self,
         ns: &Name,
         queue: &Name,
         receipt: &str,
-    ) -> Result<(), BackendError> {
+        settle: Settle,
+    ) -> Result<u64, BackendError> {
+        if let Some(lease) = extension(settle) {
+            return self.extend_here(ns, queue, receipt, lease).await;
+        }
         let held = self
             .leases
             .take(ns, queue, receipt)
             .ok_or_else(|| lease_not_found(ns, queue, receipt))?;
-        held.msg.double_ack_with(AckKind::Ack).await.map_err(|e| {
-            nats_error(
+        let (kind, what) = match settle {
+            Settle::Ack => (
+                AckKind::Ack,
                 "the acknowledgement (the element may be delivered again)",
-                e,
-            )
-        })
-    }
-
-    pub(super) async fn release(
-        &self,
-        ns: &Name,
-        queue: &Name,
-        receipt: &str,
-    ) -> Result<(), BackendError> {
-        let held = self
-            .leases
-            .take(ns, queue, receipt)
-            .ok_or_else(|| lease_not_found(ns, queue, receipt))?;
+            ),
+            _ => (
+                AckKind::Nak(None),
+                "the release (the element comes back after the ack wait)",
+            ),
+        };
         held.msg
-            .double_ack_with(AckKind::Nak(None))
+            .double_ack_with(kind)
             .await
-            .map_err(|e| nats_error("the release (the element comes back after the ack wait)", e))
+            .map_err(|e| nats_error(what, e))?;
+        Ok(0)
     }
 
-    pub(super) async fn extend(
+    async fn extend_here(
         &self,
         ns: &Name,
         queue: &Name,

@@ -5,11 +5,12 @@
 //! it and a durable pull consumer; a push is a publish, a pop a fetch, a
 //! lease an unacknowledged delivery that the node which granted it keeps
 //! alive (`+WPI`) until it is acknowledged (`+ACK`), released (`-NAK`) or
-//! runs out. docs/SCALE-OUT.md has the whole mapping, how it differs from
+//! runs out; other nodes forward settlements of it to that node. docs/SCALE-OUT.md has the whole mapping, how it differs from
 //! the embedded store, and what this backend does not do yet: those
 //! operations answer `BackendError::NotSupported`.
 
 mod connection;
+mod forward;
 mod leases;
 mod message;
 mod names;
@@ -37,6 +38,7 @@ use super::{
 };
 use crate::store::Quota;
 use connection::Link;
+use forward::Settle;
 use leases::Leases;
 use pop::Settling;
 use stats::Counters;
@@ -85,22 +87,22 @@ impl NatsBackend {
     pub fn start(config: NatsConfig, limits: NatsLimits) -> NatsBackend {
         let closing = CancellationToken::new();
         let link = Link::start(&config, closing.clone());
-        NatsBackend {
-            inner: Arc::new(Inner {
-                link,
-                max_deliveries: limits.max_deliveries,
-                max_element_size: limits.max_element_size,
-                quota: limits.namespace_quota,
-                quotas: limits.namespace_quotas,
-                quota_retry_after: limits.quota_retry_after,
-                consumers: DashMap::new(),
-                leases: Leases::new(config.ack_wait),
-                settling: Arc::new(Settling::default()),
-                counters: Counters::default(),
-                closing,
-                config,
-            }),
-        }
+        let inner = Arc::new(Inner {
+            link,
+            max_deliveries: limits.max_deliveries,
+            max_element_size: limits.max_element_size,
+            quota: limits.namespace_quota,
+            quotas: limits.namespace_quotas,
+            quota_retry_after: limits.quota_retry_after,
+            consumers: DashMap::new(),
+            leases: Leases::new(config.ack_wait),
+            settling: Arc::new(Settling::default()),
+            counters: Counters::default(),
+            closing,
+            config,
+        });
+        tokio::spawn(inner.clone().serve_forwarded());
+        NatsBackend { inner }
     }
 
     /// Whether the cluster has been reached and the connection is up.
@@ -148,7 +150,8 @@ impl Backend for NatsBackend {
     }
 
     async fn ack(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), BackendError> {
-        self.inner.ack(ns, queue, receipt).await
+        self.inner.settle(ns, queue, receipt, Settle::Ack).await?;
+        Ok(())
     }
 
     async fn purge(&self, ns: &Name, queue: &Name) -> Result<u64, BackendError> {
@@ -157,7 +160,10 @@ impl Backend for NatsBackend {
     }
 
     async fn release(&self, ns: &Name, queue: &Name, receipt: &str) -> Result<(), BackendError> {
-        self.inner.release(ns, queue, receipt).await
+        self.inner
+            .settle(ns, queue, receipt, Settle::Release)
+            .await?;
+        Ok(())
     }
 
     async fn extend(
@@ -167,7 +173,10 @@ impl Backend for NatsBackend {
         receipt: &str,
         lease: Duration,
     ) -> Result<u64, BackendError> {
-        self.inner.extend(ns, queue, receipt, lease).await
+        let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+        self.inner
+            .settle(ns, queue, receipt, Settle::Extend(ms))
+            .await
     }
 
     async fn store_blob(
