@@ -71,7 +71,7 @@ macro_rules! cases {
 
 // Left out, for operations this backend does not provide yet
 // (docs/SCALE-OUT.md, "Not built yet"):
-// - blobs by id (/tbs) and reference pushes: header_only_pop_leaves_the_blob_readable,
+// - reference pushes (and blobs shared by several elements):
 //   reference_push_shares_a_blob_and_an_unknown_one_is_not_found,
 //   a_deleted_blob_makes_a_data_pop_gone, a_shared_blob_lives_until_its_last_element_is_consumed;
 // - quotas counted as the embedded store counts them (a stream's byte
@@ -89,6 +89,7 @@ macro_rules! cases {
 //   a_batch_pop_marks_deleted_blobs_gone_and_header_only_exposes.
 cases!(
     fifo_push_pop,
+    header_only_pop_leaves_the_blob_readable,
     a_blocking_pop_is_woken_by_a_push,
     a_pop_that_times_out_returns_none,
     leases_ack_release_and_extend,

@@ -193,19 +193,9 @@ async fn operations_not_built_on_nats_answer_501() {
         let problem: serde_json::Value = r.json().await.unwrap();
         problem["type"].as_str().unwrap_or_default().to_owned()
     };
-    let stored = s.post("/tbs/demo/blobs", "x").await;
-    assert_eq!(
-        not_supported(stored).await,
-        "urn:blobq:problem:not-supported-by-backend"
-    );
     let reference = (s.put("/qs/demo/q").await).send().await.unwrap();
     assert_eq!(
         not_supported(reference).await,
-        "urn:blobq:problem:not-supported-by-backend"
-    );
-    let read = s.get(&format!("/tbs/demo/blobs/{}", uuid_like())).await;
-    assert_eq!(
-        not_supported(read).await,
         "urn:blobq:problem:not-supported-by-backend"
     );
     let batch = s.get("/qs/demo/q?count=5").await;
@@ -222,6 +212,47 @@ async fn operations_not_built_on_nats_answer_501() {
     push(&s, "/qs/demo/q", "still").await;
 }
 
-fn uuid_like() -> &'static str {
-    "2fba0717-0000-4000-8000-000000000000"
+/// Blobs by id through `/tbs`, and the data a header-only pop leaves
+/// readable there, on any node.
+#[tokio::test]
+async fn blobs_by_id_and_header_only_pops() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let (a, b) = (node(&nats.url()).await, node(&nats.url()).await);
+    wait_health(&a, 200).await;
+    wait_health(&b, 200).await;
+    let r = a
+        .client
+        .post(a.url("/tbs/demo/blobs"))
+        .header("Content-Type", "text/plain")
+        .body("stored")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: serde_json::Value = r.json().await.unwrap();
+    let blob = format!("/tbs/demo/blobs/{}", v["id"].as_str().expect("an id"));
+    let r = b.get(&blob).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-type").as_deref(), Some("text/plain"));
+    assert_eq!(r.text().await.unwrap(), "stored");
+    assert_eq!(b.delete(&blob).await.status(), 204);
+    assert_eq!(a.get(&blob).await.status(), 404);
+    assert_eq!(a.delete(&blob).await.status(), 404);
+    assert_eq!(a.get("/tbs/demo/blobs/not-an-id").await.status(), 404);
+    // A header-only pop: headers and size, the data readable by blob id.
+    push(&a, "/qs/demo/q", "kept aside").await;
+    let r = a.get("/qs/demo/q?header_only=1").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-queueserver-size").as_deref(), Some("10"));
+    let blob_id = header(&r, "x-blobstorage_id").expect("a blob id");
+    assert_eq!(r.bytes().await.unwrap().len(), 0);
+    let r = b.get(&format!("/tbs/demo/blobs/{blob_id}?delete=1")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "kept aside");
+    assert_eq!(
+        a.get(&format!("/tbs/demo/blobs/{blob_id}")).await.status(),
+        404
+    );
 }

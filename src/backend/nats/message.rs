@@ -111,6 +111,18 @@ pub fn describe(headers: Option<&HeaderMap>) -> Option<Described> {
     })
 }
 
+/// The metadata a client gave, as stored.
+pub fn meta_of(meta: &MetaInput) -> SharedMeta {
+    if meta.content_type.is_none() && meta.custom.is_empty() {
+        Metadata::plain()
+    } else {
+        SharedMeta::new(Metadata::with_default_type(
+            meta.content_type.clone(),
+            meta.custom.clone(),
+        ))
+    }
+}
+
 /// Seconds left before `expires_ms`, rounded up: a live element never
 /// shows 0.
 pub fn seconds_left(expires_ms: u64) -> u64 {

@@ -5,10 +5,12 @@
 //! it and a durable pull consumer; a push is a publish, a pop a fetch, a
 //! lease an unacknowledged delivery that the node which granted it keeps
 //! alive (`+WPI`) until it is acknowledged (`+ACK`), released (`-NAK`) or
-//! runs out; other nodes forward settlements of it to that node. docs/SCALE-OUT.md has the whole mapping, how it differs from
+//! runs out; other nodes forward settlements of it to that node.
+//! A blob by id is a message on a subject of its own. docs/SCALE-OUT.md has the whole mapping, how it differs from
 //! the embedded store, and what this backend does not do yet: those
 //! operations answer `BackendError::NotSupported`.
 
+mod blobs;
 mod connection;
 mod forward;
 mod leases;
@@ -181,19 +183,24 @@ impl Backend for NatsBackend {
 
     async fn store_blob(
         &self,
-        _: &Name,
-        _: IncomingBody,
-        _: PushOptions,
+        ns: &Name,
+        body: IncomingBody,
+        opts: PushOptions,
     ) -> Result<StoredBlob, BackendError> {
-        Err(not_supported("storing a blob by id (/tbs)"))
+        self.inner.store_blob(ns, body, opts).await
     }
 
-    async fn read_blob(&self, _: &Name, _: &str, _: bool) -> Result<BlobRead, BackendError> {
-        Err(not_supported("reading a blob by id (/tbs)"))
+    async fn read_blob(
+        &self,
+        ns: &Name,
+        id: &str,
+        delete_after: bool,
+    ) -> Result<BlobRead, BackendError> {
+        self.inner.read_blob(ns, id, delete_after).await
     }
 
-    async fn delete_blob(&self, _: &Name, _: &str) -> Result<(), BackendError> {
-        Err(not_supported("deleting a blob by id (/tbs)"))
+    async fn delete_blob(&self, ns: &Name, id: &str) -> Result<(), BackendError> {
+        self.inner.delete_blob(ns, id).await
     }
 
     async fn hold_elements(&self, _: &Name, _: u64) -> Result<(), BackendError> {

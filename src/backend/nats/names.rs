@@ -7,6 +7,7 @@
 //! token of `[0-9a-zA-Z_-]`: `_` becomes `_u` and `.` becomes `_d`, which
 //! reads back unambiguously, so listings recover the names.
 
+use crate::backend::ids::BlobId;
 use crate::backend::name::Name;
 
 /// Prefix of every stream blobq makes, so that its listing skips others.
@@ -64,6 +65,19 @@ pub fn subject(ns: &Name, queue: &Name) -> String {
     format!("{SUBJECT_PREFIX}.{}.{}", escape(ns), escape(queue))
 }
 
+/// Middle token of blob subjects: no escaped name is `_b`.
+const BLOBS: &str = "_b";
+
+/// The subject blob `id` of namespace `ns` is kept on.
+pub fn blob_subject(ns: &Name, id: BlobId) -> String {
+    format!("{SUBJECT_PREFIX}.{}.{BLOBS}.{id}", escape(ns))
+}
+
+/// Whether `subject` is a blob's rather than a queue's.
+pub fn is_blob_subject(subject: &str) -> bool {
+    subject.split('.').nth(2) == Some(BLOBS)
+}
+
 /// The durable consumer queue `queue` is popped through.
 pub fn consumer(queue: &Name) -> String {
     escape(queue)
@@ -95,5 +109,7 @@ mod tests {
         let q = Name::parse("q.dead").unwrap();
         assert_eq!(subject(&ns, &q), "blobq.n_ds.q_ddead");
         assert_eq!(stream_subjects(&ns), "blobq.n_ds.>");
+        let blob = blob_subject(&ns, BlobId::from_u128(1));
+        assert!(is_blob_subject(&blob) && !is_blob_subject(&subject(&ns, &q)));
     }
 }

@@ -165,12 +165,24 @@ impl Inner {
                 continue;
             }
             let data = msg.payload.clone();
+            let seconds_left = message::seconds_left(described.expires_ms);
+            if let (false, Some(blob_id)) = (opts.with_data, described.blob_id) {
+                // Dropped on failure, the delivery is handed back.
+                self.expose(
+                    ns,
+                    blob_id,
+                    msg.headers.as_ref(),
+                    data.clone(),
+                    seconds_left,
+                )
+                .await?;
+            }
             let mut popped = Popped {
                 id: described.id,
                 meta: described.meta,
                 blob_id: described.blob_id,
                 size: data.len() as u64,
-                seconds_left: message::seconds_left(described.expires_ms),
+                seconds_left,
                 body: opts.with_data.then_some(Payload::Bytes(data)),
                 lease: None,
             };

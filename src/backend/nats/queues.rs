@@ -45,7 +45,7 @@ impl Inner {
     }
 
     /// Namespace `ns`'s stream, made if missing.
-    async fn stream(&self, ns: &Name) -> Result<stream::Stream, BackendError> {
+    pub(super) async fn namespace_stream(&self, ns: &Name) -> Result<stream::Stream, BackendError> {
         let js = self.link.js()?;
         let quota = self.quotas.get(ns.as_str()).unwrap_or(&self.quota);
         let config = stream::Config {
@@ -76,7 +76,7 @@ impl Inner {
         if let Some(consumer) = self.consumers.get(&key) {
             return Ok(consumer.clone());
         }
-        let stream = self.stream(ns).await?;
+        let stream = self.namespace_stream(ns).await?;
         let name = names::consumer(queue);
         let config = pull::Config {
             durable_name: Some(name.clone()),
@@ -126,7 +126,7 @@ impl Inner {
     }
 
     /// Reads a body whole, refusing it past the inline limit.
-    async fn receive(&self, body: IncomingBody) -> Result<Bytes, BackendError> {
+    pub(super) async fn receive(&self, body: IncomingBody) -> Result<Bytes, BackendError> {
         let limit = self.max_body();
         if body.announced.is_some_and(|n| n > limit) {
             return Err(BackendError::TooLarge { limit });
@@ -180,7 +180,7 @@ impl Inner {
 
     /// Publishes and waits for JetStream's acknowledgement, sending again
     /// (the same message id) if it does not come.
-    async fn publish(
+    pub(super) async fn publish(
         &self,
         ns: &Name,
         subject: &str,

@@ -65,9 +65,16 @@ impl Counters {
     }
 }
 
+/// A namespace's figures.
+struct Summary {
+    total: Counts,
+    queues: Vec<(Name, Counts)>,
+    blobs: u64,
+}
+
 impl Inner {
     /// Namespace `ns`'s stream, `None` if it has none.
-    async fn find_stream(&self, ns: &Name) -> Result<Option<JsStream>, BackendError> {
+    pub(super) async fn find_stream(&self, ns: &Name) -> Result<Option<JsStream>, BackendError> {
         match self.link.js()?.get_stream(names::stream(ns)).await {
             Ok(stream) => Ok(Some(stream)),
             Err(e) if stream_missing(&e) => Ok(None),
@@ -75,12 +82,13 @@ impl Inner {
         }
     }
 
-    /// Every queue of a namespace's stream with its counts.
+    /// Every queue of a namespace's stream with its counts, and how many
+    /// blobs it holds.
     async fn queues_of(
         &self,
         ns: &Name,
         stream: &JsStream,
-    ) -> Result<Vec<(Name, Counts)>, BackendError> {
+    ) -> Result<(Vec<(Name, Counts)>, u64), BackendError> {
         let failed = |e| nats_error("reading the namespace's statistics", e);
         let held: HashMap<String, usize> = stream
             .info_with_subjects(names::stream_subjects(ns))
@@ -109,7 +117,8 @@ impl Inner {
             };
             queues.push((queue, counts));
         }
-        Ok(queues)
+        let blobs = held.keys().filter(|s| names::is_blob_subject(s)).count();
+        Ok((queues, blobs as u64))
     }
 
     pub(super) async fn queue_stats(
@@ -120,7 +129,7 @@ impl Inner {
         let Some(stream) = self.find_stream(ns).await? else {
             return Ok(None);
         };
-        let queues = self.queues_of(ns, &stream).await?;
+        let (queues, _) = self.queues_of(ns, &stream).await?;
         Ok(queues
             .into_iter()
             .find(|(q, _)| q == queue)
@@ -131,18 +140,20 @@ impl Inner {
             }))
     }
 
-    /// A namespace's figures over all its queues, and its queues' stats.
-    async fn summary(
-        &self,
-        ns: &Name,
-    ) -> Result<Option<(Counts, Vec<(Name, Counts)>)>, BackendError> {
+    /// A namespace's figures over all its queues, its queues' stats and
+    /// its blob count.
+    async fn summary(&self, ns: &Name) -> Result<Option<Summary>, BackendError> {
         let Some(stream) = self.find_stream(ns).await? else {
             return Ok(None);
         };
-        let queues = self.queues_of(ns, &stream).await?;
+        let (queues, blobs) = self.queues_of(ns, &stream).await?;
         let mut total = Counts::default();
         queues.iter().for_each(|(_, c)| total.add(c));
-        Ok(Some((total, queues)))
+        Ok(Some(Summary {
+            total,
+            queues,
+            blobs,
+        }))
     }
 
     pub(super) async fn namespace_stats(
@@ -150,7 +161,12 @@ impl Inner {
         ns: &Name,
         page: &Page,
     ) -> Result<Option<NamespaceStats>, BackendError> {
-        let Some((counts, queues)) = self.summary(ns).await? else {
+        let Some(Summary {
+            total: counts,
+            queues,
+            blobs,
+        }) = self.summary(ns).await?
+        else {
             return Ok(None);
         };
         let (names, next_page_token) = page.select(queues.iter().map(|(q, _)| q));
@@ -166,7 +182,7 @@ impl Inner {
         Ok(Some(NamespaceStats {
             namespace: ns.clone(),
             counts,
-            blobs: 0,
+            blobs,
             blob_bytes: 0,
             queue_count: queues.len() as u64,
             queues: listed,
@@ -195,12 +211,12 @@ impl Inner {
         let (shown, next_page_token) = page.select(namespaces.iter());
         let mut summaries = Vec::with_capacity(shown.len());
         for ns in shown {
-            if let Some((counts, queues)) = self.summary(&ns).await? {
+            if let Some(summary) = self.summary(&ns).await? {
                 summaries.push(NamespaceSummary {
                     namespace: ns,
-                    queue_count: queues.len() as u64,
-                    counts,
-                    blobs: 0,
+                    queue_count: summary.queues.len() as u64,
+                    counts: summary.total,
+                    blobs: summary.blobs,
                     blob_bytes: 0,
                 });
             }
