@@ -71,9 +71,10 @@ macro_rules! cases {
 
 // Left out, for operations this backend does not provide yet
 // (docs/SCALE-OUT.md, "Not built yet"):
-// - reference pushes (and blobs shared by several elements):
-//   reference_push_shares_a_blob_and_an_unknown_one_is_not_found,
-//   a_deleted_blob_makes_a_data_pop_gone, a_shared_blob_lives_until_its_last_element_is_consumed;
+// - a blob shared by its elements (an element holds a copy of its data,
+//   and a queued element's blob is not readable by id until a header-only
+//   pop): a_deleted_blob_makes_a_data_pop_gone,
+//   a_shared_blob_lives_until_its_last_element_is_consumed;
 // - quotas counted as the embedded store counts them (a stream's byte
 //   limit counts headers too): quotas_refuse_what_would_break_them;
 // - expiry counts and per-queue bytes, which JetStream does not keep:
@@ -90,6 +91,7 @@ macro_rules! cases {
 cases!(
     fifo_push_pop,
     header_only_pop_leaves_the_blob_readable,
+    reference_push_shares_a_blob_and_an_unknown_one_is_not_found,
     a_blocking_pop_is_woken_by_a_push,
     a_pop_that_times_out_returns_none,
     leases_ack_release_and_extend,

@@ -1,6 +1,7 @@
 //! blobq on NATS JetStream through the real binary (`--backend nats://`):
-//! the queue API over HTTP, two blobq nodes sharing a queue, start-up
-//! while NATS is down, and the operations not built on this backend.
+//! the queue API over HTTP, two blobq nodes sharing a queue, blobs by id,
+//! start-up while NATS is down, and the operations not built on this
+//! backend.
 //! Each test starts its own `nats-server` (tests/nats), and is skipped
 //! without one unless `BLOBQ_REQUIRE_NATS=1`.
 
@@ -193,9 +194,28 @@ async fn operations_not_built_on_nats_answer_501() {
         let problem: serde_json::Value = r.json().await.unwrap();
         problem["type"].as_str().unwrap_or_default().to_owned()
     };
-    let reference = (s.put("/qs/demo/q").await).send().await.unwrap();
+    let batch = s
+        .client
+        .post(s.url("/qs/demo/q/batch"))
+        .header("Content-Type", "multipart/mixed; boundary=b")
+        .body("--b\r\n\r\nx\r\n--b--\r\n")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
-        not_supported(reference).await,
+        not_supported(batch).await,
+        "urn:blobq:problem:not-supported-by-backend"
+    );
+    let acks = s
+        .client
+        .post(s.url("/qs/demo/q/leases/ack"))
+        .header("Content-Type", "application/json")
+        .body(r#"{"receipts":["x"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        not_supported(acks).await,
         "urn:blobq:problem:not-supported-by-backend"
     );
     let batch = s.get("/qs/demo/q?count=5").await;
@@ -208,8 +228,9 @@ async fn operations_not_built_on_nats_answer_501() {
         not_supported(jobs).await,
         "urn:blobq:problem:jobs-not-available"
     );
-    // The queue API still serves.
+    // Nothing of the batch was stored, and the queue API still serves.
     push(&s, "/qs/demo/q", "still").await;
+    assert_eq!(s.get("/qs/demo/q").await.text().await.unwrap(), "still");
 }
 
 /// Blobs by id through `/tbs`, and the data a header-only pop leaves
@@ -255,4 +276,22 @@ async fn blobs_by_id_and_header_only_pops() {
         a.get(&format!("/tbs/demo/blobs/{blob_id}")).await.status(),
         404
     );
+    // A reference push copies a stored blob into its element.
+    let r = a.post("/tbs/demo/blobs", "shared").await;
+    let v: serde_json::Value = r.json().await.unwrap();
+    let id = v["id"].as_str().expect("an id").to_owned();
+    let r = (a.put("/qs/demo/refs").await)
+        .header("X-BlobStorage_Id", &id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = b.get("/qs/demo/refs").await;
+    assert_eq!(header(&r, "x-blobstorage_id"), Some(id));
+    assert_eq!(r.text().await.unwrap(), "shared");
+    let r = (a.put("/qs/demo/refs").await).send().await.unwrap();
+    assert_eq!(r.status(), 202, "a header-only element");
+    let r = b.get("/qs/demo/refs").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-queueserver-size").as_deref(), Some("0"));
 }

@@ -1,4 +1,5 @@
-//! Blobs by id (`/tbs`, and the data a header-only pop leaves readable):
+//! Blobs by id (`/tbs`, the data a header-only pop leaves readable, and
+//! what a reference push copies into its element):
 //! each a message of its namespace's stream on a subject of its own,
 //! `blobq.{ns}._b.{id}`, with the element's headers and a per-message TTL
 //! for its lifetime. No consumer takes these subjects, so work-queue
@@ -13,7 +14,9 @@ use super::queues::nats_error;
 use super::{message, names, Inner};
 use crate::backend::ids::{BlobId, ElementId};
 use crate::backend::name::Name;
-use crate::backend::{BackendError, BlobRead, IncomingBody, Payload, PushOptions, StoredBlob};
+use crate::backend::{
+    BackendError, BlobRead, IncomingBody, MetaInput, Payload, PushOptions, Pushed, StoredBlob,
+};
 
 fn not_found(ns: &Name, id: &str) -> BackendError {
     BackendError::BlobNotFound {
@@ -33,7 +36,7 @@ impl Inner {
         let data = self.receive(body).await?;
         self.namespace_stream(ns).await?;
         let id = BlobId::random();
-        let headers = message::headers(ElementId::random(), id, &opts.meta, opts.lifetime);
+        let headers = message::headers(ElementId::random(), Some(id), &opts.meta, opts.lifetime);
         let size = data.len() as u64;
         self.publish(ns, &names::blob_subject(ns, id), headers, data)
             .await?;
@@ -64,12 +67,12 @@ impl Inner {
             .await
     }
 
-    pub(super) async fn read_blob(
+    /// Blob `id`'s description and bytes, if it is there and alive.
+    async fn load_blob(
         &self,
         ns: &Name,
         id: &str,
-        delete_after: bool,
-    ) -> Result<BlobRead, BackendError> {
+    ) -> Result<(BlobId, message::Described, Bytes), BackendError> {
         let blob_id: BlobId = id.parse().map_err(|_| not_found(ns, id))?;
         let Some(stream) = self.find_stream(ns).await? else {
             return Err(not_found(ns, id));
@@ -84,19 +87,72 @@ impl Inner {
         };
         let described =
             message::describe(Some(&stored.headers)).ok_or_else(|| not_found(ns, id))?;
-        let seconds_left = message::seconds_left(described.expires_ms);
         if described.expires_ms <= message::now_ms() {
             return Err(not_found(ns, id));
         }
+        Ok((blob_id, described, stored.payload))
+    }
+
+    pub(super) async fn read_blob(
+        &self,
+        ns: &Name,
+        id: &str,
+        delete_after: bool,
+    ) -> Result<BlobRead, BackendError> {
+        let (blob_id, described, data) = self.load_blob(ns, id).await?;
         if delete_after {
             self.delete_blob(ns, id).await?;
         }
         Ok(BlobRead {
             id: blob_id,
             meta: described.meta,
-            size: stored.payload.len() as u64,
-            seconds_left,
-            body: Payload::Bytes(stored.payload),
+            size: data.len() as u64,
+            seconds_left: message::seconds_left(described.expires_ms),
+            body: Payload::Bytes(data),
+        })
+    }
+
+    /// A header-only element, or one whose data is a copy of blob `blob`
+    /// (the element's blob id is the blob's; metadata it does not give is
+    /// the blob's).
+    pub(super) async fn push_reference(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        blob: Option<&str>,
+        opts: PushOptions,
+    ) -> Result<Pushed, BackendError> {
+        self.link.js()?;
+        let (blob_id, data, meta) = match blob {
+            None => (None, Bytes::new(), opts.meta),
+            Some(id) => {
+                let (blob_id, described, data) = self.load_blob(ns, id).await?;
+                let given = opts.meta;
+                let meta = MetaInput {
+                    content_type: given
+                        .content_type
+                        .or_else(|| Some(described.meta.content_type.clone())),
+                    custom: if given.custom.is_empty() {
+                        described.meta.custom.to_vec()
+                    } else {
+                        given.custom
+                    },
+                };
+                (Some(blob_id), data, meta)
+            }
+        };
+        self.queue(ns, queue).await?;
+        let id = ElementId::random();
+        let headers = message::headers(id, blob_id, &meta, opts.lifetime);
+        let size = data.len() as u64;
+        self.publish(ns, &names::subject(ns, queue), headers, data)
+            .await?;
+        self.counters.pushed(ns, queue);
+        Ok(Pushed {
+            id,
+            blob_id,
+            size,
+            lifetime: opts.lifetime,
         })
     }
 

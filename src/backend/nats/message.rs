@@ -39,7 +39,12 @@ pub fn now_ms() -> u64 {
 
 /// The headers of a new element: its ids, metadata and lifetime, as a
 /// per-message TTL too, so that JetStream drops it when it ends.
-pub fn headers(id: ElementId, blob_id: BlobId, meta: &MetaInput, lifetime: u64) -> HeaderMap {
+pub fn headers(
+    id: ElementId,
+    blob_id: Option<BlobId>,
+    meta: &MetaInput,
+    lifetime: u64,
+) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(async_nats::header::NATS_MESSAGE_ID, id.to_string().as_str());
     h.insert(
@@ -47,7 +52,9 @@ pub fn headers(id: ElementId, blob_id: BlobId, meta: &MetaInput, lifetime: u64) 
         lifetime.max(1).to_string().as_str(),
     );
     h.insert(ID, id.to_string().as_str());
-    h.insert(BLOB_ID, blob_id.to_string().as_str());
+    if let Some(blob_id) = blob_id {
+        h.insert(BLOB_ID, blob_id.to_string().as_str());
+    }
     if let Some(content_type) = &meta.content_type {
         h.insert(CONTENT_TYPE, content_type.as_str());
     }
@@ -140,7 +147,7 @@ mod tests {
             content_type: Some("text/plain".into()),
             custom: vec![CustomPair::parse("k=v with end  ").unwrap()],
         };
-        let h = headers(id, blob, &meta, 60);
+        let h = headers(id, Some(blob), &meta, 60);
         let d = describe(Some(&h)).expect("an element");
         assert_eq!((d.id, d.blob_id), (id, Some(blob)));
         assert_eq!(&*d.meta.content_type, "text/plain");
@@ -150,7 +157,8 @@ mod tests {
         let c = describe(Some(&copy)).expect("the same element");
         assert_eq!(c.id, id);
         assert!(describe(Some(&HeaderMap::new())).is_none());
-        let plain = headers(id, blob, &MetaInput::default(), 1);
-        assert_eq!(describe(Some(&plain)).unwrap().meta, Metadata::plain());
+        let plain = headers(id, None, &MetaInput::default(), 1);
+        let plain = describe(Some(&plain)).unwrap();
+        assert_eq!((plain.meta, plain.blob_id), (Metadata::plain(), None));
     }
 }

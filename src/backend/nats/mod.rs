@@ -134,12 +134,12 @@ impl Backend for NatsBackend {
 
     async fn push_reference(
         &self,
-        _: &Name,
-        _: &Name,
-        _: Option<&str>,
-        _: PushOptions,
+        ns: &Name,
+        queue: &Name,
+        blob: Option<&str>,
+        opts: PushOptions,
     ) -> Result<Pushed, BackendError> {
-        Err(not_supported("a header-only or reference push (PUT)"))
+        self.inner.push_reference(ns, queue, blob, opts).await
     }
 
     async fn pop(

@@ -183,7 +183,9 @@ impl Inner {
                 blob_id: described.blob_id,
                 size: data.len() as u64,
                 seconds_left,
-                body: opts.with_data.then_some(Payload::Bytes(data)),
+                // An element without a blob (a header-only push) has no body.
+                body: (opts.with_data && described.blob_id.is_some())
+                    .then_some(Payload::Bytes(data)),
                 lease: None,
             };
             match opts.lease {

@@ -165,7 +165,7 @@ impl Inner {
         let data = self.receive(body).await?;
         self.queue(ns, queue).await?;
         let (id, blob_id) = (ElementId::random(), BlobId::random());
-        let headers = message::headers(id, blob_id, &opts.meta, opts.lifetime);
+        let headers = message::headers(id, Some(blob_id), &opts.meta, opts.lifetime);
         let size = data.len() as u64;
         self.publish(ns, &names::subject(ns, queue), headers, data)
             .await?;
