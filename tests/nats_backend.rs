@@ -83,10 +83,10 @@ macro_rules! cases {
 //   counts as leased until JetStream delivers it again, so
 //   a_dropped_waiter_never_receives_and_the_element_stays_queued is
 //   replaced by the case below, which checks the rest of it;
-// - batches: a_batch_is_pushed_in_order_and_popped_in_a_batch,
+// - a batch refused at the part that breaks a quota (an atomic batch
+//   publish is refused whole, naming no part), and deleted blobs found
+//   gone in a batch pop (elements hold a copy of their data):
 //   a_refused_or_dropped_batch_stores_nothing,
-//   a_waiting_batch_pop_takes_the_whole_batch_that_woke_it,
-//   a_leased_batch_is_settled_by_one_acknowledgement,
 //   a_batch_pop_marks_deleted_blobs_gone_and_header_only_exposes.
 cases!(
     fifo_push_pop,
@@ -99,6 +99,9 @@ cases!(
     a_lease_that_runs_out_returns_the_element_then_dead_letters_it,
     listings_come_in_pages,
     shutdown_answers_waiters_shutting_down,
+    a_batch_is_pushed_in_order_and_popped_in_a_batch,
+    a_waiting_batch_pop_takes_the_whole_batch_that_woke_it,
+    a_leased_batch_is_settled_by_one_acknowledgement,
 );
 
 /// A pop dropped while it waits takes nothing: an element that reached it
@@ -197,4 +200,67 @@ async fn a_namespace_quota_refuses_a_push_past_it() {
             .await
             .expect("no quota elsewhere");
     }
+}
+
+/// A batch push is one atomic batch publish: refused whole (a quota), or
+/// at the part naming an unknown blob, or dropped before its commit, it
+/// stores nothing.
+#[tokio::test]
+async fn a_refused_or_dropped_batch_stores_nothing_on_nats() {
+    use blobq::backend::name::Name;
+    use blobq::backend::{BackendError, IncomingBody, PopOptions, PushOptions};
+    let quota = Quota {
+        max_elements: 2,
+        max_bytes: 0,
+    };
+    let quotas = HashMap::from([("limited".to_owned(), quota)]);
+    let Some(fresh) = fresh_with(quotas).await else {
+        return;
+    };
+    let b = &*fresh.backend;
+    let q = Name::parse("q").unwrap();
+    let lives = || PushOptions {
+        lifetime: 60,
+        ..PushOptions::default()
+    };
+    let plain = PopOptions {
+        with_data: true,
+        lease: None,
+        wait: Duration::ZERO,
+    };
+    let limited = Name::parse("limited").unwrap();
+    let mut batch = b.push_batch(&limited, &q).await.unwrap();
+    for _ in 0..3 {
+        let body = IncomingBody::from_bytes(&b"x"[..]);
+        batch.add(body, lives()).await.unwrap();
+    }
+    let refused = batch.commit().await.expect_err("over quota");
+    assert!(
+        matches!(refused.error, BackendError::OverQuota { .. }),
+        "{refused:?}"
+    );
+    assert!(b
+        .pop_batch(&limited, &q, plain, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let ns = Name::parse("ns").unwrap();
+    let mut batch = b.push_batch(&ns, &q).await.unwrap();
+    batch
+        .add(IncomingBody::from_bytes(&b"x"[..]), lives())
+        .await
+        .unwrap();
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    batch.add_reference(Some(unknown), lives()).await.unwrap();
+    let refused = batch.commit().await.expect_err("an unknown blob");
+    assert_eq!(refused.part, Some(1));
+    assert!(matches!(refused.error, BackendError::BlobNotFound { .. }));
+    let mut batch = b.push_batch(&ns, &q).await.unwrap();
+    batch
+        .add(IncomingBody::from_bytes(&b"x"[..]), lives())
+        .await
+        .unwrap();
+    drop(batch);
+    assert!(b.pop_batch(&ns, &q, plain, 10).await.unwrap().is_empty());
+    assert_eq!(b.totals().pushes, 0);
 }

@@ -15,7 +15,7 @@ use super::{message, names, Inner};
 use crate::backend::ids::{BlobId, ElementId};
 use crate::backend::name::Name;
 use crate::backend::{
-    BackendError, BlobRead, IncomingBody, MetaInput, Payload, PushOptions, Pushed, StoredBlob,
+    BackendError, BlobRead, IncomingBody, Payload, PushOptions, Pushed, StoredBlob,
 };
 
 fn not_found(ns: &Name, id: &str) -> BackendError {
@@ -68,7 +68,7 @@ impl Inner {
     }
 
     /// Blob `id`'s description and bytes, if it is there and alive.
-    async fn load_blob(
+    pub(super) async fn load_blob(
         &self,
         ns: &Name,
         id: &str,
@@ -123,24 +123,7 @@ impl Inner {
         opts: PushOptions,
     ) -> Result<Pushed, BackendError> {
         self.link.js()?;
-        let (blob_id, data, meta) = match blob {
-            None => (None, Bytes::new(), opts.meta),
-            Some(id) => {
-                let (blob_id, described, data) = self.load_blob(ns, id).await?;
-                let given = opts.meta;
-                let meta = MetaInput {
-                    content_type: given
-                        .content_type
-                        .or_else(|| Some(described.meta.content_type.clone())),
-                    custom: if given.custom.is_empty() {
-                        described.meta.custom.to_vec()
-                    } else {
-                        given.custom
-                    },
-                };
-                (Some(blob_id), data, meta)
-            }
-        };
+        let (blob_id, data, meta) = self.referenced(ns, blob, opts.meta).await?;
         self.queue(ns, queue).await?;
         let id = ElementId::random();
         let headers = message::headers(id, blob_id, &meta, opts.lifetime);

@@ -5,11 +5,12 @@
 //! it and a durable pull consumer; a push is a publish, a pop a fetch, a
 //! lease an unacknowledged delivery that the node which granted it keeps
 //! alive (`+WPI`) until it is acknowledged (`+ACK`), released (`-NAK`) or
-//! runs out; other nodes forward settlements of it to that node.
-//! A blob by id is a message on a subject of its own. docs/SCALE-OUT.md has the whole mapping, how it differs from
-//! the embedded store, and what this backend does not do yet: those
-//! operations answer `BackendError::NotSupported`.
+//! runs out; other nodes forward settlements of it to that node. A blob by
+//! id is a message on a subject of its own; a batch push is an atomic
+//! batch publish. docs/SCALE-OUT.md has the whole mapping, how it differs
+//! from the embedded store, and what this backend does not do yet (jobs).
 
+mod batch;
 mod blobs;
 mod connection;
 mod forward;
@@ -244,22 +245,36 @@ impl Backend for NatsBackend {
         self.inner.link.fault()
     }
 
-    async fn push_batch(&self, _: &Name, _: &Name) -> Result<Box<dyn BatchPush>, BackendError> {
-        Err(not_supported("a batch push"))
+    async fn push_batch(
+        &self,
+        ns: &Name,
+        queue: &Name,
+    ) -> Result<Box<dyn BatchPush>, BackendError> {
+        self.inner.link.js()?;
+        Ok(Box::new(batch::NatsBatchPush::new(
+            self.inner.clone(),
+            ns,
+            queue,
+        )))
     }
 
     async fn pop_batch(
         &self,
-        _: &Name,
-        _: &Name,
-        _: PopOptions,
-        _: usize,
+        ns: &Name,
+        queue: &Name,
+        opts: PopOptions,
+        count: usize,
     ) -> Result<Vec<BatchElement>, BackendError> {
-        Err(not_supported("a batch pop"))
+        self.inner.clone().pop_batch(ns, queue, opts, count).await
     }
 
-    async fn ack_batch(&self, _: &Name, _: &Name, _: &[String]) -> Result<Acked, BackendError> {
-        Err(not_supported("a batch acknowledgement"))
+    async fn ack_batch(
+        &self,
+        ns: &Name,
+        queue: &Name,
+        receipts: &[String],
+    ) -> Result<Acked, BackendError> {
+        self.inner.ack_batch(ns, queue, receipts).await
     }
 
     fn begin_shutdown(&self) {

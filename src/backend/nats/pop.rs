@@ -150,64 +150,76 @@ impl Inner {
             let Some(delivery) = self.fetch_one(&consumer, names, wait).await? else {
                 return Ok(None);
             };
-            let msg = delivery.message();
-            let Some(described) = message::describe(msg.headers.as_ref()) else {
-                // Not an element blobq wrote: never handed out.
-                tracing::warn!(namespace = %ns, queue = %queue, "a message without blobq's headers was dropped from the queue");
-                let _ = delivery.into_message().ack_with(AckKind::Term).await;
-                continue;
-            };
-            let info = msg.info().map_err(|e| nats_error("the pop", e))?;
-            let deliveries = u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX);
-            if deliveries > self.max_deliveries {
-                // Back after its last lease on a node that went away.
-                self.dead_letter(ns, queue, delivery.into_message()).await;
-                continue;
+            if let Some(popped) = self.take(ns, queue, delivery, opts).await? {
+                return Ok(Some(popped));
             }
-            let data = msg.payload.clone();
-            let seconds_left = message::seconds_left(described.expires_ms);
-            if let (false, Some(blob_id)) = (opts.with_data, described.blob_id) {
-                // Dropped on failure, the delivery is handed back.
-                self.expose(
-                    ns,
-                    blob_id,
-                    msg.headers.as_ref(),
-                    data.clone(),
-                    seconds_left,
-                )
-                .await?;
-            }
-            let mut popped = Popped {
-                id: described.id,
-                meta: described.meta,
-                blob_id: described.blob_id,
-                size: data.len() as u64,
-                seconds_left,
-                // An element without a blob (a header-only push) has no body.
-                body: (opts.with_data && described.blob_id.is_some())
-                    .then_some(Payload::Bytes(data)),
-                lease: None,
-            };
-            match opts.lease {
-                Some(lease) => {
-                    let receipt =
-                        self.leases
-                            .grant(&self, ns, queue, delivery.into_message(), lease);
-                    popped.lease = Some(LeaseGrant {
-                        receipt,
-                        deliveries,
-                        seconds_left: lease.as_secs().max(1),
-                    });
-                }
-                None => delivery
-                    .into_message()
-                    .double_ack_with(AckKind::Ack)
-                    .await
-                    .map_err(|e| nats_error("the pop's acknowledgement", e))?,
-            }
-            self.counters.popped(ns, queue);
-            return Ok(Some(popped));
         }
+    }
+
+    /// `msg`, held until it is settled.
+    pub(super) fn delivered(&self, msg: Message) -> Delivery {
+        Delivery::new(msg, self.settling.clone())
+    }
+
+    /// Hands `delivery` out as `opts` asks: acknowledged, or leased.
+    /// `None` if it is not to be handed out: not an element blobq wrote
+    /// (dropped), or one past its last delivery (dead-lettered).
+    pub(super) async fn take(
+        self: &Arc<Self>,
+        ns: &Name,
+        queue: &Name,
+        delivery: Delivery,
+        opts: PopOptions,
+    ) -> Result<Option<Popped>, BackendError> {
+        let msg = delivery.message();
+        let Some(described) = message::describe(msg.headers.as_ref()) else {
+            tracing::warn!(namespace = %ns, queue = %queue, "a message without blobq's headers was dropped from the queue");
+            let _ = delivery.into_message().ack_with(AckKind::Term).await;
+            return Ok(None);
+        };
+        let info = msg.info().map_err(|e| nats_error("the pop", e))?;
+        let deliveries = u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX);
+        if deliveries > self.max_deliveries {
+            // Back after its last lease on a node that went away.
+            self.dead_letter(ns, queue, delivery.into_message()).await;
+            return Ok(None);
+        }
+        let data = msg.payload.clone();
+        let seconds_left = message::seconds_left(described.expires_ms);
+        if let (false, Some(blob_id)) = (opts.with_data, described.blob_id) {
+            // Dropped on failure, the delivery is handed back.
+            let headers = msg.headers.as_ref();
+            self.expose(ns, blob_id, headers, data.clone(), seconds_left)
+                .await?;
+        }
+        let mut popped = Popped {
+            id: described.id,
+            meta: described.meta,
+            blob_id: described.blob_id,
+            size: data.len() as u64,
+            seconds_left,
+            // An element without a blob (a header-only push) has no body.
+            body: (opts.with_data && described.blob_id.is_some()).then_some(Payload::Bytes(data)),
+            lease: None,
+        };
+        match opts.lease {
+            Some(lease) => {
+                let msg = delivery.into_message();
+                let receipt = self.leases.grant(self, ns, queue, msg, lease);
+                popped.lease = Some(LeaseGrant {
+                    receipt,
+                    deliveries,
+                    seconds_left: lease.as_secs().max(1),
+                });
+            }
+            None => delivery
+                .into_message()
+                .double_ack_with(AckKind::Ack)
+                .await
+                .map_err(|e| nats_error("the pop's acknowledgement", e))?,
+        }
+        self.counters.popped(ns, queue);
+        Ok(Some(popped))
     }
 
     /// One message of `consumer`, waiting up to `wait`. A wait runs in a

@@ -55,6 +55,8 @@ impl Inner {
             storage: StorageType::File,
             num_replicas: self.replicas(),
             allow_message_ttl: true,
+            // Batch pushes publish atomically (batch.rs).
+            allow_atomic_publish: true,
             max_messages: quota.max_elements as i64,
             max_bytes: quota.max_bytes as i64,
             discard: DiscardPolicy::New,
