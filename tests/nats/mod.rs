@@ -76,6 +76,45 @@ impl NatsServer {
         server
     }
 
+    /// A fresh server of a cluster named `blobq`: `index` of `cluster`,
+    /// each entry (client port, route port).
+    pub fn start_in_cluster(index: usize, cluster: &[(u16, u16)]) -> NatsServer {
+        let store = tempfile::tempdir().expect("a store directory");
+        let (port, route) = cluster[index];
+        let routes: Vec<String> = cluster
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != index)
+            .map(|(_, (_, r))| format!("nats://127.0.0.1:{r}"))
+            .collect();
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-n", &format!("n{index}"), "--cluster_name", "blobq"])
+            .args(["--cluster", &format!("nats://127.0.0.1:{route}")])
+            .args(["--routes", &routes.join(",")])
+            .arg("-sd")
+            .arg(store.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        let server = NatsServer {
+            child,
+            port,
+            _store: store,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < READY_WITHIN,
+                "nats-server never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }

@@ -169,8 +169,15 @@ impl Inner {
         let (id, blob_id) = (ElementId::random(), BlobId::random());
         let headers = message::headers(id, Some(blob_id), &opts.meta, opts.lifetime);
         let size = data.len() as u64;
-        self.publish(ns, &names::subject(ns, queue), headers, data)
-            .await?;
+        if let Err(e) = self
+            .publish(ns, &names::subject(ns, queue), headers, data)
+            .await
+        {
+            // The stream may be gone (deleted, or lost with its peers):
+            // the next push makes it again rather than trust the cache.
+            self.consumers.remove(&(ns.clone(), queue.clone()));
+            return Err(e);
+        }
         self.counters.pushed(ns, queue);
         Ok(Pushed {
             id,
