@@ -1,9 +1,9 @@
-//! A fault on a three-node JetStream cluster: one NATS server killed while
-//! two blobq nodes take pushes and leased pops. No acknowledged push may be
-//! lost, every one is delivered at least once, and every answer is one the
-//! contract allows (`503` with `Retry-After` while a quorum is lost, never
-//! a wrong answer). Skipped without `nats-server` unless
-//! `BLOBQ_REQUIRE_NATS=1`.
+//! Faults on a three-node JetStream cluster under two blobq nodes: a NATS
+//! server killed while both take pushes and leased pops, and a blobq node
+//! killed while it holds leases. No acknowledged push may be lost, every
+//! one is delivered at least once, and every answer is one the contract
+//! allows (`503` with `Retry-After` while a quorum is lost, never a wrong
+//! answer). Skipped without `nats-server` unless `BLOBQ_REQUIRE_NATS=1`.
 
 mod common;
 mod nats;
@@ -71,27 +71,36 @@ async fn consume(s: &TestServer, seen: Arc<Mutex<BTreeSet<String>>>, done: impl 
     }
 }
 
+/// Three clustered servers, and their client URLs.
+fn cluster() -> (Vec<Option<NatsServer>>, Vec<String>) {
+    let cluster: Vec<(u16, u16)> = (0..3)
+        .map(|_| (nats::free_port(), nats::free_port()))
+        .collect();
+    let servers = (0..3)
+        .map(|i| Some(NatsServer::start_in_cluster(i, &cluster)))
+        .collect();
+    let urls = cluster
+        .iter()
+        .map(|(p, _)| format!("nats://127.0.0.1:{p}"))
+        .collect();
+    (servers, urls)
+}
+
+/// A blobq node on `backend`, whose leases come back within 2 s of its loss.
+async fn start(backend: String) -> TestServer {
+    common::options()
+        .arg("--backend", backend)
+        .arg("--nats-ack-wait", 2)
+        .start()
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_server_killed_under_load_loses_no_acknowledged_push() {
     if !nats::available() {
         return;
     }
-    let cluster: Vec<(u16, u16)> = (0..3)
-        .map(|_| (nats::free_port(), nats::free_port()))
-        .collect();
-    let mut servers: Vec<Option<NatsServer>> = (0..3)
-        .map(|i| Some(NatsServer::start_in_cluster(i, &cluster)))
-        .collect();
-    let urls: Vec<String> = cluster
-        .iter()
-        .map(|(p, _)| format!("nats://127.0.0.1:{p}"))
-        .collect();
-    let start = |backend: String| {
-        common::options()
-            .arg("--backend", backend)
-            .arg("--nats-ack-wait", 2)
-            .start()
-    };
+    let (mut servers, urls) = cluster();
     // Node a knows only the server killed below (it learns the others from
     // it), so its connection is one of those lost; b knows them all.
     let a = Arc::new(start(urls[0].clone()).await);
@@ -152,6 +161,81 @@ async fn a_nats_server_killed_under_load_loses_no_acknowledged_push() {
         reconnected,
         "node a's server was killed under it: {:?}",
         a.log()
+    );
+    let lost: Vec<_> = acked.difference(&seen).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged pushes never delivered: {lost:?}"
+    );
+    drop(servers);
+}
+
+/// A blobq node killed while it holds leases: its clients go to the other
+/// node, which keeps taking pushes, and the elements it had leased come
+/// back there after the ack wait, long before their leases would have run
+/// out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blobq_node_killed_under_load_loses_nothing_it_had_leased() {
+    if !nats::available() {
+        return;
+    }
+    let (servers, urls) = cluster();
+    let a = Arc::new(start(urls.join(",")).await);
+    let b = start(urls.join(",")).await;
+    let deadline = Instant::now() + RUN_WITHIN;
+    let mut acked = BTreeSet::new();
+    for i in 0..40 {
+        let (node, body) = (if i % 2 == 0 { &*a } else { &b }, format!("before-{i}"));
+        if push(node, body.clone(), deadline).await {
+            acked.insert(body);
+        }
+    }
+    let mut held = BTreeSet::new();
+    for _ in 0..5 {
+        let r = b.get("/qs/fault/q?lease=60").await;
+        assert_eq!(r.status(), 200);
+        held.insert(r.text().await.unwrap());
+    }
+    drop(b);
+    let killed = Instant::now();
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let producer = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let mut acked = BTreeSet::new();
+            for i in 0..40 {
+                let body = format!("after-{i}");
+                if push(&a, body.clone(), deadline).await {
+                    acked.insert(body);
+                }
+            }
+            acked
+        })
+    };
+    let consumer = {
+        let (a, seen) = (a.clone(), seen.clone());
+        let wanted = acked.clone();
+        tokio::spawn(async move {
+            let done = || wanted.is_subset(&seen.lock().unwrap()) || Instant::now() > deadline;
+            consume(&a, seen.clone(), done).await;
+        })
+    };
+    acked.extend(producer.await.expect("the producer"));
+    consumer.await.expect("the consumer");
+    // What was pushed after the consumer last looked, then the rest.
+    consume(&a, seen.clone(), || {
+        acked.is_subset(&seen.lock().unwrap()) || Instant::now() > deadline
+    })
+    .await;
+    let seen = seen.lock().unwrap().clone();
+    let back: Vec<_> = held.difference(&seen).collect();
+    assert!(
+        back.is_empty(),
+        "leased on the killed node, never back: {back:?}"
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(60),
+        "back after the ack wait, not after their 60 s leases"
     );
     let lost: Vec<_> = acked.difference(&seen).collect();
     assert!(
