@@ -200,6 +200,10 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub ui: UiSettings,
+    /// The backend, and the NATS JetStream cluster's settings (the `[nats]` table).
+    #[command(flatten)]
+    #[serde(default)]
+    pub nats: crate::backend::nats::NatsSettings,
 }
 
 /// Fills each unset field of `$hi` from `$lo`.
@@ -250,7 +254,8 @@ impl Settings {
             limits,
             logging,
             overflow,
-            ui
+            ui,
+            nats
         )
     }
 }
@@ -294,6 +299,8 @@ pub struct Config {
     pub logging: LogConfig,
     pub overflow: OverflowConfig,
     pub ui: UiConfig,
+    /// `Some` when queues are kept in a NATS JetStream cluster.
+    pub nats: Option<crate::backend::nats::NatsConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -374,6 +381,7 @@ impl Config {
             logging: s.logging.resolve(),
             overflow: s.overflow.resolve().map_err(ConfigError::Invalid)?,
             ui: s.ui.resolve().map_err(ConfigError::Invalid)?,
+            nats: s.nats.resolve().map_err(ConfigError::Invalid)?,
         };
         config.check()?;
         Ok(config)
@@ -414,6 +422,11 @@ impl Config {
         }
         if self.fsync_interval.is_zero() {
             return fail("fsync-interval-ms must be at least 1");
+        }
+        if self.nats.is_some() && self.data_dir.is_some() {
+            return fail(
+                "data-dir is the embedded backend's log: it cannot go with a nats:// backend",
+            );
         }
         if self.log_segment_bytes < 4096 {
             return fail("log-segment-bytes must be at least 4096");

@@ -82,7 +82,14 @@ async fn serve(config: Config, certificates: Option<Certificates>) -> std::io::R
     }
     config.auth.reload_on_sighup()?;
     let server = Server::bind(&config, certificates).await?;
-    tracing::info!(addr = %server.local_addr()?, tls = server.is_tls(), spill_dir = %server.spill_dir().display(), "listening");
+    match (server.spill_dir(), &config.nats) {
+        (Some(spill_dir), _) => {
+            tracing::info!(addr = %server.local_addr()?, tls = server.is_tls(), spill_dir = %spill_dir.display(), "listening")
+        }
+        (None, nats) => {
+            tracing::info!(addr = %server.local_addr()?, tls = server.is_tls(), nats = ?nats.as_ref().map(|n| &n.servers), "listening; queues in NATS JetStream")
+        }
+    }
     server.run(shutdown).await
 }
 

@@ -60,6 +60,17 @@ pub enum BackendError {
     /// A stored body could not be read back.
     #[error("could not read the element's data: {0}")]
     Io(#[from] io::Error),
+    /// The engine cannot be reached now (a remote cluster down, or without
+    /// its quorum); the reason says whether the request may have changed
+    /// anything.
+    #[error("{reason}; retry after {retry_after} s")]
+    Unavailable { reason: String, retry_after: u64 },
+    /// An operation this engine does not provide (yet).
+    #[error("{operation} is not supported by the {engine} backend")]
+    NotSupported {
+        operation: &'static str,
+        engine: &'static str,
+    },
 }
 
 /// Where an engine keeps what it is asked to store.
@@ -69,6 +80,8 @@ pub enum StoragePlace {
     Spill,
     /// Durable mode's log and bodies (`--data-dir`).
     Data,
+    /// A remote cluster holding the queues (`--backend nats://...`).
+    Cluster,
 }
 
 /// A write that failed, as a client may read it: which place and the
@@ -115,6 +128,9 @@ impl StorageFault {
         let place = match self.place {
             StoragePlace::Spill => "spill directory",
             StoragePlace::Data => "data directory",
+            StoragePlace::Cluster => {
+                return format!("the NATS cluster cannot be reached ({})", self.reason)
+            }
         };
         let state = if self.full {
             "is full"

@@ -20,6 +20,7 @@ pub mod ids;
 pub mod jobs;
 pub mod meta;
 pub mod name;
+pub mod nats;
 pub mod stats;
 #[doc(hidden)]
 pub mod suite;

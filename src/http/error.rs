@@ -72,6 +72,9 @@ pub enum ApiError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// The storage engine cannot be reached now (`BackendError::Unavailable`).
+    #[error("{detail}")]
+    Unavailable { detail: String, retry_after: u64 },
     /// A batch past one of its limits other than an element's size (its
     /// parts, a part's headers, its receipts).
     #[error("{detail}; nothing was done")]
@@ -136,6 +139,7 @@ impl ApiError {
                 match fault.place {
                     StoragePlace::Spill => "spill-dir-full",
                     StoragePlace::Data => "data-dir-full",
+                    StoragePlace::Cluster => "cluster-unwritable",
                 },
             ),
             ApiError::OverQuota { .. } => (StatusCode::TOO_MANY_REQUESTS, "over-quota"),
@@ -143,6 +147,9 @@ impl ApiError {
             ApiError::BodyRead(_) => (StatusCode::BAD_REQUEST, "body-read-failed"),
             ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body-timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Unavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "backend-unavailable")
+            }
             ApiError::BatchTooLarge { problem, .. } => (StatusCode::PAYLOAD_TOO_LARGE, problem),
             ApiError::InPart { error, .. } => error.status_and_problem(),
             ApiError::NotImplemented { problem, .. } => (StatusCode::NOT_IMPLEMENTED, problem),
@@ -191,7 +198,8 @@ impl IntoResponse for ApiError {
                 }
             }
             ApiError::OverQuota { retry_after, .. }
-            | ApiError::TooManyNames { retry_after, .. } => {
+            | ApiError::TooManyNames { retry_after, .. }
+            | ApiError::Unavailable { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, retry_after.into());
             }
             ApiError::OutOfDescriptors => {
@@ -250,6 +258,14 @@ impl From<BackendError> for ApiError {
             BackendError::Io(e) if crate::server::out_of_descriptors(&e) => {
                 ApiError::OutOfDescriptors
             }
+            BackendError::Unavailable { retry_after, .. } => ApiError::Unavailable {
+                detail: e.to_string(),
+                retry_after,
+            },
+            BackendError::NotSupported { .. } => ApiError::NotImplemented {
+                problem: "not-supported-by-backend",
+                detail: e.to_string(),
+            },
             // The kind alone: the error itself may name a file.
             BackendError::Io(e) => {
                 ApiError::Internal(format!("could not read the element's data ({})", e.kind()))
@@ -273,6 +289,26 @@ mod tests {
         assert_eq!(logged, Some("internal error: disk on fire"));
         let refused = ApiError::bad_request("invalid-name", "no").into_response();
         assert!(refused.extensions().get::<ServerFault>().is_none());
+    }
+
+    #[test]
+    fn an_unreachable_engine_is_503_with_retry_after_and_a_missing_operation_501() {
+        let down = ApiError::from(BackendError::Unavailable {
+            reason: "not connected to NATS".into(),
+            retry_after: 2,
+        })
+        .into_response();
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(down.headers()[header::RETRY_AFTER], "2");
+        let missing = ApiError::from(BackendError::NotSupported {
+            operation: "a batch push",
+            engine: "NATS",
+        });
+        assert_eq!(
+            missing.status_and_problem(),
+            (StatusCode::NOT_IMPLEMENTED, "not-supported-by-backend")
+        );
+        assert!(missing.to_string().contains("a batch push"), "{missing}");
     }
 
     #[test]

@@ -23,6 +23,8 @@ use tokio::signal::unix::Signal;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
+use crate::backend::nats::{NatsBackend, NatsLimits};
+use crate::backend::Backend;
 use crate::config::Config;
 use crate::http::{router, App, JobLimits};
 use crate::jobs::durable::JobDurability;
@@ -42,8 +44,9 @@ pub use tls::reload::Certificates;
 pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
-    /// Where the embedded engine keeps this process's spill files.
-    spill_dir: std::path::PathBuf,
+    /// Where the embedded engine keeps this process's spill files; `None`
+    /// with the NATS backend.
+    spill_dir: Option<std::path::PathBuf>,
     limits: ConnectionLimits,
     protocols: Protocols,
     /// Present when the port serves HTTPS.
@@ -115,6 +118,17 @@ async fn serve(
     }
 }
 
+/// What the NATS backend takes from the server's settings besides `[nats]`.
+fn nats_limits(config: &Config) -> NatsLimits {
+    NatsLimits {
+        max_deliveries: config.max_deliveries,
+        max_element_size: config.max_element_size,
+        namespace_quota: config.namespace_quota,
+        namespace_quotas: config.namespace_quotas.clone(),
+        quota_retry_after: config.quota_retry_after,
+    }
+}
+
 /// The runtime the server runs on. The benchmark ceiling
 /// (`examples/ceiling.rs`) uses the same, so the comparison is fair.
 pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
@@ -157,22 +171,33 @@ impl Server {
             }),
             None => None,
         };
-        let store = Store::new(config.store())?;
+        let (backend, store): (Arc<dyn Backend>, Option<Arc<Store>>) = match &config.nats {
+            Some(nats) => (
+                Arc::new(NatsBackend::start(nats.clone(), nats_limits(config))),
+                None,
+            ),
+            None => {
+                let store = Arc::new(Store::new(config.store())?);
+                (store.clone(), Some(store))
+            }
+        };
         let listener =
             descriptors::bind(config.listen, config.limits.listen_backlog).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
             })?;
-        let spill_dir = store.spill_dir().to_owned();
-        let store: Arc<Store> = Arc::new(store);
-        let mut app =
-            App::new(store.clone(), config.request_limits()).with_auth(config.auth.clone());
+        let spill_dir = store.as_ref().map(|s| s.spill_dir().to_owned());
+        let mut app = App::new(backend, config.request_limits()).with_auth(config.auth.clone());
         app = app.with_batch(config.batch).with_dashboard(config.ui);
-        let limits = JobLimits {
-            config: config.jobs.clone(),
-            max_attempts: config.max_deliveries,
-        };
-        let jobs = Jobs::open(store, config.jobs.clone(), JobDurability::of(config)).await?;
-        app = app.with_jobs(Arc::new(jobs), limits);
+        // The jobs engine keeps its blobs in the embedded store: a server on
+        // NATS does not serve jobs (not built yet).
+        if let Some(store) = store {
+            let limits = JobLimits {
+                config: config.jobs.clone(),
+                max_attempts: config.max_deliveries,
+            };
+            let jobs = Jobs::open(store, config.jobs.clone(), JobDurability::of(config)).await?;
+            app = app.with_jobs(Arc::new(jobs), limits);
+        }
         let app = Arc::new(app);
         crate::http::ui::sample_in_background(&app);
         Ok(Server {
@@ -197,9 +222,10 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// The folder holding this process's spill files.
-    pub fn spill_dir(&self) -> &std::path::Path {
-        &self.spill_dir
+    /// The folder holding this process's spill files, with the embedded
+    /// backend.
+    pub fn spill_dir(&self) -> Option<&std::path::Path> {
+        self.spill_dir.as_deref()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, answers

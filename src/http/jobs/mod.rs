@@ -44,7 +44,9 @@ pub struct JobsService {
 /// The jobs service, or `501` where the app was built without one.
 fn service(app: &App) -> Result<&JobsService, JobApiError> {
     app.jobs.as_ref().ok_or_else(|| {
-        JobApiError::NotImplemented("this server was built without the jobs engine".into())
+        JobApiError::NotImplemented(
+            "this server does not serve jobs: they are not built for the NATS backend yet".into(),
+        )
     })
 }
 

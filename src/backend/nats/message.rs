@@ -1,0 +1,164 @@
+//! An element as a JetStream message: its bytes are the payload, and what
+//! blobq knows of it travels in headers, so that any node can pop it.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_nats::HeaderMap;
+use smol_str::SmolStr;
+
+use crate::backend::ids::{BlobId, ElementId};
+use crate::backend::meta::{CustomPair, Metadata, SharedMeta};
+use crate::backend::MetaInput;
+
+/// The element id (also the `Nats-Msg-Id`, for de-duplication).
+const ID: &str = "Blobq-Id";
+/// The id of the element's data as a blob.
+const BLOB_ID: &str = "Blobq-Blob-Id";
+const CONTENT_TYPE: &str = "Blobq-Content-Type";
+/// The custom pairs, as a JSON array of `[key, value]`: a value may end in
+/// spaces, which a header line would lose.
+const CUSTOM: &str = "Blobq-Custom";
+/// When the element's lifetime ends, in milliseconds since the epoch.
+const EXPIRES: &str = "Blobq-Expires";
+
+/// What a message's headers say of its element.
+pub struct Described {
+    pub id: ElementId,
+    pub blob_id: Option<BlobId>,
+    pub meta: SharedMeta,
+    /// Milliseconds since the epoch.
+    pub expires_ms: u64,
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The headers of a new element: its ids, metadata and lifetime, as a
+/// per-message TTL too, so that JetStream drops it when it ends.
+pub fn headers(
+    id: ElementId,
+    blob_id: Option<BlobId>,
+    meta: &MetaInput,
+    lifetime: u64,
+) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(async_nats::header::NATS_MESSAGE_ID, id.to_string().as_str());
+    h.insert(
+        async_nats::header::NATS_MESSAGE_TTL,
+        lifetime.max(1).to_string().as_str(),
+    );
+    h.insert(ID, id.to_string().as_str());
+    if let Some(blob_id) = blob_id {
+        h.insert(BLOB_ID, blob_id.to_string().as_str());
+    }
+    if let Some(content_type) = &meta.content_type {
+        h.insert(CONTENT_TYPE, content_type.as_str());
+    }
+    if !meta.custom.is_empty() {
+        let pairs: Vec<(&str, &str)> = meta.custom.iter().map(|p| (&*p.key, &*p.value)).collect();
+        if let Ok(json) = serde_json::to_string(&pairs) {
+            h.insert(CUSTOM, json.as_str());
+        }
+    }
+    let expires = now_ms().saturating_add(lifetime.saturating_mul(1000));
+    h.insert(EXPIRES, expires.to_string().as_str());
+    h
+}
+
+/// The headers of a copy of an element (dead-lettering): the same
+/// element, de-duplicated under its own message id, with the lifetime it
+/// has left.
+pub fn copy_headers(original: &HeaderMap, msg_id: &str, seconds_left: u64) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for key in [ID, BLOB_ID, CONTENT_TYPE, CUSTOM, EXPIRES] {
+        if let Some(value) = original.get(key) {
+            h.insert(key, value.as_str());
+        }
+    }
+    h.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
+    h.insert(
+        async_nats::header::NATS_MESSAGE_TTL,
+        seconds_left.max(1).to_string().as_str(),
+    );
+    h
+}
+
+/// The element a message holds; `None` if blobq did not write it.
+pub fn describe(headers: Option<&HeaderMap>) -> Option<Described> {
+    let h = headers?;
+    let get = |key: &str| h.get(key).map(|v| v.as_str());
+    let id: ElementId = ElementId::from_u128(get(ID)?.parse::<uuid::Uuid>().ok()?.as_u128());
+    let blob_id = get(BLOB_ID).and_then(|v| v.parse::<BlobId>().ok());
+    let content_type = get(CONTENT_TYPE).map(SmolStr::new);
+    let custom = match get(CUSTOM) {
+        Some(json) => serde_json::from_str::<Vec<(String, String)>>(json)
+            .ok()?
+            .into_iter()
+            .map(|(key, value)| CustomPair {
+                key: key.into(),
+                value: value.into(),
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let meta = if content_type.is_none() && custom.is_empty() {
+        Metadata::plain()
+    } else {
+        SharedMeta::new(Metadata::with_default_type(content_type, custom))
+    };
+    Some(Described {
+        id,
+        blob_id,
+        meta,
+        expires_ms: get(EXPIRES)?.parse().ok()?,
+    })
+}
+
+/// The metadata a client gave, as stored.
+pub fn meta_of(meta: &MetaInput) -> SharedMeta {
+    if meta.content_type.is_none() && meta.custom.is_empty() {
+        Metadata::plain()
+    } else {
+        SharedMeta::new(Metadata::with_default_type(
+            meta.content_type.clone(),
+            meta.custom.clone(),
+        ))
+    }
+}
+
+/// Seconds left before `expires_ms`, rounded up: a live element never
+/// shows 0.
+pub fn seconds_left(expires_ms: u64) -> u64 {
+    expires_ms.saturating_sub(now_ms()).div_ceil(1000).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_element_reads_back_from_its_headers() {
+        let (id, blob) = (ElementId::random(), BlobId::random());
+        let meta = MetaInput {
+            content_type: Some("text/plain".into()),
+            custom: vec![CustomPair::parse("k=v with end  ").unwrap()],
+        };
+        let h = headers(id, Some(blob), &meta, 60);
+        let d = describe(Some(&h)).expect("an element");
+        assert_eq!((d.id, d.blob_id), (id, Some(blob)));
+        assert_eq!(&*d.meta.content_type, "text/plain");
+        assert_eq!(&*d.meta.custom[0].value, "v with end  ");
+        assert!((59..=60).contains(&seconds_left(d.expires_ms)));
+        let copy = copy_headers(&h, "x", 5);
+        let c = describe(Some(&copy)).expect("the same element");
+        assert_eq!(c.id, id);
+        assert!(describe(Some(&HeaderMap::new())).is_none());
+        let plain = headers(id, None, &MetaInput::default(), 1);
+        let plain = describe(Some(&plain)).unwrap();
+        assert_eq!((plain.meta, plain.blob_id), (Metadata::plain(), None));
+    }
+}

@@ -1,0 +1,259 @@
+//! The `[nats]` settings: which backend holds the queues (the embedded
+//! store, or a NATS JetStream cluster), and how to reach and use the
+//! cluster. docs/SCALE-OUT.md describes them; `etc/blobq.toml` lists them.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// The `[nats]` table, each setting optional so the sources can be layered.
+#[derive(Args, Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSettings {
+    /// Where queues are kept: "embedded" (memory, spill files and the
+    /// optional log) or nats://host:4222[,host2:4222,...] (a JetStream cluster) [default: embedded]
+    #[arg(long = "backend", env = "BLOBQ_BACKEND", value_name = "URLS")]
+    pub backend: Option<String>,
+    /// NATS credentials file (a user JWT and its NKey seed) [default: none]
+    #[arg(
+        long = "nats-credentials",
+        env = "BLOBQ_NATS_CREDENTIALS",
+        value_name = "FILE"
+    )]
+    pub credentials: Option<PathBuf>,
+    /// NATS user name, with --nats-password [default: none]
+    #[arg(long = "nats-user", env = "BLOBQ_NATS_USER", value_name = "USER")]
+    pub user: Option<String>,
+    /// NATS password of --nats-user [default: none]
+    #[arg(
+        long = "nats-password",
+        env = "BLOBQ_NATS_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// NATS token [default: none]
+    #[arg(
+        long = "nats-token",
+        env = "BLOBQ_NATS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Verify the NATS servers' TLS certificates with the CAs of this PEM
+    /// file, and require TLS [default: none]
+    #[arg(long = "nats-tls-ca", env = "BLOBQ_NATS_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Copies JetStream keeps of each stream (a server outside a cluster keeps 1) [default: 3]
+    #[arg(long = "nats-replicas", env = "BLOBQ_NATS_REPLICAS", value_name = "N")]
+    pub replicas: Option<usize>,
+    /// Seconds JetStream waits for an acknowledgement before it hands a
+    /// delivered element out again; the node holding a lease renews it
+    /// well within that [default: 30]
+    #[arg(long = "nats-ack-wait", env = "BLOBQ_NATS_ACK_WAIT", value_name = "S")]
+    pub ack_wait: Option<u64>,
+    /// Seconds an operation waits for JetStream before answering 503 [default: 5]
+    #[arg(
+        long = "nats-request-timeout",
+        env = "BLOBQ_NATS_REQUEST_TIMEOUT",
+        value_name = "S"
+    )]
+    pub request_timeout: Option<u64>,
+    /// Largest body kept inline in a JetStream message; a larger one is
+    /// refused (413) [default: 1000000]
+    #[arg(
+        long = "nats-max-inline",
+        env = "BLOBQ_NATS_MAX_INLINE",
+        value_name = "BYTES"
+    )]
+    pub max_inline: Option<u64>,
+}
+
+/// The `[nats]` settings in force when the NATS backend is chosen.
+#[derive(Clone)]
+pub struct NatsConfig {
+    /// The server URLs, as the client connects to them.
+    pub servers: Vec<async_nats::ServerAddr>,
+    pub auth: NatsAuth,
+    pub tls_ca: Option<PathBuf>,
+    pub replicas: usize,
+    pub ack_wait: Duration,
+    pub request_timeout: Duration,
+    pub max_inline: u64,
+}
+
+/// How blobq proves itself to NATS.
+#[derive(Clone, PartialEq, Eq)]
+pub enum NatsAuth {
+    None,
+    Credentials(PathBuf),
+    UserPassword(String, String),
+    Token(String),
+}
+
+/// Shows the servers and the kind of credential, never a secret.
+impl std::fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let auth = match &self.auth {
+            NatsAuth::None => "none".to_owned(),
+            NatsAuth::Credentials(path) => format!("credentials file {}", path.display()),
+            NatsAuth::UserPassword(user, _) => format!("user {user}"),
+            NatsAuth::Token(_) => "token".to_owned(),
+        };
+        f.debug_struct("NatsConfig")
+            .field("servers", &self.servers)
+            .field("auth", &auth)
+            .field("tls_ca", &self.tls_ca)
+            .field("replicas", &self.replicas)
+            .field("ack_wait", &self.ack_wait)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_inline", &self.max_inline)
+            .finish()
+    }
+}
+
+/// What `--backend` names when it is not a NATS URL list.
+const EMBEDDED: &str = "embedded";
+
+impl NatsSettings {
+    /// `self` where set, else `lower`.
+    pub fn or(self, lower: NatsSettings) -> NatsSettings {
+        NatsSettings {
+            backend: self.backend.or(lower.backend),
+            credentials: self.credentials.or(lower.credentials),
+            user: self.user.or(lower.user),
+            password: self.password.or(lower.password),
+            token: self.token.or(lower.token),
+            tls_ca: self.tls_ca.or(lower.tls_ca),
+            replicas: self.replicas.or(lower.replicas),
+            ack_wait: self.ack_wait.or(lower.ack_wait),
+            request_timeout: self.request_timeout.or(lower.request_timeout),
+            max_inline: self.max_inline.or(lower.max_inline),
+        }
+    }
+
+    /// `None` for the embedded store; the NATS settings, defaults applied
+    /// and checked, for `nats://` URLs.
+    pub fn resolve(self) -> Result<Option<NatsConfig>, String> {
+        let backend = self.backend.as_deref().unwrap_or(EMBEDDED).trim();
+        if backend == EMBEDDED {
+            return Ok(None);
+        }
+        // The first URL names the scheme; the others may be host:port alone.
+        if !(backend.starts_with("nats://") || backend.starts_with("tls://")) {
+            return Err(format!(
+                "backend: {backend:?} is neither \"embedded\" nor nats://host:port[,host:port...]"
+            ));
+        }
+        let mut servers = Vec::new();
+        for url in backend.split(',').map(str::trim) {
+            let addr = async_nats::ServerAddr::from_str(url)
+                .ok()
+                .filter(|a| !a.host().is_empty());
+            servers.push(addr.ok_or_else(|| format!("backend: {url:?} is not a NATS URL"))?);
+        }
+        let auth = match (self.credentials, self.user, self.password, self.token) {
+            (None, None, None, None) => NatsAuth::None,
+            (Some(file), None, None, None) => NatsAuth::Credentials(file),
+            (None, Some(user), Some(password), None) => NatsAuth::UserPassword(user, password),
+            (None, None, None, Some(token)) => NatsAuth::Token(token),
+            (None, Some(_), None, None) | (None, None, Some(_), None) => {
+                return Err("nats-user and nats-password must be given together".into())
+            }
+            _ => {
+                return Err(
+                    "give one NATS credential: nats-credentials, nats-user with \
+                            nats-password, or nats-token"
+                        .into(),
+                )
+            }
+        };
+        let replicas = self.replicas.unwrap_or(3);
+        if !(1..=5).contains(&replicas) {
+            return Err("nats-replicas must be 1 to 5 (JetStream's own limit)".into());
+        }
+        let ack_wait = self.ack_wait.unwrap_or(30);
+        if ack_wait < 2 {
+            return Err("nats-ack-wait must be at least 2 seconds".into());
+        }
+        let request_timeout = self.request_timeout.unwrap_or(5);
+        if request_timeout == 0 {
+            return Err("nats-request-timeout must be at least 1 second".into());
+        }
+        let max_inline = self.max_inline.unwrap_or(1_000_000);
+        if max_inline == 0 {
+            return Err("nats-max-inline must be at least 1 byte".into());
+        }
+        Ok(Some(NatsConfig {
+            servers,
+            auth,
+            tls_ca: self.tls_ca,
+            replicas,
+            ack_wait: Duration::from_secs(ack_wait),
+            request_timeout: Duration::from_secs(request_timeout),
+            max_inline,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(backend: &str) -> NatsSettings {
+        NatsSettings {
+            backend: Some(backend.into()),
+            ..NatsSettings::default()
+        }
+    }
+
+    #[test]
+    fn the_embedded_store_is_the_default_and_nats_urls_choose_nats() {
+        assert!(NatsSettings::default().resolve().unwrap().is_none());
+        assert!(with("embedded").resolve().unwrap().is_none());
+        let c = with("nats://a:4222, b:4223").resolve().unwrap();
+        let c = c.expect("the NATS backend");
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!((c.replicas, c.ack_wait.as_secs()), (3, 30));
+        assert!(c.auth == NatsAuth::None);
+        for bad in [
+            "redis://x:1",
+            "nats://",
+            "a:4222",
+            "",
+            "nats://a:1,",
+            "nats://a:1,x:y",
+        ] {
+            assert!(with(bad).resolve().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn one_credential_at_a_time_and_secrets_are_never_shown() {
+        let s = NatsSettings {
+            user: Some("u".into()),
+            password: Some("hunter2".into()),
+            ..with("nats://a:4222")
+        };
+        let c = s.clone().resolve().unwrap().unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let both = NatsSettings {
+            token: Some("t".into()),
+            ..s
+        };
+        assert!(both.resolve().is_err());
+        let alone = NatsSettings {
+            user: Some("u".into()),
+            ..with("nats://a:4222")
+        };
+        assert!(alone.resolve().is_err());
+        let zero = NatsSettings {
+            replicas: Some(0),
+            ..with("nats://a:4222")
+        };
+        assert!(zero.resolve().is_err());
+    }
+}
