@@ -24,12 +24,21 @@ use crate::backend::meta::SharedMeta;
 pub enum BlobContent {
     /// Small bodies, held in an allocation of their exact size.
     Memory(Bytes),
-    /// Bodies in a file. Boxed, so that the enum is no larger than a
-    /// `Bytes`: every queued element with data holds a blob.
-    File(Box<BlobFile>),
+    /// Bodies on disk. Boxed, and one variant for both places on disk, so
+    /// that the enum is no larger than a `Bytes` (a second boxed variant
+    /// would need a tag of its own): every queued element with data holds
+    /// a blob.
+    Disk(Box<OnDisk>),
+}
+
+/// Where on disk a blob's bytes are.
+#[derive(Debug)]
+pub enum OnDisk {
+    /// In a file of their own.
+    File(BlobFile),
     /// Small bodies past the memory budget, in a shared overflow segment
-    /// (memory mode only). An `Arc`: the segment keeps a weak reference so
-    /// its compactor can move the body.
+    /// (memory mode only). An `Arc`, as the segment keeps a weak reference
+    /// so that its compactor can move the body.
     Overflow(Arc<OverflowBody>),
 }
 
@@ -249,26 +258,28 @@ impl Blob {
         // would otherwise sit in the future of every pop, in memory or not.
         match &self.content {
             BlobContent::Memory(bytes) => Ok(BlobBody::Memory(bytes.clone())),
-            // Below the spill threshold: read whole, answered from memory.
-            BlobContent::Overflow(body) => match Box::pin(body.read()).await {
-                Ok(bytes) => Ok(BlobBody::Memory(bytes)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read a body from its overflow segment");
-                    Err(e)
-                }
-            },
-            BlobContent::File(file) => match Box::pin(tokio::fs::File::open(file.path())).await {
-                Ok(opened) => Ok(BlobBody::File {
-                    file: opened,
-                    crc32c: file.crc32c(),
-                }),
-                Err(e) => {
-                    // The client learns only the kind: the path stays here.
-                    if e.kind() != io::ErrorKind::NotFound {
-                        tracing::warn!(path = %file.path().display(), error = %e, "cannot open a blob's file");
+            BlobContent::Disk(disk) => match &**disk {
+                // Below the spill threshold: read whole, answered from memory.
+                OnDisk::Overflow(body) => match Box::pin(body.read()).await {
+                    Ok(bytes) => Ok(BlobBody::Memory(bytes)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read a body from its overflow segment");
+                        Err(e)
                     }
-                    Err(e)
-                }
+                },
+                OnDisk::File(file) => match Box::pin(tokio::fs::File::open(file.path())).await {
+                    Ok(opened) => Ok(BlobBody::File {
+                        file: opened,
+                        crc32c: file.crc32c(),
+                    }),
+                    Err(e) => {
+                        // The client learns only the kind: the path stays here.
+                        if e.kind() != io::ErrorKind::NotFound {
+                            tracing::warn!(path = %file.path().display(), error = %e, "cannot open a blob's file");
+                        }
+                        Err(e)
+                    }
+                },
             },
         }
     }
@@ -276,15 +287,15 @@ impl Blob {
 
 impl BlobContent {
     pub fn spilled(path: TempPath) -> BlobContent {
-        BlobContent::File(Box::new(BlobFile::Spilled(path)))
+        BlobContent::Disk(Box::new(OnDisk::File(BlobFile::Spilled(path))))
     }
 
     pub fn stored(file: StoredFile) -> BlobContent {
-        BlobContent::File(Box::new(BlobFile::Stored(file)))
+        BlobContent::Disk(Box::new(OnDisk::File(BlobFile::Stored(file))))
     }
 
     pub fn overflowed(body: Arc<OverflowBody>) -> BlobContent {
-        BlobContent::Overflow(body)
+        BlobContent::Disk(Box::new(OnDisk::Overflow(body)))
     }
 
     /// Whether the bytes are on disk (a segment, a spill file or a stored
@@ -296,16 +307,22 @@ impl BlobContent {
     /// The file the bytes are in, if they are in one of their own.
     pub fn file(&self) -> Option<&BlobFile> {
         match self {
-            BlobContent::File(file) => Some(file),
-            BlobContent::Memory(_) | BlobContent::Overflow(_) => None,
+            BlobContent::Disk(disk) => match &**disk {
+                OnDisk::File(file) => Some(file),
+                OnDisk::Overflow(_) => None,
+            },
+            BlobContent::Memory(_) => None,
         }
     }
 
     /// The overflow segment body, if the bytes are in one.
     pub fn overflow(&self) -> Option<&Arc<OverflowBody>> {
         match self {
-            BlobContent::Overflow(body) => Some(body),
-            _ => None,
+            BlobContent::Disk(disk) => match &**disk {
+                OnDisk::Overflow(body) => Some(body),
+                OnDisk::File(_) => None,
+            },
+            BlobContent::Memory(_) => None,
         }
     }
 

@@ -15,7 +15,7 @@ use tokio_util::io::ReaderStream;
 
 use crate::backend::Payload;
 
-use super::blob::{BlobBody, BlobContent, BlobFile};
+use super::blob::{BlobBody, BlobContent, BlobFile, OnDisk};
 use super::journal::record::BlobData;
 
 /// Size of the reads that stream a file back to a client.
@@ -78,11 +78,13 @@ impl BlobContent {
             // named relative to the data directory, so it is recorded by
             // its name too and would be found missing at replay. A stored
             // file is logged with its checksum.
-            BlobContent::File(file) => file.log_data(),
-            // Durable mode has no overflow segments (the store gives its
-            // writer none); were one logged, it would name no file and be
-            // found missing at replay, like a spill file.
-            BlobContent::Overflow(_) => BlobData::File(""),
+            BlobContent::Disk(disk) => match &**disk {
+                OnDisk::File(file) => file.log_data(),
+                // Durable mode has no overflow segments (the store gives
+                // its writer none); were one logged, it would name no file
+                // and be found missing at replay, like a spill file.
+                OnDisk::Overflow(_) => BlobData::File(""),
+            },
         }
     }
 }
