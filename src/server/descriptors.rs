@@ -3,9 +3,12 @@
 //! a backlog of the operator's choosing.
 //!
 //! A connection holds one descriptor, and a second while it writes or reads
-//! a body file, so a cap above what the limit allows would run the server
-//! out of descriptors before it ran out of connections: requests would then
-//! fail (`503`) where the cap should have made clients wait instead.
+//! a body file. Few connections hold a file at once (a blocked consumer or
+//! a small push holds none), so a quarter of the descriptors past the
+//! reserved ones is kept for body files and the rest caps the connections:
+//! a cap above what the limit allows would run the server out of
+//! descriptors before it ran out of connections, and requests would fail
+//! (`503`) where the cap should have made clients wait instead.
 
 use std::io;
 use std::net::SocketAddr;
@@ -54,19 +57,21 @@ fn open_file_limit() -> Option<u64> {
 }
 
 /// `max_connections`, lowered (with a warning) to what `open_files`
-/// descriptors allow: two a connection, besides the reserved ones.
+/// descriptors allow: one a connection, besides the reserved ones and a
+/// quarter of the rest kept for body files.
 pub(super) fn connection_cap(max_connections: usize, open_files: Option<u64>) -> usize {
     let Some(open_files) = open_files else {
         return max_connections;
     };
-    let allowed = open_files.saturating_sub(RESERVED) / 2;
+    let usable = open_files.saturating_sub(RESERVED);
+    let allowed = usable - usable / 4;
     let allowed = usize::try_from(allowed).unwrap_or(usize::MAX).max(1);
     if allowed < max_connections {
         tracing::warn!(
             open_files,
             max_connections,
             serving = allowed,
-            "the open-file limit allows fewer connections than --max-connections (two descriptors a connection); serving fewer: raise the limit (ulimit -Hn, LimitNOFILE=) to serve more"
+            "the open-file limit allows fewer connections than --max-connections (one descriptor a connection, a quarter kept for body files); serving fewer: raise the limit (ulimit -Hn, LimitNOFILE=) to serve more"
         );
         return allowed;
     }
@@ -115,10 +120,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_cap_leaves_two_descriptors_a_connection_and_a_reserve() {
+    fn the_cap_leaves_a_reserve_and_a_quarter_for_body_files() {
         assert_eq!(connection_cap(10_000, None), 10_000);
         assert_eq!(connection_cap(10_000, Some(1 << 20)), 10_000);
-        assert_eq!(connection_cap(10_000, Some(1024)), 480);
+        assert_eq!(connection_cap(10_000, Some(1024)), 720);
+        assert_eq!(connection_cap(11_000, Some(20_000)), 11_000);
+        assert_eq!(connection_cap(20_000, Some(20_000)), 14_952);
         assert_eq!(connection_cap(100, Some(1024)), 100);
         assert_eq!(connection_cap(100, Some(10)), 1, "never none");
     }
