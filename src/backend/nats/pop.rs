@@ -29,6 +29,14 @@ const SETTLE_WAIT: Duration = Duration::from_secs(1);
 /// and a hand-back after its waiter left.
 const REQUEST_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a pop that would not wait gives JetStream to hand over a
+/// message. A no-wait pull can answer "no messages" for an element whose
+/// publish was acknowledged an instant before (the consumer has not yet
+/// taken in the stream's new message), which would break read-your-writes
+/// for a client that pushes and then pops; an empty queue costs this much
+/// latency on NATS instead.
+const IMMEDIATE_POP_GRACE: Duration = Duration::from_millis(50);
+
 /// Deliveries being handed back, counted so that a later read of the
 /// same node can wait for them.
 #[derive(Default)]
@@ -234,8 +242,9 @@ impl Inner {
     ) -> Result<Option<Delivery>, BackendError> {
         if wait.is_zero() {
             let mut batch = consumer
-                .fetch()
+                .batch()
                 .max_messages(1)
+                .expires(IMMEDIATE_POP_GRACE)
                 .messages()
                 .await
                 .map_err(|e| nats_error("the pop", e))?;
