@@ -336,37 +336,16 @@ async fn open_taken(taken: Taken, now: Millis) -> Result<BatchElement, BackendEr
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::time::Duration;
 
     use crate::backend::name::Name;
     use crate::backend::{
         Backend, BackendError, IncomingBody, PopOptions, PushOptions, StoragePlace,
     };
-    use crate::store::{DurabilityConfig, FsyncMode, Quota, Store, StoreConfig};
+    use crate::store::{FsyncMode, Store};
 
     fn durable(dir: &std::path::Path) -> Store {
-        Store::new(StoreConfig {
-            spill_dir: dir.join("spill"),
-            spill_threshold: 16,
-            max_element_size: 1 << 20,
-            queue_idle_timeout: Duration::from_secs(60),
-            max_deliveries: 5,
-            namespace_quota: Quota::default(),
-            namespace_quotas: HashMap::new(),
-            quota_retry_after: 1,
-            memory_limit: 0,
-            overflow: Default::default(),
-            names: crate::store::NameLimits::default(),
-            durability: Some(DurabilityConfig {
-                dir: dir.join("data"),
-                fsync: FsyncMode::Always,
-                fsync_interval: Duration::from_secs(3600),
-                segment_bytes: 1 << 20,
-                repair: false,
-            }),
-        })
-        .unwrap()
+        Store::new(crate::store::tests_durable_config(dir, FsyncMode::Always)).unwrap()
     }
 
     fn names() -> (Name, Name) {

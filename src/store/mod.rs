@@ -75,3 +75,22 @@ pub(crate) fn tests_config(dir: &std::path::Path) -> StoreConfig {
         names: NameLimits::default(),
     }
 }
+
+/// A durable store's configuration for the store's own tests: its log
+/// under `DIR/data` in `fsync` mode, with the background flush out of the
+/// tests' way, and spill files under `DIR/spill`.
+#[cfg(test)]
+pub(crate) fn tests_durable_config(dir: &std::path::Path, fsync: FsyncMode) -> StoreConfig {
+    StoreConfig {
+        spill_dir: dir.join("spill"),
+        max_deliveries: 5,
+        durability: Some(DurabilityConfig {
+            dir: dir.join("data"),
+            fsync,
+            fsync_interval: std::time::Duration::from_secs(3600),
+            segment_bytes: 1 << 20,
+            repair: false,
+        }),
+        ..tests_config(dir)
+    }
+}

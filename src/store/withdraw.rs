@@ -70,39 +70,17 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::time::Duration;
 
     use crate::backend::{
         Backend, BackendError, IncomingBody, PopOptions, PushOptions, StoragePlace,
     };
-    use crate::store::{DurabilityConfig, FsyncMode, Quota, Store, StoreConfig};
+    use crate::store::{FsyncMode, Store};
 
     use super::*;
 
     fn durable(dir: &std::path::Path, fsync: FsyncMode) -> Store {
-        Store::new(StoreConfig {
-            spill_dir: dir.join("spill"),
-            spill_threshold: 16,
-            max_element_size: 1 << 20,
-            queue_idle_timeout: Duration::from_secs(60),
-            max_deliveries: 5,
-            namespace_quota: Quota::default(),
-            namespace_quotas: HashMap::new(),
-            quota_retry_after: 1,
-            memory_limit: 0,
-            overflow: Default::default(),
-            names: crate::store::NameLimits::default(),
-            durability: Some(DurabilityConfig {
-                dir: dir.join("data"),
-                fsync,
-                // The background flush stays out of the tests' way.
-                fsync_interval: Duration::from_secs(3600),
-                segment_bytes: 1 << 20,
-                repair: false,
-            }),
-        })
-        .unwrap()
+        Store::new(crate::store::tests_durable_config(dir, fsync)).unwrap()
     }
 
     fn names() -> (Name, Name) {

@@ -51,9 +51,17 @@ impl NatsServer {
 
     /// A fresh server on `port`.
     pub fn start_on(port: u16) -> NatsServer {
+        NatsServer::spawn(port, &[])
+    }
+
+    /// `nats-server -js` on `port` with `args` besides, its store in a
+    /// fresh directory; returns once it listens.
+    fn spawn(port: u16, args: &[String]) -> NatsServer {
         let store = tempfile::tempdir().expect("a store directory");
         let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .arg("-sd")
             .arg(store.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -79,7 +87,6 @@ impl NatsServer {
     /// A fresh server of a cluster named `blobq`: `index` of `cluster`,
     /// each entry (client port, route port).
     pub fn start_in_cluster(index: usize, cluster: &[(u16, u16)]) -> NatsServer {
-        let store = tempfile::tempdir().expect("a store directory");
         let (port, route) = cluster[index];
         let routes: Vec<String> = cluster
             .iter()
@@ -87,32 +94,17 @@ impl NatsServer {
             .filter(|(i, _)| *i != index)
             .map(|(_, (_, r))| format!("nats://127.0.0.1:{r}"))
             .collect();
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-n", &format!("n{index}"), "--cluster_name", "blobq"])
-            .args(["--cluster", &format!("nats://127.0.0.1:{route}")])
-            .args(["--routes", &routes.join(",")])
-            .arg("-sd")
-            .arg(store.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server");
-        let server = NatsServer {
-            child,
-            port,
-            _store: store,
-        };
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < READY_WITHIN,
-                "nats-server never listened"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
+        let args = [
+            "-n".to_owned(),
+            format!("n{index}"),
+            "--cluster_name".to_owned(),
+            "blobq".to_owned(),
+            "--cluster".to_owned(),
+            format!("nats://127.0.0.1:{route}"),
+            "--routes".to_owned(),
+            routes.join(","),
+        ];
+        NatsServer::spawn(port, &args)
     }
 
     pub fn url(&self) -> String {
