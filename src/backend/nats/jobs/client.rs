@@ -428,6 +428,7 @@ impl NatsJobs {
             .await?
             .into_iter()
             .filter_map(|(_, value)| StoredJob::decode(&value))
+            .filter(StoredJob::is_kept)
             .collect();
         if jobs.is_empty() {
             return Err(not_found());

@@ -195,6 +195,12 @@ impl StoredJob {
             .map(|at| at.saturating_add(self.retention.saturating_mul(1000)))
     }
 
+    /// Whether the job is still kept: not past its retention (the sweep
+    /// removes it soon after).
+    pub fn is_kept(&self) -> bool {
+        self.removal().is_none_or(|at| at > now_ms())
+    }
+
     pub fn due(&self) -> Due {
         match self.state {
             JobState::Pending => Due::Expire(self.pending_until),

@@ -109,7 +109,7 @@ impl NatsJobs {
             .ok_or_else(|| Self::not_found(ns, queue, id))?;
         let read = read_entry(&store, &names::job_key(queue, job_id))
             .await?
-            .filter(|r| r.job.removal().is_none_or(|at| at > now_ms()))
+            .filter(|r| r.job.is_kept())
             .ok_or_else(|| Self::not_found(ns, queue, id))?;
         Ok((store, read))
     }
