@@ -4,13 +4,17 @@
 //! submitted on one node is claimed, polled and finished through the
 //! other) and once on one embedded server passed as both, so that the two
 //! backends answer the same. The client-side cases are in
-//! `nats_jobs/client.rs`, the worker-side ones in `nats_jobs/workers.rs`.
+//! `nats_jobs/client.rs`, the worker-side ones in `nats_jobs/workers.rs`,
+//! shutdown and callbacks (sent by the node that finished the job) in
+//! `nats_jobs/lifecycle.rs`.
 //! The NATS runs are skipped without `nats-server` unless
 //! `BLOBQ_REQUIRE_NATS=1`.
 
 #[path = "nats_jobs/client.rs"]
 mod client;
 mod common;
+#[path = "nats_jobs/lifecycle.rs"]
+mod lifecycle;
 mod nats;
 #[path = "nats_jobs/workers.rs"]
 mod workers;
@@ -61,6 +65,7 @@ on_both_backends!(
     client::delete_and_unknown_jobs,
     client::an_idempotency_key_answers_the_first_job_on_any_node,
     client::lifetimes_and_retention_end_jobs,
+    lifecycle::on_shutdown_long_polls_and_waiting_claims_answer_503,
     workers::a_job_runs_through_workers_on_either_node,
     workers::a_waiting_claim_is_woken_by_a_submit_on_the_other_node,
     workers::a_lease_that_runs_out_returns_the_job_to_the_head,

@@ -473,6 +473,13 @@ impl NatsJobs {
         if by_queue.is_empty() {
             return Ok(None);
         }
+        // A queue with workers waiting on this node and no jobs yet.
+        for waiting in self.shared.waiting.iter() {
+            let (wns, queue) = waiting.key();
+            if wns == ns {
+                by_queue.entry(queue.clone()).or_default();
+            }
+        }
         let mut out: Vec<QueueJobCounts> = by_queue
             .into_iter()
             .map(|(queue, counts)| QueueJobCounts {
