@@ -6,7 +6,7 @@
 //! - `doc`: a job as its key-value entry keeps it.
 //! - `kv`: reading entries, compare-and-set changes, scans.
 //! - `pending`: the queues of pending jobs (publish, the next delivery).
-//! - `client` and `worker`: the operations of the seam.
+//! - `submit`, `client` and `worker`: the operations of the seam.
 //! - `claim`: taking the next pending job under a lease.
 //! - `seam`: `impl JobStore`, handing each operation to the above.
 //! - `sweeper`: passed deadlines (lifetimes, leases, retention), and the
@@ -24,6 +24,7 @@ mod kv;
 mod names;
 mod pending;
 mod seam;
+mod submit;
 mod sweeper;
 mod worker;
 
