@@ -1,6 +1,7 @@
 //! Worker-side cases, each given two nodes (the same server twice on the
 //! embedded backend): claims, progress, results, failures, leases that run
-//! out, cancels, and many workers on both nodes sharing one queue.
+//! out, cancels, `Prefer: wait`, and many workers on both nodes sharing
+//! one queue.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -125,6 +126,28 @@ pub async fn a_waiting_claim_is_woken_by_a_submit_on_the_other_node(
     let (status, body, at) = worker.await.unwrap();
     assert_eq!((status, body.as_str()), (200, "wake"));
     assert!(at.duration_since(submitted) < Duration::from_secs(5));
+    // `Prefer: wait` on one node, answered by a worker on the other.
+    let worker = {
+        let (client, base) = (b.client.clone(), b.url("/jobs/ns/fast"));
+        tokio::spawn(async move {
+            let r = client.post(format!("{base}/claim?timeout=15")).send();
+            let r = r.await.unwrap();
+            let id = r.headers()["x-job-id"].to_str().unwrap().to_owned();
+            let lease = r.headers()["x-queueserver-lease"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let put = client
+                .put(format!("{base}/{id}/result"))
+                .header("x-queueserver-lease", lease);
+            put.body("done").send().await.unwrap().status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = submit_with(a, "ns/fast", "x", &[("prefer", "wait=15")]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["state"], "succeeded");
+    assert_eq!(worker.await.unwrap(), 200);
 }
 
 pub async fn a_lease_that_runs_out_returns_the_job_to_the_head(a: &TestServer, b: &TestServer) {
