@@ -1,6 +1,6 @@
 //! blobq on NATS JetStream through the real binary (`--backend nats://`):
 //! the queue API over HTTP, two blobq nodes sharing a queue, blobs by id,
-//! start-up while NATS is down, and jobs, not built on this backend.
+//! and start-up while NATS is down (jobs are in tests/nats_jobs.rs).
 //! Each test starts its own `nats-server` (tests/nats), and is skipped
 //! without one unless `BLOBQ_REQUIRE_NATS=1`.
 
@@ -194,28 +194,6 @@ async fn nats_down_at_start_is_503_until_it_comes_up() {
     wait_health(&s, 200).await;
     push(&s, "/qs/demo/q", "late").await;
     assert_eq!(s.get("/qs/demo/q").await.text().await.unwrap(), "late");
-}
-
-#[tokio::test]
-async fn jobs_are_not_served_on_nats() {
-    let Some(nats) = NatsServer::start() else {
-        return;
-    };
-    let s = node(&nats.url()).await;
-    wait_health(&s, 200).await;
-    let not_supported = |r: reqwest::Response| async move {
-        assert_eq!(r.status(), 501);
-        let problem: serde_json::Value = r.json().await.unwrap();
-        problem["type"].as_str().unwrap_or_default().to_owned()
-    };
-    let jobs = s.post("/jobs/demo/q", "{}").await;
-    assert_eq!(
-        not_supported(jobs).await,
-        "urn:blobq:problem:jobs-not-available"
-    );
-    // The queue API still serves.
-    push(&s, "/qs/demo/q", "still").await;
-    assert_eq!(s.get("/qs/demo/q").await.text().await.unwrap(), "still");
 }
 
 /// Blobs by id through `/tbs`, and the data a header-only pop leaves

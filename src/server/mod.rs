@@ -171,11 +171,13 @@ impl Server {
             }),
             None => None,
         };
+        let mut nats_backend = None;
         let (backend, store): (Arc<dyn Backend>, Option<Arc<Store>>) = match &config.nats {
-            Some(nats) => (
-                Arc::new(NatsBackend::start(nats.clone(), nats_limits(config))),
-                None,
-            ),
+            Some(nats) => {
+                let nats = Arc::new(NatsBackend::start(nats.clone(), nats_limits(config)));
+                nats_backend = Some(nats.clone());
+                (nats, None)
+            }
             None => {
                 let store = Arc::new(Store::new(config.store())?);
                 (store.clone(), Some(store))
@@ -188,15 +190,17 @@ impl Server {
         let spill_dir = store.as_ref().map(|s| s.spill_dir().to_owned());
         let mut app = App::new(backend, config.request_limits()).with_auth(config.auth.clone());
         app = app.with_batch(config.batch).with_dashboard(config.ui);
-        // The jobs engine keeps its blobs in the embedded store: a server on
-        // NATS does not serve jobs (not built yet).
+        // Jobs live where the queues do: the embedded engine with the
+        // embedded store, key-value buckets on NATS.
+        let limits = JobLimits {
+            config: config.jobs.clone(),
+            max_attempts: config.max_deliveries,
+        };
         if let Some(store) = store {
-            let limits = JobLimits {
-                config: config.jobs.clone(),
-                max_attempts: config.max_deliveries,
-            };
             let jobs = Jobs::open(store, config.jobs.clone(), JobDurability::of(config)).await?;
             app = app.with_jobs(Arc::new(jobs), limits);
+        } else if let Some(nats) = nats_backend {
+            app = app.with_jobs(Arc::new(nats.job_store(config.jobs.clone())), limits);
         }
         let app = Arc::new(app);
         crate::http::ui::sample_in_background(&app);

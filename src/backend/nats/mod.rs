@@ -7,13 +7,14 @@
 //! alive (`+WPI`) until it is acknowledged (`+ACK`), released (`-NAK`) or
 //! runs out; other nodes forward settlements of it to that node. A blob by
 //! id is a message on a subject of its own; a batch push is an atomic
-//! batch publish. docs/SCALE-OUT.md has the whole mapping, how it differs
-//! from the embedded store, and what this backend does not do yet (jobs).
+//! batch publish; jobs are key-value entries (`jobs`). docs/SCALE-OUT.md
+//! has the whole mapping and how it differs from the embedded store.
 
 mod batch;
 mod blobs;
 mod connection;
 mod forward;
+mod jobs;
 mod leases;
 mod message;
 mod names;
@@ -31,6 +32,7 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
+pub use jobs::NatsJobs;
 pub use settings::{NatsAuth, NatsConfig, NatsSettings};
 
 use super::name::Name;

@@ -92,12 +92,12 @@ impl Delivery {
         }
     }
 
-    fn message(&self) -> &Message {
+    pub(super) fn message(&self) -> &Message {
         self.msg.as_ref().expect("taken only by `into_message`")
     }
 
     /// The message, now the caller's to settle.
-    fn into_message(mut self) -> Message {
+    pub(super) fn into_message(mut self) -> Message {
         self.msg.take().expect("taken once")
     }
 }
@@ -234,7 +234,7 @@ impl Inner {
     /// task of its own holding the pull request's subscription: if this
     /// future is dropped, the task unsubscribes (JetStream forgets a pull
     /// request nobody listens to) and hands back whatever had come.
-    async fn fetch_one(
+    pub(super) async fn fetch_one(
         &self,
         consumer: &PullConsumer,
         names: (String, String),

@@ -96,7 +96,7 @@ struct Waiting {
 
 /// Counters for `/metrics`.
 #[derive(Default)]
-pub(super) struct CallbackCounters {
+pub struct CallbackCounters {
     pub delivered: AtomicU64,
     pub failures: AtomicU64,
     pub abandoned: AtomicU64,
@@ -104,7 +104,7 @@ pub(super) struct CallbackCounters {
 
 /// The delivery service: a cheap-to-clone handle.
 #[derive(Clone)]
-pub(super) struct Callbacks {
+pub struct Callbacks {
     inner: Arc<Inner>,
 }
 

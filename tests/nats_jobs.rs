@@ -1,0 +1,168 @@
+//! The jobs API on NATS JetStream (`--backend nats://`), through the real
+//! binary: every case is a function of two nodes, `a` and `b`, run twice,
+//! once on two blobq nodes sharing a fresh `nats-server -js` (a job
+//! submitted on one node is claimed, polled and finished through the
+//! other) and once on one embedded server passed as both, so that the two
+//! backends answer the same. The client-side cases are in
+//! `nats_jobs/client.rs`, the worker-side ones in `nats_jobs/workers.rs`,
+//! shutdown and callbacks (sent by the node that finished the job) in
+//! `nats_jobs/lifecycle.rs`.
+//! The NATS runs are skipped without `nats-server` unless
+//! `BLOBQ_REQUIRE_NATS=1`.
+
+#[path = "nats_jobs/client.rs"]
+mod client;
+mod common;
+#[path = "nats_jobs/lifecycle.rs"]
+mod lifecycle;
+mod nats;
+#[path = "nats_jobs/workers.rs"]
+mod workers;
+
+use common::{header, TestServer};
+use nats::NatsServer;
+use serde_json::Value;
+
+/// A blobq node on `nats`.
+async fn nats_node(nats: &NatsServer) -> TestServer {
+    let node = common::options()
+        .arg("--backend", nats.url())
+        .arg("--nats-ack-wait", 2)
+        .start()
+        .await;
+    node.wait_for_json("/healthz", "connected to NATS", |_| true)
+        .await;
+    node
+}
+
+/// Runs each case on two NATS nodes and on one embedded server.
+macro_rules! on_both_backends {
+    ($($module:ident :: $case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test]
+            async fn on_nats() {
+                let Some(nats) = super::NatsServer::start() else {
+                    return;
+                };
+                let a = super::nats_node(&nats).await;
+                let b = super::nats_node(&nats).await;
+                super::$module::$case(&a, &b).await;
+            }
+
+            #[tokio::test]
+            async fn embedded() {
+                let server = super::common::start().await;
+                super::$module::$case(&server, &server).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    client::a_submit_answers_the_document_on_either_node,
+    client::a_long_poll_on_one_node_is_ended_by_a_worker_on_the_other,
+    client::listing_pages_oldest_first_and_counts_by_state,
+    client::delete_and_unknown_jobs,
+    client::an_idempotency_key_answers_the_first_job_on_any_node,
+    client::lifetimes_and_retention_end_jobs,
+    lifecycle::on_shutdown_long_polls_and_waiting_claims_answer_503,
+    workers::a_job_runs_through_workers_on_either_node,
+    workers::a_waiting_claim_is_woken_by_a_submit_on_the_other_node,
+    workers::a_lease_that_runs_out_returns_the_job_to_the_head,
+    workers::a_failure_retries_at_the_head_while_attempts_are_left,
+    workers::cancel_takes_a_pending_job_out_and_revokes_a_running_one,
+    workers::workers_on_both_nodes_finish_each_job_once,
+);
+
+/// A job a worker holds.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub id: String,
+    pub receipt: String,
+    pub body: Vec<u8>,
+    pub attempt: u64,
+}
+
+/// Submits `input` to `/jobs/{nsq}` with `headers`; the answer.
+pub async fn submit_with(
+    server: &TestServer,
+    nsq: &str,
+    input: impl Into<reqwest::Body>,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = server.client.post(server.url(&format!("/jobs/{nsq}")));
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    request.body(input).send().await.expect("submit")
+}
+
+/// Submits a job that must be accepted; its id.
+pub async fn submit(server: &TestServer, nsq: &str, input: impl Into<reqwest::Body>) -> String {
+    let r = submit_with(server, nsq, input, &[]).await;
+    assert_eq!(r.status(), 202, "submit to {nsq}");
+    let doc: Value = r.json().await.expect("job document");
+    doc["id"].as_str().expect("id").to_owned()
+}
+
+/// Claims from `/jobs/{nsq}/claim{query}`; `None` on `204`.
+pub async fn claim(server: &TestServer, nsq: &str, query: &str) -> Option<Held> {
+    let url = server.url(&format!("/jobs/{nsq}/claim{query}"));
+    let r = server.client.post(url).send().await.expect("claim");
+    if r.status() == 204 {
+        return None;
+    }
+    assert_eq!(r.status(), 200, "claim from {nsq}");
+    let id = header(&r, "x-job-id").to_owned();
+    let receipt = header(&r, "x-queueserver-lease").to_owned();
+    let attempt = header(&r, "x-job-attempt").parse().expect("attempt");
+    assert_eq!(header(&r, "location"), format!("/jobs/{nsq}/{id}"));
+    let body = r.bytes().await.expect("input").to_vec();
+    Some(Held {
+        id,
+        receipt,
+        body,
+        attempt,
+    })
+}
+
+/// A worker call (`heartbeat`, `fail`, `result`) on a held job.
+pub async fn worker_call(
+    server: &TestServer,
+    nsq: &str,
+    held: &Held,
+    method: reqwest::Method,
+    action: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let url = server.url(&format!("/jobs/{nsq}/{}/{action}", held.id));
+    server
+        .client
+        .request(method, url)
+        .header("x-queueserver-lease", &held.receipt)
+        .body(body)
+        .send()
+        .await
+        .expect("worker call")
+}
+
+pub async fn heartbeat(
+    server: &TestServer,
+    nsq: &str,
+    held: &Held,
+    json: &str,
+) -> reqwest::Response {
+    let post = reqwest::Method::POST;
+    worker_call(server, nsq, held, post, "heartbeat", json.to_owned()).await
+}
+
+pub async fn put_result(server: &TestServer, nsq: &str, held: &Held, body: &'static [u8]) -> Value {
+    let r = worker_call(server, nsq, held, reqwest::Method::PUT, "result", body).await;
+    assert_eq!(r.status(), 200, "result of {}", held.id);
+    r.json().await.expect("job document")
+}
+
+/// The job document, which must exist.
+pub async fn job(server: &TestServer, nsq: &str, id: &str) -> Value {
+    server.json(&format!("/jobs/{nsq}/{id}"), 200).await
+}
