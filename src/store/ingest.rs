@@ -354,6 +354,35 @@ mod tests {
         assert_eq!(files_in(dir.path()), 2);
     }
 
+    /// In durable mode too the small bodies past the limit share a segment,
+    /// each knowing the CRC32C of its bytes for the log and for reads.
+    #[tokio::test]
+    async fn past_the_memory_limit_durable_bodies_go_to_a_segment_with_their_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let segments = dir.path().join("segments");
+        std::fs::create_dir(&segments).unwrap();
+        let mut l = limits(dir.path());
+        l.memory_limit = 1;
+        l.durable_sync = Some(true);
+        l.overflow = Some(Overflow::durable(
+            segments.clone(),
+            Default::default(),
+            4,
+            crate::store::overflow::Removal::Now,
+        ));
+        let mut kept = Vec::new();
+        for part in [&b"abc"[..], b"\0\xff", b"123456789"] {
+            let mut w = BlobWriter::new(&l, None).unwrap();
+            w.write(Bytes::copy_from_slice(part)).await.unwrap();
+            let (content, _) = w.finish().await.unwrap();
+            let body = content.segment().expect("a segment body");
+            assert_eq!(body.crc32c(), crc32c::crc32c(part));
+            kept.push(content);
+        }
+        assert_eq!(files_in(&segments), 1, "one segment for them all");
+        assert_eq!(files_in(dir.path()), 1, "no file of their own");
+    }
+
     #[tokio::test]
     async fn too_large_bodies_are_refused_and_leave_no_file() {
         let dir = tempfile::tempdir().unwrap();

@@ -264,7 +264,7 @@ fn restore_namespace(
                 offset,
                 crc32c,
             } => match segments.get(*number) {
-                Some(segment) => BlobContent::in_segment(SegmentBody::new(
+                Some(segment) => BlobContent::in_segment(SegmentBody::restored(
                     Overflow::adopt(&segment, *offset, b.size),
                     *crc32c,
                 )),

@@ -7,6 +7,7 @@
 //! damaged blob file takes (`damage`).
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,6 +22,10 @@ use super::overflow::{OverflowBody, Segment};
 pub struct SegmentBody {
     body: Arc<OverflowBody>,
     crc32c: u32,
+    /// The log names the body: from its `Blob` record to its `BlobGone`.
+    /// Dropped while named (the store dropped with the process), the body
+    /// keeps its segment's file, which the next start reopens.
+    logged: AtomicBool,
 }
 
 /// What a checked read of a segment body found.
@@ -30,8 +35,26 @@ pub enum SegmentRead {
 }
 
 impl SegmentBody {
+    /// A body just received, not yet named by the log.
     pub fn new(body: Arc<OverflowBody>, crc32c: u32) -> SegmentBody {
-        SegmentBody { body, crc32c }
+        SegmentBody {
+            body,
+            crc32c,
+            logged: AtomicBool::new(false),
+        }
+    }
+
+    /// A body the log names, read back at start-up.
+    pub fn restored(body: Arc<OverflowBody>, crc32c: u32) -> SegmentBody {
+        let restored = SegmentBody::new(body, crc32c);
+        restored.set_logged(true);
+        restored
+    }
+
+    /// Whether the log now names the body (its `Blob` record appended) or
+    /// no longer does (its `BlobGone`).
+    pub fn set_logged(&self, logged: bool) {
+        self.logged.store(logged, Ordering::Release);
     }
 
     pub fn crc32c(&self) -> u32 {
@@ -65,6 +88,14 @@ impl SegmentBody {
                 Ok(SegmentRead::Damaged(Damage::Size))
             }
             Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for SegmentBody {
+    fn drop(&mut self) {
+        if *self.logged.get_mut() {
+            self.body.place().segment.keep_file();
         }
     }
 }
@@ -128,5 +159,40 @@ mod tests {
             SegmentRead::Damaged(Damage::Size)
         ));
         drop(first);
+    }
+
+    /// A body dropped while the log names it (the store stopping) keeps
+    /// its segment's file; one whose end was logged lets it go.
+    #[tokio::test]
+    async fn a_segment_whose_named_body_is_dropped_keeps_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let removed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let removal = {
+            let removed = removed.clone();
+            Removal::Deferred(Arc::new(move |path| removed.lock().unwrap().push(path)))
+        };
+        let config = crate::store::overflow::OverflowConfig {
+            segment_bytes: 4,
+            compact_percent: 0,
+        };
+        let overflow = Overflow::durable(dir.path().to_owned(), config, 0, removal);
+        let gone = SegmentBody::new(
+            overflow.append(Bytes::from_static(b"abcd")).await.unwrap(),
+            0,
+        );
+        gone.set_logged(true);
+        let named = SegmentBody::new(
+            overflow.append(Bytes::from_static(b"efgh")).await.unwrap(),
+            0,
+        );
+        named.set_logged(true);
+        // A third segment, so that the first two are sealed.
+        let last = overflow.append(Bytes::from_static(b"ijkl")).await.unwrap();
+        gone.set_logged(false);
+        drop(gone);
+        drop(named);
+        let removed = removed.lock().unwrap().clone();
+        assert_eq!(removed, vec![dir.path().join("segment-00000000")]);
+        drop(last);
     }
 }

@@ -102,7 +102,11 @@ async fn a_backlog_past_the_budget_shares_segments_and_comes_back_byte_for_byte(
     pop_in_order(&server, &pushed[75..]).await;
     assert!(pop(&server, "/qs/ns/q").await.is_none());
     wait_for_segments_at_most(data.path(), 0).await;
-    assert!(count(data.path(), "log") <= 3, "the log was compacted");
+    let log = common::files_below(&data.path().join("log"));
+    assert!(
+        log.iter().any(|p| p.extension().is_some_and(|e| e == "compact")),
+        "the log was compacted: {log:?}"
+    );
     stop(&mut server).await;
 }
 
@@ -120,7 +124,6 @@ async fn a_sigkill_loses_no_acknowledged_body_in_a_segment() {
         }
         pop_in_order(&server, &pushed[..10]).await;
         server.kill_hard();
-        let _ = server.wait_exit().await;
 
         let mut server = overflowing(data.path(), "1", fsync).await;
         assert_eq!(stored_bytes(&server, "memory").await, 0, "{fsync}");

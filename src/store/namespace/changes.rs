@@ -149,6 +149,7 @@ impl ChangeLog {
             journal.file_added();
         }
         if let Some(body) = blob.content().segment() {
+            body.set_logged(true);
             let segment: Arc<dyn crate::store::journal::SyncedWithLog> = body.segment();
             journal.sync_with_log(&segment);
         }
@@ -177,6 +178,9 @@ impl ChangeLog {
         });
         if let Some(file) = blob.content().stored_file() {
             file.remove_when_dropped(journal.clone());
+        }
+        if let Some(body) = blob.content().segment() {
+            body.set_logged(false);
         }
     }
 }

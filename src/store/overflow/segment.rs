@@ -37,6 +37,9 @@ pub(crate) struct Segment {
     owner: Weak<Overflow>,
     /// What happens to the file once the segment is dropped.
     removal: Removal,
+    /// Set when a body the log still names was dropped (the process is
+    /// stopping): the file stays whatever `removal` says.
+    kept: AtomicBool,
 }
 
 impl Segment {
@@ -66,6 +69,7 @@ impl Segment {
             bodies: Mutex::new(Vec::new()),
             owner,
             removal,
+            kept: AtomicBool::new(false),
         })
     }
 
@@ -89,6 +93,7 @@ impl Segment {
             bodies: Mutex::new(Vec::new()),
             owner,
             removal,
+            kept: AtomicBool::new(false),
         })
     }
 
@@ -99,6 +104,12 @@ impl Segment {
     /// Flushes the bytes written so far to stable storage (durable mode).
     pub fn sync_data(&self) -> io::Result<()> {
         self.file.sync_data()
+    }
+
+    /// The file must outlive the segment: a body the log still names was
+    /// dropped with the process's state, not because it is gone.
+    pub fn keep_file(&self) {
+        self.kept.store(true, Ordering::Release);
     }
 
     pub fn write_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
@@ -194,6 +205,9 @@ impl Drop for Segment {
         // Nothing live is left and nobody reads it: the file goes (in
         // durable mode once the log durably says its bodies are gone).
         // Shutdown may have removed the whole folder first.
+        if self.kept.load(Ordering::Acquire) {
+            return;
+        }
         if let Removal::Deferred(remove) = &self.removal {
             remove(std::mem::take(&mut self.path));
             return;
