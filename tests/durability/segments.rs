@@ -104,7 +104,8 @@ async fn a_backlog_past_the_budget_shares_segments_and_comes_back_byte_for_byte(
     wait_for_segments_at_most(data.path(), 0).await;
     let log = common::files_below(&data.path().join("log"));
     assert!(
-        log.iter().any(|p| p.extension().is_some_and(|e| e == "compact")),
+        log.iter()
+            .any(|p| p.extension().is_some_and(|e| e == "compact")),
         "the log was compacted: {log:?}"
     );
     stop(&mut server).await;
