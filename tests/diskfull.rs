@@ -17,13 +17,17 @@ use tmpfs::TinyDisk;
 /// Pushes tried before the disk must have filled.
 const MAX_PUSHES: usize = 20_000;
 
-async fn durable(disk: &TinyDisk, fsync: &str) -> TestServer {
+/// A durable server whose small bodies past `memory_limit` bytes go to
+/// overflow segments in the data directory.
+async fn durable_within(disk: &TinyDisk, fsync: &str, memory_limit: u64) -> TestServer {
     options()
         .arg("--data-dir", disk.path().join("data").display())
         .arg("--fsync", fsync)
         .arg("--fsync-interval-ms", 20)
         .arg("--spill-threshold", 1024)
         .arg("--log-segment-bytes", 1 << 20)
+        .arg("--memory-limit", memory_limit)
+        .arg("--overflow-segment-bytes", 1 << 16)
         .start()
         .await
 }
@@ -85,12 +89,18 @@ fn files_in(dir: &Path) -> usize {
 }
 
 async fn durable_mode_survives_a_full_disk(fsync: &str) {
-    let test = format!("durable_mode_survives_a_full_disk ({fsync})");
+    durable_mode_survives_a_full_disk_within(fsync, 1 << 30).await;
+}
+
+/// With `memory_limit` bytes of small bodies held in memory at most: past
+/// it, they fill overflow segments in the data directory.
+async fn durable_mode_survives_a_full_disk_within(fsync: &str, memory_limit: u64) {
+    let test = format!("durable_mode_survives_a_full_disk ({fsync}, memory limit {memory_limit})");
     let Some(disk) = TinyDisk::mount(&test) else {
         return;
     };
     let blobs = disk.path().join("data/blobs");
-    let mut server = durable(&disk, fsync).await;
+    let mut server = durable_within(&disk, fsync, memory_limit).await;
     let mut acked = Vec::new();
     for i in 0..10u8 {
         acked.push(
@@ -186,7 +196,7 @@ async fn durable_mode_survives_a_full_disk(fsync: &str) {
     // A restart brings back exactly what was acknowledged and not popped.
     server.terminate();
     assert!(server.wait_exit().await.success(), "{test}: clean exit");
-    let server = durable(&disk, fsync).await;
+    let server = durable_within(&disk, fsync, memory_limit).await;
     let mut back = Vec::new();
     while let Some(id) = try_pop(&server).await.expect("pop after restart") {
         back.push(id);
@@ -216,6 +226,15 @@ async fn a_full_data_directory_with_fsync_batch() {
 #[tokio::test]
 async fn a_full_data_directory_with_fsync_never() {
     durable_mode_survives_a_full_disk("never").await;
+}
+
+/// Small bodies past the memory limit need room in the data directory's
+/// segments: refused with `507` when there is none, stored again once
+/// there is, and all those acknowledged back after a restart.
+#[tokio::test]
+async fn a_full_data_directory_with_small_bodies_in_segments() {
+    durable_mode_survives_a_full_disk_within("always", 1).await;
+    durable_mode_survives_a_full_disk_within("batch", 1).await;
 }
 
 #[tokio::test]

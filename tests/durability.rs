@@ -15,6 +15,8 @@ mod damage_reads;
 mod log_files;
 #[path = "durability/repair.rs"]
 mod repair;
+#[path = "durability/segments.rs"]
+mod segments;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

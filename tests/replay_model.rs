@@ -3,7 +3,8 @@
 //! and header-only, leases acknowledged, released and run out, element
 //! expiry, blobs stored and deleted) are applied through the `Backend` trait
 //! to a store with `--data-dir` and `--fsync always`, whose small segments
-//! seal and compact as it goes, and to a model of queues and blobs. Every
+//! seal and compact as it goes (and whose small bodies past a small memory
+//! limit go to small overflow segments), and to a model of queues and blobs. Every
 //! answer is checked against the model. Then the store is stopped without
 //! its shutdown purge, its newest log segment is cut at a random byte (the
 //! torn tail a kill -9 or a power loss leaves), and the store reopened on it

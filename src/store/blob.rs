@@ -1,5 +1,6 @@
-//! Blobs: the bytes of an element, in memory, in an overflow segment or in
-//! a file of their own.
+//! Blobs: the bytes of an element, in memory, in an overflow segment (of
+//! the spill folder, or of the data directory in durable mode) or in a file
+//! of their own.
 //!
 //! A `Blob` is immutable once stored and shared by `Arc` between the
 //! namespace's blob table, the elements that reference it and the responses
@@ -13,8 +14,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tempfile::TempPath;
 
+use super::file_body::Damage;
 use super::journal::Journal;
 use super::overflow::OverflowBody;
+use super::segment_body::{SegmentBody, SegmentRead};
 use super::stats::Totals;
 use crate::backend::ids::BlobId;
 use crate::backend::meta::SharedMeta;
@@ -40,6 +43,9 @@ pub enum OnDisk {
     /// (memory mode only). An `Arc`, as the segment keeps a weak reference
     /// so that its compactor can move the body.
     Overflow(Arc<OverflowBody>),
+    /// Small bodies past the memory budget in durable mode: in an overflow
+    /// segment of the data directory, named by the log, checked on read.
+    Segment(SegmentBody),
 }
 
 /// The file a blob's bytes are in.
@@ -142,6 +148,9 @@ pub enum BlobBody {
         file: tokio::fs::File,
         crc32c: Option<u32>,
     },
+    /// Bytes found damaged as they were read whole (a segment body): the
+    /// answer never starts.
+    Damaged(Damage),
 }
 
 #[derive(Debug)]
@@ -267,6 +276,14 @@ impl Blob {
                         Err(e)
                     }
                 },
+                OnDisk::Segment(body) => match Box::pin(body.read_checked()).await {
+                    Ok(SegmentRead::Intact(bytes)) => Ok(BlobBody::Memory(bytes)),
+                    Ok(SegmentRead::Damaged(damage)) => Ok(BlobBody::Damaged(damage)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read a body from its segment");
+                        Err(e)
+                    }
+                },
                 OnDisk::File(file) => match Box::pin(tokio::fs::File::open(file.path())).await {
                     Ok(opened) => Ok(BlobBody::File {
                         file: opened,
@@ -298,6 +315,21 @@ impl BlobContent {
         BlobContent::Disk(Box::new(OnDisk::Overflow(body)))
     }
 
+    pub fn in_segment(body: SegmentBody) -> BlobContent {
+        BlobContent::Disk(Box::new(OnDisk::Segment(body)))
+    }
+
+    /// The durable segment body, if the bytes are in one.
+    pub fn segment(&self) -> Option<&SegmentBody> {
+        match self {
+            BlobContent::Disk(disk) => match &**disk {
+                OnDisk::Segment(body) => Some(body),
+                OnDisk::Overflow(_) | OnDisk::File(_) => None,
+            },
+            BlobContent::Memory(_) => None,
+        }
+    }
+
     /// Whether the bytes are on disk (a segment, a spill file or a stored
     /// file): they count as disk bytes, not memory.
     pub fn is_spilled(&self) -> bool {
@@ -309,7 +341,7 @@ impl BlobContent {
         match self {
             BlobContent::Disk(disk) => match &**disk {
                 OnDisk::File(file) => Some(file),
-                OnDisk::Overflow(_) => None,
+                OnDisk::Overflow(_) | OnDisk::Segment(_) => None,
             },
             BlobContent::Memory(_) => None,
         }
@@ -320,7 +352,7 @@ impl BlobContent {
         match self {
             BlobContent::Disk(disk) => match &**disk {
                 OnDisk::Overflow(body) => Some(body),
-                OnDisk::File(_) => None,
+                OnDisk::File(_) | OnDisk::Segment(_) => None,
             },
             BlobContent::Memory(_) => None,
         }

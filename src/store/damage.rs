@@ -2,8 +2,8 @@
 //! element is not served, and not lost silently either: it moves to its
 //! queue's dead-letter queue without the damaged bytes, the reason in its
 //! metadata (`blobq-damage=size` or `checksum`); the damage is logged and
-//! counted (`blobq_damaged_blobs_total`), and a blob file of the data
-//! directory is kept in `DIR/damaged/` for the operator to inspect.
+//! counted (`blobq_damaged_blobs_total`), and the blob file or segment of
+//! the data directory is kept in `DIR/damaged/` for the operator to inspect.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -162,7 +162,7 @@ impl Store {
         body: BlobBody,
     ) -> Result<Payload, BackendError> {
         let size = blob.size();
-        if blob.content().stored_file().is_none() {
+        if !blob.content().is_checked() {
             return Ok(body.into_payload(size));
         }
         if let Err(damage) = body.check_size(size).await {
@@ -202,7 +202,7 @@ impl Store {
     /// the copy's.
     fn count_and_keep(&self, blob: &Blob) -> (Option<PathBuf>, Option<PathBuf>) {
         self.shared.totals.blob_damaged();
-        let file = blob.content().stored_file().map(|f| f.path().to_owned());
+        let file = blob.content().damaged_file();
         let kept = file.as_deref().and_then(keep_copy);
         (file, kept)
     }

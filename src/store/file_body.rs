@@ -1,5 +1,6 @@
 //! Streaming a blob's file back out, so a large element is never read whole
-//! into memory, and checking it on the way. A file whose size is not its
+//! into memory, and checking it on the way (a segment body is checked whole
+//! as it is read: `segment_body`). A file whose size is not its
 //! blob's is found before the answer starts ([`BlobBody::check_size`]); one
 //! whose bytes do not match their CRC32C by the end of the stream, which
 //! then fails instead of ending: its last chunk is held back until the
@@ -70,21 +71,39 @@ impl BlobFile {
 
 impl BlobContent {
     /// How the log records the bytes: inline when in memory, by name when
-    /// in a file of the data directory.
+    /// in a file of the data directory, by place in a segment of it.
     pub fn log_data(&self) -> BlobData<'_> {
         match self {
             BlobContent::Memory(bytes) => BlobData::Inline(bytes),
-            // Durable mode only makes stored files; a spill file cannot be
-            // named relative to the data directory, so it is recorded by
-            // its name too and would be found missing at replay. A stored
-            // file is logged with its checksum.
+            // Durable mode only makes stored files and segment bodies; a
+            // spill file cannot be named relative to the data directory, so
+            // it is recorded by its name too and would be found missing at
+            // replay. A stored file is logged with its checksum.
             BlobContent::Disk(disk) => match &**disk {
                 OnDisk::File(file) => file.log_data(),
-                // Durable mode has no overflow segments (the store gives
-                // its writer none); were one logged, it would name no file
+                OnDisk::Segment(body) => body.log_data(),
+                // Memory mode's segments are never logged (the store gives
+                // durable mode its own); were one, it would name no file
                 // and be found missing at replay, like a spill file.
                 OnDisk::Overflow(_) => BlobData::File(""),
             },
+        }
+    }
+
+    /// Whether reads of the bytes are checked against a checksum the log
+    /// keeps, so damage moves the element to its dead-letter queue: blob
+    /// files and segment bodies of the data directory.
+    pub fn is_checked(&self) -> bool {
+        self.stored_file().is_some() || self.segment().is_some()
+    }
+
+    /// The file the bytes are in, to keep a copy of when they are found
+    /// damaged: a blob file or a segment of the data directory.
+    pub fn damaged_file(&self) -> Option<std::path::PathBuf> {
+        match (self.stored_file(), self.segment()) {
+            (Some(file), _) => Some(file.path().to_owned()),
+            (None, Some(body)) => Some(body.segment().path().to_owned()),
+            (None, None) => None,
         }
     }
 }
@@ -95,6 +114,7 @@ impl BlobBody {
     pub async fn check_size(&self, size: u64) -> Result<(), Damage> {
         match self {
             BlobBody::Memory(_) => Ok(()),
+            BlobBody::Damaged(damage) => Err(*damage),
             BlobBody::File { file, .. } => match file.metadata().await {
                 Ok(m) if m.len() != size => Err(Damage::Size),
                 // A file that cannot be inspected is left to the stream.
@@ -113,6 +133,28 @@ impl BlobBody {
     pub fn into_checked_payload(self, size: u64, on_damage: Option<DamageHook>) -> Payload {
         match self {
             BlobBody::Memory(bytes) => Payload::Bytes(bytes),
+            // Not answered by the damage path (a batch pop): a stream that
+            // fails at once, so the bytes never pass for a complete body.
+            BlobBody::Damaged(damage) => {
+                let mut hook = on_damage;
+                let failed = futures_util::stream::once(async move {
+                    match hook.take() {
+                        Some(hook) => hook(damage),
+                        None => tracing::error!(
+                            damage = damage.reason(),
+                            "a stored body is damaged; its answer was cut off"
+                        ),
+                    }
+                    Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "stored body damaged",
+                    ))
+                });
+                Payload::Stream {
+                    len: size,
+                    chunks: Box::pin(failed),
+                }
+            }
             BlobBody::File { file, crc32c } => Payload::Stream {
                 len: size,
                 chunks: Box::pin(FileChunks {

@@ -109,6 +109,7 @@ impl Store {
                     totals: &totals,
                     max_deliveries: config.max_deliveries,
                     quota_of: &quota_of,
+                    overflow: config.overflow,
                 };
                 let (opened, wakeups) = recovery::open(durability, &rebuild)?;
                 (Some(opened), wakeups)
@@ -125,14 +126,17 @@ impl Store {
             None => StoragePlace::Spill,
         };
         let file_health = FileHealth::new(file_place, file_dir.clone());
-        // Memory mode: small bodies past the memory limit share segments.
-        let overflow = durable_sync
-            .is_none()
-            .then(|| Overflow::new(spill_dir.path().to_owned(), config.overflow));
-        let (journal, dir_lock) = match opened {
-            Some(o) => (Some(o.journal), Some(o.lock)),
-            None => (None, None),
+        // Small bodies past the memory limit share segments: the spill
+        // folder's, or the data directory's in durable mode.
+        let (overflow, journal, dir_lock) = match opened {
+            Some(o) => (o.overflow, Some(o.journal), Some(o.lock)),
+            None => (
+                Overflow::new(spill_dir.path().to_owned(), config.overflow),
+                None,
+                None,
+            ),
         };
+        let overflow = Some(overflow);
         let shared = Arc::new(Shared {
             namespaces,
             totals: totals.clone(),

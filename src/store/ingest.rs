@@ -1,11 +1,12 @@
 //! Receiving a body: buffered in memory while it is small, streamed to a spill
 //! file as soon as it reaches the threshold, refused once it passes the
 //! maximum. A small body that would take the memory held past the memory
-//! limit is appended to an overflow segment (memory mode) or written to a
-//! blob file of its own (durable mode). The caller feeds chunks as they arrive from the network, so a
-//! large body is never held whole in memory. A body's CRC32C is computed on
-//! the way in; a blob file of the data directory keeps it, so that damage to
-//! the file is found when it is read back.
+//! limit is appended to an overflow segment: the spill folder's in memory
+//! mode, the data directory's in durable mode. The caller feeds chunks as
+//! they arrive from the network, so a large body is never held whole in
+//! memory. A body's CRC32C is computed on the way in; a blob file or a
+//! segment body of the data directory keeps it, so that damage is found
+//! when the bytes are read back.
 
 use std::io;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::blob::{BlobContent, StoredFile};
 use super::overflow::Overflow;
+use super::segment_body::SegmentBody;
 use super::stats::Totals;
 
 /// How much of a spilled body is gathered before one write to the file: large
@@ -52,8 +54,8 @@ pub struct IngestLimits {
     /// outlive the process; `Some(true)` when each must reach stable storage
     /// before the push is answered (`--fsync always`).
     pub durable_sync: Option<bool>,
-    /// Memory mode: the segments small bodies past the memory limit are
-    /// appended to. `None` in durable mode, where they get a blob file.
+    /// The segments small bodies past the memory limit are appended to:
+    /// the spill folder's, or in durable mode the data directory's.
     pub overflow: Option<Arc<Overflow>>,
 }
 
@@ -146,9 +148,8 @@ impl<'a> BlobWriter<'a> {
         self.size
     }
 
-    /// Completes the body. A small body goes to an overflow segment (or a
-    /// blob file, in durable mode) if keeping it would take the memory held
-    /// past the memory limit.
+    /// Completes the body. A small body goes to an overflow segment if
+    /// keeping it would take the memory held past the memory limit.
     pub async fn finish(self) -> Result<(BlobContent, u64), IngestError> {
         let (size, crc32c) = (self.size, self.crc32c);
         let content = match self.sink {
@@ -162,6 +163,11 @@ impl<'a> BlobWriter<'a> {
                 BlobContent::Memory(bytes)
             }
             Sink::Memory(buf) => match &self.limits.overflow {
+                Some(overflow) if self.limits.durable_sync.is_some() => {
+                    let crc32c = crc32c::crc32c(&buf);
+                    let body = Box::pin(overflow.append(buf.freeze())).await?;
+                    BlobContent::in_segment(SegmentBody::new(body, crc32c))
+                }
                 Some(overflow) => {
                     BlobContent::overflowed(Box::pin(overflow.append(buf.freeze())).await?)
                 }
@@ -196,7 +202,8 @@ impl IngestLimits {
         )))
     }
 
-    /// A body received in memory that must go to a file after all.
+    /// A body received in memory that must go to a file after all (a store
+    /// given no overflow segments: the unit tests').
     async fn spill_whole(&self, body: BytesMut) -> Result<BlobContent, IngestError> {
         let mut spill = create_spill_file(self)?;
         spill.file.write_all(&body).await?;
@@ -345,6 +352,35 @@ mod tests {
         let (large, _) = w.finish().await.unwrap();
         assert!(large.spill_file().is_some(), "at the threshold: a file");
         assert_eq!(files_in(dir.path()), 2);
+    }
+
+    /// In durable mode too the small bodies past the limit share a segment,
+    /// each knowing the CRC32C of its bytes for the log and for reads.
+    #[tokio::test]
+    async fn past_the_memory_limit_durable_bodies_go_to_a_segment_with_their_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let segments = dir.path().join("segments");
+        std::fs::create_dir(&segments).unwrap();
+        let mut l = limits(dir.path());
+        l.memory_limit = 1;
+        l.durable_sync = Some(true);
+        l.overflow = Some(Overflow::durable(
+            segments.clone(),
+            Default::default(),
+            4,
+            crate::store::overflow::Removal::Now,
+        ));
+        let mut kept = Vec::new();
+        for part in [&b"abc"[..], b"\0\xff", b"123456789"] {
+            let mut w = BlobWriter::new(&l, None).unwrap();
+            w.write(Bytes::copy_from_slice(part)).await.unwrap();
+            let (content, _) = w.finish().await.unwrap();
+            let body = content.segment().expect("a segment body");
+            assert_eq!(body.crc32c(), crc32c::crc32c(part));
+            kept.push(content);
+        }
+        assert_eq!(files_in(&segments), 1, "one segment for them all");
+        assert_eq!(files_in(dir.path()), 1, "no file of their own");
     }
 
     #[tokio::test]

@@ -40,6 +40,7 @@ pub mod overflow;
 mod pop;
 mod queue;
 mod recovery;
+mod segment_body;
 pub mod stats;
 mod sweeper;
 mod wait_ticket;

@@ -133,9 +133,7 @@ impl Store {
             (Some(blob), true) => match Blob::take_memory(blob) {
                 Ok(bytes) => Some(Payload::Bytes(bytes)),
                 Err(blob) => match blob.open().await {
-                    Ok(body) if blob.content().stored_file().is_none() => {
-                        Some(body.into_payload(size))
-                    }
+                    Ok(body) if !blob.content().is_checked() => Some(body.into_payload(size)),
                     Ok(body) => {
                         let damaged = DamagedElement {
                             ns: ns.clone(),

@@ -1,7 +1,9 @@
 //! Opening a data directory: lock it, replay its log, cut a torn tail (or,
 //! under `--repair`, report what damage was skipped), compact what earlier
-//! processes left once it is worth it, put the live state back into
-//! namespaces, and start the journal.
+//! processes left once it is worth it, start the journal, reopen the
+//! overflow segments the live state points into (their bodies stay on
+//! disk: a backlog larger than memory restarts), and put the live state
+//! back into namespaces.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
@@ -20,16 +22,20 @@ use super::journal::live::{LiveData, LiveMeta, LiveNamespace};
 use super::journal::replay::{replay, Damage, OnDamage};
 use super::journal::{DurabilityConfig, Journal};
 use super::namespace::{Arrival, Graveyard, Namespace, NsState, Quota};
+use super::overflow::{segment_name, Overflow, OverflowConfig, Removal, Segment};
+use super::segment_body::SegmentBody;
 use super::stats::Totals;
 use crate::backend::ids::{BlobId, ElementId};
 use crate::backend::meta::{CustomPair, Metadata, SharedMeta};
 use crate::backend::name::Name;
 
-/// A data directory in use: its lock and its journal.
+/// A data directory in use: its lock, its journal and its overflow
+/// segments.
 pub(crate) struct Opened {
     pub lock: DirLock,
     pub journal: Arc<Journal>,
     pub dir: DataDir,
+    pub overflow: Arc<Overflow>,
 }
 
 /// What the store needs to rebuild its namespaces.
@@ -38,6 +44,8 @@ pub(crate) struct Rebuild<'a> {
     pub totals: &'a Arc<Totals>,
     pub max_deliveries: u32,
     pub quota_of: &'a dyn Fn(&Name) -> Quota,
+    /// How overflow segments are sized.
+    pub overflow: OverflowConfig,
 }
 
 /// Opens `config.dir`, restores its live state into `rebuild.namespaces`,
@@ -67,6 +75,7 @@ pub(crate) fn open(
     let now = Millis::now();
     state.settle(now.0);
     remove_orphan_files(&dir, &state.blob_files(), repaired.as_deref())?;
+    let next_segment = remove_orphan_segments(&dir, &state.segments(), repaired.as_deref())?;
     let (mut compacted, mut uncompacted) = log_sizes(&dir)?;
     // What earlier processes left uncompacted (their sealed segments, or a
     // compaction a crash interrupted) is compacted now, from the state
@@ -91,6 +100,12 @@ pub(crate) fn open(
         compacted,
     )?);
     journal.count_sealed(uncompacted);
+    let overflow = durable_overflow(&dir, rebuild.overflow, next_segment, &journal);
+    let mut segments = Segments {
+        overflow: &overflow,
+        dir: &dir,
+        open: HashMap::new(),
+    };
     let mut wakeups = Vec::new();
     let (mut elements, mut blobs) = (0u64, 0u64);
     for (name, live) in &state.namespaces {
@@ -107,7 +122,7 @@ pub(crate) fn open(
         );
         let wake = {
             let mut st = namespace.lock();
-            let counted = restore_namespace(&mut st, live, &dir, rebuild.totals, now);
+            let counted = restore_namespace(&mut st, live, &mut segments, rebuild.totals, now);
             elements += counted.0;
             blobs += counted.1;
             st.reschedule()
@@ -125,7 +140,64 @@ pub(crate) fn open(
         blobs,
         "data directory replayed"
     );
-    Ok((Opened { lock, journal, dir }, wakeups))
+    drop(segments);
+    let opened = Opened {
+        lock,
+        journal,
+        dir,
+        overflow,
+    };
+    Ok((opened, wakeups))
+}
+
+/// The data directory's overflow segments, numbered on from `next`. A
+/// segment nothing lives in any more is removed through the log, once the
+/// records saying its bodies are gone are durable (the journal is held
+/// weakly: after it closed, the file is left to the next start-up, which
+/// removes segments no live blob points into). They are never compacted:
+/// moving a body would leave its record pointing at the old place.
+fn durable_overflow(
+    dir: &DataDir,
+    config: OverflowConfig,
+    next: u64,
+    journal: &Arc<Journal>,
+) -> Arc<Overflow> {
+    let journal = Arc::downgrade(journal);
+    let removal = Removal::Deferred(Arc::new(move |path| {
+        if let Some(journal) = journal.upgrade() {
+            journal.unlink_later(path);
+        }
+    }));
+    let config = OverflowConfig {
+        compact_percent: 0,
+        ..config
+    };
+    Overflow::durable(dir.segments_dir(), config, next, removal)
+}
+
+/// The segments reopened so far at start-up, by number.
+struct Segments<'a> {
+    overflow: &'a Arc<Overflow>,
+    dir: &'a DataDir,
+    open: HashMap<u64, Option<Arc<Segment>>>,
+}
+
+impl Segments<'_> {
+    /// Segment `number`, reopened the first time it is asked for; `None`
+    /// (logged once) when its file cannot be opened.
+    fn get(&mut self, number: u64) -> Option<Arc<Segment>> {
+        self.open
+            .entry(number)
+            .or_insert_with(|| match self.overflow.reopen(number) {
+                Ok(segment) => Some(segment),
+                Err(e) => {
+                    let path = self.dir.segments_dir().join(segment_name(number));
+                    tracing::warn!(path = %path.display(), error = %e, "a segment of bodies cannot be opened; their elements will answer 410 Gone");
+                    None
+                }
+            })
+            .clone()
+    }
 }
 
 /// Cuts the newest segment's torn tail off at `len`; a segment a crash left
@@ -170,10 +242,11 @@ fn log_sizes(dir: &DataDir) -> io::Result<(u64, u64)> {
 fn restore_namespace(
     st: &mut NsState,
     live: &LiveNamespace,
-    dir: &DataDir,
+    segments: &mut Segments<'_>,
     totals: &Arc<Totals>,
     now: Millis,
 ) -> (u64, u64) {
+    let dir = segments.dir;
     let mut metas: HashMap<u128, SharedMeta> = HashMap::new();
     for (id, b) in &live.blobs {
         let content = match &b.data {
@@ -185,6 +258,24 @@ fn restore_namespace(
                 }
                 BlobContent::stored(StoredFile::new(path, true, *crc32c))
             }
+            // Left on disk, whatever the memory budget: read when popped.
+            LiveData::Segment {
+                number,
+                offset,
+                crc32c,
+            } => match segments.get(*number) {
+                Some(segment) => BlobContent::in_segment(SegmentBody::restored(
+                    Overflow::adopt(&segment, *offset, b.size),
+                    *crc32c,
+                )),
+                // A missing segment, kept (never removed) as a missing blob
+                // file is: reads find it gone.
+                None => BlobContent::stored(StoredFile::new(
+                    dir.segments_dir().join(segment_name(*number)),
+                    true,
+                    Some(*crc32c),
+                )),
+            },
         };
         let meta = metadata(&b.meta);
         metas.insert(*id, meta.clone());
@@ -296,6 +387,38 @@ fn report_repair(dir: &DataDir, damage: &[Damage]) -> io::Result<Option<PathBuf>
         eprintln!("blobq --repair: dropped {d}");
     }
     Ok(Some(kept))
+}
+
+/// Removes the overflow segments no live blob points into (their bodies
+/// all gone, the removal not yet done when the process stopped), or after
+/// a repair moves them into `kept`. Returns the number the next segment
+/// gets: above every segment found, so that no record of an earlier
+/// process can name a new segment.
+fn remove_orphan_segments(
+    dir: &DataDir,
+    live: &std::collections::HashSet<u64>,
+    kept: Option<&Path>,
+) -> io::Result<u64> {
+    let mut next = 0;
+    for entry in fs::read_dir(dir.segments_dir())? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let number = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("segment-"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(number) = number {
+            next = next.max(number + 1);
+            if live.contains(&number) {
+                continue;
+            }
+        }
+        match kept {
+            Some(kept) => fs::rename(entry.path(), kept.join(&name))?,
+            None => fs::remove_file(entry.path())?,
+        }
+    }
+    Ok(next)
 }
 
 /// Removes blob files no live blob refers to: bodies received when the

@@ -11,7 +11,7 @@ use proptest::test_runner::TestCaseError;
 
 use blobq::backend::name::Name;
 use blobq::backend::{Backend, BackendError, PopOptions};
-use blobq::config::{Config, Settings};
+use blobq::config::{Config, OverflowSettings, Settings};
 use blobq::store::{FsyncMode, Store};
 
 use crate::store_model::*;
@@ -35,28 +35,40 @@ pub(crate) fn log_end(dir: &Path) -> LogEnd {
     newest
 }
 
-/// Keeps a hard link to every blob file of `dir` in `archive`. A cut log
-/// loses the records after the cut, and with them the removals they made
-/// durable: the files such a removal took must be back for the replay, as
-/// a real crash would have left them (a file goes only once the record
-/// saying it is gone is synced).
+/// The folders of body files: a file each, and the segments small bodies
+/// past the memory limit share.
+const BODY_FOLDERS: [&str; 2] = ["blobs", "segments"];
+
+/// Keeps a hard link to every blob file and segment of `dir` in `archive`.
+/// A cut log loses the records after the cut, and with them the removals
+/// they made durable: the files such a removal took must be back for the
+/// replay, as a real crash would have left them (a file goes only once the
+/// record saying it is gone is synced).
 pub(crate) fn archive_blob_files(dir: &Path, archive: &Path) {
-    for entry in std::fs::read_dir(dir.join("blobs")).expect("blob dir") {
-        let entry = entry.expect("entry");
-        let kept = archive.join(entry.file_name());
-        if !kept.exists() {
-            // Gone meanwhile: removed by the store, which is what a cut undoes.
-            let _ = std::fs::hard_link(entry.path(), kept);
+    for folder in BODY_FOLDERS {
+        std::fs::create_dir_all(archive.join(folder)).expect("archive folder");
+        for entry in std::fs::read_dir(dir.join(folder)).expect("body folder") {
+            let entry = entry.expect("entry");
+            let kept = archive.join(folder).join(entry.file_name());
+            if !kept.exists() {
+                // Gone meanwhile: removed by the store, which is what a cut undoes.
+                let _ = std::fs::hard_link(entry.path(), kept);
+            }
         }
     }
 }
 
 pub(crate) fn restore_blob_files(dir: &Path, archive: &Path) {
-    for entry in std::fs::read_dir(archive).expect("archive") {
-        let entry = entry.expect("entry");
-        let file = dir.join("blobs").join(entry.file_name());
-        if !file.exists() {
-            std::fs::hard_link(entry.path(), file).expect("restore a blob file");
+    for folder in BODY_FOLDERS {
+        let Ok(entries) = std::fs::read_dir(archive.join(folder)) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry.expect("entry");
+            let file = dir.join(folder).join(entry.file_name());
+            if !file.exists() {
+                std::fs::hard_link(entry.path(), file).expect("restore a body file");
+            }
         }
     }
 }
@@ -70,6 +82,12 @@ pub(crate) fn open(data: &Path, spill: &Path) -> Store {
         data_dir: Some(data.to_owned()),
         spill_dir: Some(spill.to_owned()),
         spill_threshold: Some(SPILL_THRESHOLD),
+        // A few small bodies in memory, the rest past the limit: in segments.
+        memory_limit: Some(MEMORY_LIMIT),
+        overflow: OverflowSettings {
+            segment_bytes: Some(SEGMENT_BYTES),
+            ..OverflowSettings::default()
+        },
         fsync: Some(FsyncMode::Always),
         fsync_interval_ms: Some(5),
         log_segment_bytes: Some(SEGMENT_BYTES),

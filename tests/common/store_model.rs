@@ -15,6 +15,8 @@ pub(crate) const QUEUES: [&str; 4] = ["a", "b", "a.dead", "b.dead"];
 pub(crate) const SPILL_THRESHOLD: u64 = 512;
 /// Small enough that segments seal, and compaction runs, within a case.
 pub(crate) const SEGMENT_BYTES: u64 = 4096;
+/// Bytes of small bodies held in memory before they go to segments.
+pub(crate) const MEMORY_LIMIT: u64 = 400;
 /// Low, so that releases and leases running out dead-letter now and then.
 pub(crate) const MAX_DELIVERIES: u32 = 2;
 pub(crate) const LONG_LIFETIME: u64 = 3600;

@@ -5,6 +5,8 @@
 //! DIR/log/NNN.log            log segments, appended in order
 //! DIR/log/NNN.compact        the live state as of the end of segment NNN
 //! DIR/blobs/blob-XXXX        bodies at or above the spill threshold
+//! DIR/segments/segment-NNNN  small bodies past the memory budget, many a
+//!                            file (the overflow segments of `store::overflow`)
 //! ```
 //!
 //! Segment numbers only grow. Replay reads the newest `.compact` and every
@@ -47,6 +49,11 @@ impl DataDir {
         self.root.join("blobs")
     }
 
+    /// Where the overflow segments are: small bodies past the memory budget.
+    pub fn segments_dir(&self) -> PathBuf {
+        self.root.join("segments")
+    }
+
     pub fn segment(&self, seq: u64, kind: SegmentKind) -> PathBuf {
         let ext = match kind {
             SegmentKind::Log => "log",
@@ -58,6 +65,7 @@ impl DataDir {
     /// Creates the folders if needed.
     pub fn create(&self) -> io::Result<()> {
         fs::create_dir_all(self.log_dir())?;
+        fs::create_dir_all(self.segments_dir())?;
         fs::create_dir_all(self.blob_dir())
     }
 

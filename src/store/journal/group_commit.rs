@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use crate::backend::{StorageFault, StoragePlace};
 
 use super::files::{self, create_segment, sync_dir, DataDir, SegmentKind};
-use super::{lock, DurabilityConfig, FsyncMode};
+use super::{lock, DurabilityConfig, FsyncMode, SyncedWithLog};
 
 /// What the request threads, the syncer and the compactor share.
 pub(super) struct Shared {
@@ -70,6 +70,8 @@ pub(super) struct Pending {
     pub(super) unlink: Vec<PathBuf>,
     /// New blob files were made: their folder must be synced with the log.
     pub(super) new_files: bool,
+    /// Files the pending records point into, to sync before the log.
+    pub(super) body_files: Vec<Arc<dyn SyncedWithLog>>,
 }
 
 /// Where the records are, in counts of records appended since start-up.
@@ -102,6 +104,9 @@ pub(super) struct Output {
     pub(super) unlink: Vec<(u64, PathBuf)>,
     /// Blob files were created since the last sync.
     pub(super) dir_dirty: bool,
+    /// Files written records point into, not yet synced: synced before
+    /// the log ([`Journal::sync_with_log`]).
+    pub(super) body_files: Vec<Arc<dyn SyncedWithLog>>,
     /// The records of the round being written; after a failed round, its
     /// records, written first by the next leader. Empty between rounds.
     batch: Vec<u8>,
@@ -160,6 +165,7 @@ impl Shared {
                 written: 0,
                 unlink: Vec::new(),
                 dir_dirty: false,
+                body_files: Vec::new(),
                 batch: Vec::new(),
                 torn: false,
                 spare: Vec::new(),
@@ -209,6 +215,9 @@ impl Shared {
                 p.buf.clear();
             }
             let unlink = std::mem::take(&mut p.unlink);
+            for file in p.body_files.drain(..) {
+                add_unique(&mut out.body_files, &file);
+            }
             (p.appended, unlink, std::mem::take(&mut p.new_files))
         };
         if out.batch.is_empty() && unlink.is_empty() && !new_files && !final_sync && !out.torn {
@@ -221,7 +230,14 @@ impl Shared {
             .extend(unlink.into_iter().map(|path| (appended, path)));
         let sync = self.mode == FsyncMode::Always || final_sync;
         let good_len = out.file_len;
-        if let Err(e) = self.write_round(&mut out, sync) {
+        // The bytes the records point into are on stable storage before
+        // the records are even written.
+        let bodies_synced = if sync {
+            sync_body_files(&mut out.body_files)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = bodies_synced.and_then(|()| self.write_round(&mut out, sync)) {
             self.cut_back(&mut out, good_len);
             self.round_failed(appended, &e);
             return Err(e);
@@ -456,6 +472,27 @@ impl Faults {
         }
         Ok(())
     }
+}
+
+/// Adds `file` to `files` unless it is there already (a few segments at
+/// most: appends go to one at a time).
+pub(super) fn add_unique(files: &mut Vec<Arc<dyn SyncedWithLog>>, file: &Arc<dyn SyncedWithLog>) {
+    if !files
+        .iter()
+        .any(|f| std::ptr::addr_eq(Arc::as_ptr(f), Arc::as_ptr(file)))
+    {
+        files.push(file.clone());
+    }
+}
+
+/// Syncs every file of `files`, emptying it; on failure those not yet
+/// synced stay for the next try.
+pub(super) fn sync_body_files(files: &mut Vec<Arc<dyn SyncedWithLog>>) -> io::Result<()> {
+    while let Some(file) = files.last() {
+        file.sync_data()?;
+        files.pop();
+    }
+    Ok(())
 }
 
 pub(super) fn remove_files(paths: impl Iterator<Item = PathBuf>) {

@@ -45,6 +45,13 @@ pub enum LiveData {
         name: Box<str>,
         crc32c: Option<u32>,
     },
+    /// The blob's `size` bytes at `offset` of overflow segment `number`
+    /// in `segments/`, with this CRC32C.
+    Segment {
+        number: u64,
+        offset: u64,
+        crc32c: u32,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -132,6 +139,15 @@ impl LiveState {
                         name: (*name).into(),
                         crc32c: Some(*crc32c),
                     },
+                    BlobData::Segment {
+                        number,
+                        offset,
+                        crc32c,
+                    } => LiveData::Segment {
+                        number: *number,
+                        offset: *offset,
+                        crc32c: *crc32c,
+                    },
                 };
                 ns.blobs.insert(
                     *id,
@@ -215,6 +231,15 @@ impl LiveState {
                         name,
                         crc32c: *crc32c,
                     },
+                    LiveData::Segment {
+                        number,
+                        offset,
+                        crc32c,
+                    } => BlobData::Segment {
+                        number: *number,
+                        offset: *offset,
+                        crc32c: *crc32c,
+                    },
                 };
                 let record = Record::Blob {
                     ns: name,
@@ -251,7 +276,19 @@ impl LiveState {
             .flat_map(|ns| ns.blobs.values())
             .filter_map(|b| match &b.data {
                 LiveData::File { name, .. } => Some(&**name),
-                LiveData::Inline(_) => None,
+                LiveData::Inline(_) | LiveData::Segment { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Numbers of the overflow segments the state needs.
+    pub fn segments(&self) -> std::collections::HashSet<u64> {
+        self.namespaces
+            .values()
+            .flat_map(|ns| ns.blobs.values())
+            .filter_map(|b| match &b.data {
+                LiveData::Segment { number, .. } => Some(*number),
+                LiveData::Inline(_) | LiveData::File { .. } => None,
             })
             .collect()
     }

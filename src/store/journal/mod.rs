@@ -69,6 +69,13 @@ pub enum Commit {
     Consumed,
 }
 
+/// A file the log's records point into: durable mode's overflow segments.
+/// Synced with the log, and before it, so that a record on stable storage
+/// never names bytes that are not.
+pub trait SyncedWithLog: Send + Sync {
+    fn sync_data(&self) -> std::io::Result<()>;
+}
+
 /// The log's writing end.
 pub struct Journal {
     shared: Arc<Shared>,
@@ -149,6 +156,16 @@ impl Journal {
     /// A new blob file exists: sync its folder with the next log sync.
     pub fn file_added(&self) {
         self.pending().new_files = true;
+    }
+
+    /// A record just appended names bytes of `file`: sync it with the next
+    /// log sync, before the log. Nothing is synced in `never` mode.
+    pub fn sync_with_log(&self, file: &Arc<dyn SyncedWithLog>) {
+        if self.shared.mode == FsyncMode::Never {
+            return;
+        }
+        let mut p = self.pending();
+        group_commit::add_unique(&mut p.body_files, file);
     }
 
     /// Waits until every record appended so far is as durable as `commit`

@@ -74,6 +74,14 @@ pub enum BlobData<'a> {
     /// A file of `blobs/` whose bytes have this CRC32C (its size is the
     /// blob's): checked as it is read back.
     CheckedFile { name: &'a str, crc32c: u32 },
+    /// A small body past the memory budget: `size` bytes at `offset` of
+    /// overflow segment `number` in the data directory's `segments/`, with
+    /// this CRC32C, checked as it is read back.
+    Segment {
+        number: u64,
+        offset: u64,
+        crc32c: u32,
+    },
 }
 
 /// The body of a [`Record::Change`] made of `frames` (records framed by
@@ -216,6 +224,22 @@ mod tests {
             },
             Record::BlobGone { ns: "ns", id: 1 },
             Record::Take { ns: "x", id: 7 },
+            Record::Blob {
+                ns: "ns",
+                id: 10,
+                size: 10_240,
+                meta: MetaRecord {
+                    content_type: "application/octet-stream",
+                    custom: vec![],
+                },
+                deadline: 5,
+                exposed: false,
+                data: BlobData::Segment {
+                    number: 3,
+                    offset: 1 << 40,
+                    crc32c: 7,
+                },
+            },
         ]
     }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::files::sync_dir;
-use super::group_commit::{remove_files, Shared};
+use super::group_commit::{remove_files, sync_body_files, Shared};
 use super::{lock, FsyncMode};
 
 /// In `never` mode the syncer syncs the open segment in the background
@@ -41,7 +41,7 @@ impl Shared {
             if self.lead(self.hold(), false).is_err() {
                 continue;
             }
-            let (file, written, dir_dirty, len) = {
+            let taken = {
                 let mut out = self.hold();
                 let due = match self.mode {
                     FsyncMode::Batch => true,
@@ -56,24 +56,29 @@ impl Shared {
                     continue;
                 }
                 let dirty = std::mem::take(&mut out.dir_dirty);
-                (out.file.clone(), out.written, dirty, out.file_len)
+                let bodies = std::mem::take(&mut out.body_files);
+                (out.file.clone(), out.written, dirty, out.file_len, bodies)
             };
-            if written == synced && !dir_dirty {
+            let (file, written, dir_dirty, len, mut bodies) = taken;
+            if written == synced && !dir_dirty && bodies.is_empty() {
                 continue;
             }
-            let result = file.sync_data().and_then(|()| {
-                if dir_dirty {
-                    sync_dir(&self.dir.blob_dir())
-                } else {
-                    Ok(())
-                }
-            });
+            // The bytes the records point into first (see `sync_with_log`).
+            let result = sync_body_files(&mut bodies)
+                .and_then(|()| file.sync_data())
+                .and_then(|()| {
+                    if dir_dirty {
+                        sync_dir(&self.dir.blob_dir())
+                    } else {
+                        Ok(())
+                    }
+                });
             if let Err(e) = result {
                 // Tried again next interval; the files waiting for this
                 // sync stay until one succeeds.
-                if dir_dirty {
-                    self.hold().dir_dirty = true;
-                }
+                let mut out = self.hold();
+                out.dir_dirty |= dir_dirty;
+                out.body_files.append(&mut bodies);
                 self.note_fault(&e, "cannot sync the log; retrying every interval");
                 continue;
             }

@@ -130,7 +130,8 @@ impl ChangeLog {
     }
 
     /// A new blob was stored. A blob in a file of the data directory is
-    /// kept from now on: the log names it.
+    /// kept from now on: the log names it. A blob in a segment has the
+    /// segment synced with the log.
     pub fn blob_stored(&mut self, blob: &Blob, deadline: Millis, exposed: bool) {
         let Some(journal) = &self.journal else { return };
         let data = blob.content().log_data();
@@ -146,6 +147,11 @@ impl ChangeLog {
         if let Some(file) = blob.content().stored_file() {
             file.keep();
             journal.file_added();
+        }
+        if let Some(body) = blob.content().segment() {
+            body.set_logged(true);
+            let segment: Arc<dyn crate::store::journal::SyncedWithLog> = body.segment();
+            journal.sync_with_log(&segment);
         }
     }
 
@@ -172,6 +178,9 @@ impl ChangeLog {
         });
         if let Some(file) = blob.content().stored_file() {
             file.remove_when_dropped(journal.clone());
+        }
+        if let Some(body) = blob.content().segment() {
+            body.set_logged(false);
         }
     }
 }

@@ -12,7 +12,9 @@
 //!   those left behind by dead processes.
 //!
 //! Large bodies (at or above the spill threshold) keep a file of their own
-//! (`ingest`); durable mode writes to the data directory, not here.
+//! (`ingest`). Durable mode keeps its segments in the data directory
+//! ([`Overflow::durable`]): their files outlive the process, are removed
+//! through the log ([`Removal::Deferred`]) and reopened at restart.
 
 mod body;
 mod compactor;
@@ -31,9 +33,34 @@ use tokio_util::sync::CancellationToken;
 
 pub use body::OverflowBody;
 pub(crate) use folder::SpillFolder;
+pub(crate) use segment::Segment;
 
 use body::Place;
-use segment::Segment;
+
+/// What happens to a segment's file once nothing in it is live and nothing
+/// reads it.
+#[derive(Clone)]
+pub enum Removal {
+    /// Removed at once: memory mode, whose bytes die with the process.
+    Now,
+    /// Handed over (durable mode: to the log, which removes it once the
+    /// records saying its bodies are gone are durable).
+    Deferred(Arc<dyn Fn(PathBuf) + Send + Sync>),
+}
+
+impl std::fmt::Debug for Removal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Removal::Now => "Now",
+            Removal::Deferred(_) => "Deferred",
+        })
+    }
+}
+
+/// The name of segment `number` in its folder.
+pub fn segment_name(number: u64) -> String {
+    format!("segment-{number:08}")
+}
 
 /// How overflow segments are sized and when they are compacted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +94,7 @@ pub struct Overflow {
     /// nothing holds any more is gone from here too.
     sealed: Mutex<Vec<Weak<Segment>>>,
     compactor: Arc<Notify>,
+    removal: Removal,
 }
 
 /// The segment being written and where its next body goes. Held only to
@@ -82,6 +110,27 @@ struct Writer {
 impl Overflow {
     /// Segments in `dir`, created as they are needed.
     pub fn new(dir: PathBuf, config: OverflowConfig) -> Arc<Overflow> {
+        Overflow::build(dir, config, 0, Removal::Now)
+    }
+
+    /// Durable mode's segments, in the data directory: numbered from
+    /// `first_number` on (above those of earlier processes), their files
+    /// removed as `removal` says.
+    pub fn durable(
+        dir: PathBuf,
+        config: OverflowConfig,
+        first_number: u64,
+        removal: Removal,
+    ) -> Arc<Overflow> {
+        Overflow::build(dir, config, first_number, removal)
+    }
+
+    fn build(
+        dir: PathBuf,
+        config: OverflowConfig,
+        first_number: u64,
+        removal: Removal,
+    ) -> Arc<Overflow> {
         Arc::new_cyclic(|me| Overflow {
             me: me.clone(),
             dir,
@@ -89,11 +138,38 @@ impl Overflow {
             writer: Mutex::new(Writer {
                 current: None,
                 next_offset: 0,
-                next_number: 0,
+                next_number: first_number,
             }),
             sealed: Mutex::new(Vec::new()),
             compactor: Arc::new(Notify::new()),
+            removal,
         })
+    }
+
+    /// Reopens segment `number`, written by an earlier process (durable
+    /// mode's restart): sealed, and removed like any once nothing in it is
+    /// live.
+    pub(crate) fn reopen(&self, number: u64) -> io::Result<Arc<Segment>> {
+        let segment = Arc::new(Segment::reopen(
+            self.dir.join(segment_name(number)),
+            self.config.compact_percent,
+            self.me.clone(),
+            self.removal.clone(),
+        )?);
+        let mut sealed = self.sealed.lock().unwrap_or_else(PoisonError::into_inner);
+        sealed.push(Arc::downgrade(&segment));
+        Ok(segment)
+    }
+
+    /// A body of `len` bytes already at `offset` of a reopened `segment`.
+    pub(crate) fn adopt(segment: &Arc<Segment>, offset: u64, len: u64) -> Arc<OverflowBody> {
+        OverflowBody::placed(
+            Place {
+                segment: segment.clone(),
+                offset,
+            },
+            len,
+        )
     }
 
     /// Starts the compactor task, which ends with `closing` or the store.
@@ -131,9 +207,10 @@ impl Overflow {
         if writer.current.is_none() || full {
             let number = writer.next_number;
             let segment = Arc::new(Segment::create(
-                self.dir.join(format!("segment-{number:08}")),
+                self.dir.join(segment_name(number)),
                 self.config.compact_percent,
                 self.me.clone(),
+                self.removal.clone(),
             )?);
             writer.next_number += 1;
             writer.next_offset = 0;

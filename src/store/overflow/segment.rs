@@ -11,12 +11,12 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use super::body::OverflowBody;
-use super::Overflow;
+use super::{Overflow, Removal};
 
 pub(crate) struct Segment {
     path: PathBuf,
@@ -35,6 +35,11 @@ pub(crate) struct Segment {
     /// The store's overflow: told when this segment becomes worth
     /// compacting, or empty while it is the one being written.
     owner: Weak<Overflow>,
+    /// What happens to the file once the segment is dropped.
+    removal: Removal,
+    /// Set when a body the log still names was dropped (the process is
+    /// stopping): the file stays whatever `removal` says.
+    kept: AtomicBool,
 }
 
 impl Segment {
@@ -43,12 +48,17 @@ impl Segment {
         path: PathBuf,
         compact_percent: u8,
         owner: Weak<Overflow>,
+        removal: Removal,
     ) -> io::Result<Segment> {
         let file = File::options()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&path)?;
+        if let (Removal::Deferred(_), Some(dir)) = (&removal, path.parent()) {
+            // Durable: the file's name must survive a crash as its bytes do.
+            File::open(dir)?.sync_all()?;
+        }
         Ok(Segment {
             path,
             file,
@@ -58,7 +68,48 @@ impl Segment {
             compact_percent,
             bodies: Mutex::new(Vec::new()),
             owner,
+            removal,
+            kept: AtomicBool::new(false),
         })
+    }
+
+    /// Opens a segment an earlier process of a data directory wrote
+    /// (durable mode's restart): sealed, its end the file's length.
+    pub fn reopen(
+        path: PathBuf,
+        compact_percent: u8,
+        owner: Weak<Overflow>,
+        removal: Removal,
+    ) -> io::Result<Segment> {
+        let file = File::options().read(true).write(true).open(&path)?;
+        let end = file.metadata()?.len();
+        Ok(Segment {
+            path,
+            file,
+            live: AtomicU64::new(0),
+            end: AtomicU64::new(end),
+            sealed: AtomicBool::new(true),
+            compact_percent,
+            bodies: Mutex::new(Vec::new()),
+            owner,
+            removal,
+            kept: AtomicBool::new(false),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flushes the bytes written so far to stable storage (durable mode).
+    pub fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// The file must outlive the segment: a body the log still names was
+    /// dropped with the process's state, not because it is gone.
+    pub fn keep_file(&self) {
+        self.kept.store(true, Ordering::Release);
     }
 
     pub fn write_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
@@ -151,8 +202,16 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        // Nothing live is left and nobody reads it: the file goes. Shutdown
-        // may have removed the whole folder first.
+        // Nothing live is left and nobody reads it: the file goes (in
+        // durable mode once the log durably says its bodies are gone).
+        // Shutdown may have removed the whole folder first.
+        if self.kept.load(Ordering::Acquire) {
+            return;
+        }
+        if let Removal::Deferred(remove) = &self.removal {
+            remove(std::mem::take(&mut self.path));
+            return;
+        }
         if let Err(e) = std::fs::remove_file(&self.path) {
             if e.kind() != io::ErrorKind::NotFound {
                 tracing::warn!(path = %self.path.display(), error = %e, "could not remove an overflow segment");
