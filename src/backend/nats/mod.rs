@@ -14,13 +14,16 @@ mod batch;
 mod blobs;
 mod connection;
 mod forward;
+mod holders;
 mod leases;
 mod message;
 mod names;
+mod objects;
 mod pop;
 mod queues;
 mod settings;
 mod stats;
+mod store_config;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,7 +34,7 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
-pub use settings::{NatsAuth, NatsConfig, NatsSettings};
+pub use settings::{BlobStore, NatsAuth, NatsConfig, NatsSettings};
 
 use super::name::Name;
 use super::{
@@ -105,6 +108,7 @@ impl NatsBackend {
             config,
         });
         tokio::spawn(inner.clone().serve_forwarded());
+        tokio::spawn(inner.clone().sweep_objects());
         NatsBackend { inner }
     }
 
