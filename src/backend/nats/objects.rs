@@ -9,13 +9,13 @@
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use async_nats::jetstream::object_store::{self as js_objects, GetErrorKind, ObjectMetadata};
+use async_nats::jetstream::object_store::{self as js_objects, ObjectMetadata};
 use async_nats::jetstream::stream::StorageType;
 use bytes::{Bytes, BytesMut};
 use futures_util::{stream, StreamExt as _, TryStreamExt as _};
 use object_store::{ObjectStore as _, WriteMultipart};
 use sha2::{Digest as _, Sha256};
-use tokio_util::io::{ReaderStream, StreamReader};
+use tokio_util::io::StreamReader;
 
 use super::message::ObjectRef;
 use super::queues::nats_error;
@@ -25,11 +25,9 @@ use crate::backend::name::Name;
 use crate::backend::{BackendError, BodyStream, IncomingBody};
 
 /// Bytes an S3 multipart upload sends in one part (S3's least is 5 MiB).
-const S3_PART: usize = 8 * 1024 * 1024;
+const S3_PART: usize = 5 * 1024 * 1024;
 /// Parts of one upload in flight at once: what a body may hold in memory.
 const S3_PARTS_IN_FLIGHT: usize = 2;
-/// Bytes read from the JetStream object store at a time on the way out.
-const READ_CHUNK: usize = 128 * 1024;
 /// Room left in a message for blobq's headers.
 const HEADER_ROOM: u64 = 4096;
 
@@ -260,11 +258,21 @@ impl Inner {
                 let Some(bucket) = self.bucket(ns, false).await? else {
                     return Ok(None);
                 };
-                match bucket.get(&object.key).await {
-                    Ok(read) => Box::pin(ReaderStream::with_capacity(read, READ_CHUNK)),
-                    Err(e) if matches!(e.kind(), GetErrorKind::NotFound) => return Ok(None),
+                let info = match bucket.info(&object.key).await {
+                    Ok(info) if !info.deleted => info,
+                    Ok(_) => return Ok(None),
+                    Err(e) if matches!(e.kind(), js_objects::InfoErrorKind::NotFound) => {
+                        return Ok(None)
+                    }
                     Err(e) => return Err(nats_error("reading the body", e)),
-                }
+                };
+                let stream = self
+                    .link
+                    .js()?
+                    .get_stream(format!("OBJ_{}", names::stream(ns)))
+                    .await
+                    .map_err(|e| nats_error("reading the body", e))?;
+                chunks_of(stream, &info)
             }
             BlobStore::S3 { store, .. } => match store.get(&self.s3_path(ns, &object.key)).await {
                 Ok(got) => Box::pin(got.into_stream().map_err(io::Error::other)),
@@ -396,6 +404,35 @@ impl Inner {
             .map(Some)
             .map_err(|e| nats_error("making the namespace's bucket", e))
     }
+}
+
+/// The chunks of object `info`, read one at a time from its bucket's
+/// stream (a direct get of the next message on its chunk subject), so that
+/// no more than a chunk is held however fast the server could send.
+fn chunks_of(
+    stream: async_nats::jetstream::stream::Stream,
+    info: &js_objects::ObjectInfo,
+) -> BodyStream<io::Error> {
+    let subject = format!("$O.{}.C.{}", info.bucket, info.nuid);
+    let state = (stream, subject, 1u64, info.chunks);
+    Box::pin(stream::unfold(
+        state,
+        |(stream, subject, next, left)| async move {
+            if left == 0 {
+                return None;
+            }
+            match stream
+                .direct_get_next_for_subject(&*subject, Some(next))
+                .await
+            {
+                Ok(msg) => {
+                    let next = msg.sequence + 1;
+                    Some((Ok(msg.payload), (stream, subject, next, left - 1)))
+                }
+                Err(e) => Some((Err(io::Error::other(e)), (stream, subject, next, 0))),
+            }
+        },
+    ))
 }
 
 /// `raw` checked as it passes: it fails, rather than ends, if it is not
