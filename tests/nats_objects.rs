@@ -9,6 +9,9 @@
 
 mod common;
 mod nats;
+#[allow(dead_code)] // the batch tests' helpers, of which these use a few
+#[path = "batch/wire.rs"]
+mod wire;
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -184,8 +187,9 @@ async fn large_bodies_across_nodes(s3: bool) {
     let Some(store) = Store::start(s3).await else {
         return;
     };
-    let a = node(&nats, &store, &[]).await;
-    let b = node(&nats, &store, &[]).await;
+    // One delivery, so that a lease that runs out dead-letters at once.
+    let a = node(&nats, &store, &[("--max-deliveries", "1")]).await;
+    let b = node(&nats, &store, &[("--max-deliveries", "1")]).await;
     let body = pattern(LARGE, 7);
     let small = b"small stays inline".to_vec();
 
@@ -258,6 +262,41 @@ async fn large_bodies_across_nodes(s3: bool) {
         b.get(&format!("/tbs/demo/blobs/{blob}")).await.status(),
         404
     );
+
+    // A lease that runs out moves the element to its dead-letter queue,
+    // object and all.
+    push(&a, "/qs/demo/q", body.clone()).await;
+    let r = b.get("/qs/demo/q?lease=1").await;
+    assert_eq!(r.bytes().await.unwrap(), body);
+    let deadline = Instant::now() + STEP;
+    let r = loop {
+        let r = a.get("/qs/demo/q.dead").await;
+        if r.status() == 200 {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(r.bytes().await.unwrap(), body, "the dead-lettered body");
+    store.expect_objects(&nats, "demo", 0, STEP).await;
+
+    // A batch with a large part, popped as a batch on the other node; a
+    // purge lets go of what it removes.
+    let parts = [
+        wire::Part::new(small.clone()),
+        wire::Part::new(body.clone()),
+    ];
+    let pushed = wire::push(&a, "demo", "batch", &parts).await;
+    assert_eq!(pushed[1]["size"], LARGE);
+    let popped = wire::pop(&b, "/qs/demo/batch?count=2").await;
+    assert_eq!(popped.parts.len(), 2);
+    assert_eq!(popped.parts[0].body, small);
+    assert_eq!(popped.parts[1].body, body);
+    store.expect_objects(&nats, "demo", 0, STEP).await;
+    push(&a, "/qs/demo/q", body.clone()).await;
+    store.expect_objects(&nats, "demo", 1, STEP).await;
+    assert_eq!(b.delete("/qs/demo/q").await.status(), 200);
+    store.expect_objects(&nats, "demo", 0, STEP).await;
 }
 
 #[tokio::test]
