@@ -467,3 +467,51 @@ fn checked(raw: BodyStream<io::Error>, object: ObjectRef) -> BodyStream<io::Erro
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(parts: &[&'static [u8]]) -> BodyStream<io::Error> {
+        let parts: Vec<_> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+        Box::pin(stream::iter(parts))
+    }
+
+    async fn read(stream: BodyStream<io::Error>) -> Result<Vec<u8>, io::Error> {
+        let chunks: Vec<Bytes> = stream.try_collect().await?;
+        Ok(chunks.concat())
+    }
+
+    #[tokio::test]
+    async fn a_body_streams_out_only_if_its_size_and_hash_match() {
+        let object = ObjectRef {
+            key: "k".into(),
+            size: 11,
+            sha256: hex(&Sha256::digest(b"hello world")),
+        };
+        let whole = read(checked(body(&[b"hello", b" world"]), object.clone())).await;
+        assert_eq!(whole.unwrap(), b"hello world");
+        let damaged = read(checked(body(&[b"hello", b" wOrld"]), object.clone())).await;
+        assert!(damaged.is_err());
+        let short = read(checked(body(&[b"hello"]), object)).await;
+        assert!(short.is_err());
+    }
+
+    #[test]
+    fn the_meter_refuses_past_its_limit_and_hashes_what_passed() {
+        let mut meter = Meter {
+            limit: 5,
+            size: 0,
+            sha256: Sha256::new(),
+            failure: None,
+        };
+        assert!(meter.pass(b"abc").is_ok());
+        let object = meter.finish("k".into());
+        assert_eq!(object.size, 3);
+        assert_eq!(object.sha256, hex(&Sha256::digest(b"abc")));
+        assert!(matches!(
+            meter.pass(b"defg"),
+            Err(BackendError::TooLarge { limit: 5 })
+        ));
+    }
+}

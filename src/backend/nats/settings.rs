@@ -333,4 +333,29 @@ mod tests {
         };
         assert!(zero.resolve().is_err());
     }
+
+    #[test]
+    fn large_bodies_go_to_the_object_store_past_a_default_threshold() {
+        let c = with("nats://a:4222").resolve().unwrap().unwrap();
+        assert_eq!(c.max_inline, 256 * 1024);
+        assert!(matches!(c.blob_store, BlobStore::Nats));
+        assert_eq!(c.sweep_interval.as_secs(), 300);
+        let s3 = NatsSettings {
+            blob_store: Some("s3://b/p".into()),
+            blob_store_endpoint: Some("http://127.0.0.1:9".into()),
+            ..with("nats://a:4222")
+        };
+        let c = s3.resolve().unwrap().unwrap();
+        assert!(matches!(c.blob_store, BlobStore::S3 { .. }));
+        let never = NatsSettings {
+            blob_sweep_interval: Some(0),
+            ..with("nats://a:4222")
+        };
+        assert!(never.resolve().is_err());
+        let bad = NatsSettings {
+            blob_store: Some("ftp://x".into()),
+            ..with("nats://a:4222")
+        };
+        assert!(bad.resolve().is_err());
+    }
 }
