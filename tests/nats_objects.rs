@@ -450,3 +450,31 @@ async fn a_streamed_body_is_never_held_whole_in_the_object_store() {
 async fn a_streamed_body_is_never_held_whole_in_s3() {
     a_streamed_body_is_never_held_whole(true).await;
 }
+
+/// S3's HTTP client brings a second TLS provider into the binary: the
+/// NATS client's TLS must still find one (a `tls://` server that speaks
+/// no TLS is a connection failure, logged and retried, not a panic).
+#[tokio::test]
+async fn a_tls_connection_to_nats_still_finds_its_tls_provider() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let s = common::options()
+        .arg("--backend", format!("tls://127.0.0.1:{}", nats.port))
+        .start()
+        .await;
+    let deadline = Instant::now() + STEP;
+    loop {
+        let log = s.log();
+        assert!(
+            !log.iter().any(|l| l.contains("panicked")),
+            "the NATS client panicked: {log:?}"
+        );
+        if log.iter().any(|l| l.contains("cannot connect to NATS")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no connection attempt: {log:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.get("/healthz").await.status(), 503);
+}

@@ -91,6 +91,7 @@ impl NatsBackend {
     /// once: until connected, operations answer `503` and
     /// [`Backend::write_fault`] says why. Call inside a tokio runtime.
     pub fn start(config: NatsConfig, limits: NatsLimits) -> NatsBackend {
+        store_config::choose_tls_provider();
         let closing = CancellationToken::new();
         let link = Link::start(&config, closing.clone());
         let inner = Arc::new(Inner {

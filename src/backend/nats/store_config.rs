@@ -8,6 +8,15 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::ObjectStore;
 
+/// Makes aws-lc-rs the process's TLS provider, as the rest of blobq uses.
+/// `object_store`'s HTTP client brings rustls's `ring` provider too, and
+/// with two built in, rustls cannot choose one by itself for the NATS
+/// client's TLS connections (`tls://`, `--nats-tls-ca`). A provider
+/// already chosen stays.
+pub fn choose_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// What `--blob-store` names for the cluster's own object store.
 const NATS: &str = "nats";
 
