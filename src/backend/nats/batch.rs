@@ -15,6 +15,8 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 
 use super::forward::Settle;
+use super::holders::Holder;
+use super::objects::Body;
 use super::queues::nats_error;
 use super::{message, names, Inner};
 use crate::backend::ids::{BlobId, ElementId};
@@ -26,12 +28,14 @@ use crate::backend::{
 
 /// A part received, not yet published.
 enum Part {
-    Data(Bytes, PushOptions),
+    /// Its body, in memory or (past the inline threshold) an object.
+    Data(Body, PushOptions),
     /// A reference push: looked up at the commit.
     Reference(Option<String>, PushOptions),
 }
 
-/// A batch push: its parts held in memory until the commit.
+/// A batch push: its parts held in memory until the commit (a large part
+/// as an object, which a dropped batch leaves to the sweep, holders.rs).
 pub struct NatsBatchPush {
     inner: Arc<Inner>,
     ns: Name,
@@ -53,7 +57,7 @@ impl NatsBatchPush {
 #[async_trait]
 impl BatchPush for NatsBatchPush {
     async fn add(&mut self, body: IncomingBody, opts: PushOptions) -> Result<(), BackendError> {
-        let data = self.inner.receive(body).await?;
+        let data = self.inner.take_in(&self.ns, body).await?;
         self.parts.push(Part::Data(data, opts));
         Ok(())
     }
@@ -77,34 +81,63 @@ impl BatchPush for NatsBatchPush {
         } = *self;
         let mut messages = Vec::with_capacity(parts.len());
         let mut pushed = Vec::with_capacity(parts.len());
-        for (i, part) in parts.into_iter().enumerate() {
-            let (blob_id, data, meta, lifetime) = match part {
-                Part::Data(data, opts) => (Some(BlobId::random()), data, opts.meta, opts.lifetime),
-                Part::Reference(blob, opts) => {
-                    let (blob_id, data, meta) = inner
-                        .referenced(&ns, blob.as_deref(), opts.meta)
-                        .await
-                        .map_err(|e| PartError::at(i, e))?;
-                    (blob_id, data, meta, opts.lifetime)
+        // The objects this batch's elements hold, let go of if it fails.
+        let mut held = Vec::new();
+        let built = async {
+            for (i, part) in parts.into_iter().enumerate() {
+                let id = ElementId::random();
+                let (blob_id, data, meta, lifetime) = match part {
+                    Part::Data(data, opts) => {
+                        if let Some(object) = data.object() {
+                            inner
+                                .hold(&ns, &object.key, Holder::Element(id), opts.lifetime)
+                                .await
+                                .map_err(|e| PartError::at(i, e))?;
+                        }
+                        (Some(BlobId::random()), data, opts.meta, opts.lifetime)
+                    }
+                    Part::Reference(blob, opts) => {
+                        let blob = blob.as_deref();
+                        let (blob_id, data, meta) = inner
+                            .referenced(&ns, blob, opts.meta)
+                            .await
+                            .map_err(|e| PartError::at(i, e))?;
+                        let name = blob.unwrap_or_default();
+                        inner
+                            .hold_referenced(&ns, name, &data, id, opts.lifetime)
+                            .await
+                            .map_err(|e| PartError::at(i, e))?;
+                        (blob_id, data, meta, opts.lifetime)
+                    }
+                };
+                if let Some(object) = data.object() {
+                    held.push((object.key.clone(), id));
                 }
-            };
-            let id = ElementId::random();
-            pushed.push(Pushed {
-                id,
-                blob_id,
-                size: data.len() as u64,
-                lifetime,
-            });
-            messages.push((message::headers(id, blob_id, &meta, lifetime), data));
+                pushed.push(Pushed {
+                    id,
+                    blob_id,
+                    size: data.size(),
+                    lifetime,
+                });
+                let headers = message::headers(id, blob_id, data.object(), &meta, lifetime);
+                messages.push((headers, data.payload()));
+            }
+            if messages.is_empty() {
+                return Ok(());
+            }
+            inner.queue(&ns, &queue).await.map_err(PartError::whole)?;
+            inner
+                .publish_batch(&ns, &names::subject(&ns, &queue), messages)
+                .await
+                .map_err(PartError::whole)
         }
-        if messages.is_empty() {
-            return Ok(pushed);
+        .await;
+        if let Err(e) = built {
+            for (key, id) in held {
+                inner.let_go(&ns, &key, Holder::Element(id)).await;
+            }
+            return Err(e);
         }
-        inner.queue(&ns, &queue).await.map_err(PartError::whole)?;
-        inner
-            .publish_batch(&ns, &names::subject(&ns, &queue), messages)
-            .await
-            .map_err(PartError::whole)?;
         for _ in &pushed {
             inner.counters.pushed(&ns, &queue);
         }
@@ -119,9 +152,9 @@ impl Inner {
         ns: &Name,
         blob: Option<&str>,
         given: MetaInput,
-    ) -> Result<(Option<BlobId>, Bytes, MetaInput), BackendError> {
+    ) -> Result<(Option<BlobId>, Body, MetaInput), BackendError> {
         let Some(id) = blob else {
-            return Ok((None, Bytes::new(), given));
+            return Ok((None, Body::Inline(Bytes::new()), given));
         };
         let (blob_id, described, data) = self.load_blob(ns, id).await?;
         let meta = MetaInput {
@@ -133,6 +166,10 @@ impl Inner {
             } else {
                 given.custom
             },
+        };
+        let data = match described.object {
+            Some(object) => Body::Object(object),
+            None => Body::Inline(data),
         };
         Ok((Some(blob_id), data, meta))
     }

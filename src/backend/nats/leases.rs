@@ -189,10 +189,14 @@ impl Inner {
                 "the release (the element comes back after the ack wait)",
             ),
         };
+        let acked = matches!(kind, AckKind::Ack);
         held.msg
             .double_ack_with(kind)
             .await
             .map_err(|e| nats_error(what, e))?;
+        if acked {
+            self.element_gone(ns, held.msg.headers.as_ref()).await;
+        }
         Ok(0)
     }
 

@@ -1,5 +1,6 @@
-//! An element as a JetStream message: its bytes are the payload, and what
-//! blobq knows of it travels in headers, so that any node can pop it.
+//! An element as a JetStream message: its bytes are the payload (or, past
+//! the inline threshold, an object named in its headers), and what blobq
+//! knows of it travels in headers, so that any node can pop it.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,6 +21,20 @@ const CONTENT_TYPE: &str = "Blobq-Content-Type";
 const CUSTOM: &str = "Blobq-Custom";
 /// When the element's lifetime ends, in milliseconds since the epoch.
 const EXPIRES: &str = "Blobq-Expires";
+/// The object holding the element's data when it is past the inline
+/// threshold (objects.rs), its size in bytes and its SHA-256 (hex).
+const OBJECT: &str = "Blobq-Object";
+const OBJECT_SIZE: &str = "Blobq-Object-Size";
+const OBJECT_SHA256: &str = "Blobq-Object-Sha256";
+
+/// An element's data kept as an object of the namespace's object store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// The object's name in the store: 32 hex digits.
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+}
 
 /// What a message's headers say of its element.
 pub struct Described {
@@ -28,6 +43,8 @@ pub struct Described {
     pub meta: SharedMeta,
     /// Milliseconds since the epoch.
     pub expires_ms: u64,
+    /// Where the data is, when not in the message.
+    pub object: Option<ObjectRef>,
 }
 
 /// Milliseconds since the epoch, now.
@@ -42,10 +59,16 @@ pub fn now_ms() -> u64 {
 pub fn headers(
     id: ElementId,
     blob_id: Option<BlobId>,
+    object: Option<&ObjectRef>,
     meta: &MetaInput,
     lifetime: u64,
 ) -> HeaderMap {
     let mut h = HeaderMap::new();
+    if let Some(object) = object {
+        h.insert(OBJECT, object.key.as_str());
+        h.insert(OBJECT_SIZE, object.size.to_string().as_str());
+        h.insert(OBJECT_SHA256, object.sha256.as_str());
+    }
     h.insert(async_nats::header::NATS_MESSAGE_ID, id.to_string().as_str());
     h.insert(
         async_nats::header::NATS_MESSAGE_TTL,
@@ -74,7 +97,17 @@ pub fn headers(
 /// has left.
 pub fn copy_headers(original: &HeaderMap, msg_id: &str, seconds_left: u64) -> HeaderMap {
     let mut h = HeaderMap::new();
-    for key in [ID, BLOB_ID, CONTENT_TYPE, CUSTOM, EXPIRES] {
+    let keys = [
+        ID,
+        BLOB_ID,
+        CONTENT_TYPE,
+        CUSTOM,
+        EXPIRES,
+        OBJECT,
+        OBJECT_SIZE,
+        OBJECT_SHA256,
+    ];
+    for key in keys {
         if let Some(value) = original.get(key) {
             h.insert(key, value.as_str());
         }
@@ -110,11 +143,20 @@ pub fn describe(headers: Option<&HeaderMap>) -> Option<Described> {
     } else {
         SharedMeta::new(Metadata::with_default_type(content_type, custom))
     };
+    let object = match get(OBJECT) {
+        Some(key) => Some(ObjectRef {
+            key: key.to_owned(),
+            size: get(OBJECT_SIZE)?.parse().ok()?,
+            sha256: get(OBJECT_SHA256)?.to_owned(),
+        }),
+        None => None,
+    };
     Some(Described {
         id,
         blob_id,
         meta,
         expires_ms: get(EXPIRES)?.parse().ok()?,
+        object,
     })
 }
 
@@ -147,7 +189,12 @@ mod tests {
             content_type: Some("text/plain".into()),
             custom: vec![CustomPair::parse("k=v with end  ").unwrap()],
         };
-        let h = headers(id, Some(blob), &meta, 60);
+        let object = ObjectRef {
+            key: "k".into(),
+            size: 7,
+            sha256: "ab".into(),
+        };
+        let h = headers(id, Some(blob), Some(&object), &meta, 60);
         let d = describe(Some(&h)).expect("an element");
         assert_eq!((d.id, d.blob_id), (id, Some(blob)));
         assert_eq!(&*d.meta.content_type, "text/plain");
@@ -156,9 +203,11 @@ mod tests {
         let copy = copy_headers(&h, "x", 5);
         let c = describe(Some(&copy)).expect("the same element");
         assert_eq!(c.id, id);
+        assert_eq!(c.object.as_ref(), Some(&object));
         assert!(describe(Some(&HeaderMap::new())).is_none());
-        let plain = headers(id, None, &MetaInput::default(), 1);
+        let plain = headers(id, None, None, &MetaInput::default(), 1);
         let plain = describe(Some(&plain)).unwrap();
         assert_eq!((plain.meta, plain.blob_id), (Metadata::plain(), None));
+        assert_eq!(plain.object, None);
     }
 }

@@ -14,14 +14,17 @@ mod batch;
 mod blobs;
 mod connection;
 mod forward;
+mod holders;
 mod jobs;
 mod leases;
 mod message;
 mod names;
+mod objects;
 mod pop;
 mod queues;
 mod settings;
 mod stats;
+mod store_config;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,7 +36,7 @@ use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
 pub use jobs::NatsJobs;
-pub use settings::{NatsAuth, NatsConfig, NatsSettings};
+pub use settings::{BlobStore, NatsAuth, NatsConfig, NatsSettings};
 
 use super::name::Name;
 use super::{
@@ -90,6 +93,7 @@ impl NatsBackend {
     /// once: until connected, operations answer `503` and
     /// [`Backend::write_fault`] says why. Call inside a tokio runtime.
     pub fn start(config: NatsConfig, limits: NatsLimits) -> NatsBackend {
+        store_config::choose_tls_provider();
         let closing = CancellationToken::new();
         let link = Link::start(&config, closing.clone());
         let inner = Arc::new(Inner {
@@ -107,6 +111,7 @@ impl NatsBackend {
             config,
         });
         tokio::spawn(inner.clone().serve_forwarded());
+        tokio::spawn(inner.clone().sweep_objects());
         NatsBackend { inner }
     }
 

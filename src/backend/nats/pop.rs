@@ -16,6 +16,7 @@ use async_nats::StatusCode;
 use futures_util::StreamExt as _;
 use tokio::sync::{oneshot, Notify};
 
+use super::holders::{with_end, Holder};
 use super::queues::nats_error;
 use super::{message, names, Inner};
 use crate::backend::name::Name;
@@ -194,38 +195,73 @@ impl Inner {
         }
         let data = msg.payload.clone();
         let seconds_left = message::seconds_left(described.expires_ms);
+        let size = described
+            .object
+            .as_ref()
+            .map_or(data.len() as u64, |o| o.size);
         if let (false, Some(blob_id)) = (opts.with_data, described.blob_id) {
             // Dropped on failure, the delivery is handed back.
             let headers = msg.headers.as_ref();
             self.expose(ns, blob_id, headers, data.clone(), seconds_left)
                 .await?;
         }
-        let mut popped = Popped {
-            id: described.id,
-            meta: described.meta,
-            blob_id: described.blob_id,
-            size: data.len() as u64,
-            seconds_left,
-            // An element without a blob (a header-only push) has no body.
-            body: (opts.with_data && described.blob_id.is_some()).then_some(Payload::Bytes(data)),
-            lease: None,
+        // An element without a blob (a header-only push) has no body.
+        let sends_data = opts.with_data && described.blob_id.is_some();
+        let object = match &described.object {
+            Some(object) if sends_data => match self.open_object(ns, object).await? {
+                Some(stream) => Some((object, stream)),
+                None => {
+                    tracing::warn!(namespace = %ns, queue = %queue, object = %object.key, "an element whose object is gone was dropped from the queue");
+                    let _ = delivery.into_message().double_ack_with(AckKind::Term).await;
+                    return Ok(None);
+                }
+            },
+            _ => None,
         };
-        match opts.lease {
+        let holder = Holder::Element(described.id);
+        let lease = match opts.lease {
             Some(lease) => {
                 let msg = delivery.into_message();
                 let receipt = self.leases.grant(self, ns, queue, msg, lease);
-                popped.lease = Some(LeaseGrant {
+                Some(LeaseGrant {
                     receipt,
                     deliveries,
                     seconds_left: lease.as_secs().max(1),
-                });
+                })
             }
-            None => delivery
-                .into_message()
-                .double_ack_with(AckKind::Ack)
-                .await
-                .map_err(|e| nats_error("the pop's acknowledgement", e))?,
+            None => {
+                delivery
+                    .into_message()
+                    .double_ack_with(AckKind::Ack)
+                    .await
+                    .map_err(|e| nats_error("the pop's acknowledgement", e))?;
+                None
+            }
+        };
+        let body = match object {
+            // Removed by this pop: its object goes once it has been sent.
+            Some((object, stream)) if lease.is_none() => Some(Payload::Stream {
+                len: object.size,
+                chunks: with_end(stream, self.let_go_later(ns, object, holder)),
+            }),
+            Some((object, stream)) => Some(Payload::Stream {
+                len: object.size,
+                chunks: stream,
+            }),
+            None => sends_data.then_some(Payload::Bytes(data)),
+        };
+        if let (None, false, Some(object)) = (lease, sends_data, &described.object) {
+            self.let_go(ns, &object.key, holder).await;
         }
+        let popped = Popped {
+            id: described.id,
+            meta: described.meta,
+            blob_id: described.blob_id,
+            size,
+            seconds_left,
+            body,
+            lease,
+        };
         self.counters.popped(ns, queue);
         Ok(Some(popped))
     }

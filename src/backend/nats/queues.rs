@@ -6,10 +6,11 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::{AckKind, Message};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt as _;
 
 use super::connection::unavailable;
+use super::holders::Holder;
 use super::{message, names, Inner};
 use crate::backend::ids::{BlobId, ElementId};
 use crate::backend::name::Name;
@@ -37,7 +38,7 @@ pub fn nats_error(what: &str, e: impl std::fmt::Display) -> BackendError {
 impl Inner {
     /// Replicas a new stream gets: the setting, or 1 on a server that is
     /// not part of a cluster (it cannot keep more).
-    fn replicas(&self) -> usize {
+    pub(super) fn replicas(&self) -> usize {
         match self.link.client() {
             Some(client) if client.server_info().cluster.is_some() => self.config.replicas,
             _ => 1,
@@ -127,35 +128,6 @@ impl Inner {
         }
     }
 
-    /// Reads a body whole, refusing it past the inline limit.
-    pub(super) async fn receive(&self, body: IncomingBody) -> Result<Bytes, BackendError> {
-        let limit = self.max_body();
-        if body.announced.is_some_and(|n| n > limit) {
-            return Err(BackendError::TooLarge { limit });
-        }
-        let mut bytes = BytesMut::with_capacity(body.announced.unwrap_or(0) as usize);
-        let mut chunks = body.chunks;
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk?;
-            if (bytes.len() + chunk.len()) as u64 > limit {
-                return Err(BackendError::TooLarge { limit });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(bytes.freeze())
-    }
-
-    /// The largest body a push takes: the element size limit, the inline
-    /// limit, and what the server accepts in one message (headers aside).
-    fn max_body(&self) -> u64 {
-        let server = self.link.client().map_or(u64::MAX, |c| {
-            (c.server_info().max_payload as u64).saturating_sub(1024)
-        });
-        self.max_element_size
-            .min(self.config.max_inline)
-            .min(server)
-    }
-
     pub(super) async fn push(
         &self,
         ns: &Name,
@@ -164,18 +136,28 @@ impl Inner {
         opts: PushOptions,
     ) -> Result<Pushed, BackendError> {
         self.link.js()?;
-        let data = self.receive(body).await?;
+        let data = self.take_in(ns, body).await?;
         self.queue(ns, queue).await?;
         let (id, blob_id) = (ElementId::random(), BlobId::random());
-        let headers = message::headers(id, Some(blob_id), &opts.meta, opts.lifetime);
-        let size = data.len() as u64;
+        let holder = Holder::Element(id);
+        if let Some(object) = data.object() {
+            if let Err(e) = self.hold(ns, &object.key, holder, opts.lifetime).await {
+                self.let_go(ns, &object.key, holder).await;
+                return Err(e);
+            }
+        }
+        let headers = message::headers(id, Some(blob_id), data.object(), &opts.meta, opts.lifetime);
+        let size = data.size();
         if let Err(e) = self
-            .publish(ns, &names::subject(ns, queue), headers, data)
+            .publish(ns, &names::subject(ns, queue), headers, data.payload())
             .await
         {
             // The stream may be gone (deleted, or lost with its peers):
             // the next push makes it again rather than trust the cache.
             self.consumers.remove(&(ns.clone(), queue.clone()));
+            if let Some(object) = data.object() {
+                self.let_go(ns, &object.key, holder).await;
+            }
             return Err(e);
         }
         self.counters.pushed(ns, queue);
@@ -212,11 +194,7 @@ impl Inner {
                     let text = e.to_string();
                     // The stream's limits are the namespace's quota.
                     if text.contains("maximum messages") || text.contains("maximum bytes") {
-                        return Err(BackendError::OverQuota {
-                            namespace: ns.clone(),
-                            reason: "its stream holds the most elements or bytes it may".into(),
-                            retry_after: self.quota_retry_after,
-                        });
+                        return Err(self.over_quota(ns));
                     }
                     last = text;
                 }
@@ -225,6 +203,15 @@ impl Inner {
         Err(unavailable(&format!(
             "NATS JetStream did not acknowledge the push ({last}); it may or may not have been stored"
         )))
+    }
+
+    /// The refusal of a write past namespace `ns`'s quota.
+    pub(super) fn over_quota(&self, ns: &Name) -> BackendError {
+        BackendError::OverQuota {
+            namespace: ns.clone(),
+            reason: "its stream holds the most elements or bytes it may".into(),
+            retry_after: self.quota_retry_after,
+        }
     }
 
     /// Removes every ready element of `queue` by taking and acknowledging
@@ -247,6 +234,7 @@ impl Inner {
                 msg.double_ack_with(AckKind::Ack)
                     .await
                     .map_err(|e| nats_error("the purge", e))?;
+                self.element_gone(ns, msg.headers.as_ref()).await;
                 taken += 1;
             }
             purged += taken as u64;

@@ -9,6 +9,9 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+pub use super::store_config::BlobStore;
+use super::store_config::S3Settings;
+
 /// The `[nats]` table, each setting optional so the sources can be layered.
 #[derive(Args, Deserialize, Debug, Default, Clone)]
 #[serde(deny_unknown_fields)]
@@ -63,13 +66,54 @@ pub struct NatsSettings {
     )]
     pub request_timeout: Option<u64>,
     /// Largest body kept inline in a JetStream message; a larger one is
-    /// refused (413) [default: 1000000]
+    /// kept in the object store (see --blob-store) [default: 262144]
     #[arg(
         long = "nats-max-inline",
         env = "BLOBQ_NATS_MAX_INLINE",
         value_name = "BYTES"
     )]
     pub max_inline: Option<u64>,
+    /// Where bodies past --nats-max-inline are kept: "nats" (a JetStream
+    /// object store bucket per namespace) or s3://bucket[/prefix] [default: nats]
+    #[arg(long = "blob-store", env = "BLOBQ_BLOB_STORE", value_name = "URL")]
+    pub blob_store: Option<String>,
+    /// S3 endpoint other than AWS's, e.g. http://127.0.0.1:9000 (MinIO, moto) [default: AWS]
+    #[arg(
+        long = "blob-store-endpoint",
+        env = "BLOBQ_BLOB_STORE_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub blob_store_endpoint: Option<String>,
+    /// S3 region [default: AWS_REGION, else us-east-1]
+    #[arg(
+        long = "blob-store-region",
+        env = "BLOBQ_BLOB_STORE_REGION",
+        value_name = "REGION"
+    )]
+    pub blob_store_region: Option<String>,
+    /// S3 access key id, with --blob-store-secret-access-key [default: AWS_ACCESS_KEY_ID, or the instance's role]
+    #[arg(
+        long = "blob-store-access-key-id",
+        env = "BLOBQ_BLOB_STORE_ACCESS_KEY_ID",
+        value_name = "ID"
+    )]
+    pub blob_store_access_key_id: Option<String>,
+    /// S3 secret access key of --blob-store-access-key-id [default: AWS_SECRET_ACCESS_KEY]
+    #[arg(
+        long = "blob-store-secret-access-key",
+        env = "BLOBQ_BLOB_STORE_SECRET_ACCESS_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub blob_store_secret_access_key: Option<String>,
+    /// Seconds between two sweeps for stored objects that no element or
+    /// blob refers to any more (their elements' lifetimes ended) [default: 300]
+    #[arg(
+        long = "blob-sweep-interval",
+        env = "BLOBQ_BLOB_SWEEP_INTERVAL",
+        value_name = "S"
+    )]
+    pub blob_sweep_interval: Option<u64>,
 }
 
 /// The `[nats]` settings in force when the NATS backend is chosen.
@@ -83,6 +127,10 @@ pub struct NatsConfig {
     pub ack_wait: Duration,
     pub request_timeout: Duration,
     pub max_inline: u64,
+    /// Where bodies past `max_inline` are kept.
+    pub blob_store: BlobStore,
+    /// How often a node looks for objects no element or blob refers to.
+    pub sweep_interval: Duration,
 }
 
 /// How blobq proves itself to NATS.
@@ -111,9 +159,15 @@ impl std::fmt::Debug for NatsConfig {
             .field("ack_wait", &self.ack_wait)
             .field("request_timeout", &self.request_timeout)
             .field("max_inline", &self.max_inline)
+            .field("blob_store", &self.blob_store)
+            .field("sweep_interval", &self.sweep_interval)
             .finish()
     }
 }
+
+/// Largest inline body by default: well under NATS's default
+/// `max_payload` (1 MiB), so that a message never nears it.
+const DEFAULT_MAX_INLINE: u64 = 256 * 1024;
 
 /// What `--backend` names when it is not a NATS URL list.
 const EMBEDDED: &str = "embedded";
@@ -132,6 +186,16 @@ impl NatsSettings {
             ack_wait: self.ack_wait.or(lower.ack_wait),
             request_timeout: self.request_timeout.or(lower.request_timeout),
             max_inline: self.max_inline.or(lower.max_inline),
+            blob_store: self.blob_store.or(lower.blob_store),
+            blob_store_endpoint: self.blob_store_endpoint.or(lower.blob_store_endpoint),
+            blob_store_region: self.blob_store_region.or(lower.blob_store_region),
+            blob_store_access_key_id: self
+                .blob_store_access_key_id
+                .or(lower.blob_store_access_key_id),
+            blob_store_secret_access_key: self
+                .blob_store_secret_access_key
+                .or(lower.blob_store_secret_access_key),
+            blob_sweep_interval: self.blob_sweep_interval.or(lower.blob_sweep_interval),
         }
     }
 
@@ -183,10 +247,21 @@ impl NatsSettings {
         if request_timeout == 0 {
             return Err("nats-request-timeout must be at least 1 second".into());
         }
-        let max_inline = self.max_inline.unwrap_or(1_000_000);
+        let max_inline = self.max_inline.unwrap_or(DEFAULT_MAX_INLINE);
         if max_inline == 0 {
             return Err("nats-max-inline must be at least 1 byte".into());
         }
+        let sweep_interval = self.blob_sweep_interval.unwrap_or(300);
+        if sweep_interval == 0 {
+            return Err("blob-sweep-interval must be at least 1 second".into());
+        }
+        let blob_store = BlobStore::resolve(S3Settings {
+            url: self.blob_store,
+            endpoint: self.blob_store_endpoint,
+            region: self.blob_store_region,
+            access_key_id: self.blob_store_access_key_id,
+            secret_access_key: self.blob_store_secret_access_key,
+        })?;
         Ok(Some(NatsConfig {
             servers,
             auth,
@@ -195,6 +270,8 @@ impl NatsSettings {
             ack_wait: Duration::from_secs(ack_wait),
             request_timeout: Duration::from_secs(request_timeout),
             max_inline,
+            blob_store,
+            sweep_interval: Duration::from_secs(sweep_interval),
         }))
     }
 }
@@ -255,5 +332,30 @@ mod tests {
             ..with("nats://a:4222")
         };
         assert!(zero.resolve().is_err());
+    }
+
+    #[test]
+    fn large_bodies_go_to_the_object_store_past_a_default_threshold() {
+        let c = with("nats://a:4222").resolve().unwrap().unwrap();
+        assert_eq!(c.max_inline, 256 * 1024);
+        assert!(matches!(c.blob_store, BlobStore::Nats));
+        assert_eq!(c.sweep_interval.as_secs(), 300);
+        let s3 = NatsSettings {
+            blob_store: Some("s3://b/p".into()),
+            blob_store_endpoint: Some("http://127.0.0.1:9".into()),
+            ..with("nats://a:4222")
+        };
+        let c = s3.resolve().unwrap().unwrap();
+        assert!(matches!(c.blob_store, BlobStore::S3 { .. }));
+        let never = NatsSettings {
+            blob_sweep_interval: Some(0),
+            ..with("nats://a:4222")
+        };
+        assert!(never.resolve().is_err());
+        let bad = NatsSettings {
+            blob_store: Some("ftp://x".into()),
+            ..with("nats://a:4222")
+        };
+        assert!(bad.resolve().is_err());
     }
 }
