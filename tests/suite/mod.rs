@@ -1,0 +1,150 @@
+//! One HTTP integration suite for every backend. A case is an async
+//! function of a [`Target`]: the blobq node(s) started for it (one on the
+//! embedded store; two sharing a NATS cluster, which the case sends its
+//! requests to in turn or on purpose) and what that backend is documented
+//! to do differently. `tests/suite_embedded.rs` and `tests/suite_nats.rs`
+//! run the same [`cases`], each case on nodes of its own; the test harness
+//! is libtest-mimic, so that a NATS cluster can be started once for a
+//! whole binary and stopped when it ends.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+/// `case!(function)` or `case!(function, "--flag" => "value", ...)`, in
+/// the module of `function`.
+macro_rules! case {
+    ($f:ident $(, $flag:literal => $value:literal)* $(,)?) => {
+        Case {
+            name: concat!(module_path!(), "::", stringify!($f)),
+            flags: &[$(($flag, $value)),*],
+            run: |t| Box::pin($f(t)),
+        }
+    };
+}
+
+mod batch;
+mod batch_limits;
+mod blobs;
+mod blocking;
+mod errors;
+mod leases;
+mod queue;
+pub mod target;
+#[path = "../batch/wire.rs"]
+mod wire;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Trial};
+
+use crate::common::{self, TestServer, STEP};
+pub use target::{Kind, Target};
+
+/// Longest a case may run before it is declared hung.
+const CASE_WITHIN: Duration = Duration::from_secs(180);
+
+/// One case: its name, the flags its nodes are started with, its body.
+pub struct Case {
+    pub name: &'static str,
+    pub flags: &'static [(&'static str, &'static str)],
+    pub run: fn(Target) -> Pin<Box<dyn Future<Output = ()>>>,
+}
+
+/// Every case of the suite.
+pub fn cases() -> Vec<Case> {
+    let mut all = Vec::new();
+    all.extend(queue::cases());
+    all.extend(blobs::cases());
+    all.extend(leases::cases());
+    all.extend(blocking::cases());
+    all.extend(batch::cases());
+    all.extend(errors::cases());
+    all
+}
+
+/// How the nodes of a case are started on one backend.
+pub struct Backend {
+    pub kind: Kind,
+    /// The command lines of the nodes of case number `i` (before its flags).
+    pub nodes: Box<dyn Fn(usize) -> Vec<common::Options> + Send + Sync>,
+}
+
+impl Backend {
+    /// One blobq on its embedded store.
+    pub fn embedded() -> Backend {
+        Backend {
+            kind: Kind::Embedded,
+            nodes: Box::new(|_| vec![common::options()]),
+        }
+    }
+}
+
+/// Runs the cases `args` selects on `backend`; `skip` marks every one
+/// ignored instead (no NATS here).
+pub fn run(args: &Arguments, backend: Backend, skip: bool) -> ExitCode {
+    let backend = std::sync::Arc::new(backend);
+    let trials = cases()
+        .into_iter()
+        .enumerate()
+        .map(|(i, case)| {
+            let backend = backend.clone();
+            let flags = case.flags;
+            let name = case.name.split("::suite::").last().unwrap_or(case.name);
+            Trial::test(name, move || {
+                run_case(&backend, i, flags, case.run);
+                Ok(())
+            })
+            .with_ignored_flag(skip)
+        })
+        .collect();
+    libtest_mimic::run(args, trials).exit_code()
+}
+
+/// Starts case `i`'s nodes, waits until each is healthy, and runs it.
+fn run_case(
+    backend: &Backend,
+    i: usize,
+    flags: &'static [(&'static str, &'static str)],
+    body: fn(Target) -> Pin<Box<dyn Future<Output = ()>>>,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let mut nodes = Vec::new();
+        for mut options in (backend.nodes)(i) {
+            for (flag, value) in flags {
+                options = options.arg(flag, value);
+            }
+            let node = options.start().await;
+            healthy(&node).await;
+            nodes.push(node);
+        }
+        let target = Target {
+            kind: backend.kind,
+            nodes,
+            flags,
+        };
+        tokio::time::timeout(CASE_WITHIN, body(target))
+            .await
+            .expect("the case finished in time");
+    });
+}
+
+/// Waits until `node` answers `/healthz` with `200` (a NATS node is
+/// connected), failing after [`STEP`].
+async fn healthy(node: &TestServer) {
+    let deadline = Instant::now() + STEP;
+    while node.get("/healthz").await.status() != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the node never became healthy; log: {:?}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
