@@ -141,10 +141,7 @@ pub async fn count_takes_what_is_ready_up_to_n_and_a_blocking_batch_pop_is_woken
 
     // Nothing within the timeout: 204 after it.
     let started = Instant::now();
-    assert_eq!(
-        pop(t.b(), "/qs/ns/w?count=5&timeout=0.3").await.status,
-        204
-    );
+    assert_eq!(pop(t.b(), "/qs/ns/w?count=5&timeout=0.3").await.status, 204);
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
 
@@ -240,7 +237,10 @@ pub async fn header_only_batch_pops_expose_blobs_and_a_deleted_blob_is_a_gone_pa
     );
 
     assert_eq!(
-        t.a().delete(&format!("/tbs/ns/blobs/{blob}")).await.status(),
+        t.a()
+            .delete(&format!("/tbs/ns/blobs/{blob}"))
+            .await
+            .status(),
         204
     );
     let rest = pop(t.b(), "/qs/ns/q?count=5").await;
@@ -312,7 +312,11 @@ pub async fn a_batch_refused_midway_stores_nothing_and_names_the_part(t: Target)
         assert_eq!(p["type"], format!("urn:blobq:problem:{kind}"), "{p}");
         assert_eq!(p["part"], 2, "{p}");
         assert!(p["detail"].as_str().unwrap().starts_with("part 2: "), "{p}");
-        assert_eq!(queued(t.node(i + 1), "ns", "q").await, 0, "{kind}: no element");
+        assert_eq!(
+            queued(t.node(i + 1), "ns", "q").await,
+            0,
+            "{kind}: no element"
+        );
         nothing_kept(&t).await;
     }
     assert_eq!(t.sum("/qs", "pushes").await, 0);

@@ -35,7 +35,10 @@ pub async fn store(
     body: Vec<u8>,
     headers: &[(&str, &str)],
 ) -> serde_json::Value {
-    let req = node.client.post(node.url(&format!("/tbs/{ns}/blobs"))).body(body);
+    let req = node
+        .client
+        .post(node.url(&format!("/tbs/{ns}/blobs")))
+        .body(body);
     let r = send(req, headers).await;
     assert_eq!(r.status(), 201);
     let location = header(&r, "location").to_owned();
@@ -163,7 +166,13 @@ pub async fn blobs_are_deleted_by_read_with_delete_or_by_delete_and_unknown_ids_
             "ids are scoped to their namespace"
         );
     }
-    let r = t.b().get(&format!("/tbs/other/blobs/{}", other["id"].as_str().unwrap())).await;
+    let r = t
+        .b()
+        .get(&format!(
+            "/tbs/other/blobs/{}",
+            other["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(r.status(), 200, "and still there in their own");
 }
 

@@ -20,6 +20,7 @@ pub fn cases() -> Vec<Case> {
         case!(an_element_goes_to_the_next_live_waiter_when_the_first_has_gone),
         case!(a_raw_waiter_receives_the_element_over_its_own_connection),
         case!(concurrent_producers_and_consumers_lose_and_duplicate_nothing),
+        case!(the_first_pushes_and_waiting_pops_of_a_new_queue_at_once_all_succeed),
     ]
 }
 
@@ -87,7 +88,10 @@ pub async fn waiters_are_served_in_arrival_order(t: Target) {
     }
     for i in 0..4 {
         let node = t.node(i + 1);
-        assert_eq!(node.post("/qs/ns/fair", format!("e{i}")).await.status(), 202);
+        assert_eq!(
+            node.post("/qs/ns/fair", format!("e{i}")).await.status(),
+            202
+        );
     }
     for (i, w) in waiters.into_iter().enumerate() {
         let got = tokio::time::timeout(STEP, w)
@@ -181,7 +185,7 @@ pub async fn concurrent_producers_and_consumers_lose_and_duplicate_nothing(t: Ta
                 match r.status().as_u16() {
                     200 => got.push(r.text().await.expect("body")),
                     204 => return got, // two quiet seconds: the producers are done
-                    s => panic!("consumer {c}: unexpected status {s}"),
+                    s => panic!("consumer {c}: {s} {}", r.text().await.unwrap_or_default()),
                 }
             }
         }));
@@ -198,7 +202,8 @@ pub async fn concurrent_producers_and_consumers_lose_and_duplicate_nothing(t: Ta
                     .send()
                     .await
                     .expect("push");
-                assert_eq!(r.status(), 202);
+                let status = r.status();
+                assert_eq!(status, 202, "push: {}", r.text().await.unwrap_or_default());
             }
         }));
     }
@@ -228,4 +233,39 @@ pub async fn concurrent_producers_and_consumers_lose_and_duplicate_nothing(t: Ta
     assert_eq!(t.sum("/qs/ns/busy/stats", "pushed").await, total);
     assert_eq!(t.sum("/qs/ns/busy/stats", "popped").await, total);
     assert_eq!(t.a().json("/qs/ns/busy/stats", 200).await["elements"], 0);
+}
+
+pub async fn the_first_pushes_and_waiting_pops_of_a_new_queue_at_once_all_succeed(t: Target) {
+    // Nothing exists yet: the first requests race to make the namespace
+    // and the queue (on NATS, its stream and consumer, through two nodes).
+    let mut tasks = Vec::new();
+    for i in 0..8usize {
+        let node = t.node(i);
+        let (client, url) = (node.client.clone(), node.url("/qs/fresh/q"));
+        tasks.push(tokio::spawn(async move {
+            let r = if i % 2 == 0 {
+                client.post(&url).body(format!("e{i}")).send().await
+            } else {
+                client.get(format!("{url}?timeout=10")).send().await
+            };
+            let r = r.expect("request");
+            let status = r.status().as_u16();
+            (i, status, r.text().await.expect("body"))
+        }));
+    }
+    let mut popped = Vec::new();
+    for task in tasks {
+        let (i, status, body) = tokio::time::timeout(STEP, task)
+            .await
+            .expect("answered")
+            .expect("task");
+        if i % 2 == 0 {
+            assert_eq!(status, 202, "push {i}: {body}");
+        } else {
+            assert_eq!(status, 200, "pop {i}: {body}");
+            popped.push(body);
+        }
+    }
+    popped.sort();
+    assert_eq!(popped, ["e0", "e2", "e4", "e6"], "each pushed element once");
 }

@@ -363,9 +363,16 @@ pub async fn extend_keeps_a_lease_running_and_fails_once_it_ran_out(t: Target) {
     let granted = Instant::now();
     let short = lease(t.b(), "/qs/ns/q?lease=0.3").await;
     assert_eq!(short.id(), id2);
-    for (i, bad) in ["", "?lease=", "?lease=0", "?lease=abc", "?lease=-1", "?other=1"]
-        .into_iter()
-        .enumerate()
+    for (i, bad) in [
+        "",
+        "?lease=",
+        "?lease=0",
+        "?lease=abc",
+        "?lease=-1",
+        "?other=1",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let r = extend(t.node(i), "ns", "q", short.receipt(), bad).await;
         common::problem(r, 400).await;
@@ -396,7 +403,10 @@ pub async fn a_lease_that_runs_out_wakes_a_waiting_consumer(t: Target) {
     assert_eq!(crashed.deliveries, Some(1));
 
     let waiter = {
-        let (client, url) = (t.b().client.clone(), t.b().url("/qs/ns/q?timeout=5&lease=5"));
+        let (client, url) = (
+            t.b().client.clone(),
+            t.b().url("/qs/ns/q?timeout=5&lease=5"),
+        );
         tokio::spawn(async move {
             let started = Instant::now();
             let r = client.get(url).send().await.expect("pop");
@@ -442,11 +452,7 @@ pub async fn unknown_receipts_and_bad_lease_requests_are_refused(t: Target) {
         // Another queue or namespace does not know this receipt.
         common::problem(ack(node, "ns", "other", &receipt).await, 404).await;
         common::problem(release(node, "ns", "other", &receipt).await, 404).await;
-        common::problem(
-            extend(node, "ns", "other", &receipt, "?lease=1").await,
-            404,
-        )
-        .await;
+        common::problem(extend(node, "ns", "other", &receipt, "?lease=1").await, 404).await;
         common::problem(ack(node, "elsewhere", "q", &receipt).await, 404).await;
     }
     assert_eq!(counts(t.a(), "ns", "other").await, (1, 0), "untouched");
@@ -473,11 +479,7 @@ pub async fn unknown_receipts_and_bad_lease_requests_are_refused(t: Target) {
             "{bad}: {p}"
         );
     }
-    assert_eq!(
-        counts(t.a(), "ns", "q").await,
-        (1, 0),
-        "nothing was leased"
-    );
+    assert_eq!(counts(t.a(), "ns", "q").await, (1, 0), "nothing was leased");
     let ok = lease(t.b(), "/qs/ns/q?lease=60").await;
     assert_eq!(ok.text(), "z", "the maximum itself is allowed");
 

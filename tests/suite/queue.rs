@@ -337,7 +337,13 @@ pub async fn queue_namespace_and_server_statistics_count_what_happened(t: Target
     assert_eq!(all["version"], env!("CARGO_PKG_VERSION"));
     assert!(all["uptime_seconds"].as_u64().is_some(), "{all}");
     assert_eq!(all["namespace_count"], 2);
-    let totals = ["elements", "memory_bytes", "disk_bytes", "waiting", "expirations"];
+    let totals = [
+        "elements",
+        "memory_bytes",
+        "disk_bytes",
+        "waiting",
+        "expirations",
+    ];
     let got: Vec<_> = totals.iter().map(|k| all[k].as_u64()).collect();
     let want = [t.gauge(4), t.gauge(62), 0, 0, 0].map(Some);
     assert_eq!(got, want, "{totals:?} of {all}");
