@@ -27,6 +27,7 @@ mod blobs;
 mod blocking;
 mod errors;
 mod leases;
+mod purge;
 mod queue;
 pub mod target;
 #[path = "../batch/wire.rs"]
@@ -61,6 +62,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(blocking::cases());
     all.extend(batch::cases());
     all.extend(errors::cases());
+    all.extend(purge::cases());
     all
 }
 

@@ -123,6 +123,12 @@ impl Target {
         self.kind == Kind::Embedded
     }
 
+    /// Whether a quota's refusal names the limit it met ("3 elements");
+    /// on NATS it says only that the namespace's stream is full.
+    pub fn names_quota_limit(&self) -> bool {
+        self.kind == Kind::Embedded
+    }
+
     /// Whether bodies past `--spill-threshold` go to the nodes' spill
     /// files (a NATS node keeps none: bodies are in the cluster).
     pub fn spills(&self) -> bool {
