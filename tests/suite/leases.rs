@@ -114,13 +114,21 @@ async fn extend(
         .await
 }
 
-/// `(elements, leased)` of queue `ns/q`.
-pub async fn counts(node: &TestServer, ns: &str, q: &str) -> (u64, u64) {
-    let v = node.json(&format!("/qs/{ns}/{q}/stats"), 200).await;
-    (
-        v["elements"].as_u64().expect("elements"),
-        v["leased"].as_u64().expect("leased"),
-    )
+/// Checks that `(elements, leased)` of queue `ns/q` through `node` are
+/// `want` (once they have settled: [`Target::settled`]).
+async fn expect_counts(
+    t: &Target,
+    node: &TestServer,
+    ns: &str,
+    q: &str,
+    want: (u64, u64),
+    what: &str,
+) {
+    let path = format!("/qs/{ns}/{q}/stats");
+    t.settled(node, &path, what, |v| {
+        (v["elements"].as_u64(), v["leased"].as_u64()) == (Some(want.0), Some(want.1))
+    })
+    .await;
 }
 
 /// The counts of `ns/q` once `handed_back` elements were handed back by a
@@ -132,7 +140,7 @@ async fn counts_after_hand_back(t: &Target, ns: &str, q: &str, ready: u64, lease
     } else {
         (ready, leased + back)
     };
-    assert_eq!(counts(t.a(), ns, q).await, want, "{ns}/{q}");
+    expect_counts(t, t.a(), ns, q, want, "the counts").await;
 }
 
 /// Waits until the lease of `lease_seconds` granted at `granted` on
@@ -176,7 +184,7 @@ pub async fn a_leased_element_is_hidden_until_acknowledged_and_then_gone_for_goo
         assert_eq!(other.status, 204, "invisible while leased: {other:?}");
         let other = pop(node, "/qs/ns/q?lease=5").await;
         assert_eq!(other.status, 204, "invisible to leased pops too: {other:?}");
-        assert_eq!(counts(node, "ns", "q").await, (0, 1));
+        expect_counts(&t, node, "ns", "q", (0, 1), "the counts").await;
     }
     // Each node's totals count the leases it granted.
     assert_eq!(t.sum("/qs", "leased").await, 1);
@@ -186,7 +194,7 @@ pub async fn a_leased_element_is_hidden_until_acknowledged_and_then_gone_for_goo
     // Acknowledged through the other node than the one that granted it.
     let r = ack(t.a(), "ns", "q", got.receipt()).await;
     assert_eq!(r.status(), 204);
-    assert_eq!(counts(t.b(), "ns", "q").await, (0, 0));
+    expect_counts(&t, t.b(), "ns", "q", (0, 0), "the counts").await;
     assert_eq!(t.sum("/qs", "leased").await, 0);
 
     for node in t.nodes() {
@@ -201,7 +209,7 @@ pub async fn a_leased_element_is_hidden_until_acknowledged_and_then_gone_for_goo
     // Past the lease's length, an acknowledged element does not come back.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(pop(t.b(), "/qs/ns/q").await.status, 204);
-    assert_eq!(counts(t.a(), "ns", "q").await, (0, 0));
+    expect_counts(&t, t.a(), "ns", "q", (0, 0), "the counts").await;
 }
 
 pub async fn release_hands_the_element_back_at_the_head_at_once(t: Target) {
@@ -210,7 +218,7 @@ pub async fn release_hands_the_element_back_at_the_head_at_once(t: Target) {
 
     let first = lease(t.a(), "/qs/ns/q?lease=30").await;
     assert_eq!((first.id(), first.deliveries), (a.as_str(), Some(1)));
-    assert_eq!(counts(t.b(), "ns", "q").await, (1, 1));
+    expect_counts(&t, t.b(), "ns", "q", (1, 1), "the counts").await;
     let r = release(t.b(), "ns", "q", first.receipt()).await;
     assert_eq!(r.status(), 204);
     counts_after_hand_back(&t, "ns", "q", 1, 0, 1).await;
@@ -295,13 +303,9 @@ pub async fn an_element_delivered_max_deliveries_times_moves_to_the_dead_letter_
             v["elements"] == 1
         })
         .await;
-    assert_eq!(
-        counts(t.a(), "ns", "jobs").await,
-        (0, 0),
-        "not back in jobs"
-    );
+    expect_counts(&t, t.a(), "ns", "jobs", (0, 0), "not back in jobs").await;
     assert_eq!(pop(t.b(), "/qs/ns/jobs").await.status, 204);
-    assert_eq!(counts(t.b(), "ns", "jobs.dead").await, (1, 0));
+    expect_counts(&t, t.b(), "ns", "jobs.dead", (1, 0), "the counts").await;
 
     // A release on the last allowed delivery dead-letters as well, at the tail.
     let released = push(t.b(), "/qs/ns/jobs", "released").await;
@@ -314,8 +318,8 @@ pub async fn an_element_delivered_max_deliveries_times_moves_to_the_dead_letter_
             204
         );
     }
-    assert_eq!(counts(t.a(), "ns", "jobs").await, (0, 0));
-    assert_eq!(counts(t.b(), "ns", "jobs.dead").await, (2, 0));
+    expect_counts(&t, t.a(), "ns", "jobs", (0, 0), "the counts").await;
+    expect_counts(&t, t.b(), "ns", "jobs.dead", (2, 0), "the counts").await;
 
     let dead = pop(t.a(), "/qs/ns/jobs.dead").await;
     assert_eq!(
@@ -343,11 +347,15 @@ pub async fn extend_keeps_a_lease_running_and_fails_once_it_ran_out(t: Target) {
     assert_eq!(v["lease"], 3, "seconds now left: {v}");
 
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(
-        counts(t.b(), "ns", "q").await,
+    expect_counts(
+        &t,
+        t.b(),
+        "ns",
+        "q",
         (0, 1),
-        "still leased past the first length"
-    );
+        "still leased past the first length",
+    )
+    .await;
     assert_eq!(pop(t.b(), "/qs/ns/q").await.status, 204);
     assert_eq!(ack(t.a(), "ns", "q", got.receipt()).await.status(), 204);
     for node in t.nodes() {
@@ -428,12 +436,12 @@ pub async fn a_lease_that_runs_out_wakes_a_waiting_consumer(t: Target) {
         "woken by the lease running out, not the timeout ({took:?})"
     );
     assert_ne!(got.receipt(), crashed.receipt());
-    assert_eq!(counts(t.a(), "ns", "q").await, (0, 1));
+    expect_counts(&t, t.a(), "ns", "q", (0, 1), "the counts").await;
     for node in t.nodes() {
         common::problem(ack(node, "ns", "q", crashed.receipt()).await, 404).await;
     }
     assert_eq!(ack(t.a(), "ns", "q", got.receipt()).await.status(), 204);
-    assert_eq!(counts(t.b(), "ns", "q").await, (0, 0));
+    expect_counts(&t, t.b(), "ns", "q", (0, 0), "the counts").await;
 }
 
 pub async fn unknown_receipts_and_bad_lease_requests_are_refused(t: Target) {
@@ -455,8 +463,8 @@ pub async fn unknown_receipts_and_bad_lease_requests_are_refused(t: Target) {
         common::problem(extend(node, "ns", "other", &receipt, "?lease=1").await, 404).await;
         common::problem(ack(node, "elsewhere", "q", &receipt).await, 404).await;
     }
-    assert_eq!(counts(t.a(), "ns", "other").await, (1, 0), "untouched");
-    assert_eq!(counts(t.b(), "ns", "q").await, (0, 1), "still leased");
+    expect_counts(&t, t.a(), "ns", "other", (1, 0), "untouched").await;
+    expect_counts(&t, t.b(), "ns", "q", (0, 1), "still leased").await;
     assert_eq!(ack(t.b(), "ns", "q", &receipt).await.status(), 204);
 
     push(t.a(), "/qs/ns/q", "z").await;
@@ -479,7 +487,7 @@ pub async fn unknown_receipts_and_bad_lease_requests_are_refused(t: Target) {
             "{bad}: {p}"
         );
     }
-    assert_eq!(counts(t.a(), "ns", "q").await, (1, 0), "nothing was leased");
+    expect_counts(&t, t.a(), "ns", "q", (1, 0), "nothing was leased").await;
     let ok = lease(t.b(), "/qs/ns/q?lease=60").await;
     assert_eq!(ok.text(), "z", "the maximum itself is allowed");
 
@@ -493,7 +501,7 @@ pub async fn unknown_receipts_and_bad_lease_requests_are_refused(t: Target) {
             "the detail explains the dead-letter name: {p}"
         );
     }
-    assert_eq!(counts(t.a(), "ns", &long).await, (1, 0), "not taken");
+    expect_counts(&t, t.a(), "ns", &long, (1, 0), "not taken").await;
     let fits = "x".repeat(58);
     push(t.b(), &format!("/qs/ns/{fits}"), "fits").await;
     let got = lease(t.a(), &format!("/qs/ns/{fits}?lease=5")).await;

@@ -10,17 +10,23 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 /// `case!(function)` or `case!(function, "--flag" => "value", ...)`, in
-/// the module of `function`.
+/// the module of `function`; `case!(function, setup = files, ...)` also
+/// has `files` write what the case's nodes read (see [`Case::setup`]).
 macro_rules! case {
     ($f:ident $(, $flag:literal => $value:literal)* $(,)?) => {
+        case!($f, setup = crate::suite::no_files $(, $flag => $value)*)
+    };
+    ($f:ident, setup = $setup:path $(, $flag:literal => $value:literal)* $(,)?) => {
         Case {
             name: concat!(module_path!(), "::", stringify!($f)),
             flags: &[$(($flag, $value)),*],
+            setup: $setup,
             run: |t| Box::pin($f(t)),
         }
     };
 }
 
+mod auth;
 mod batch;
 mod batch_limits;
 mod blobs;
@@ -34,6 +40,7 @@ pub mod target;
 mod wire;
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -50,7 +57,15 @@ const CASE_WITHIN: Duration = Duration::from_secs(180);
 pub struct Case {
     pub name: &'static str,
     pub flags: &'static [(&'static str, &'static str)],
+    /// Writes the files the case's nodes read into the case's own
+    /// directory, and answers the flags naming them.
+    pub setup: fn(&Path) -> Vec<(&'static str, String)>,
     pub run: fn(Target) -> Pin<Box<dyn Future<Output = ()>>>,
+}
+
+/// The setup of a case that needs no files.
+pub fn no_files(_: &Path) -> Vec<(&'static str, String)> {
+    Vec::new()
 }
 
 /// Every case of the suite.
@@ -63,6 +78,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(batch::cases());
     all.extend(errors::cases());
     all.extend(purge::cases());
+    all.extend(auth::cases());
     all
 }
 
@@ -92,10 +108,10 @@ pub fn run(args: &Arguments, backend: Backend, skip: bool) -> ExitCode {
         .enumerate()
         .map(|(i, case)| {
             let backend = backend.clone();
-            let flags = case.flags;
+            let (flags, setup) = (case.flags, case.setup);
             let name = case.name.split("::suite::").last().unwrap_or(case.name);
             Trial::test(name, move || {
-                run_case(&backend, i, flags, case.run);
+                run_case(&backend, i, flags, setup, case.run);
                 Ok(())
             })
             .with_ignored_flag(skip)
@@ -109,6 +125,7 @@ fn run_case(
     backend: &Backend,
     i: usize,
     flags: &'static [(&'static str, &'static str)],
+    setup: fn(&Path) -> Vec<(&'static str, String)>,
     body: fn(Target) -> Pin<Box<dyn Future<Output = ()>>>,
 ) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -116,10 +133,15 @@ fn run_case(
         .enable_all()
         .build()
         .expect("a runtime");
+    let files = tempfile::tempdir().expect("a directory for the case's files");
+    let files_flags = setup(files.path());
     runtime.block_on(async {
         let mut nodes = Vec::new();
         for mut options in (backend.nodes)(i) {
             for (flag, value) in flags {
+                options = options.arg(flag, value);
+            }
+            for (flag, value) in &files_flags {
                 options = options.arg(flag, value);
             }
             let node = options.start().await;

@@ -297,7 +297,11 @@ pub async fn queue_namespace_and_server_statistics_count_what_happened(t: Target
     let r = t.b().get("/qs/stats/zeta").await;
     assert_eq!(r.bytes().await.unwrap().len(), 10, "the head went out");
 
-    let q = t.a().json("/qs/stats/zeta/stats", 200).await;
+    let q = t
+        .settled(t.a(), "/qs/stats/zeta/stats", "two left", |v| {
+            v["elements"] == 2
+        })
+        .await;
     assert_eq!(q["namespace"], "stats");
     assert_eq!(q["queue"], "zeta");
     let counts = ["elements", "bytes", "waiting", "leased", "expired"];

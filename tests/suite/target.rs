@@ -135,6 +135,33 @@ impl Target {
         self.kind == Kind::Embedded
     }
 
+    /// Whether statistics are exact the moment a request is answered. On
+    /// a JetStream cluster a stream drops an acknowledged message a moment
+    /// after the acknowledgement, so a read just after a pop or an ack may
+    /// still count it.
+    pub fn settles_at_once(&self) -> bool {
+        self.kind == Kind::Embedded
+    }
+
+    /// `path`'s JSON through `node`, which `pred` must accept: read once
+    /// where statistics settle at once, else polled until it does (failing
+    /// after [`crate::common::STEP`]).
+    pub async fn settled(
+        &self,
+        node: &TestServer,
+        path: &str,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        if self.settles_at_once() {
+            let v = node.json(path, 200).await;
+            assert!(pred(&v), "{what}: {path} answered {v}");
+            v
+        } else {
+            node.wait_for_json(path, what, pred).await
+        }
+    }
+
     /// Every spill file of every node (a NATS node keeps none).
     pub fn spill_files(&self) -> Vec<PathBuf> {
         self.nodes.iter().flat_map(|n| n.spill_files()).collect()
