@@ -76,4 +76,3 @@ async fn jwts_grant_what_their_claims_say_by_the_same_table() {
     };
     check_table(&server, Via::Bearer, jwt).await;
 }
-

@@ -33,6 +33,7 @@ mod blobs;
 mod blocking;
 mod errors;
 mod leases;
+mod lifetimes;
 mod purge;
 mod queue;
 pub mod target;
@@ -74,6 +75,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(queue::cases());
     all.extend(blobs::cases());
     all.extend(leases::cases());
+    all.extend(lifetimes::cases());
     all.extend(blocking::cases());
     all.extend(batch::cases());
     all.extend(errors::cases());

@@ -97,6 +97,12 @@ impl Target {
         self.kind == Kind::Embedded
     }
 
+    /// Whether statistics count elements that expired (`expired`); on
+    /// NATS JetStream removes them and nothing counts them.
+    pub fn counts_expirations(&self) -> bool {
+        self.kind == Kind::Embedded
+    }
+
     /// Whether a reference push shares the blob with its element (deleting
     /// the blob makes the element `410`; the blob of a queued element is
     /// readable by id). On NATS an element holds its own copy.
