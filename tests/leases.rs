@@ -1,11 +1,9 @@
 //! Leases on the embedded store: a leased element's spill file kept until
-//! it is acknowledged, and many consumers at once, some crashing with a
-//! lease. The lease API itself is in the suite run on every backend
-//! (tests/suite/leases.rs).
+//! it is acknowledged. The lease API itself, and many consumers crashing
+//! with leases, are in the suite run on every backend
+//! (tests/suite/leases.rs, leases_concurrent.rs).
 
 mod common;
-#[path = "leases/concurrent.rs"]
-mod concurrent;
 
 use common::TestServer;
 
@@ -13,21 +11,14 @@ use common::TestServer;
 #[derive(Debug)]
 struct Popped {
     status: u16,
-    id: Option<String>,
     receipt: Option<String>,
     deliveries: Option<u64>,
     body: Vec<u8>,
 }
 
 impl Popped {
-    fn text(&self) -> &str {
-        std::str::from_utf8(&self.body).expect("utf-8 body")
-    }
     fn receipt(&self) -> &str {
         self.receipt.as_deref().expect("X-QueueServer-Lease")
-    }
-    fn id(&self) -> &str {
-        self.id.as_deref().expect("X-QueueServer-Id")
     }
 }
 
@@ -39,13 +30,11 @@ fn header(r: &reqwest::Response, name: &str) -> Option<String> {
 
 async fn read_pop(r: reqwest::Response) -> Popped {
     let status = r.status().as_u16();
-    let id = header(&r, "x-queueserver-id");
     let receipt = header(&r, "x-queueserver-lease");
     let deliveries = header(&r, "x-queueserver-deliveries").map(|d| d.parse().expect("number"));
     let body = r.bytes().await.expect("body").to_vec();
     Popped {
         status,
-        id,
         receipt,
         deliveries,
         body,
@@ -86,15 +75,6 @@ async fn release(server: &TestServer, ns: &str, q: &str, receipt: &str) -> reqwe
     server
         .post(&format!("/qs/{ns}/{q}/leases/{receipt}/release"), "")
         .await
-}
-
-/// `(elements, leased)` of queue `ns/q`.
-async fn counts(server: &TestServer, ns: &str, q: &str) -> (u64, u64) {
-    let v = server.json(&format!("/qs/{ns}/{q}/stats"), 200).await;
-    (
-        v["elements"].as_u64().expect("elements"),
-        v["leased"].as_u64().expect("leased"),
-    )
 }
 
 #[tokio::test]

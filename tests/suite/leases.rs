@@ -116,7 +116,7 @@ async fn extend(
 
 /// Checks that `(elements, leased)` of queue `ns/q` through `node` are
 /// `want` (once they have settled: [`Target::settled`]).
-async fn expect_counts(
+pub(super) async fn expect_counts(
     t: &Target,
     node: &TestServer,
     ns: &str,

@@ -33,6 +33,7 @@ mod blobs;
 mod blocking;
 mod errors;
 mod leases;
+mod leases_concurrent;
 mod lifetimes;
 mod purge;
 mod queue;
@@ -75,6 +76,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(queue::cases());
     all.extend(blobs::cases());
     all.extend(leases::cases());
+    all.extend(leases_concurrent::cases());
     all.extend(lifetimes::cases());
     all.extend(blocking::cases());
     all.extend(batch::cases());

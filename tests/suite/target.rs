@@ -97,6 +97,13 @@ impl Target {
         self.kind == Kind::Embedded
     }
 
+    /// Whether an element's delivery count counts only the deliveries a
+    /// consumer was handed; on NATS one handed back because its waiter
+    /// left (a blocking pop timing out as it arrived) counts too.
+    pub fn counts_only_deliveries_seen(&self) -> bool {
+        self.kind == Kind::Embedded
+    }
+
     /// Whether statistics count elements that expired (`expired`); on
     /// NATS JetStream removes them and nothing counts them.
     pub fn counts_expirations(&self) -> bool {
