@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::leases::{ack, expect_counts, pop, push};
+use super::lease_ops::{ack, expect_counts, pop, push};
 use super::{Case, Target};
 use crate::common;
 

@@ -32,6 +32,7 @@ mod batch_limits;
 mod blobs;
 mod blocking;
 mod errors;
+mod lease_ops;
 mod leases;
 mod leases_concurrent;
 mod lifetimes;
