@@ -185,7 +185,7 @@ pub async fn lifetimes_must_be_positive_whole_seconds_up_to_the_maximum_given_on
         refused(server, "q", r, &format!("lifetime {bad:?}")).await;
     }
     let r = push(
-        &server,
+        server,
         "q",
         &[
             ("X-QueueServer-Lifetime", "5"),
@@ -260,7 +260,7 @@ pub async fn a_content_type_that_is_not_type_slash_subtype_is_refused(t: Target)
         refused(server, "q", r, header).await;
     }
     let r = push(
-        &server,
+        server,
         "q",
         &[
             ("X-QueueServer-ContentType", "nonsense"),
@@ -269,7 +269,7 @@ pub async fn a_content_type_that_is_not_type_slash_subtype_is_refused(t: Target)
     )
     .await;
     refused(
-        &server,
+        server,
         "q",
         r,
         "a bad override is not replaced by a good Content-Type",

@@ -57,6 +57,7 @@ pub use target::{Kind, Target};
 const CASE_WITHIN: Duration = Duration::from_secs(180);
 
 /// One case: its name, the flags its nodes are started with, its body.
+#[derive(Clone, Copy)]
 pub struct Case {
     pub name: &'static str,
     pub flags: &'static [(&'static str, &'static str)],
@@ -113,10 +114,9 @@ pub fn run(args: &Arguments, backend: Backend, skip: bool) -> ExitCode {
         .enumerate()
         .map(|(i, case)| {
             let backend = backend.clone();
-            let (flags, setup) = (case.flags, case.setup);
             let name = case.name.split("::suite::").last().unwrap_or(case.name);
             Trial::test(name, move || {
-                run_case(&backend, i, flags, setup, case.run);
+                run_case(&backend, i, case);
                 Ok(())
             })
             .with_ignored_flag(skip)
@@ -126,24 +126,18 @@ pub fn run(args: &Arguments, backend: Backend, skip: bool) -> ExitCode {
 }
 
 /// Starts case `i`'s nodes, waits until each is healthy, and runs it.
-fn run_case(
-    backend: &Backend,
-    i: usize,
-    flags: &'static [(&'static str, &'static str)],
-    setup: fn(&Path) -> Vec<(&'static str, String)>,
-    body: fn(Target) -> Pin<Box<dyn Future<Output = ()>>>,
-) {
+fn run_case(backend: &Backend, i: usize, case: Case) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime");
     let files = tempfile::tempdir().expect("a directory for the case's files");
-    let files_flags = setup(files.path());
+    let files_flags = (case.setup)(files.path());
     runtime.block_on(async {
         let mut nodes = Vec::new();
         for mut options in (backend.nodes)(i) {
-            for (flag, value) in flags {
+            for (flag, value) in case.flags {
                 options = options.arg(flag, value);
             }
             for (flag, value) in &files_flags {
@@ -156,9 +150,9 @@ fn run_case(
         let target = Target {
             kind: backend.kind,
             nodes,
-            flags,
+            flags: case.flags,
         };
-        tokio::time::timeout(CASE_WITHIN, body(target))
+        tokio::time::timeout(CASE_WITHIN, (case.run)(target))
             .await
             .expect("the case finished in time");
     });
