@@ -18,6 +18,10 @@ use nats::NatsServer;
 
 /// The password of every case's NATS user (a loopback cluster of a test).
 const PASSWORD: &str = "suite";
+/// JetStream's ack wait on the suite's nodes: short, so that leases
+/// longer than it are kept by the nodes' progress beats, and a delivery
+/// lost in flight comes back within a case's waits.
+const ACK_WAIT: &str = "5";
 /// Longest the cluster may take to elect its leaders and take a stream.
 const CLUSTER_READY_WITHIN: Duration = Duration::from_secs(60);
 
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
                     .arg("--backend", &urls)
                     .arg("--nats-user", user(i))
                     .arg("--nats-password", PASSWORD)
+                    .arg("--nats-ack-wait", ACK_WAIT)
             };
             vec![node(), node()]
         }),

@@ -245,6 +245,7 @@ pub async fn the_first_pushes_and_waiting_pops_of_a_new_queue_at_once_all_succee
         let node = t.node(i);
         let (client, url) = (node.client.clone(), node.url("/qs/fresh/q"));
         tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
             let r = if i % 2 == 0 {
                 client.post(&url).body(format!("e{i}")).send().await
             } else {
@@ -252,19 +253,19 @@ pub async fn the_first_pushes_and_waiting_pops_of_a_new_queue_at_once_all_succee
             };
             let r = r.expect("request");
             let status = r.status().as_u16();
-            (i, status, r.text().await.expect("body"))
+            (i, status, r.text().await.expect("body"), started.elapsed())
         }));
     }
     let mut popped = Vec::new();
     for task in tasks {
-        let (i, status, body) = tokio::time::timeout(STEP, task)
+        let (i, status, body, took) = tokio::time::timeout(STEP, task)
             .await
             .expect("answered")
             .expect("task");
         if i % 2 == 0 {
-            assert_eq!(status, 202, "push {i}: {body}");
+            assert_eq!(status, 202, "push {i} after {took:?}: {body}");
         } else {
-            assert_eq!(status, 200, "pop {i}: {body}");
+            assert_eq!(status, 200, "pop {i} after {took:?}: {body}");
             popped.push(body);
         }
     }
