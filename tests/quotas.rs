@@ -1,5 +1,7 @@
-//! Namespace quotas (429 with Retry-After, nothing stored) and the memory
-//! budget (small bodies spill once memory is full).
+//! Namespace quotas on the embedded store (429 with Retry-After, nothing
+//! stored): bytes refused before a body is read, quotas of namespaces named
+//! in the settings file, and the memory budget (small bodies spill once
+//! memory is full). The element quota is in the suite (tests/suite/purge.rs).
 
 mod common;
 
@@ -17,41 +19,6 @@ async fn refused_for_quota(r: reqwest::Response, retry_after: &str) -> String {
     let p = problem(r, 429).await;
     assert_eq!(p["type"], "urn:blobq:problem:over-quota");
     p["detail"].as_str().unwrap().to_owned()
-}
-
-#[tokio::test]
-async fn the_element_quota_counts_ready_and_leased_elements_and_frees_up_on_pop() {
-    let server = common::options()
-        .arg("--namespace-max-elements", 3)
-        .arg("--quota-retry-after", 7)
-        .start()
-        .await;
-    for i in 0..3u8 {
-        assert_eq!(push(&server, "/qs/ns/q", vec![i; 10]).await.status(), 202);
-    }
-    let detail = refused_for_quota(push(&server, "/qs/ns/other", vec![9; 10]).await, "7").await;
-    assert!(detail.contains("3 elements"), "{detail}");
-    assert_eq!(
-        server.json("/qs/ns", 200).await["elements"],
-        3,
-        "nothing stored"
-    );
-    // Another namespace has its own quota.
-    assert_eq!(
-        push(&server, "/qs/elsewhere/q", vec![1]).await.status(),
-        202
-    );
-
-    // A leased element still counts; an acknowledged one does not.
-    let r = server.get("/qs/ns/q?lease=30").await;
-    assert_eq!(r.status(), 200);
-    let receipt = header(&r, "x-queueserver-lease").to_owned();
-    refused_for_quota(push(&server, "/qs/ns/q", vec![9]).await, "7").await;
-    let ack = server.delete(&format!("/qs/ns/q/leases/{receipt}")).await;
-    assert_eq!(ack.status(), 204);
-    assert_eq!(push(&server, "/qs/ns/q", vec![9]).await.status(), 202);
-    // A reference push is an element too.
-    refused_for_quota(server.put("/qs/ns/q").await.send().await.unwrap(), "7").await;
 }
 
 #[tokio::test]

@@ -1,14 +1,14 @@
 //! What a refusal does and does not do: `401` for a missing, unknown or
-//! malformed credential, nothing stored by a refused push or blob store,
-//! listings filtered to the caller's namespaces, refusals counted and
-//! logged sparingly, `/metrics` opened by a flag.
+//! malformed credential, refusals counted and logged sparingly, `/metrics`
+//! opened by a flag. (That a refused push stores nothing and that listings
+//! are filtered to the caller's namespaces is in tests/suite/auth.rs.)
 
 use std::time::Instant;
 
 use reqwest::Method;
 
 use super::support::{self, assert_401, send, token, Files, Via};
-use crate::common::{self, TestServer};
+use crate::common;
 
 #[tokio::test]
 async fn missing_unknown_and_malformed_credentials_are_401_and_counted() {
@@ -49,151 +49,6 @@ async fn missing_unknown_and_malformed_credentials_are_401_and_counted() {
         m.contains(r#"blobq_http_requests_total{route="/qs/{ns}",method="GET",status="401"} 7"#),
         "{m}"
     );
-}
-
-/// Everything stored, as `root` sees it: no namespace, element, blob byte
-/// or spill file.
-async fn assert_nothing_stored(server: &TestServer, what: &str) {
-    let r = send(server, Method::GET, "/qs", Some(token("root")), Via::Bearer).await;
-    let stats: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(stats["namespace_count"], 0, "{what}: {stats}");
-    assert_eq!(stats["elements"], 0, "{what}");
-    assert_eq!(stats["memory_bytes"], 0, "{what}");
-    assert_eq!(stats["disk_bytes"], 0, "{what}");
-    assert_eq!(stats["pushes"], 0, "{what}");
-    assert!(
-        server.spill_files().is_empty(),
-        "{what}: {:?}",
-        server.spill_files()
-    );
-}
-
-#[tokio::test]
-async fn a_refused_push_or_blob_store_leaves_no_element_blob_or_spill_file() {
-    let files = Files::new();
-    let server = support::start(&files, None, &[("--spill-threshold", "1024")]).await;
-    // Above the spill threshold, small enough for the socket buffers, so
-    // the client has sent it all when the answer comes.
-    let body = common::pattern(48 * 1024, 7);
-    let cases = [
-        ("no credential", None, 401),
-        ("an unknown token", Some("tok-unknown"), 401),
-        ("a consumer", Some(token("consumer")), 403),
-        (
-            "a producer of other namespaces",
-            Some(token("producer")),
-            403,
-        ),
-    ];
-    for (what, credential, status) in cases {
-        for path in ["/qs/media/q", "/tbs/media/blobs", "/qs/other/q"] {
-            if status == 403 && what.starts_with("a producer") && path.contains("media") {
-                continue;
-            }
-            let mut request = server.client.post(server.url(path)).body(body.clone());
-            if let Some(credential) = credential {
-                request = request.bearer_auth(credential);
-            }
-            let r = request.send().await.unwrap();
-            assert_eq!(
-                r.headers().get("connection").map(|v| v.to_str().unwrap()),
-                Some("close"),
-                "{what} {path}: the unread body closes the connection"
-            );
-            common::problem(r, status).await;
-            assert_nothing_stored(&server, &format!("{what}, POST {path}")).await;
-        }
-    }
-    let r = send(
-        &server,
-        Method::PUT,
-        "/qs/other/q",
-        Some(token("producer")),
-        Via::Bearer,
-    )
-    .await;
-    common::problem(r, 403).await;
-    assert_nothing_stored(&server, "a reference push outside the grant").await;
-}
-
-#[tokio::test]
-async fn listings_show_only_what_the_caller_may_observe() {
-    let files = Files::new();
-    let server = support::start(&files, None, &[]).await;
-    for ns in ["media", "media-eu", "mediaX", "other"] {
-        let r = send(
-            &server,
-            Method::POST,
-            &format!("/qs/{ns}/q"),
-            Some(token("root")),
-            Via::Bearer,
-        )
-        .await;
-        assert_eq!(r.status(), 202);
-    }
-    let names = |v: &serde_json::Value| -> Vec<String> {
-        v["namespaces"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n["namespace"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    for caller in ["observer", "admin"] {
-        let r = send(
-            &server,
-            Method::GET,
-            "/qs",
-            Some(token(caller)),
-            Via::Bearer,
-        )
-        .await;
-        let v: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(names(&v), ["media", "media-eu"], "{caller}");
-        assert_eq!(v["namespace_count"], 2, "{caller}");
-        assert!(
-            v.get("elements").is_none(),
-            "{caller}: no server-wide figures: {v}"
-        );
-        assert!(v["version"].is_string() && v["uptime_seconds"].is_u64());
-    }
-    let r = send(
-        &server,
-        Method::GET,
-        "/qs",
-        Some(token("root")),
-        Via::Bearer,
-    )
-    .await;
-    let v: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(names(&v), ["media", "media-eu", "mediaX", "other"]);
-    assert_eq!(v["elements"], 4);
-    // A namespace outside the grant is 403 whether it exists or not; one
-    // inside it that does not exist is 404.
-    for (path, status) in [
-        ("/qs/other", 403),
-        ("/qs/nowhere", 403),
-        ("/qs/media-none", 404),
-    ] {
-        let r = send(
-            &server,
-            Method::GET,
-            path,
-            Some(token("observer")),
-            Via::Bearer,
-        )
-        .await;
-        assert_eq!(r.status(), status, "{path}");
-    }
-    let r = send(
-        &server,
-        Method::GET,
-        "/qs",
-        Some(token("producer")),
-        Via::Bearer,
-    )
-    .await;
-    common::problem(r, 403).await;
 }
 
 #[tokio::test]

@@ -76,28 +76,3 @@ async fn jwts_grant_what_their_claims_say_by_the_same_table() {
     };
     check_table(&server, Via::Bearer, jwt).await;
 }
-
-#[tokio::test]
-async fn a_granted_push_and_pop_do_what_they_always_did() {
-    let files = Files::new();
-    let server = support::start(&files, None, &[]).await;
-    let r = send(
-        &server,
-        Method::POST,
-        "/qs/media-eu/jobs",
-        Some(token("producer")),
-        Via::Bearer,
-    )
-    .await;
-    assert_eq!(r.status(), 202);
-    let r = send(
-        &server,
-        Method::GET,
-        "/qs/media-eu/jobs",
-        Some(token("consumer")),
-        Via::ApiKey,
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.text().await.unwrap(), "payload");
-}

@@ -3,6 +3,8 @@
 //! reader; multer keeps one value per header name, and a part may repeat
 //! `X-Custom-Data`), and the requests of the batch routes.
 
+#![allow(dead_code)] // tests/batch.rs and tests/suite/ each use a part of it
+
 use common::TestServer;
 
 use crate::common;

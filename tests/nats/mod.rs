@@ -87,6 +87,16 @@ impl NatsServer {
     /// A fresh server of a cluster named `blobq`: `index` of `cluster`,
     /// each entry (client port, route port).
     pub fn start_in_cluster(index: usize, cluster: &[(u16, u16)]) -> NatsServer {
+        NatsServer::start_in_cluster_with(index, cluster, &[])
+    }
+
+    /// As [`NatsServer::start_in_cluster`], with `extra` arguments (a
+    /// configuration file, say) besides.
+    pub fn start_in_cluster_with(
+        index: usize,
+        cluster: &[(u16, u16)],
+        extra: &[String],
+    ) -> NatsServer {
         let (port, route) = cluster[index];
         let routes: Vec<String> = cluster
             .iter()
@@ -104,7 +114,7 @@ impl NatsServer {
             "--routes".to_owned(),
             routes.join(","),
         ];
-        NatsServer::spawn(port, &args)
+        NatsServer::spawn(port, &[&args[..], extra].concat())
     }
 
     pub fn url(&self) -> String {

@@ -179,6 +179,12 @@ impl Inner {
             .leases
             .take(ns, queue, receipt)
             .ok_or_else(|| lease_not_found(ns, queue, receipt))?;
+        let deliveries = held.msg.info().map_or(0, |i| i.delivered.max(0) as u64);
+        if matches!(settle, Settle::Release) && deliveries >= u64::from(self.max_deliveries) {
+            // Released on its last delivery: moved now, as when its lease runs out.
+            self.dead_letter(ns, queue, held.msg).await;
+            return Ok(0);
+        }
         let (kind, what) = match settle {
             Settle::Ack => (
                 AckKind::Ack,

@@ -37,6 +37,8 @@ const REQUEST_GRACE: Duration = Duration::from_secs(2);
 /// for a client that pushes and then pops; an empty queue costs this much
 /// latency on NATS instead.
 const IMMEDIATE_POP_GRACE: Duration = Duration::from_millis(50);
+/// Pause before a waiting pop asks again when nobody answered its pull.
+const NO_RESPONDERS_PAUSE: Duration = Duration::from_millis(100);
 
 /// Deliveries being handed back, counted so that a later read of the
 /// same node can wait for them.
@@ -157,6 +159,10 @@ impl Inner {
             let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
             let names = (names::stream(ns), names::consumer(queue));
             let Some(delivery) = self.fetch_one(&consumer, names, wait).await? else {
+                // Ended early (nobody answered for the consumer yet): again.
+                if tokio::time::Instant::now() + NO_RESPONDERS_PAUSE < deadline {
+                    continue;
+                }
                 return Ok(None);
             };
             if let Some(popped) = self.take(ns, queue, delivery, opts).await? {
@@ -329,6 +335,11 @@ impl Inner {
                         Some(StatusCode::IDLE_HEARTBEAT) => continue,
                         // Timed out, or nothing there.
                         Some(StatusCode::TIMEOUT | StatusCode::NOT_FOUND) => return Ok(None),
+                        // A consumer just made, not yet known to this server.
+                        Some(StatusCode::NO_RESPONDERS) => {
+                            tokio::time::sleep(NO_RESPONDERS_PAUSE).await;
+                            return Ok(None);
+                        }
                         Some(status) => {
                             let why = reply.description.unwrap_or_else(|| status.to_string());
                             return Err(nats_error("the pop", why));

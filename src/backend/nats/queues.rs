@@ -21,6 +21,10 @@ const PURGE_BATCH: usize = 256;
 /// Times a publish whose acknowledgement did not come is sent again; its
 /// `Nats-Msg-Id` makes JetStream keep it once.
 const PUBLISH_RETRIES: usize = 2;
+/// Longest one request to make or find a namespace's stream is waited for.
+const STREAM_ATTEMPT: Duration = Duration::from_secs(1);
+/// Pause before the first resend of a publish, doubled before the second.
+const PUBLISH_RETRY_PAUSE: Duration = Duration::from_millis(250);
 
 /// Whether looking up a stream failed because it does not exist.
 pub fn stream_missing(e: &async_nats::jetstream::context::GetStreamError) -> bool {
@@ -63,9 +67,19 @@ impl Inner {
             discard: DiscardPolicy::New,
             ..stream::Config::default()
         };
-        js.get_or_create_stream(config)
-            .await
-            .map_err(|e| nats_error("making the namespace's stream", e))
+        // While another request makes it, a stream has no leader and a
+        // request about it goes unanswered: ask again rather than wait.
+        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        loop {
+            let made = js.get_or_create_stream(config.clone());
+            match tokio::time::timeout(STREAM_ATTEMPT, made).await {
+                Ok(made) => {
+                    return made.map_err(|e| nats_error("making the namespace's stream", e))
+                }
+                Err(_) if tokio::time::Instant::now() + STREAM_ATTEMPT < deadline => {}
+                Err(e) => return Err(nats_error("making the namespace's stream", e)),
+            }
+        }
     }
 
     /// The consumer of `queue`, made (with its namespace's stream) if
@@ -180,7 +194,12 @@ impl Inner {
     ) -> Result<(), BackendError> {
         let js = self.link.js()?;
         let mut last = String::new();
-        for _ in 0..=PUBLISH_RETRIES {
+        for attempt in 0..=PUBLISH_RETRIES {
+            if attempt > 0 {
+                // A stream just made by another request may not have its
+                // leader yet ("no stream found"): give it a moment.
+                tokio::time::sleep(PUBLISH_RETRY_PAUSE * attempt as u32).await;
+            }
             let sent = js
                 .publish_with_headers(subject.to_owned(), headers.clone(), data.clone())
                 .await;

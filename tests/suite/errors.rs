@@ -1,7 +1,5 @@
-//! Every validation error is an `application/problem+json` document with the
-//! right status, and a refused push stores nothing.
-
-mod common;
+//! Every validation error is an `application/problem+json` document with
+//! the right status, from either node, and a refused push stores nothing.
 
 use std::time::{Duration, Instant};
 
@@ -9,17 +7,21 @@ use reqwest::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{TestServer, STEP};
+use super::{Case, Target};
+use crate::common::{self, TestServer, STEP};
 
-/// Spill threshold of the servers here: the pushes' 100-byte bodies would go
-/// to a file, so a push that is wrongly half-stored leaves one behind.
-const THRESHOLD: u64 = 10;
-
-async fn server() -> TestServer {
-    common::options()
-        .arg("--spill-threshold", THRESHOLD)
-        .start()
-        .await
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(bad_namespace_and_queue_names_are_refused_everywhere_and_create_nothing, "--spill-threshold" => "10"),
+        case!(lifetimes_must_be_positive_whole_seconds_up_to_the_maximum_given_once, "--spill-threshold" => "10"),
+        case!(a_lifetime_above_a_configured_maximum_is_refused, "--max-lifetime" => "60"),
+        case!(custom_data_pairs_are_validated_and_capped, "--spill-threshold" => "10"),
+        case!(a_content_type_that_is_not_type_slash_subtype_is_refused, "--spill-threshold" => "10"),
+        case!(bad_timeouts_and_query_parameters_are_refused),
+        case!(unknown_routes_are_404_problems),
+        case!(the_root_sends_a_browser_to_the_dashboard),
+        case!(a_method_a_path_does_not_allow_is_405_with_an_allow_header),
+    ]
 }
 
 /// Sends `method path` with the path exactly as written: reqwest would
@@ -107,9 +109,8 @@ async fn accepted(
     popped
 }
 
-#[tokio::test]
-async fn bad_namespace_and_queue_names_are_refused_everywhere_and_create_nothing() {
-    let server = server().await;
+pub async fn bad_namespace_and_queue_names_are_refused_everywhere_and_create_nothing(t: Target) {
+    let server = t.a();
     let long = "x".repeat(64);
     let bad = [
         "a%20b",
@@ -138,8 +139,8 @@ async fn bad_namespace_and_queue_names_are_refused_everywhere_and_create_nothing
             ("GET", format!("/tbs/{name}/blobs/{blob}")),
             ("DELETE", format!("/tbs/{name}/blobs/{blob}")),
         ];
-        for (method, path) in paths {
-            let doc = common::problem(raw(&server, method, &path).await, 400).await;
+        for (i, (method, path)) in paths.into_iter().enumerate() {
+            let doc = common::problem(raw(t.node(i), method, &path).await, 400).await;
             assert_eq!(
                 doc["type"], "urn:blobq:problem:invalid-name",
                 "{method} {path}: {doc}"
@@ -153,12 +154,14 @@ async fn bad_namespace_and_queue_names_are_refused_everywhere_and_create_nothing
     }
     // The same refusal through an ordinary client, which percent-encodes.
     common::problem(server.post("/qs/a b/q", "x").await, 400).await;
-    common::problem(server.post("/qs/ns/é", "x").await, 400).await;
+    common::problem(t.b().post("/qs/ns/é", "x").await, 400).await;
 
-    let all = server.json("/qs", 200).await;
-    assert_eq!(all["namespace_count"], 0, "nothing was created: {all}");
-    assert_eq!(all["pushes"], 0);
-    assert!(server.spill_files().is_empty());
+    for node in t.nodes() {
+        let all = node.json("/qs", 200).await;
+        assert_eq!(all["namespace_count"], 0, "nothing was created: {all}");
+        assert_eq!(all["pushes"], 0);
+    }
+    assert!(t.spill_files().is_empty());
     // The longest valid name is accepted, so the 64-character refusal is the limit.
     let ok = "y".repeat(63);
     assert_eq!(
@@ -167,9 +170,8 @@ async fn bad_namespace_and_queue_names_are_refused_everywhere_and_create_nothing
     );
 }
 
-#[tokio::test]
-async fn lifetimes_must_be_positive_whole_seconds_up_to_the_maximum_given_once() {
-    let server = server().await;
+pub async fn lifetimes_must_be_positive_whole_seconds_up_to_the_maximum_given_once(t: Target) {
+    let server = t.a();
     for bad in [
         "0",
         "-1",
@@ -179,11 +181,11 @@ async fn lifetimes_must_be_positive_whole_seconds_up_to_the_maximum_given_once()
         "",
         "99999999999999999999999",
     ] {
-        let r = push(&server, "q", &[("X-QueueServer-Lifetime", bad)]).await;
-        refused(&server, "q", r, &format!("lifetime {bad:?}")).await;
+        let r = push(server, "q", &[("X-QueueServer-Lifetime", bad)]).await;
+        refused(server, "q", r, &format!("lifetime {bad:?}")).await;
     }
     let r = push(
-        &server,
+        server,
         "q",
         &[
             ("X-QueueServer-Lifetime", "5"),
@@ -191,25 +193,29 @@ async fn lifetimes_must_be_positive_whole_seconds_up_to_the_maximum_given_once()
         ],
     )
     .await;
-    refused(&server, "q", r, "lifetime given twice").await;
+    refused(server, "q", r, "lifetime given twice").await;
 
-    let r = push(&server, "ok", &[("X-QueueServer-Lifetime", "86400")]).await;
-    let popped = accepted(&server, "ok", r, "lifetime at the maximum").await;
+    let r = push(server, "ok", &[("X-QueueServer-Lifetime", "86400")]).await;
+    let popped = accepted(server, "ok", r, "lifetime at the maximum").await;
     let left: u64 = popped.headers()["x-queueserver-lifetime"]
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
     assert!((86399..=86400).contains(&left), "{left}");
-
-    let lower = common::options().arg("--max-lifetime", 60).start().await;
-    let r = push(&lower, "q", &[("X-QueueServer-Lifetime", "61")]).await;
-    refused(&lower, "q", r, "above a configured maximum").await;
 }
 
-#[tokio::test]
-async fn custom_data_pairs_are_validated_and_capped() {
-    let server = server().await;
+pub async fn a_lifetime_above_a_configured_maximum_is_refused(t: Target) {
+    for server in t.nodes() {
+        let r = push(server, "q", &[("X-QueueServer-Lifetime", "61")]).await;
+        refused(server, "q", r, "above a configured maximum").await;
+        let r = push(server, "ok", &[("X-QueueServer-Lifetime", "60")]).await;
+        accepted(server, "ok", r, "at a configured maximum").await;
+    }
+}
+
+pub async fn custom_data_pairs_are_validated_and_capped(t: Target) {
+    let server = t.a();
     let long_key = format!("{}=v", "k".repeat(65));
     let long_value = format!("k={}", "v".repeat(1025));
     let bad: [(&str, &str); 6] = [
@@ -221,19 +227,19 @@ async fn custom_data_pairs_are_validated_and_capped() {
         ("value with a tab", "k=a\tb"),
     ];
     for (what, value) in bad {
-        let r = push(&server, "q", &[("X-Custom-Data", value)]).await;
-        refused(&server, "q", r, what).await;
+        let r = push(server, "q", &[("X-Custom-Data", value)]).await;
+        refused(server, "q", r, what).await;
     }
     let pairs: Vec<String> = (0..65).map(|i| format!("k{i}=v{i}")).collect();
     let headers: Vec<(&str, &str)> = pairs
         .iter()
         .map(|p| ("X-Custom-Data", p.as_str()))
         .collect();
-    let r = push(&server, "q", &headers).await;
-    refused(&server, "q", r, "65 pairs").await;
+    let r = push(server, "q", &headers).await;
+    refused(server, "q", r, "65 pairs").await;
 
-    let r = push(&server, "ok", &headers[..64]).await;
-    let popped = accepted(&server, "ok", r, "64 pairs").await;
+    let r = push(server, "ok", &headers[..64]).await;
+    let popped = accepted(server, "ok", r, "64 pairs").await;
     let got: Vec<_> = popped.headers().get_all("x-custom-data").iter().collect();
     assert_eq!(got.len(), 64);
     assert_eq!(got[63], "k63=v63");
@@ -242,20 +248,19 @@ async fn custom_data_pairs_are_validated_and_capped() {
     let value = "v ~".repeat(341) + "!";
     assert_eq!(value.len(), 1024);
     let pair = format!("{key}={value}");
-    let r = push(&server, "ok", &[("X-Custom-Data", &pair)]).await;
-    let popped = accepted(&server, "ok", r, "longest key and value").await;
+    let r = push(server, "ok", &[("X-Custom-Data", &pair)]).await;
+    let popped = accepted(server, "ok", r, "longest key and value").await;
     assert_eq!(popped.headers()["x-custom-data"], pair.as_str());
 }
 
-#[tokio::test]
-async fn a_content_type_that_is_not_type_slash_subtype_is_refused() {
-    let server = server().await;
+pub async fn a_content_type_that_is_not_type_slash_subtype_is_refused(t: Target) {
+    let server = t.a();
     for header in ["X-QueueServer-ContentType", "Content-Type"] {
-        let r = push(&server, "q", &[(header, "nonsense")]).await;
-        refused(&server, "q", r, header).await;
+        let r = push(server, "q", &[(header, "nonsense")]).await;
+        refused(server, "q", r, header).await;
     }
     let r = push(
-        &server,
+        server,
         "q",
         &[
             ("X-QueueServer-ContentType", "nonsense"),
@@ -264,7 +269,7 @@ async fn a_content_type_that_is_not_type_slash_subtype_is_refused() {
     )
     .await;
     refused(
-        &server,
+        server,
         "q",
         r,
         "a bad override is not replaced by a good Content-Type",
@@ -272,9 +277,8 @@ async fn a_content_type_that_is_not_type_slash_subtype_is_refused() {
     .await;
 }
 
-#[tokio::test]
-async fn bad_timeouts_and_query_parameters_are_refused() {
-    let server = server().await;
+pub async fn bad_timeouts_and_query_parameters_are_refused(t: Target) {
+    let server = t.a();
     for query in [
         "timeout=-1",
         "timeout=abc",
@@ -301,9 +305,8 @@ async fn bad_timeouts_and_query_parameters_are_refused() {
     assert_eq!(server.get("/qs/ns/q?timeout=300").await.status(), 200);
 }
 
-#[tokio::test]
-async fn unknown_routes_are_404_problems() {
-    let server = server().await;
+pub async fn unknown_routes_are_404_problems(t: Target) {
+    let server = t.a();
     for path in [
         "/nope",
         "/qs/a/b/c",
@@ -317,9 +320,8 @@ async fn unknown_routes_are_404_problems() {
     common::problem(server.post("/nope", "x").await, 404).await;
 }
 
-#[tokio::test]
-async fn the_root_sends_a_browser_to_the_dashboard() {
-    let server = server().await;
+pub async fn the_root_sends_a_browser_to_the_dashboard(t: Target) {
+    let server = t.a();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -330,9 +332,8 @@ async fn the_root_sends_a_browser_to_the_dashboard() {
     common::problem(server.post("/", "x").await, 405).await;
 }
 
-#[tokio::test]
-async fn a_method_a_path_does_not_allow_is_405_with_an_allow_header() {
-    let server = server().await;
+pub async fn a_method_a_path_does_not_allow_is_405_with_an_allow_header(t: Target) {
+    let server = t.a();
     let cases = [
         (Method::PATCH, "/qs/ns/q", "GET, POST, PUT, DELETE"),
         (Method::OPTIONS, "/qs/ns/q", "GET, POST, PUT, DELETE"),
