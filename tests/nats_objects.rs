@@ -9,7 +9,7 @@
 
 mod common;
 mod nats;
-#[allow(dead_code)] // the batch tests' helpers, of which these use a few
+// The batch tests' helpers, of which these use a few.
 #[path = "batch/wire.rs"]
 mod wire;
 
