@@ -277,7 +277,11 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
 /// The parsed problem document of an error response, after checking status
 /// and content type.
 pub async fn problem(r: reqwest::Response, status: u16) -> serde_json::Value {
-    assert_eq!(r.status().as_u16(), status, "status");
+    let got = r.status().as_u16();
+    if got != status {
+        let body = r.text().await.unwrap_or_default();
+        panic!("status {got}, expected {status}: {body}");
+    }
     assert_eq!(
         r.headers()["content-type"],
         "application/problem+json",

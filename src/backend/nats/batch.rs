@@ -84,6 +84,12 @@ impl BatchPush for NatsBatchPush {
         // The objects this batch's elements hold, let go of if it fails.
         let mut held = Vec::new();
         let built = async {
+            if parts.is_empty() {
+                return Ok(());
+            }
+            // The namespace's stream first: holding an object publishes a
+            // marker to it.
+            inner.queue(&ns, &queue).await.map_err(PartError::whole)?;
             for (i, part) in parts.into_iter().enumerate() {
                 let id = ElementId::random();
                 let (blob_id, data, meta, lifetime) = match part {
@@ -122,10 +128,6 @@ impl BatchPush for NatsBatchPush {
                 let headers = message::headers(id, blob_id, data.object(), &meta, lifetime);
                 messages.push((headers, data.payload()));
             }
-            if messages.is_empty() {
-                return Ok(());
-            }
-            inner.queue(&ns, &queue).await.map_err(PartError::whole)?;
             inner
                 .publish_batch(&ns, &names::subject(&ns, &queue), messages)
                 .await
