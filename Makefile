@@ -1,7 +1,7 @@
 # blobq: the commands a developer needs.
 CARGO ?= cargo
 
-.PHONY: run test fuzz lint fmt build release man verify-unit bench bench-durable bench-backlog bench-instructions bench-allocations bench-policy clean
+.PHONY: run test fuzz lint fmt build release man verify-unit bench bench-durable bench-backlog bench-instructions bench-allocations bench-policy bench-nats clean
 
 ## run: start the server on 127.0.0.1:8080 with the defaults
 run:
@@ -27,7 +27,8 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-## bench: blobq against its ceiling and webdis, then the scale cases (docs/PERFORMANCE.md)
+## bench: blobq against its ceiling and webdis, then the scale cases and the NATS
+##        backend's cases (docs/PERFORMANCE.md)
 ## (needs wrk, redis-server, webdis; BENCH_DURATION, BENCH_ROUNDS and more in bench/run.sh)
 ## BENCH_BASELINE=/path/to/old/blobq runs an older binary in the same rounds and
 ## judges blobq against it (an A/B of a change)
@@ -39,6 +40,12 @@ bench:
 ## bench-backlog: a backlog past the memory limit, against --memory-limit 0 and webdis
 bench-backlog:
 	bench/backlog.sh
+
+## bench-nats: the NATS backend through one and two blobq nodes on a three-node
+##       JetStream cluster, against JetStream used directly and the embedded backend
+##       (needs nats-server and wrk; bench/nats.sh)
+bench-nats:
+	bench/nats.sh
 
 ## bench-durable: --data-dir in each --fsync mode against memory and redis AOF
 bench-durable:

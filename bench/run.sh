@@ -28,7 +28,9 @@
 #   BENCH_TARGETS      which targets ("ceiling blobq auth webdis";
 #                      "baseline" is added when BENCH_BASELINE is set;
 #                      "auth" is blobq with a token on every request, 100 B
-#                      only, judged against "blobq" after the table)
+#                      only, judged against "blobq" after the table; "nats",
+#                      in the default set, runs bench/nats.sh after the table:
+#                      the NATS backend's cases, skipped without nats-server)
 #   BENCH_BASELINE     path of an older blobq binary to compare with ("")
 #   BENCH_SCALE        scale cases ("big,blocked,million,storm"; "" for none)
 #   BENCH_SCALE_ARGS   extra arguments for them, e.g. "--million 100000"
@@ -80,6 +82,14 @@ if [[ $TLS_CASES == 1 && " $TARGETS " == *" blobq "* && " $SIZES " == *" 100 "* 
     need openssl "apt-get install -y openssl"
 else
     TLS_CASES=0
+fi
+# The NATS backend's cases are a script of their own, run after the table
+# (bench/nats.sh: its own cluster, rounds and table).
+[[ -n ${BENCH_TARGETS:-} ]] || TARGETS+=" nats"
+NATS_CASES=0
+if [[ " $TARGETS " == *" nats "* ]]; then
+    NATS_CASES=1
+    TARGETS=${TARGETS//nats/}
 fi
 if [[ " $TARGETS " == *" webdis "* ]]; then
     if ! command -v webdis >/dev/null || ! command -v redis-server >/dev/null; then
@@ -597,6 +607,10 @@ mkdir -p "$(dirname "$OUT")"
     if ((JOBS_CASES)) && [[ " $TARGETS " == *" blobq "* ]]; then jobs_verdicts "$ROWS"; fi
     protocol_ratios "$ROWS"
 } | tee "$OUT"
+if ((NATS_CASES)); then
+    echo
+    bench/nats.sh || fail "the NATS backend's cases (bench/nats.sh)"
+fi
 if ((FAILED)); then
     echo "bench: some cases failed (see above)" >&2
     exit 1

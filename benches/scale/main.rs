@@ -7,18 +7,21 @@
 //! cargo bench --bench scale -- batch QUEUE_URL [--elements 100] [--size 100] [--batches N]
 //! cargo bench --bench scale -- jobs --blobq PATH [--only rate,held,polls] [--seconds S] [--held N] [--pollers N]
 //! cargo bench --bench scale -- backlog --blobq PATH | --webdis URL [--bytes N] [--size BYTES] [--serve-args ARGS] [--label TEXT]
+//! cargo bench --bench scale -- jetstream ready|drop|load --servers URL[,URL...] [...]
 //! ```
 //!
 //! `cases` starts a fresh `blobq` for each case (so each RSS figure is its
 //! own) and prints one tab-separated row per result:
 //! `target, case, req/s, p50 ms, p99 ms, note`. `jobs` does the same for
-//! the jobs API (`jobs.rs`). `bench/run.sh` puts them in the table. Cargo runs bench targets under `cargo test --all-targets` too;
+//! the jobs API (`jobs.rs`); `jetstream` measures NATS JetStream used
+//! directly (`jetstream.rs`). `bench/run.sh` puts them in the table. Cargo runs bench targets under `cargo test --all-targets` too;
 //! without the `--bench` flag that `cargo bench` passes, this exits at once.
 
 mod backlog;
 mod batch;
 mod cases;
 mod client;
+mod jetstream;
 mod jobs;
 mod server;
 
@@ -75,8 +78,9 @@ fn main() {
             Some("batch") => batch::batch_command(&args[1..]).await,
             Some("jobs") => jobs::jobs_command(&args[1..]).await,
             Some("backlog") => backlog::backlog_command(&args[1..]).await,
+            Some("jetstream") => jetstream::jetstream_command(&args[1..]).await,
             _ => Err(
-                "usage: scale fill URL ... | scale cases --blobq PATH | scale batch URL ... | scale jobs --blobq PATH | scale backlog --blobq PATH"
+                "usage: scale fill URL ... | scale cases --blobq PATH | scale batch URL ... | scale jobs --blobq PATH | scale backlog --blobq PATH | scale jetstream ready|drop|load ..."
                     .into(),
             ),
         }

@@ -1,0 +1,286 @@
+//! `scale jetstream`: JetStream used directly, the yardstick of the NATS
+//! backend's cases (`bench/nats.sh`): what blobq adds over a client that
+//! publishes and fetches itself, on the same cluster with the same number
+//! of operations in flight.
+//!
+//! ```text
+//! cargo bench --bench scale -- jetstream ready --servers URL[,URL...]
+//! cargo bench --bench scale -- jetstream drop --servers URL --prefix PREFIX
+//! cargo bench --bench scale -- jetstream load --servers URL[,URL...] --size BYTES [--seconds 5] [--inflight 64] [--replicas 3] [--prefill-bytes N] [--stream NAME]
+//! ```
+//!
+//! `ready` waits until the cluster can make a replicated stream (its
+//! JetStream has a leader), `drop` deletes the streams whose names start
+//! with a prefix (blobq's `BLOBQ_` streams between cases). `load` makes a
+//! stream as blobq makes a namespace's (work-queue retention, file storage,
+//! `--replicas` copies) with one durable pull consumer with explicit
+//! acknowledgements, then over one connection to each server given, each
+//! with `--inflight` operations at once: publishes, each waited for until
+//! JetStream acknowledges it, for `--seconds`; then, with the stream topped
+//! up to twice what the pops could take at the publishes' rate, pops for
+//! `--seconds`: a fetch of one message, then its acknowledgement waited for
+//! (double ack), as a blobq pop does. It prints a row for each (`cases.rs`'s
+//! format) and deletes the stream. A pop that finds the stream empty stops
+//! the run with an error: the rate would no longer be that of pops.
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
+use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
+use async_nats::jetstream::Context;
+use futures_util::StreamExt as _;
+
+use super::*;
+use cases::row;
+
+/// The subject the load publishes on, in its own stream.
+const SUBJECT: &str = "scale.jetstream";
+/// How long `ready` keeps trying.
+const READY_WITHIN: Duration = Duration::from_secs(60);
+/// Longest wait for one publish's or acknowledgement's answer.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) async fn jetstream_command(args: &[String]) -> Result<()> {
+    let flags = Flags::parse(args);
+    let servers: Vec<String> = flags
+        .get("servers")
+        .ok_or("jetstream: --servers URL[,URL...]")?
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    match flags.positional.first().map(String::as_str) {
+        Some("ready") => ready(&servers).await,
+        Some("drop") => drop_streams(&servers[0], flags.get("prefix").unwrap_or("BLOBQ_")).await,
+        Some("load") => load(&servers, &flags).await,
+        _ => Err("usage: scale jetstream ready|drop|load --servers URL[,URL...] ...".into()),
+    }
+}
+
+/// A JetStream context on one connection to `url` alone.
+async fn connect(url: &str) -> Result<Context> {
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await?;
+    Ok(async_nats::jetstream::new(client))
+}
+
+/// The stream `load` uses, with blobq's settings for a namespace.
+fn stream_config(name: &str, replicas: usize) -> stream::Config {
+    stream::Config {
+        name: name.to_owned(),
+        subjects: vec![SUBJECT.to_owned()],
+        retention: RetentionPolicy::WorkQueue,
+        storage: StorageType::File,
+        num_replicas: replicas,
+        ..stream::Config::default()
+    }
+}
+
+/// Tries to make (and then deletes) a stream of three replicas until the
+/// cluster manages it.
+async fn ready(servers: &[String]) -> Result<()> {
+    let started = Instant::now();
+    let name = "SCALE_READY";
+    loop {
+        let attempt = async {
+            let js = connect(&servers[0]).await?;
+            js.get_or_create_stream(stream_config(name, servers.len().min(3)))
+                .await?;
+            js.delete_stream(name).await?;
+            Ok::<_, Error>(())
+        };
+        match attempt.await {
+            Ok(()) => return Ok(()),
+            Err(e) if started.elapsed() > READY_WITHIN => {
+                return Err(format!("jetstream: the cluster never made a stream: {e}").into())
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+async fn drop_streams(server: &str, prefix: &str) -> Result<()> {
+    let js = connect(server).await?;
+    let mut names = js.stream_names();
+    let mut doomed = Vec::new();
+    while let Some(name) = names.next().await {
+        let name = name?;
+        if name.starts_with(prefix) {
+            doomed.push(name);
+        }
+    }
+    for name in doomed {
+        js.delete_stream(&name).await?;
+    }
+    Ok(())
+}
+
+/// What one phase of the load measured.
+struct Phase {
+    rate: f64,
+    latencies: Histogram<u64>,
+}
+
+impl Phase {
+    fn print(&self, case: &str, note: &str) {
+        let ms = |q: f64| Some(self.latencies.value_at_quantile(q) as f64 / 1000.0);
+        row(case, Some(self.rate), ms(0.5), ms(0.99), note);
+    }
+}
+
+async fn load(servers: &[String], flags: &Flags) -> Result<()> {
+    let size = flags.num("size", 100)?;
+    let seconds = Duration::from_secs(flags.num("seconds", 5)?);
+    let inflight = flags.num("inflight", CONNECTIONS as u64)? as usize;
+    let replicas = flags.num("replicas", 3)? as usize;
+    let budget = flags.num("prefill-bytes", 2 << 30)?;
+    let name = flags.get("stream").unwrap_or("SCALE_DIRECT").to_owned();
+    let mut links = Vec::new();
+    for url in servers {
+        links.push(connect(url).await?);
+    }
+    let stream = links[0]
+        .get_or_create_stream(stream_config(&name, replicas))
+        .await?;
+    let consumer_config = pull::Config {
+        durable_name: Some("pop".to_owned()),
+        ack_policy: AckPolicy::Explicit,
+        ..pull::Config::default()
+    };
+    stream
+        .get_or_create_consumer("pop", consumer_config)
+        .await?;
+    let body = Bytes::from(vec![b'x'; size as usize]);
+    let label = if size % 1024 == 0 {
+        format!("{} KiB", size / 1024)
+    } else {
+        format!("{size} B")
+    };
+    let result = async {
+        let push = publishes(&links, &body, inflight, Some(seconds), None).await?;
+        let note = match links.len() {
+            1 => format!("1 connection, {inflight} in flight"),
+            n => format!("{n} connections, {inflight} in flight each"),
+        };
+        push.print(&format!("push {label}"), &note);
+        // Topped up to twice what pops at the publishes' rate would take.
+        let want = ((2.0 * push.rate * seconds.as_secs_f64()) as u64).min(budget / size.max(1));
+        let have = queued(&links[0], &name).await?;
+        if want > have {
+            publishes(&links, &body, inflight, None, Some(want - have)).await?;
+        }
+        let mut consumers = Vec::new();
+        for js in &links {
+            consumers.push(
+                js.get_consumer_from_stream::<pull::Config, _, _>("pop", &name)
+                    .await?,
+            );
+        }
+        let pop = pops(&consumers, inflight, seconds).await?;
+        pop.print(
+            &format!("pop {label}"),
+            &format!("{note}; fetch of one, double ack"),
+        );
+        Ok::<_, Error>(())
+    }
+    .await;
+    links[0].delete_stream(&name).await?;
+    result
+}
+
+/// Messages in stream `name`.
+async fn queued(js: &Context, name: &str) -> Result<u64> {
+    Ok(js.get_stream(name).await?.info().await?.state.messages)
+}
+
+/// Publishes of `body`, `inflight` at a time on each connection, each
+/// waited for until acknowledged: for `time`, or `count` in all.
+async fn publishes(
+    links: &[Context],
+    body: &Bytes,
+    inflight: usize,
+    time: Option<Duration>,
+    count: Option<u64>,
+) -> Result<Phase> {
+    let left = Arc::new(AtomicU64::new(count.unwrap_or(u64::MAX)));
+    let started = Instant::now();
+    let until = time.map(|t| started + t);
+    let mut tasks = Vec::new();
+    for js in links {
+        for _ in 0..inflight {
+            let (js, body, left) = (js.clone(), body.clone(), left.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Histogram::<u64>::new(3)?;
+                while until.is_none_or(|u| Instant::now() < u)
+                    && left
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                        .is_ok()
+                {
+                    let sent = Instant::now();
+                    let ack = async { js.publish(SUBJECT, body.clone()).await?.await };
+                    tokio::time::timeout(OPERATION_TIMEOUT, ack)
+                        .await
+                        .map_err(|_| "jetstream: no publish acknowledgement in time")??;
+                    latencies.record(sent.elapsed().as_micros() as u64)?;
+                }
+                Ok::<_, Error>(latencies)
+            }));
+        }
+    }
+    finish(tasks, started).await
+}
+
+/// Pops, `inflight` at a time on each connection, for `time`: a fetch of
+/// one message and its acknowledgement, waited for.
+async fn pops(consumers: &[PullConsumer], inflight: usize, time: Duration) -> Result<Phase> {
+    let started = Instant::now();
+    let until = started + time;
+    let mut tasks = Vec::new();
+    for consumer in consumers {
+        for _ in 0..inflight {
+            let consumer = consumer.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Histogram::<u64>::new(3)?;
+                while Instant::now() < until {
+                    let sent = Instant::now();
+                    let pop = async {
+                        let mut batch = consumer.fetch().max_messages(1).messages().await?;
+                        match batch.next().await {
+                            Some(msg) => {
+                                msg?.double_ack().await?;
+                                Ok::<_, Error>(true)
+                            }
+                            None => Ok(false),
+                        }
+                    };
+                    let popped = tokio::time::timeout(OPERATION_TIMEOUT, pop)
+                        .await
+                        .map_err(|_| "jetstream: no fetch or acknowledgement in time")??;
+                    if !popped {
+                        return Err(
+                            "jetstream: a pop found the stream empty (prefill too small)".into(),
+                        );
+                    }
+                    latencies.record(sent.elapsed().as_micros() as u64)?;
+                }
+                Ok::<_, Error>(latencies)
+            }));
+        }
+    }
+    finish(tasks, started).await
+}
+
+/// Every task's latencies together, and the operations per second over
+/// the time until the last task ended.
+async fn finish(
+    tasks: Vec<tokio::task::JoinHandle<Result<Histogram<u64>>>>,
+    started: Instant,
+) -> Result<Phase> {
+    let mut latencies = Histogram::<u64>::new(3)?;
+    for t in tasks {
+        latencies.add(t.await??)?;
+    }
+    Ok(Phase {
+        rate: latencies.len() as f64 / started.elapsed().as_secs_f64(),
+        latencies,
+    })
+}
