@@ -30,13 +30,6 @@ const SETTLE_WAIT: Duration = Duration::from_secs(1);
 /// and a hand-back after its waiter left.
 const REQUEST_GRACE: Duration = Duration::from_secs(2);
 
-/// How long a pop that would not wait gives JetStream to hand over a
-/// message. A no-wait pull can answer "no messages" for an element whose
-/// publish was acknowledged an instant before (the consumer has not yet
-/// taken in the stream's new message), which would break read-your-writes
-/// for a client that pushes and then pops; an empty queue costs this much
-/// latency on NATS instead.
-const IMMEDIATE_POP_GRACE: Duration = Duration::from_millis(50);
 /// Pause before a waiting pop asks again when nobody answered its pull.
 const NO_RESPONDERS_PAUSE: Duration = Duration::from_millis(100);
 
@@ -286,7 +279,7 @@ impl Inner {
             let mut batch = consumer
                 .batch()
                 .max_messages(1)
-                .expires(IMMEDIATE_POP_GRACE)
+                .expires(self.config.empty_pop_wait)
                 .messages()
                 .await
                 .map_err(|e| nats_error("the pop", e))?;

@@ -65,6 +65,15 @@ pub struct NatsSettings {
         value_name = "S"
     )]
     pub request_timeout: Option<u64>,
+    /// Milliseconds a pop that would not wait gives JetStream to hand over
+    /// an element: a pull that asks for no wait at all can miss one whose
+    /// push was acknowledged an instant before [default: 50]
+    #[arg(
+        long = "nats-empty-pop-wait",
+        env = "BLOBQ_NATS_EMPTY_POP_WAIT",
+        value_name = "MS"
+    )]
+    pub empty_pop_wait: Option<u64>,
     /// Largest body kept inline in a JetStream message; a larger one is
     /// kept in the object store (see --blob-store) [default: 262144]
     #[arg(
@@ -126,6 +135,8 @@ pub struct NatsConfig {
     pub replicas: usize,
     pub ack_wait: Duration,
     pub request_timeout: Duration,
+    /// How long a pop that would not wait still pulls.
+    pub empty_pop_wait: Duration,
     pub max_inline: u64,
     /// Where bodies past `max_inline` are kept.
     pub blob_store: BlobStore,
@@ -185,6 +196,7 @@ impl NatsSettings {
             replicas: self.replicas.or(lower.replicas),
             ack_wait: self.ack_wait.or(lower.ack_wait),
             request_timeout: self.request_timeout.or(lower.request_timeout),
+            empty_pop_wait: self.empty_pop_wait.or(lower.empty_pop_wait),
             max_inline: self.max_inline.or(lower.max_inline),
             blob_store: self.blob_store.or(lower.blob_store),
             blob_store_endpoint: self.blob_store_endpoint.or(lower.blob_store_endpoint),
@@ -247,6 +259,12 @@ impl NatsSettings {
         if request_timeout == 0 {
             return Err("nats-request-timeout must be at least 1 second".into());
         }
+        let empty_pop_wait = self.empty_pop_wait.unwrap_or(50);
+        if empty_pop_wait == 0 || empty_pop_wait > 1000 * request_timeout {
+            return Err(
+                "nats-empty-pop-wait must be at least 1 ms and within nats-request-timeout".into(),
+            );
+        }
         let max_inline = self.max_inline.unwrap_or(DEFAULT_MAX_INLINE);
         if max_inline == 0 {
             return Err("nats-max-inline must be at least 1 byte".into());
@@ -269,6 +287,7 @@ impl NatsSettings {
             replicas,
             ack_wait: Duration::from_secs(ack_wait),
             request_timeout: Duration::from_secs(request_timeout),
+            empty_pop_wait: Duration::from_millis(empty_pop_wait),
             max_inline,
             blob_store,
             sweep_interval: Duration::from_secs(sweep_interval),
@@ -357,5 +376,26 @@ mod tests {
             ..with("nats://a:4222")
         };
         assert!(bad.resolve().is_err());
+    }
+
+    #[test]
+    fn a_pop_that_would_not_wait_still_pulls_for_a_bounded_while() {
+        let c = with("nats://a:4222").resolve().unwrap().unwrap();
+        assert_eq!(c.empty_pop_wait.as_millis(), 50);
+        let set = |ms| NatsSettings {
+            empty_pop_wait: Some(ms),
+            ..with("nats://a:4222")
+        };
+        assert_eq!(
+            set(5)
+                .resolve()
+                .unwrap()
+                .unwrap()
+                .empty_pop_wait
+                .as_millis(),
+            5
+        );
+        assert!(set(0).resolve().is_err());
+        assert!(set(5001).resolve().is_err(), "past the request timeout");
     }
 }
