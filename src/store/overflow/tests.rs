@@ -123,9 +123,20 @@ fn stale_spill_folders_go_and_live_ones_stay() {
     std::fs::write(stale.join("segment-00000000"), b"old").unwrap();
     let other = root.path().join("not-ours");
     std::fs::create_dir(&other).unwrap();
+    // Folders of other programs that merely share the prefix are left alone.
+    let lookalike = root.path().join("blobq-bench.Ab12Cd");
+    std::fs::create_dir(&lookalike).unwrap();
+    let holding_more = root.path().join("blobq-abc123");
+    std::fs::create_dir(&holding_more).unwrap();
+    std::fs::write(holding_more.join("rows.tsv"), b"x").unwrap();
     let live = SpillFolder::create(root.path()).unwrap();
     assert!(!stale.exists(), "a folder nobody holds is removed");
     assert!(other.exists(), "other names are left alone");
+    assert!(lookalike.exists(), "a longer name is not a spill folder");
+    assert!(
+        holding_more.exists(),
+        "a folder holding other files is kept"
+    );
     let name = live.path().file_name().unwrap().to_str().unwrap();
     assert!(name.starts_with("blobq-"), "{name}");
     // A second store in the same directory leaves the first one's folder.
