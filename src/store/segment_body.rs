@@ -120,13 +120,18 @@ impl SyncedWithLog for Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::overflow::{Overflow, Removal};
+    use crate::store::overflow::{Overflow, OverflowConfig, Removal};
 
     #[tokio::test]
     async fn a_segment_body_is_named_by_number_and_offset_and_checked_on_read() {
         let dir = tempfile::tempdir().unwrap();
-        let overflow =
-            Overflow::durable(dir.path().to_owned(), Default::default(), 7, Removal::Now);
+        // Each body read alone, so every read sees the file as it is now
+        // (a read-ahead window would keep what an earlier read found).
+        let config = OverflowConfig {
+            read_ahead_bytes: 0,
+            ..Default::default()
+        };
+        let overflow = Overflow::durable(dir.path().to_owned(), config, 7, Removal::Now);
         let first = overflow.append(Bytes::from_static(b"first")).await.unwrap();
         let second = overflow
             .append(Bytes::from_static(b"second"))
@@ -161,6 +166,36 @@ mod tests {
         drop(first);
     }
 
+    #[tokio::test]
+    async fn damage_is_found_through_a_read_ahead_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let overflow =
+            Overflow::durable(dir.path().to_owned(), Default::default(), 0, Removal::Now);
+        let mut bodies = Vec::new();
+        for text in [&b"one"[..], b"two", b"three"] {
+            let body = overflow.append(Bytes::from_static(text)).await.unwrap();
+            bodies.push(SegmentBody::new(body, crc32c::crc32c(text)));
+        }
+        let path = dir.path().join("segment-00000000");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[4] ^= 1;
+        // The last body cut short too: the window over all three cannot be
+        // read whole, and each body is then read alone.
+        std::fs::write(&path, &bytes[..9]).unwrap();
+        assert!(matches!(
+            bodies[0].read_checked().await.unwrap(),
+            SegmentRead::Intact(b) if &b[..] == b"one"
+        ));
+        assert!(matches!(
+            bodies[1].read_checked().await.unwrap(),
+            SegmentRead::Damaged(Damage::Checksum)
+        ));
+        assert!(matches!(
+            bodies[2].read_checked().await.unwrap(),
+            SegmentRead::Damaged(Damage::Size)
+        ));
+    }
+
     /// A body dropped while the log names it (the store stopping) keeps
     /// its segment's file; one whose end was logged lets it go.
     #[tokio::test]
@@ -174,6 +209,7 @@ mod tests {
         let config = crate::store::overflow::OverflowConfig {
             segment_bytes: 4,
             compact_percent: 0,
+            ..Default::default()
         };
         let overflow = Overflow::durable(dir.path().to_owned(), config, 0, removal);
         let gone = SegmentBody::new(

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 
+use super::read_ahead::read_range;
 use super::segment::Segment;
 
 /// The bytes of one blob, `len` of them at `offset` of a segment.
@@ -46,16 +47,16 @@ impl OverflowBody {
             .clone()
     }
 
-    /// Reads the bytes, off the runtime's threads (a segment evicted from
-    /// the page cache is a disk read). The segment read from is held until
-    /// the read ends, so a body moved meanwhile still reads whole.
+    /// Reads the bytes: from a window read ahead if one covers them (its
+    /// overflow's), else with one positioned read of them and what follows,
+    /// off the runtime's threads. The segment read from is held until the
+    /// read ends, so a body moved meanwhile still reads whole.
     pub async fn read(&self) -> io::Result<Bytes> {
-        let Place { segment, offset } = self.place();
-        let len = usize::try_from(self.len).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let read = tokio::task::spawn_blocking(move || segment.read_at(len, offset));
-        match read.await {
-            Ok(bytes) => bytes.map(Bytes::from),
-            Err(e) => Err(io::Error::other(e)),
+        let place = self.place();
+        match place.segment.owner() {
+            Some(overflow) => overflow.read(place, self.len).await,
+            // The store is going away: no read-ahead to share.
+            None => read_range(place.segment, place.offset, self.len).await,
         }
     }
 

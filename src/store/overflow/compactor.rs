@@ -4,8 +4,9 @@
 //! last body has moved and its last reader finished.
 //!
 //! It takes no namespace lock: a body is found through its segment, not its
-//! queue. Pushes wait on it only while the writer hands out room, and a pop
-//! reading a body that is being moved reads the old place, held by `Arc`.
+//! queue. Its copies join the writer's queue like any append (pushes wait on
+//! it only as on each other), and a pop reading a body that is being moved
+//! reads the old place, held by `Arc`.
 
 use std::io;
 use std::sync::{Arc, Weak};
@@ -32,15 +33,20 @@ pub(super) async fn run(overflow: Weak<Overflow>, wake: Arc<Notify>, closing: Ca
         let Some(strong) = overflow.upgrade() else {
             return;
         };
-        // Reads and writes of whole segments: off the runtime's threads.
-        let done = tokio::task::spawn_blocking(move || strong.compact_candidates()).await;
-        match done {
-            Ok(Ok(())) if failing => {
+        // Stopped at shutdown: a body copied but not yet moved stays where
+        // it is, its copy unused.
+        let compacted = tokio::select! {
+            done = strong.compact_candidates() => done,
+            () = closing.cancelled() => return,
+        };
+        drop(strong);
+        match compacted {
+            Ok(()) if failing => {
                 failing = false;
                 tracing::info!("overflow segments can be compacted again");
             }
-            Ok(Ok(())) | Err(_) => {}
-            Ok(Err(e)) => {
+            Ok(()) => {}
+            Err(e) => {
                 if !failing {
                     tracing::warn!(error = %e, "could not compact overflow segments; they stay as they are until it can");
                 }
@@ -59,15 +65,15 @@ pub(super) async fn run(overflow: Weak<Overflow>, wake: Arc<Notify>, closing: Ca
 impl Overflow {
     /// Compacts every segment worth it, stopping at the first failure (a
     /// full disk, most often: every body not yet moved stays where it is).
-    pub(super) fn compact_candidates(&self) -> io::Result<()> {
+    pub(super) async fn compact_candidates(&self) -> io::Result<()> {
         for segment in self.compaction_candidates() {
-            self.compact(&segment)?;
+            self.compact(&segment).await?;
         }
         Ok(())
     }
 
     /// Moves every live body of `segment` into the current segment.
-    pub(super) fn compact(&self, segment: &Arc<Segment>) -> io::Result<()> {
+    pub(super) async fn compact(&self, segment: &Arc<Segment>) -> io::Result<()> {
         for body in segment.placed_bodies() {
             // Dropped since: nothing to move. Held from here on, so it
             // cannot be dropped half-way through its move.
@@ -76,10 +82,9 @@ impl Overflow {
             if !Arc::ptr_eq(&from.segment, segment) {
                 continue; // moved already
             }
-            let len = usize::try_from(body.size()).map_err(|_| io::ErrorKind::InvalidInput)?;
-            let bytes = segment.read_at(len, from.offset)?;
-            let to = self.reserve(body.size())?;
-            to.segment.write_at(&bytes, to.offset)?;
+            // Read ahead like a pop: the bodies are in offset order.
+            let bytes = self.read(from.clone(), body.size()).await?;
+            let to = self.write(bytes).await?;
             body.move_to(&from, to);
         }
         Ok(())

@@ -8,7 +8,11 @@
 //! servers sharing a spill directory never touch each other's folders. A
 //! folder is created under a staging name and locked before it is renamed
 //! to `blobq-*`, so no folder of that name is ever unlocked while its
-//! process lives.
+//! process lives. Only folders that look exactly like a spill folder (the
+//! prefix and six random characters, holding nothing but segments and
+//! spill files) are ever removed: `--spill-dir` is often a shared temporary
+//! directory, where other programs' `blobq-something` folders are none of
+//! a server's business.
 
 use std::fs::{File, TryLockError};
 use std::io;
@@ -19,6 +23,8 @@ use std::time::{Duration, SystemTime};
 const PREFIX: &str = "blobq-";
 /// Names of folders not yet locked.
 const STAGING_PREFIX: &str = ".blobq-new-";
+/// How many random characters follow the prefix (tempfile's default).
+const RANDOM_CHARS: usize = 6;
 /// A staging folder this old was left by a process that died while making
 /// it (a live one renames it at once).
 const STAGING_GRACE: Duration = Duration::from_secs(60);
@@ -39,6 +45,7 @@ impl SpillFolder {
         remove_stale(root);
         let staging = tempfile::Builder::new()
             .prefix(STAGING_PREFIX)
+            .rand_bytes(RANDOM_CHARS)
             .tempdir_in(root)?;
         let lock = File::open(staging.path())?;
         lock.try_lock().map_err(io::Error::from)?;
@@ -85,12 +92,15 @@ fn remove_stale(root: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let staging = name.starts_with(STAGING_PREFIX);
-        if !(name.starts_with(PREFIX) || staging) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+        let staging = is_named(name, STAGING_PREFIX);
+        if !(is_named(name, PREFIX) || staging) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
         let path = entry.path();
         if staging && !older_than(&path, STAGING_GRACE) {
+            continue;
+        }
+        if !holds_only_spill_files(&path) {
             continue;
         }
         if let Err(e) = remove_if_unlocked(&path) {
@@ -111,6 +121,29 @@ fn remove_if_unlocked(dir: &Path) -> io::Result<()> {
     std::fs::remove_dir_all(dir)?;
     tracing::info!(dir = %dir.display(), "removed the spill folder of a process that is gone");
     Ok(())
+}
+
+/// `prefix` and then exactly the random characters a spill folder gets.
+fn is_named(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix).is_some_and(|rest| {
+        rest.len() == RANDOM_CHARS && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+/// Whether `dir` holds only what a server puts in its spill folder:
+/// overflow segments and spill files.
+fn holds_only_spill_files(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.into_iter().all(|entry| {
+        entry.is_ok_and(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            e.file_type().is_ok_and(|t| t.is_file())
+                && (name.starts_with("segment-") || name.starts_with("blob-"))
+        })
+    })
 }
 
 fn older_than(path: &Path, age: Duration) -> bool {

@@ -2,8 +2,12 @@
 //! budget: small bodies appended to shared overflow segments instead of a
 //! file each, read back by (segment, offset, length).
 //!
-//! - [`Overflow`] (here): the one writer, which hands out room in the
-//!   current segment and starts the next when it is full.
+//! - [`Overflow`] (here): appends and the settings.
+//! - `writer`: the one writer, which hands out room in the current segment
+//!   (starting the next when it is full) and writes the bodies queued there
+//!   many at a time.
+//! - `read_ahead`: windows read ahead of pops in segment order, which serve
+//!   the bodies that follow from memory.
 //! - `segment`: a segment's file, live bytes and bodies; it is removed when
 //!   nothing in it is live any more.
 //! - `body`: a body's place, changed by the compactor, read by anyone.
@@ -19,16 +23,19 @@
 mod body;
 mod compactor;
 mod folder;
+mod read_ahead;
 mod segment;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use body::OverflowBody;
@@ -36,6 +43,8 @@ pub(crate) use folder::SpillFolder;
 pub(crate) use segment::Segment;
 
 use body::Place;
+use read_ahead::ReadAhead;
+use writer::Writer;
 
 /// What happens to a segment's file once nothing in it is live and nothing
 /// reads it.
@@ -71,6 +80,16 @@ pub struct OverflowConfig {
     /// A sealed segment whose live bytes fall below this percentage of its
     /// size is compacted; 0 never compacts.
     pub compact_percent: u8,
+    /// Bytes of bodies waiting to be written at most: an append finding
+    /// the queue full waits for room, so a slow disk slows pushes rather
+    /// than holding their bodies in memory.
+    pub write_queue_bytes: u64,
+    /// Bytes read at once from a segment for a pop (its body and those
+    /// after it); 0 reads each body alone.
+    pub read_ahead_bytes: u64,
+    /// Read-ahead windows kept at most, the least recently used dropped
+    /// first.
+    pub read_ahead_windows: usize,
 }
 
 impl Default for OverflowConfig {
@@ -78,6 +97,9 @@ impl Default for OverflowConfig {
         OverflowConfig {
             segment_bytes: 64 << 20,
             compact_percent: 25,
+            write_queue_bytes: 8 << 20,
+            read_ahead_bytes: 1 << 20,
+            read_ahead_windows: 8,
         }
     }
 }
@@ -90,21 +112,22 @@ pub struct Overflow {
     dir: PathBuf,
     config: OverflowConfig,
     writer: Mutex<Writer>,
+    /// One permit a byte of the bodies queued to be written
+    /// (`write_queue_bytes`), given back once they are.
+    queue_room: Arc<Semaphore>,
+    read_ahead: ReadAhead,
     /// Sealed segments, for the compactor to look through; a segment
     /// nothing holds any more is gone from here too.
     sealed: Mutex<Vec<Weak<Segment>>>,
     compactor: Arc<Notify>,
     removal: Removal,
-}
-
-/// The segment being written and where its next body goes. Held only to
-/// hand out room (and to create a file when a segment fills), never while
-/// bytes are written, so appends run side by side.
-#[derive(Debug)]
-struct Writer {
-    current: Option<Arc<Segment>>,
-    next_offset: u64,
-    next_number: u64,
+    /// Writes made to segment files and reads made from them, for the
+    /// tests that check bodies share them.
+    writes: AtomicU64,
+    reads: AtomicU64,
+    /// Writes still to fail, for the tests of a failed write.
+    #[cfg(test)]
+    fail_writes: AtomicU64,
 }
 
 impl Overflow {
@@ -135,14 +158,16 @@ impl Overflow {
             me: me.clone(),
             dir,
             config,
-            writer: Mutex::new(Writer {
-                current: None,
-                next_offset: 0,
-                next_number: first_number,
-            }),
+            writer: Mutex::new(Writer::numbered_from(first_number)),
+            queue_room: Arc::new(Semaphore::new(queue_room(&config))),
+            read_ahead: ReadAhead::new(config.read_ahead_bytes, config.read_ahead_windows),
             sealed: Mutex::new(Vec::new()),
             compactor: Arc::new(Notify::new()),
             removal,
+            writes: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            #[cfg(test)]
+            fail_writes: AtomicU64::new(0),
         })
     }
 
@@ -181,48 +206,33 @@ impl Overflow {
         ));
     }
 
-    /// Appends a body. The write goes through the page cache, unsynced (the
-    /// bytes die with the process anyway), on a blocking thread: a write
-    /// can wait while the kernel flushes dirty pages.
+    /// Appends a body, answering once its bytes are written (through the
+    /// page cache, unsynced: they die with the process anyway), so that a
+    /// write that fails (a full disk) fails this append and no other.
     pub async fn append(&self, bytes: Bytes) -> io::Result<Arc<OverflowBody>> {
         let len = bytes.len() as u64;
-        let place = self.reserve(len)?;
-        let written = {
-            let place = place.clone();
-            tokio::task::spawn_blocking(move || place.segment.write_at(&bytes, place.offset))
-        };
-        match written.await {
-            Ok(result) => result?,
-            Err(e) => return Err(io::Error::other(e)),
-        }
+        let place = self.write(bytes).await?;
         Ok(OverflowBody::placed(place, len))
     }
 
-    /// Room for `len` bytes in the current segment, sealing it and
-    /// starting the next if they do not fit (an empty segment takes any
-    /// body, so one larger than a segment still fits somewhere).
-    fn reserve(&self, len: u64) -> io::Result<Place> {
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let full = writer.next_offset > 0 && writer.next_offset + len > self.config.segment_bytes;
-        if writer.current.is_none() || full {
-            let number = writer.next_number;
-            let segment = Arc::new(Segment::create(
-                self.dir.join(segment_name(number)),
-                self.config.compact_percent,
-                self.me.clone(),
-                self.removal.clone(),
-            )?);
-            writer.next_number += 1;
-            writer.next_offset = 0;
-            if let Some(old) = writer.current.replace(segment) {
-                self.seal(old);
-            }
+    /// Writes `bytes` at the end of the current segment, with the bytes
+    /// queued alongside, and says where they are. The room is taken even
+    /// if this future is dropped: the write goes ahead, its room unused.
+    async fn write(&self, bytes: Bytes) -> io::Result<Place> {
+        // A body larger than the whole queue waits for it to be empty.
+        let permits = bytes.len().min(queue_room(&self.config));
+        let permits = u32::try_from(permits).unwrap_or(u32::MAX);
+        let room = self
+            .queue_room
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+            .map_err(io::Error::other)?;
+        let (place, written) = self.enqueue(bytes, room)?;
+        match written.await {
+            Ok(result) => result.map(|()| place),
+            Err(_) => Err(io::Error::other("the overflow writer stopped")),
         }
-        let offset = writer.next_offset;
-        writer.next_offset += len;
-        let segment = writer.current.clone().ok_or(io::ErrorKind::NotFound)?;
-        segment.extend_to(writer.next_offset);
-        Ok(Place { segment, offset })
     }
 
     /// The writer moved on from `segment`: it is removed as soon as nothing
@@ -233,27 +243,6 @@ impl Overflow {
         sealed.push(Arc::downgrade(&segment));
         drop(sealed);
         segment.seal();
-    }
-
-    /// Seals `segment` if it is the one being written and nothing in it is
-    /// live any more, so its file goes now rather than at the next
-    /// rollover. A body whose room was handed out but not yet written keeps
-    /// the segment until it is written, as in any sealed segment.
-    fn retire_if_empty(&self, segment: &Segment) {
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let current = writer
-            .current
-            .as_ref()
-            .is_some_and(|c| std::ptr::eq(Arc::as_ptr(c), segment));
-        if !current || segment.live_bytes() > 0 {
-            return;
-        }
-        let Some(old) = writer.current.take() else {
-            return;
-        };
-        writer.next_offset = 0;
-        drop(writer);
-        self.seal(old);
     }
 
     /// Sealed segments worth compacting now.
@@ -267,6 +256,40 @@ impl Overflow {
             .collect()
     }
 
+    /// Writes to segment files so far (one for many bodies when they
+    /// queue up together).
+    #[cfg(test)]
+    fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Reads from segment files so far (one for many bodies when they are
+    /// read ahead).
+    #[cfg(test)]
+    fn reads(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Makes the next `count` writes fail as a full disk would.
+    #[cfg(test)]
+    fn fail_next_writes(&self, count: u64) {
+        self.fail_writes
+            .store(count, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A write failing on purpose, if one is due.
+    #[cfg(test)]
+    fn injected_fault(&self) -> io::Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self
+            .fail_writes
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+        {
+            Ok(_) => Err(io::Error::from_raw_os_error(libc::ENOSPC)),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// How many segment files exist (sealed ones still held, and the
     /// current one).
     #[cfg(test)]
@@ -275,9 +298,15 @@ impl Overflow {
             .writer
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .current
-            .is_some();
+            .has_current();
         let sealed = self.sealed.lock().unwrap_or_else(PoisonError::into_inner);
         sealed.iter().filter(|s| s.strong_count() > 0).count() + usize::from(current)
     }
+}
+
+/// Permits of the write queue: one a byte, as many as the semaphore holds.
+fn queue_room(config: &OverflowConfig) -> usize {
+    usize::try_from(config.write_queue_bytes)
+        .unwrap_or(usize::MAX)
+        .clamp(1, Semaphore::MAX_PERMITS)
 }

@@ -10,6 +10,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +19,9 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use super::body::OverflowBody;
 use super::{Overflow, Removal};
 
+/// The most buffers one `pwritev` takes (Linux's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
+
 pub(crate) struct Segment {
     path: PathBuf,
     file: File,
@@ -25,6 +29,9 @@ pub(crate) struct Segment {
     live: AtomicU64,
     /// Bytes handed out by the writer; final once sealed.
     end: AtomicU64,
+    /// Every byte below this has been written, or is room whose write
+    /// failed and that no body refers to: what a read-ahead may read.
+    written: AtomicU64,
     /// Set when the writer moved on to the next segment: only a sealed
     /// segment is compacted.
     sealed: AtomicBool,
@@ -64,6 +71,7 @@ impl Segment {
             file,
             live: AtomicU64::new(0),
             end: AtomicU64::new(0),
+            written: AtomicU64::new(0),
             sealed: AtomicBool::new(false),
             compact_percent,
             bodies: Mutex::new(Vec::new()),
@@ -74,7 +82,8 @@ impl Segment {
     }
 
     /// Opens a segment an earlier process of a data directory wrote
-    /// (durable mode's restart): sealed, its end the file's length.
+    /// (durable mode's restart): sealed, its end the file's length, all
+    /// of it written (read-ahead may read any of it).
     pub fn reopen(
         path: PathBuf,
         compact_percent: u8,
@@ -88,6 +97,7 @@ impl Segment {
             file,
             live: AtomicU64::new(0),
             end: AtomicU64::new(end),
+            written: AtomicU64::new(end),
             sealed: AtomicBool::new(true),
             compact_percent,
             bodies: Mutex::new(Vec::new()),
@@ -112,8 +122,76 @@ impl Segment {
         self.kept.store(true, Ordering::Release);
     }
 
-    pub fn write_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
-        self.file.write_all_at(bytes, offset)
+    /// Writes `bufs` one after the other from `offset`, with as few
+    /// `pwritev` calls as the kernel allows.
+    pub fn write_vectored_at(&self, bufs: &[&[u8]], mut offset: u64) -> io::Result<()> {
+        let mut iov: Vec<libc::iovec> = bufs
+            .iter()
+            .map(|b| libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            })
+            .collect();
+        let mut first = 0;
+        loop {
+            while iov.get(first).is_some_and(|v| v.iov_len == 0) {
+                first += 1;
+            }
+            if first == iov.len() {
+                return Ok(());
+            }
+            let count = (iov.len() - first).min(IOV_MAX);
+            let at = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+            // SAFETY: the iovecs point into `bufs`, borrowed for this call,
+            // each with its own length; the file descriptor is ours.
+            let wrote = unsafe {
+                libc::pwritev(
+                    self.file.as_raw_fd(),
+                    iov[first..].as_ptr(),
+                    count as libc::c_int,
+                    at,
+                )
+            };
+            let mut wrote = match usize::try_from(wrote) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(_) => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            };
+            offset += wrote as u64;
+            // Skip what was written; a short write resumes mid-buffer.
+            while wrote > 0 {
+                let v = &mut iov[first];
+                let n = wrote.min(v.iov_len);
+                // SAFETY: `n` is at most the buffer's remaining length.
+                v.iov_base = unsafe { v.iov_base.cast::<u8>().add(n).cast() };
+                v.iov_len -= n;
+                wrote -= n;
+                if v.iov_len == 0 {
+                    first += 1;
+                }
+            }
+        }
+    }
+
+    /// Every byte below `end` is written (or lost to a failed write that
+    /// no body refers to).
+    pub fn written_to(&self, end: u64) {
+        self.written.fetch_max(end, Ordering::AcqRel);
+    }
+
+    pub fn written_end(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// The store's overflow, while it exists.
+    pub fn owner(&self) -> Option<Arc<Overflow>> {
+        self.owner.upgrade()
     }
 
     pub fn read_at(&self, len: usize, offset: u64) -> io::Result<Vec<u8>> {
