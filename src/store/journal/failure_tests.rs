@@ -234,3 +234,35 @@ async fn a_segment_that_cannot_be_sealed_grows_and_the_fault_clears_once_it_is()
     assert_eq!(logged(dir.path()).len() as u128, id + 1);
     journal.close();
 }
+
+/// In `batch` mode a new blob file's bytes are synced by the background
+/// flush, before the log that names it (`always` mode synced them before
+/// the record was made; `never` syncs nothing); a file removed meanwhile
+/// needs nothing and is no fault.
+#[tokio::test]
+async fn batch_mode_syncs_a_blob_file_with_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(dir.path(), FsyncMode::Batch, Duration::from_millis(10));
+    let file = dir.path().join("blob");
+    std::fs::write(&file, b"bytes").unwrap();
+    journal.file_added(&file);
+    journal.file_added(&dir.path().join("already-gone"));
+    assert_eq!(journal.pending().body_files.len(), 2);
+    mark(&journal, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // The files are synced before the log: once the record is synced, so
+    // are they.
+    while journal.shared.progress.borrow().synced < 1 {
+        assert!(Instant::now() < deadline, "the log was never synced");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(journal.fault().is_none());
+    journal.close();
+    for mode in [FsyncMode::Always, FsyncMode::Never] {
+        let other = tempfile::tempdir().unwrap();
+        let journal = quiet(other.path(), mode);
+        journal.file_added(&file);
+        assert!(journal.pending().body_files.is_empty(), "{mode:?}");
+        journal.close();
+    }
+}

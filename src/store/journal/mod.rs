@@ -69,11 +69,26 @@ pub enum Commit {
     Consumed,
 }
 
-/// A file the log's records point into: durable mode's overflow segments.
+/// A file the log's records point into: durable mode's overflow segments
+/// and, in `batch` mode, blob files.
 /// Synced with the log, and before it, so that a record on stable storage
 /// never names bytes that are not.
 pub trait SyncedWithLog: Send + Sync {
     fn sync_data(&self) -> std::io::Result<()>;
+}
+
+/// The bytes of a blob file of the data directory, synced by its path. A
+/// file already removed has nothing left to make durable.
+struct BlobFileBytes(PathBuf);
+
+impl SyncedWithLog for BlobFileBytes {
+    fn sync_data(&self) -> std::io::Result<()> {
+        match std::fs::File::open(&self.0) {
+            Ok(file) => file.sync_data(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// The log's writing end.
@@ -153,9 +168,16 @@ impl Journal {
         self.pending().unlink.push(path);
     }
 
-    /// A new blob file exists: sync its folder with the next log sync.
-    pub fn file_added(&self) {
-        self.pending().new_files = true;
+    /// A new blob file exists: sync its folder with the next log sync, and
+    /// in `batch` mode its bytes too, before the log (in `always` mode they
+    /// were synced before its record was made; `never` syncs nothing).
+    pub fn file_added(&self, path: &std::path::Path) {
+        let mut p = self.pending();
+        p.new_files = true;
+        if self.shared.mode == FsyncMode::Batch {
+            let file: Arc<dyn SyncedWithLog> = Arc::new(BlobFileBytes(path.to_owned()));
+            p.body_files.push(file);
+        }
     }
 
     /// A record just appended names bytes of `file`: sync it with the next

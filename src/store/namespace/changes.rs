@@ -146,7 +146,7 @@ impl ChangeLog {
         });
         if let Some(file) = blob.content().stored_file() {
             file.keep();
-            journal.file_added();
+            journal.file_added(file.path());
         }
         if let Some(body) = blob.content().segment() {
             body.set_logged(true);
