@@ -10,6 +10,8 @@
 //! The NATS runs are skipped without `nats-server` unless
 //! `BLOBQ_REQUIRE_NATS=1`.
 
+#[path = "jobs/api.rs"]
+mod api;
 #[path = "nats_jobs/client.rs"]
 mod client;
 mod common;
@@ -19,9 +21,9 @@ mod nats;
 #[path = "nats_jobs/workers.rs"]
 mod workers;
 
-use common::{header, TestServer};
+pub use api::*;
+use common::TestServer;
 use nats::NatsServer;
-use serde_json::Value;
 
 /// A blobq node on `nats`.
 async fn nats_node(nats: &NatsServer) -> TestServer {
@@ -73,96 +75,3 @@ on_both_backends!(
     workers::cancel_takes_a_pending_job_out_and_revokes_a_running_one,
     workers::workers_on_both_nodes_finish_each_job_once,
 );
-
-/// A job a worker holds.
-#[derive(Debug, Clone)]
-pub struct Held {
-    pub id: String,
-    pub receipt: String,
-    pub body: Vec<u8>,
-    pub attempt: u64,
-}
-
-/// Submits `input` to `/jobs/{nsq}` with `headers`; the answer.
-pub async fn submit_with(
-    server: &TestServer,
-    nsq: &str,
-    input: impl Into<reqwest::Body>,
-    headers: &[(&str, &str)],
-) -> reqwest::Response {
-    let mut request = server.client.post(server.url(&format!("/jobs/{nsq}")));
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    request.body(input).send().await.expect("submit")
-}
-
-/// Submits a job that must be accepted; its id.
-pub async fn submit(server: &TestServer, nsq: &str, input: impl Into<reqwest::Body>) -> String {
-    let r = submit_with(server, nsq, input, &[]).await;
-    assert_eq!(r.status(), 202, "submit to {nsq}");
-    let doc: Value = r.json().await.expect("job document");
-    doc["id"].as_str().expect("id").to_owned()
-}
-
-/// Claims from `/jobs/{nsq}/claim{query}`; `None` on `204`.
-pub async fn claim(server: &TestServer, nsq: &str, query: &str) -> Option<Held> {
-    let url = server.url(&format!("/jobs/{nsq}/claim{query}"));
-    let r = server.client.post(url).send().await.expect("claim");
-    if r.status() == 204 {
-        return None;
-    }
-    assert_eq!(r.status(), 200, "claim from {nsq}");
-    let id = header(&r, "x-job-id").to_owned();
-    let receipt = header(&r, "x-queueserver-lease").to_owned();
-    let attempt = header(&r, "x-job-attempt").parse().expect("attempt");
-    assert_eq!(header(&r, "location"), format!("/jobs/{nsq}/{id}"));
-    let body = r.bytes().await.expect("input").to_vec();
-    Some(Held {
-        id,
-        receipt,
-        body,
-        attempt,
-    })
-}
-
-/// A worker call (`heartbeat`, `fail`, `result`) on a held job.
-pub async fn worker_call(
-    server: &TestServer,
-    nsq: &str,
-    held: &Held,
-    method: reqwest::Method,
-    action: &str,
-    body: impl Into<reqwest::Body>,
-) -> reqwest::Response {
-    let url = server.url(&format!("/jobs/{nsq}/{}/{action}", held.id));
-    server
-        .client
-        .request(method, url)
-        .header("x-queueserver-lease", &held.receipt)
-        .body(body)
-        .send()
-        .await
-        .expect("worker call")
-}
-
-pub async fn heartbeat(
-    server: &TestServer,
-    nsq: &str,
-    held: &Held,
-    json: &str,
-) -> reqwest::Response {
-    let post = reqwest::Method::POST;
-    worker_call(server, nsq, held, post, "heartbeat", json.to_owned()).await
-}
-
-pub async fn put_result(server: &TestServer, nsq: &str, held: &Held, body: &'static [u8]) -> Value {
-    let r = worker_call(server, nsq, held, reqwest::Method::PUT, "result", body).await;
-    assert_eq!(r.status(), 200, "result of {}", held.id);
-    r.json().await.expect("job document")
-}
-
-/// The job document, which must exist.
-pub async fn job(server: &TestServer, nsq: &str, id: &str) -> Value {
-    server.json(&format!("/jobs/{nsq}/{id}"), 200).await
-}
