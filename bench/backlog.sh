@@ -44,18 +44,7 @@ if [[ " $TARGETS " == *" webdis "* ]]; then
     fi
 fi
 
-if [[ -n ${BENCH_BLOBQ:-} ]]; then
-    BLOBQ=$(realpath "$BENCH_BLOBQ")
-else
-    cargo build -q --release --bin blobq
-    BLOBQ=target/release/blobq
-fi
-if [[ -n ${BENCH_SCALE_BIN:-} ]]; then
-    SCALE() { "$BENCH_SCALE_BIN" --bench "$@"; }
-else
-    cargo bench -q --no-run --bench scale 2>/dev/null
-    SCALE() { cargo bench -q --bench scale -- "$@"; }
-fi
+blobq_and_scale
 start_workdir blobq-backlog
 ROWS=$WORK/rows.tsv
 : >"$ROWS"

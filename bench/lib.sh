@@ -160,3 +160,22 @@ END {
 }
 AWK
 }
+
+# BLOBQ, the release binary (or BENCH_BLOBQ), and SCALE, the scale harness
+# (or BENCH_SCALE_BIN), built if not given; both used by the caller.
+# shellcheck disable=SC2034,SC2317
+blobq_and_scale() {
+    if [[ -n ${BENCH_BLOBQ:-} ]]; then
+        BLOBQ=$(realpath "$BENCH_BLOBQ")
+    else
+        echo "bench: building" >&2
+        cargo build -q --release --bin blobq
+        BLOBQ=target/release/blobq
+    fi
+    if [[ -n ${BENCH_SCALE_BIN:-} ]]; then
+        SCALE() { "$BENCH_SCALE_BIN" --bench "$@"; }
+    else
+        cargo bench -q --no-run --bench scale 2>/dev/null
+        SCALE() { cargo bench -q --bench scale -- "$@"; }
+    fi
+}

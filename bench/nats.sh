@@ -60,19 +60,7 @@ generator_policy
 need wrk "apt-get install -y wrk"
 need curl "apt-get install -y curl"
 
-if [[ -n ${BENCH_BLOBQ:-} ]]; then
-    BLOBQ=$(realpath "$BENCH_BLOBQ")
-else
-    echo "bench: building" >&2
-    cargo build -q --release --bin blobq
-    BLOBQ=target/release/blobq
-fi
-if [[ -n ${BENCH_SCALE_BIN:-} ]]; then
-    SCALE() { "$BENCH_SCALE_BIN" --bench "$@"; }
-else
-    cargo bench -q --no-run --bench scale 2>/dev/null
-    SCALE() { cargo bench -q --bench scale -- "$@"; }
-fi
+blobq_and_scale
 
 start_workdir blobq-nats
 ROWS=$WORK/rows.tsv

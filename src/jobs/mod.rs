@@ -20,6 +20,7 @@
 pub mod callback;
 mod claim;
 pub mod config;
+pub mod counters;
 pub mod durable;
 mod job;
 mod queue;
@@ -44,6 +45,7 @@ use crate::backend::name::Name;
 use crate::backend::Backend;
 use crate::store::clock::Millis;
 use callback::{Callbacks, OnDelivered};
+use counters::JobCounters;
 use durable::log::JobLog;
 
 /// Queues by namespace, then by name.
@@ -68,21 +70,12 @@ struct Shared {
     /// Wakes the sweeper when a wake-up earlier than all others arrives.
     sweeper_wake: Notify,
     closing: CancellationToken,
-    totals: Counters,
+    totals: JobCounters,
     next_claimer: AtomicU64,
     /// Delivers finished jobs' callbacks; absent when none are allowed.
     callbacks: Option<Callbacks>,
     /// The jobs log, in durable mode.
     log: Option<Arc<JobLog>>,
-}
-
-#[derive(Default)]
-struct Counters {
-    submitted: AtomicU64,
-    claims: AtomicU64,
-    completions: AtomicU64,
-    failures: AtomicU64,
-    cancellations: AtomicU64,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -116,7 +109,7 @@ impl Jobs {
                 wakeups: Mutex::new(BTreeSet::new()),
                 sweeper_wake: Notify::new(),
                 closing: CancellationToken::new(),
-                totals: Counters::default(),
+                totals: JobCounters::default(),
                 next_claimer: AtomicU64::new(0),
                 callbacks,
                 log,
@@ -308,23 +301,7 @@ impl Jobs {
     }
 
     fn totals(&self) -> JobTotals {
-        let t = &self.shared.totals;
-        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut totals = JobTotals {
-            submitted: read(&t.submitted),
-            claims: read(&t.claims),
-            completions: read(&t.completions),
-            failures: read(&t.failures),
-            cancellations: read(&t.cancellations),
-            ..JobTotals::default()
-        };
-        if let Some(callbacks) = &self.shared.callbacks {
-            let c = callbacks.counters();
-            totals.callbacks_delivered = read(&c.delivered);
-            totals.callback_failures = read(&c.failures);
-            totals.callbacks_abandoned = read(&c.abandoned);
-        }
-        totals
+        self.shared.totals.totals(self.shared.callbacks.as_ref())
     }
 }
 

@@ -29,7 +29,7 @@ mod sweeper;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_nats::jetstream::kv::Store;
@@ -40,6 +40,7 @@ use super::{Inner, NatsBackend};
 use crate::backend::jobs::{JobError, JobTotals, QueueJobCounts};
 use crate::backend::name::Name;
 use crate::jobs::callback::Callbacks;
+use crate::jobs::counters::JobCounters;
 use crate::jobs::JobConfig;
 use pending::PendingQueue;
 
@@ -61,19 +62,10 @@ struct Shared {
     waiting: DashMap<(Name, Name), u64>,
     /// Jobs by state as the last sweep counted them, for `/metrics`.
     counted: Mutex<Vec<QueueJobCounts>>,
-    totals: Counters,
+    totals: JobCounters,
     /// Delivers finished jobs' documents; absent when none are allowed.
     callbacks: Option<Callbacks>,
     closing: CancellationToken,
-}
-
-#[derive(Default)]
-struct Counters {
-    submitted: AtomicU64,
-    claims: AtomicU64,
-    completions: AtomicU64,
-    failures: AtomicU64,
-    cancellations: AtomicU64,
 }
 
 impl NatsBackend {
@@ -90,7 +82,7 @@ impl NatsBackend {
                 queues: DashMap::new(),
                 waiting: DashMap::new(),
                 counted: Mutex::new(Vec::new()),
-                totals: Counters::default(),
+                totals: JobCounters::default(),
                 callbacks,
                 closing: CancellationToken::new(),
             }),
@@ -156,23 +148,7 @@ impl NatsJobs {
     }
 
     fn totals(&self) -> JobTotals {
-        let t = &self.shared.totals;
-        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut totals = JobTotals {
-            submitted: read(&t.submitted),
-            claims: read(&t.claims),
-            completions: read(&t.completions),
-            failures: read(&t.failures),
-            cancellations: read(&t.cancellations),
-            ..JobTotals::default()
-        };
-        if let Some(callbacks) = &self.shared.callbacks {
-            let c = callbacks.counters();
-            totals.callbacks_delivered = read(&c.delivered);
-            totals.callback_failures = read(&c.failures);
-            totals.callbacks_abandoned = read(&c.abandoned);
-        }
-        totals
+        self.shared.totals.totals(self.shared.callbacks.as_ref())
     }
 
     /// The last sweep's counts, with this node's waiting workers.
