@@ -83,18 +83,19 @@ impl Inner {
         &self,
         ns: &Name,
         blob_id: BlobId,
+        described: &message::Described,
         headers: Option<&HeaderMap>,
         data: Bytes,
-        seconds_left: u64,
     ) -> Result<(), BackendError> {
         let empty = HeaderMap::new();
         let headers = headers.unwrap_or(&empty);
-        if let Some(object) = message::describe(Some(headers)).and_then(|d| d.object) {
+        if let Some(object) = &described.object {
+            let seconds_left = message::seconds_left(described.expires_ms);
             self.hold(ns, &object.key, Holder::Blob(blob_id), seconds_left)
                 .await?;
         }
         let msg_id = format!("blob.{blob_id}");
-        let headers = message::copy_headers(headers, &msg_id, seconds_left);
+        let headers = message::copy_headers(described, headers, &msg_id, described.expires_ms);
         self.publish(ns, &names::blob_subject(ns, blob_id), headers, data)
             .await
     }
@@ -117,8 +118,9 @@ impl Inner {
             }
             Err(e) => return Err(nats_error("reading the blob", e)),
         };
+        let stored_ms = message::millis(stored.time.unix_timestamp_nanos());
         let described =
-            message::describe(Some(&stored.headers)).ok_or_else(|| not_found(ns, id))?;
+            message::describe(Some(&stored.headers), stored_ms).ok_or_else(|| not_found(ns, id))?;
         if described.expires_ms <= message::now_ms() {
             return Err(not_found(ns, id));
         }
@@ -235,7 +237,7 @@ impl Inner {
         };
         let subject = names::blob_subject(ns, blob_id);
         let object = match stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(stored) => message::describe(Some(&stored.headers)).and_then(|d| d.object),
+            Ok(stored) => message::describe(Some(&stored.headers), 0).and_then(|d| d.object),
             Err(_) => None,
         };
         if self.purge_blob(ns, blob_id).await? == 0 {

@@ -91,7 +91,7 @@ impl Inner {
     /// The element of a message with `headers` has been acknowledged: it
     /// lets go of its object, if it has one.
     pub(super) async fn element_gone(&self, ns: &Name, headers: Option<&HeaderMap>) {
-        if let Some(d) = message::describe(headers) {
+        if let Some(d) = message::describe(headers, 0) {
             if let Some(object) = d.object {
                 self.let_go(ns, &object.key, Holder::Element(d.id)).await;
             }

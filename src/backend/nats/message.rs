@@ -11,15 +11,19 @@ use crate::backend::ids::{BlobId, ElementId};
 use crate::backend::meta::{CustomPair, Metadata, SharedMeta};
 use crate::backend::MetaInput;
 
-/// The element id (also the `Nats-Msg-Id`, for de-duplication).
+/// The element id and the id of its data as a blob, on a copy (a dead
+/// letter, an exposed blob), whose `Nats-Msg-Id` is its own. A pushed
+/// element's message carries both in its `Nats-Msg-Id` instead
+/// (`msg_id`): every header is stored three times and read by each
+/// server, and these would repeat what the message id says.
 const ID: &str = "Blobq-Id";
-/// The id of the element's data as a blob.
 const BLOB_ID: &str = "Blobq-Blob-Id";
 const CONTENT_TYPE: &str = "Blobq-Content-Type";
 /// The custom pairs, as a JSON array of `[key, value]`: a value may end in
 /// spaces, which a header line would lose.
 const CUSTOM: &str = "Blobq-Custom";
-/// When the element's lifetime ends, in milliseconds since the epoch.
+/// When the element's lifetime ends, in milliseconds since the epoch, on a
+/// copy; a pushed element's ends its `Nats-TTL` after JetStream stored it.
 const EXPIRES: &str = "Blobq-Expires";
 /// The object holding the element's data when it is past the inline
 /// threshold (objects.rs), its size in bytes and its SHA-256 (hex).
@@ -41,10 +45,24 @@ pub struct Described {
     pub id: ElementId,
     pub blob_id: Option<BlobId>,
     pub meta: SharedMeta,
-    /// Milliseconds since the epoch.
+    /// When its lifetime ends, in milliseconds since the epoch.
     pub expires_ms: u64,
     /// Where the data is, when not in the message.
     pub object: Option<ObjectRef>,
+}
+
+/// Milliseconds since the epoch of nanoseconds since the epoch (of the
+/// time JetStream stored a message: its `published` or `time`).
+pub fn millis(nanos: i128) -> u64 {
+    u64::try_from(nanos / 1_000_000).unwrap_or(0)
+}
+
+/// A pushed element's `Nats-Msg-Id`: its id, then its blob's after a `/`.
+fn msg_id(id: ElementId, blob_id: Option<BlobId>) -> String {
+    match blob_id {
+        Some(blob_id) => format!("{id}/{blob_id}"),
+        None => id.to_string(),
+    }
 }
 
 /// Milliseconds since the epoch, now.
@@ -69,15 +87,14 @@ pub fn headers(
         h.insert(OBJECT_SIZE, object.size.to_string().as_str());
         h.insert(OBJECT_SHA256, object.sha256.as_str());
     }
-    h.insert(async_nats::header::NATS_MESSAGE_ID, id.to_string().as_str());
+    h.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        msg_id(id, blob_id).as_str(),
+    );
     h.insert(
         async_nats::header::NATS_MESSAGE_TTL,
         lifetime.max(1).to_string().as_str(),
     );
-    h.insert(ID, id.to_string().as_str());
-    if let Some(blob_id) = blob_id {
-        h.insert(BLOB_ID, blob_id.to_string().as_str());
-    }
     if let Some(content_type) = &meta.content_type {
         h.insert(CONTENT_TYPE, content_type.as_str());
     }
@@ -87,31 +104,30 @@ pub fn headers(
             h.insert(CUSTOM, json.as_str());
         }
     }
-    let expires = now_ms().saturating_add(lifetime.saturating_mul(1000));
-    h.insert(EXPIRES, expires.to_string().as_str());
     h
 }
 
-/// The headers of a copy of an element (dead-lettering): the same
-/// element, de-duplicated under its own message id, with the lifetime it
-/// has left.
-pub fn copy_headers(original: &HeaderMap, msg_id: &str, seconds_left: u64) -> HeaderMap {
+/// The headers of a copy of `original` (dead-lettering, exposing its
+/// blob): the same element, ending at `expires_ms`, de-duplicated under its
+/// own message id, with the lifetime it has left as its TTL.
+pub fn copy_headers(
+    original: &Described,
+    headers: &HeaderMap,
+    msg_id: &str,
+    expires_ms: u64,
+) -> HeaderMap {
     let mut h = HeaderMap::new();
-    let keys = [
-        ID,
-        BLOB_ID,
-        CONTENT_TYPE,
-        CUSTOM,
-        EXPIRES,
-        OBJECT,
-        OBJECT_SIZE,
-        OBJECT_SHA256,
-    ];
-    for key in keys {
-        if let Some(value) = original.get(key) {
+    for key in [CONTENT_TYPE, CUSTOM, OBJECT, OBJECT_SIZE, OBJECT_SHA256] {
+        if let Some(value) = headers.get(key) {
             h.insert(key, value.as_str());
         }
     }
+    h.insert(ID, original.id.to_string().as_str());
+    if let Some(blob_id) = original.blob_id {
+        h.insert(BLOB_ID, blob_id.to_string().as_str());
+    }
+    h.insert(EXPIRES, expires_ms.to_string().as_str());
+    let seconds_left = seconds_left(expires_ms);
     h.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
     h.insert(
         async_nats::header::NATS_MESSAGE_TTL,
@@ -121,11 +137,30 @@ pub fn copy_headers(original: &HeaderMap, msg_id: &str, seconds_left: u64) -> He
 }
 
 /// The element a message holds; `None` if blobq did not write it.
-pub fn describe(headers: Option<&HeaderMap>) -> Option<Described> {
+/// `stored_ms` is when JetStream stored the message (its `published` or
+/// `time`, see `millis`): a pushed element's lifetime counts from then.
+/// Callers that want only the ids or the object pass 0.
+pub fn describe(headers: Option<&HeaderMap>, stored_ms: u64) -> Option<Described> {
     let h = headers?;
     let get = |key: &str| h.get(key).map(|v| v.as_str());
-    let id: ElementId = ElementId::from_u128(get(ID)?.parse::<uuid::Uuid>().ok()?.as_u128());
-    let blob_id = get(BLOB_ID).and_then(|v| v.parse::<BlobId>().ok());
+    let element = |v: &str| {
+        Some(ElementId::from_u128(
+            v.parse::<uuid::Uuid>().ok()?.as_u128(),
+        ))
+    };
+    let (id, blob_id) = match get(ID) {
+        Some(id) => (
+            element(id)?,
+            get(BLOB_ID).and_then(|v| v.parse::<BlobId>().ok()),
+        ),
+        None => {
+            let msg_id = h.get(async_nats::header::NATS_MESSAGE_ID)?.as_str();
+            match msg_id.split_once('/') {
+                Some((id, blob_id)) => (element(id)?, Some(blob_id.parse::<BlobId>().ok()?)),
+                None => (element(msg_id)?, None),
+            }
+        }
+    };
     let content_type = get(CONTENT_TYPE).map(SmolStr::new);
     let custom = match get(CUSTOM) {
         Some(json) => serde_json::from_str::<Vec<(String, String)>>(json)
@@ -155,8 +190,18 @@ pub fn describe(headers: Option<&HeaderMap>) -> Option<Described> {
         id,
         blob_id,
         meta,
-        expires_ms: get(EXPIRES)?.parse().ok()?,
         object,
+        expires_ms: match get(EXPIRES) {
+            Some(ms) => ms.parse().ok()?,
+            None => {
+                let ttl: u64 = h
+                    .get(async_nats::header::NATS_MESSAGE_TTL)?
+                    .as_str()
+                    .parse()
+                    .ok()?;
+                stored_ms.saturating_add(ttl.saturating_mul(1000))
+            }
+        },
     })
 }
 
@@ -195,19 +240,33 @@ mod tests {
             sha256: "ab".into(),
         };
         let h = headers(id, Some(blob), Some(&object), &meta, 60);
-        let d = describe(Some(&h)).expect("an element");
+        assert!(
+            h.get(ID).is_none() && h.get(EXPIRES).is_none(),
+            "the message id and TTL say it"
+        );
+        let stored = now_ms();
+        let d = describe(Some(&h), stored).expect("an element");
         assert_eq!((d.id, d.blob_id), (id, Some(blob)));
         assert_eq!(&*d.meta.content_type, "text/plain");
         assert_eq!(&*d.meta.custom[0].value, "v with end  ");
+        assert_eq!(d.expires_ms, stored + 60_000);
         assert!((59..=60).contains(&seconds_left(d.expires_ms)));
-        let copy = copy_headers(&h, "x", 5);
-        let c = describe(Some(&copy)).expect("the same element");
-        assert_eq!(c.id, id);
+        // A copy has a message id of its own, and keeps its end whenever stored.
+        let copy = copy_headers(&d, &h, "x", d.expires_ms);
+        let c = describe(Some(&copy), stored + 5_000).expect("the same element");
+        assert_eq!((c.id, c.blob_id), (id, Some(blob)));
+        assert_eq!(c.expires_ms, d.expires_ms);
         assert_eq!(c.object.as_ref(), Some(&object));
-        assert!(describe(Some(&HeaderMap::new())).is_none());
+        assert_eq!(&*c.meta.custom[0].value, "v with end  ");
+        assert!(describe(Some(&HeaderMap::new()), stored).is_none());
         let plain = headers(id, None, None, &MetaInput::default(), 1);
-        let plain = describe(Some(&plain)).unwrap();
-        assert_eq!((plain.meta, plain.blob_id), (Metadata::plain(), None));
+        let plain = describe(Some(&plain), stored).unwrap();
+        assert_eq!(
+            (plain.id, plain.meta.clone(), plain.blob_id),
+            (id, Metadata::plain(), None)
+        );
         assert_eq!(plain.object, None);
+        let copy = copy_headers(&plain, &HeaderMap::new(), "y", stored);
+        assert_eq!(describe(Some(&copy), 0).unwrap().blob_id, None);
     }
 }

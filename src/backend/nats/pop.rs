@@ -180,12 +180,13 @@ impl Inner {
         opts: PopOptions,
     ) -> Result<Option<Popped>, BackendError> {
         let msg = delivery.message();
-        let Some(described) = message::describe(msg.headers.as_ref()) else {
+        let info = msg.info().map_err(|e| nats_error("the pop", e))?;
+        let stored_ms = message::millis(info.published.unix_timestamp_nanos());
+        let Some(described) = message::describe(msg.headers.as_ref(), stored_ms) else {
             tracing::warn!(namespace = %ns, queue = %queue, "a message without blobq's headers was dropped from the queue");
             let _ = delivery.into_message().ack_with(AckKind::Term).await;
             return Ok(None);
         };
-        let info = msg.info().map_err(|e| nats_error("the pop", e))?;
         let deliveries = u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX);
         if deliveries > self.max_deliveries {
             // Back after its last lease on a node that went away.
@@ -201,7 +202,7 @@ impl Inner {
         if let (false, Some(blob_id)) = (opts.with_data, described.blob_id) {
             // Dropped on failure, the delivery is handed back.
             let headers = msg.headers.as_ref();
-            self.expose(ns, blob_id, headers, data.clone(), seconds_left)
+            self.expose(ns, blob_id, &described, headers, data.clone())
                 .await?;
         }
         // An element without a blob (a header-only push) has no body.

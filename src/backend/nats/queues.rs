@@ -273,12 +273,15 @@ impl Inner {
                 .ok_or_else(|| BackendError::NoDeadLetterQueue(queue.clone()))?;
             self.queue(ns, &dead).await?;
             let info = msg.info().map_err(|e| nats_error("dead-lettering", e))?;
-            let described = message::describe(msg.headers.as_ref());
-            let seconds_left = described.map_or(1, |d| message::seconds_left(d.expires_ms));
-            let msg_id = format!("{}.dead.{}", msg.subject, info.stream_sequence);
+            let stored_ms = message::millis(info.published.unix_timestamp_nanos());
             let empty = async_nats::HeaderMap::new();
             let original = msg.headers.as_ref().unwrap_or(&empty);
-            let headers = message::copy_headers(original, &msg_id, seconds_left);
+            // Only elements blobq wrote are handed out (pop.rs).
+            let described = message::describe(Some(original), stored_ms)
+                .ok_or_else(|| nats_error("dead-lettering", "a message blobq did not write"))?;
+            let msg_id = format!("{}.dead.{}", msg.subject, info.stream_sequence);
+            let headers =
+                message::copy_headers(&described, original, &msg_id, described.expires_ms);
             self.publish(ns, &names::subject(ns, &dead), headers, msg.payload.clone())
                 .await?;
             msg.double_ack_with(AckKind::Ack)
