@@ -14,12 +14,15 @@
 #                jetstream load`, benches/scale/jetstream.rs) on one
 #                connection to the first server with as many operations in
 #                flight as wrk has connections: publishes waited for until
-#                acknowledged, then fetches of one message acknowledged with
-#                a double ack, as a blobq pop does;
+#                acknowledged, bare and then with the unique Nats-Msg-Id
+#                and Nats-TTL the mapping has blobq send (the
+#                yardstick: what JetStream itself does for an element),
+#                then fetches of one message acknowledged with a double
+#                ack, as a blobq pop does;
 #   jetstream-2  the same on two connections, to the first and the second
 #                server, as many in flight on each.
 # Streams are made as blobq makes a namespace's: work-queue retention, file
-# storage, three replicas. Prints one table and the verdicts of the issue's
+# storage, per-message TTLs, three replicas. Prints one table and the verdicts of the issue's
 # target (blobq >= 0.7x direct JetStream), writes both to BENCH_NATS_OUT.
 # Called by bench/run.sh when "nats" is among its targets (it is by
 # default); alone: `make bench-nats`. Skips, saying so, without nats-server
@@ -245,13 +248,15 @@ nats_table() {
 function at(target, kase) { return key[target "|" kase] }
 function cell(x) { return x == "" ? "" : sprintf("%.2fx", x) }
 END {
-    print "| case | blobq nodes | blobq req/s | spread | p50 | p99 | direct JetStream req/s | its p99 | blobq/direct | embedded req/s | blobq/embedded | notes |"
-    print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- |"
+    print "| case | blobq nodes | blobq req/s | spread | p50 | p99 | direct JetStream req/s | its p99 | blobq/direct | direct bare publish req/s | blobq/bare | embedded req/s | blobq/embedded | notes |"
+    print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | --- | --- |"
     for (i = 1; i <= rows; i++) {
         if (t[i] !~ /^nats-/) continue
         nodes = substr(t[i], 6); d = at("jetstream-" nodes, c[i]); e = at("embedded", c[i])
-        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c[i], nodes, r[i], spread[i],
+        b = at("jetstream-" nodes, c[i] " bare")
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c[i], nodes, r[i], spread[i],
             p50[i], p99[i], d ? r[d] : "-", d ? p99[d] : "-", d ? cell(exact(r[i], r[d])) : "",
+            b ? r[b] : "-", b ? cell(exact(r[i], r[b])) : "",
             e ? r[e] : "-", e ? cell(exact(r[i], r[e])) : "", n[i]
     }
     print ""

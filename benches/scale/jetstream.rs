@@ -13,15 +13,21 @@
 //! JetStream has a leader), `drop` deletes the streams whose names start
 //! with a prefix (blobq's `BLOBQ_` streams between cases). `load` makes a
 //! stream as blobq makes a namespace's (work-queue retention, file storage,
-//! `--replicas` copies) with one durable pull consumer with explicit
-//! acknowledgements, then over one connection to each server given, each
-//! with `--inflight` operations at once: publishes, each waited for until
-//! JetStream acknowledges it, for `--seconds`; then, with the stream topped
-//! up to twice what the pops could take at the publishes' rate, pops for
-//! `--seconds`: a fetch of one message, then its acknowledgement waited for
-//! (double ack), as a blobq pop does. It prints a row for each (`cases.rs`'s
-//! format) and deletes the stream. A pop that finds the stream empty stops
-//! the run with an error: the rate would no longer be that of pops.
+//! per-message TTLs, `--replicas` copies) with one durable pull consumer
+//! with explicit acknowledgements, then over one connection to each server
+//! given, each with `--inflight` operations at once, for `--seconds` each:
+//! - bare publishes (no headers), each waited for until JetStream
+//!   acknowledges it: the "push ... bare" row;
+//! - publishes as the mapping has blobq publish an element: with a
+//!   unique `Nats-Msg-Id` (de-duplication) and a `Nats-TTL` (its
+//!   lifetime), waited for the same way: the "push" row, blobq's yardstick;
+//! - then, with the stream topped up to twice what the pops could take at
+//!   the publishes' rate, pops: a fetch of one message, then its
+//!   acknowledgement waited for (double ack), as a blobq pop does.
+//!
+//! It prints a row for each (`cases.rs`'s format) and deletes the stream.
+//! A pop that finds the stream empty stops the run with an error: the rate
+//! would no longer be that of pops.
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
 use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
@@ -37,6 +43,35 @@ const SUBJECT: &str = "scale.jetstream";
 const READY_WITHIN: Duration = Duration::from_secs(60);
 /// Longest wait for one publish's or acknowledgement's answer.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// The `Nats-TTL` of a published element: blobq's default lifetime.
+const LIFETIME: &str = "3600";
+
+/// How the load publishes.
+#[derive(Clone, Copy)]
+enum Publish {
+    /// The payload alone.
+    Bare,
+    /// With the headers JetStream acts on for a blobq element: a unique
+    /// message id to de-duplicate by, and a TTL.
+    AsElement,
+}
+
+impl Publish {
+    async fn send(self, js: &Context, body: Bytes) -> Result<()> {
+        let ack = match self {
+            Publish::Bare => js.publish(SUBJECT, body).await?,
+            Publish::AsElement => {
+                let mut h = async_nats::HeaderMap::new();
+                let id = uuid::Uuid::new_v4().to_string();
+                h.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+                h.insert(async_nats::header::NATS_MESSAGE_TTL, LIFETIME);
+                js.publish_with_headers(SUBJECT, h, body).await?
+            }
+        };
+        ack.await?;
+        Ok(())
+    }
+}
 
 pub(crate) async fn jetstream_command(args: &[String]) -> Result<()> {
     let flags = Flags::parse(args);
@@ -71,6 +106,7 @@ fn stream_config(name: &str, replicas: usize) -> stream::Config {
         retention: RetentionPolicy::WorkQueue,
         storage: StorageType::File,
         num_replicas: replicas,
+        allow_message_ttl: true,
         ..stream::Config::default()
     }
 }
@@ -156,17 +192,38 @@ async fn load(servers: &[String], flags: &Flags) -> Result<()> {
         format!("{size} B")
     };
     let result = async {
-        let push = publishes(&links, &body, inflight, Some(seconds), None).await?;
         let note = match links.len() {
             1 => format!("1 connection, {inflight} in flight"),
             n => format!("{n} connections, {inflight} in flight each"),
         };
-        push.print(&format!("push {label}"), &note);
+        let bare = publishes(&links, &body, Publish::Bare, inflight, Some(seconds), None).await?;
+        bare.print(&format!("push {label} bare"), &note);
+        let push = publishes(
+            &links,
+            &body,
+            Publish::AsElement,
+            inflight,
+            Some(seconds),
+            None,
+        )
+        .await?;
+        push.print(
+            &format!("push {label}"),
+            &format!("{note}; message id and TTL"),
+        );
         // Topped up to twice what pops at the publishes' rate would take.
         let want = ((2.0 * push.rate * seconds.as_secs_f64()) as u64).min(budget / size.max(1));
         let have = queued(&links[0], &name).await?;
         if want > have {
-            publishes(&links, &body, inflight, None, Some(want - have)).await?;
+            publishes(
+                &links,
+                &body,
+                Publish::Bare,
+                inflight,
+                None,
+                Some(want - have),
+            )
+            .await?;
         }
         let mut consumers = Vec::new();
         for js in &links {
@@ -197,6 +254,7 @@ async fn queued(js: &Context, name: &str) -> Result<u64> {
 async fn publishes(
     links: &[Context],
     body: &Bytes,
+    how: Publish,
     inflight: usize,
     time: Option<Duration>,
     count: Option<u64>,
@@ -216,8 +274,7 @@ async fn publishes(
                         .is_ok()
                 {
                     let sent = Instant::now();
-                    let ack = async { js.publish(SUBJECT, body.clone()).await?.await };
-                    tokio::time::timeout(OPERATION_TIMEOUT, ack)
+                    tokio::time::timeout(OPERATION_TIMEOUT, how.send(&js, body.clone()))
                         .await
                         .map_err(|_| "jetstream: no publish acknowledgement in time")??;
                     latencies.record(sent.elapsed().as_micros() as u64)?;
