@@ -307,6 +307,40 @@ pub fn header<'r>(r: &'r reqwest::Response, name: &str) -> &'r str {
         .expect("ascii header")
 }
 
+/// Sends `req` after adding `headers` (repeated names are appended).
+pub async fn send_with(
+    mut req: reqwest::RequestBuilder,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("request")
+}
+
+/// Stores `body` through `POST /tbs/{ns}/blobs` and returns the answer's JSON,
+/// asserting `201`, the `Location` and the `X-BlobStorage_Id`.
+pub async fn store_blob(
+    server: &TestServer,
+    ns: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> serde_json::Value {
+    let req = server
+        .client
+        .post(server.url(&format!("/tbs/{ns}/blobs")))
+        .body(body);
+    let r = send_with(req, headers).await;
+    assert_eq!(r.status(), 201);
+    let location = header(&r, "location").to_owned();
+    let id_header = header(&r, "x-blobstorage_id").to_owned();
+    let v: serde_json::Value = r.json().await.expect("json");
+    let id = v["id"].as_str().expect("id");
+    assert_eq!(location, format!("/tbs/{ns}/blobs/{id}"));
+    assert_eq!(id_header, id);
+    v
+}
+
 /// Every `X-Custom-Data` value, in the order received.
 pub fn custom_data(r: &reqwest::Response) -> Vec<String> {
     r.headers()
