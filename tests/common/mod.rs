@@ -318,6 +318,28 @@ pub async fn send_with(
     req.send().await.expect("request")
 }
 
+/// POSTs `body` to `path` with `headers` (repeated names are appended, not
+/// replaced).
+pub async fn push_with(
+    server: &TestServer,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    send_with(server.client.post(server.url(path)).body(body), headers).await
+}
+
+/// Pushes `body` and returns the push answer's JSON, asserting `202`.
+pub async fn push_ok(
+    server: &TestServer,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+) -> serde_json::Value {
+    let r = push_with(server, path, body, &[]).await;
+    assert_eq!(r.status(), 202, "push to {path}");
+    r.json().await.expect("push json")
+}
+
 /// Stores `body` through `POST /tbs/{ns}/blobs` and returns the answer's JSON,
 /// asserting `201`, the `Location` and the `X-BlobStorage_Id`.
 pub async fn store_blob(
