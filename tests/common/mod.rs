@@ -7,6 +7,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,6 +22,8 @@ pub struct TestServer {
     pub spill_root: tempfile::TempDir,
     pub client: reqwest::Client,
     log: Arc<Mutex<Vec<String>>>,
+    /// Whether [`TestServer::terminate`] sent it SIGTERM.
+    terminated: AtomicBool,
 }
 
 /// A builder for the server's command line.
@@ -109,6 +112,7 @@ impl Options {
                 .build()
                 .expect("client"),
             log,
+            terminated: AtomicBool::new(false),
         }
     }
 }
@@ -207,6 +211,7 @@ impl TestServer {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.terminated.store(true, Ordering::Relaxed);
         let pid = self.child.as_ref().expect("running").id();
         let status = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -226,6 +231,15 @@ impl TestServer {
             }
             assert!(Instant::now() < deadline, "blobq did not exit");
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// At the end of a test that may have sent SIGTERM: if it did, the
+    /// server must have stopped gracefully, with a successful exit.
+    pub async fn assert_clean_exit_if_terminated(&mut self) {
+        if self.terminated.load(Ordering::Relaxed) && self.child.is_some() {
+            let status = self.wait_exit().await;
+            assert!(status.success(), "blobq exited with {status} after SIGTERM");
         }
     }
 
