@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 /// Longest any single step of a test may take before it is declared hung.
 pub const STEP: Duration = Duration::from_secs(20);
 
+/// Longest a request of a [`TestServer`]'s client may take: a blocking
+/// request must ask the server to wait less.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
 pub struct TestServer {
     child: Option<Child>,
     pub addr: String,
@@ -108,7 +112,7 @@ impl Options {
             addr,
             spill_root,
             client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
+                .timeout(CLIENT_TIMEOUT)
                 .build()
                 .expect("client"),
             log,
