@@ -338,7 +338,7 @@ pub async fn send_with(
 
 /// POSTs `body` to `path` with `headers` (repeated names are appended, not
 /// replaced).
-pub async fn push_with(
+pub async fn post_with(
     server: &TestServer,
     path: &str,
     body: impl Into<reqwest::Body>,
@@ -353,7 +353,7 @@ pub async fn push_ok(
     path: &str,
     body: impl Into<reqwest::Body>,
 ) -> serde_json::Value {
-    let r = push_with(server, path, body, &[]).await;
+    let r = post_with(server, path, body, &[]).await;
     assert_eq!(r.status(), 202, "push to {path}");
     r.json().await.expect("push json")
 }

@@ -67,7 +67,7 @@ async fn raw(server: &TestServer, method: &str, path: &str) -> reqwest::Response
 /// appended).
 async fn push(server: &TestServer, q: &str, headers: &[(&str, &str)]) -> reqwest::Response {
     let path = format!("/qs/ns/{q}");
-    common::push_with(server, &path, common::pattern(100, 5), headers).await
+    common::post_with(server, &path, common::pattern(100, 5), headers).await
 }
 
 /// Checks that a push to `/qs/ns/{q}` was refused with `400` and left

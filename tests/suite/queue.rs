@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::{Case, Target};
-use crate::common::{self, custom_data, header, push_ok, push_with};
+use crate::common::{self, custom_data, header, post_with, push_ok};
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -31,7 +31,7 @@ fn lifetime_left(r: &reqwest::Response) -> u64 {
 }
 
 pub async fn push_answers_202_with_ids_in_headers_and_a_matching_json_body(t: Target) {
-    let r = push_with(
+    let r = post_with(
         t.a(),
         "/qs/ns/q",
         b"hello".to_vec(),
@@ -104,7 +104,7 @@ pub async fn elements_come_out_in_fifo_order_through_either_node(t: Target) {
 }
 
 pub async fn a_pop_carries_every_header_of_the_element(t: Target) {
-    let r = push_with(
+    let r = post_with(
         t.a(),
         "/qs/ns/h",
         b"payload".to_vec(),
@@ -152,7 +152,7 @@ pub async fn the_override_content_type_wins_then_content_type_then_octet_stream(
         (&[], "application/octet-stream"),
     ];
     for (i, (headers, want)) in cases.into_iter().enumerate() {
-        let r = push_with(t.node(i), "/qs/ns/ct", b"x".to_vec(), headers).await;
+        let r = post_with(t.node(i), "/qs/ns/ct", b"x".to_vec(), headers).await;
         assert_eq!(r.status(), 202);
         let r = t.node(i + 1).get("/qs/ns/ct").await;
         assert_eq!(r.status(), 200);
@@ -170,7 +170,7 @@ pub async fn the_configured_default_lifetime_applies_without_a_header(t: Target)
 
 pub async fn a_header_only_pop_reports_the_size_and_keeps_the_blob_readable(t: Target) {
     let body = common::pattern(4321, 9);
-    let r = push_with(
+    let r = post_with(
         t.a(),
         "/qs/ns/ho",
         body.clone(),
