@@ -17,42 +17,11 @@ async fn spilling_server() -> TestServer {
         .await
 }
 
-/// Sends `req` after adding `headers` (repeated names are appended).
-async fn send(mut req: reqwest::RequestBuilder, headers: &[(&str, &str)]) -> reqwest::Response {
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req.send().await.expect("request")
-}
-
-/// Stores `body` through `POST /tbs/{ns}/blobs` and returns the answer's JSON,
-/// asserting `201` and the `Location`.
-async fn store(
-    server: &TestServer,
-    ns: &str,
-    body: Vec<u8>,
-    headers: &[(&str, &str)],
-) -> serde_json::Value {
-    let req = server
-        .client
-        .post(server.url(&format!("/tbs/{ns}/blobs")))
-        .body(body);
-    let r = send(req, headers).await;
-    assert_eq!(r.status(), 201);
-    let location = header(&r, "location").to_owned();
-    let id_header = header(&r, "x-blobstorage_id").to_owned();
-    let v: serde_json::Value = r.json().await.expect("json");
-    let id = v["id"].as_str().expect("id");
-    assert_eq!(location, format!("/tbs/{ns}/blobs/{id}"));
-    assert_eq!(id_header, id);
-    v
-}
-
 #[tokio::test]
 async fn a_large_stored_blob_is_spilled_read_back_exactly_and_its_file_removed_on_delete() {
     let server = spilling_server().await;
     let body = common::pattern(200_000, 21);
-    let id = store(&server, "ns", body.clone(), &[]).await["id"]
+    let id = common::store_blob(&server, "ns", body.clone(), &[]).await["id"]
         .as_str()
         .unwrap()
         .to_owned();

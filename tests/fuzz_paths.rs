@@ -11,7 +11,7 @@
 
 mod fuzz_support;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::body::Body;
 use blobq::backend::ids::{BlobId, Receipt};
@@ -97,21 +97,80 @@ proptest! {
 // ---------------------------------------------------------------------------
 // Paths, through the router
 
-/// One runtime and one server's router for every case of a test binary.
-fn server() -> &'static (tokio::runtime::Runtime, Api) {
-    static SERVER: OnceLock<(tokio::runtime::Runtime, Api)> = OnceLock::new();
-    SERVER.get_or_init(|| {
+/// One server's router on a runtime of its own, for every case of one test.
+/// Its store spills into a temporary directory, and the router, the store
+/// and that directory go when it is dropped at the end of the test: a store
+/// kept in a static for the whole binary would never be dropped, and every
+/// run would leave its spill folder behind.
+struct Routed {
+    api: Api,
+    store: Arc<Store>,
+    runtime: tokio::runtime::Runtime,
+    spill_root: tempfile::TempDir,
+}
+
+impl Routed {
+    fn start() -> Routed {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a runtime");
-        let config = Config::from_settings(Settings::default()).expect("default settings");
-        let api = runtime.block_on(async {
-            let store = Store::new(config.store()).expect("a store");
-            router(Arc::new(App::new(Arc::new(store), config.request_limits())))
+        let spill_root = tempfile::tempdir().expect("a spill directory");
+        let config = Config::from_settings(Settings {
+            spill_dir: Some(spill_root.path().to_owned()),
+            ..Settings::default()
+        })
+        .expect("default settings");
+        let (api, store) = runtime.block_on(async {
+            let store = Arc::new(Store::new(config.store()).expect("a store"));
+            let app = App::new(store.clone(), config.request_limits());
+            (router(Arc::new(app)), store)
         });
-        (runtime, api)
-    })
+        Routed {
+            api,
+            store,
+            runtime,
+            spill_root,
+        }
+    }
+
+    /// Sends `method path` with a small body. `None` if `path` is no
+    /// request target at all.
+    fn send(&self, method: &Method, path: &str) -> Option<Answer> {
+        // No query: a random `?timeout=` would make a pop wait.
+        let target = path.replace('?', "%3F").replace('#', "%23");
+        let request = Request::builder()
+            .method(method.clone())
+            .uri(target)
+            .body(Body::from("payload"))
+            .ok()?;
+        let path = request.uri().path().to_owned();
+        self.runtime.block_on(async {
+            let response = self.api.clone().oneshot(request).await.expect("infallible");
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("a body")
+                .to_bytes();
+            let doc: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let detail = doc["detail"].as_str().unwrap_or_default().to_owned();
+            Some(Answer {
+                status,
+                detail,
+                path,
+            })
+        })
+    }
+}
+
+impl Drop for Routed {
+    /// The server's shutdown: its elements dropped and its spill folder
+    /// removed (the temporary directory goes after it).
+    fn drop(&mut self) {
+        self.store.purge();
+    }
 }
 
 /// What the router answered a request.
@@ -123,35 +182,18 @@ struct Answer {
     path: String,
 }
 
-/// Sends `method path` with a small body. `None` if `path` is no request
-/// target at all.
-fn send(method: &Method, path: &str) -> Option<Answer> {
-    // No query: a random `?timeout=` would make a pop wait.
-    let target = path.replace('?', "%3F").replace('#', "%23");
-    let request = Request::builder()
-        .method(method.clone())
-        .uri(target)
-        .body(Body::from("payload"))
-        .ok()?;
-    let path = request.uri().path().to_owned();
-    let (runtime, api) = server();
-    runtime.block_on(async {
-        let response = api.clone().oneshot(request).await.expect("infallible");
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("a body")
-            .to_bytes();
-        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let detail = doc["detail"].as_str().unwrap_or_default().to_owned();
-        Some(Answer {
-            status,
-            detail,
-            path,
-        })
-    })
+#[test]
+fn the_routers_store_leaves_no_spill_folder() {
+    let routed = Routed::start();
+    let answer = routed
+        .send(&Method::POST, "/qs/ns/q")
+        .expect("a valid target");
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    let root = routed.spill_root.path().to_owned();
+    let folders = || std::fs::read_dir(&root).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(folders(), 1, "the store's spill folder, while it runs");
+    drop(routed);
+    assert!(!root.exists(), "{} is left behind", root.display());
 }
 
 /// The statuses a request with an unknown or hostile path may get.
@@ -171,15 +213,12 @@ fn method() -> impl Strategy<Value = Method> {
     ])
 }
 
-proptest! {
-    #![proptest_config(config())]
+// Each test starts its own server, shared by its cases and gone at its end.
 
-    #[test]
-    fn routes_built_from_valid_names_are_found(
-        ns in valid_name(),
-        q in valid_name(),
-        id in valid_name(),
-    ) {
+#[test]
+fn routes_built_from_valid_names_are_found() {
+    let routed = Routed::start();
+    proptest!(config(), |(ns in valid_name(), q in valid_name(), id in valid_name())| {
         // Only the routes with names in them: `/qs` lists every namespace
         // the cases before made, which would make the run quadratic, and
         // the fixed paths are the router tests' business.
@@ -193,34 +232,36 @@ proptest! {
             (format!("/tbs/{ns}/blobs/{id}"), Method::DELETE),
         ];
         for (path, method) in paths {
-            let a = send(&method, &path).expect("a valid target");
+            let a = routed.send(&method, &path).expect("a valid target");
             prop_assert!(!a.detail.starts_with("no route"), "{} {}: {}", method, path, a.detail);
             prop_assert!(a.status != StatusCode::METHOD_NOT_ALLOWED, "{} {}", method, path);
             // Only an extension without its `?lease=` is refused.
             let refused = a.status == StatusCode::BAD_REQUEST;
             prop_assert!(!refused || path.ends_with("/extend"), "{} {}: {}", method, path, a.detail);
         }
-    }
+    });
+}
 
-    #[test]
-    fn an_encoded_slash_or_dot_is_part_of_a_name_and_refused(
-        ns in valid_name(),
-        a in valid_name(),
-        b in valid_name(),
-    ) {
+#[test]
+fn an_encoded_slash_or_dot_is_part_of_a_name_and_refused() {
+    let routed = Routed::start();
+    proptest!(config(), |(ns in valid_name(), a in valid_name(), b in valid_name())| {
         for q in [format!("{a}%2F{b}"), format!("%2e%2e%2f{b}")] {
             let path = format!("/qs/{ns}/{q}");
-            let a = send(&Method::GET, &path).expect("a valid target");
+            let a = routed.send(&Method::GET, &path).expect("a valid target");
             prop_assert_eq!(a.status, StatusCode::BAD_REQUEST);
             let why = Name::parse(&q).expect_err("not a name");
             prop_assert_eq!(a.detail, format!("queue name {q:?} {why}"));
         }
-    }
+    });
+}
 
-    #[test]
-    fn any_path_answers_a_status_of_the_contract(path in nasty_string(), method in method()) {
+#[test]
+fn any_path_answers_a_status_of_the_contract() {
+    let routed = Routed::start();
+    proptest!(config(), |(path in nasty_string(), method in method())| {
         for candidate in [path.clone(), format!("/{path}"), format!("/qs/{path}"), format!("/tbs/{path}")] {
-            if let Some(a) = send(&method, &candidate) {
+            if let Some(a) = routed.send(&method, &candidate) {
                 prop_assert!(contract_status(a.status), "{} {:?}: {}", method, candidate, a.status);
                 if a.detail.starts_with("no route") {
                     prop_assert_eq!(a.status, StatusCode::NOT_FOUND);
@@ -228,17 +269,20 @@ proptest! {
                 }
             }
         }
-    }
+    });
+}
 
-    #[test]
-    fn any_request_target_bytes_answer_without_panicking(
+#[test]
+fn any_request_target_bytes_answer_without_panicking() {
+    let routed = Routed::start();
+    proptest!(config(), |(
         bytes in prop::collection::vec(any::<u8>(), 0..200),
         prefix in prop_oneof![Just(&b"/qs/"[..]), Just(&b"/tbs/"[..]), Just(&b"/"[..]), Just(&b""[..])],
-    ) {
+    )| {
         let mut target = prefix.to_vec();
         target.extend_from_slice(&bytes);
         if let Ok(uri) = http::Uri::try_from(&target[..]) {
-            if let Some(a) = send(&Method::DELETE, uri.path()) {
+            if let Some(a) = routed.send(&Method::DELETE, uri.path()) {
                 prop_assert!(contract_status(a.status), "{:?}: {}", uri, a.status);
             }
             let l = default_limits();
@@ -247,7 +291,7 @@ proptest! {
             let _ = extract::no_query(uri.query());
             let _ = extract::delete_after_read(uri.query());
         }
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------

@@ -37,7 +37,29 @@ async fn nats_node(nats: &NatsServer) -> TestServer {
     node
 }
 
-/// Runs each case on two NATS nodes and on one embedded server.
+/// The value of counter `name` in `/metrics`, summed over the nodes (once
+/// when `a` and `b` are the same server): each node counts what it did.
+async fn job_total(a: &TestServer, b: &TestServer, name: &str) -> u64 {
+    let nodes = if a.addr == b.addr {
+        vec![a]
+    } else {
+        vec![a, b]
+    };
+    let mut sum = 0;
+    for node in nodes {
+        let metrics = node.get("/metrics").await.text().await.expect("metrics");
+        let line = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '));
+        sum += line
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"));
+    }
+    sum
+}
+
+/// Runs each case on two NATS nodes and on one embedded server; a node
+/// the case sent SIGTERM must then exit cleanly.
 macro_rules! on_both_backends {
     ($($module:ident :: $case:ident),* $(,)?) => {$(
         mod $case {
@@ -46,15 +68,18 @@ macro_rules! on_both_backends {
                 let Some(nats) = super::NatsServer::start() else {
                     return;
                 };
-                let a = super::nats_node(&nats).await;
-                let b = super::nats_node(&nats).await;
+                let mut a = super::nats_node(&nats).await;
+                let mut b = super::nats_node(&nats).await;
                 super::$module::$case(&a, &b).await;
+                a.assert_clean_exit_if_terminated().await;
+                b.assert_clean_exit_if_terminated().await;
             }
 
             #[tokio::test]
             async fn embedded() {
-                let server = super::common::start().await;
+                let mut server = super::common::start().await;
                 super::$module::$case(&server, &server).await;
+                server.assert_clean_exit_if_terminated().await;
             }
         }
     )*};
@@ -64,6 +89,7 @@ on_both_backends!(
     client::a_submit_answers_the_document_on_either_node,
     client::a_long_poll_on_one_node_is_ended_by_a_worker_on_the_other,
     client::listing_pages_oldest_first_and_counts_by_state,
+    client::the_log_lists_each_report_with_a_message_or_a_new_percentage,
     client::delete_and_unknown_jobs,
     client::an_idempotency_key_answers_the_first_job_on_any_node,
     client::lifetimes_and_retention_end_jobs,

@@ -142,6 +142,57 @@ fn every_operation_names_its_parameters_and_problem_answers() {
     walk(&doc, &doc);
 }
 
+/// The backticked words of `text` inside parentheses: the problem types a
+/// response's description names, as in "... (`invalid-name`, `forbidden`)".
+fn problem_types_named(text: &str) -> BTreeSet<String> {
+    let mut named = BTreeSet::new();
+    for group in text.split('(').skip(1) {
+        let inside = group.split(')').next().unwrap_or_default();
+        named.extend(inside.split('`').skip(1).step_by(2).map(str::to_owned));
+    }
+    named
+}
+
+/// The problem types of the error tables of docs/API.md and docs/JOBS.md:
+/// every backticked word of a table row in their `## Errors` sections.
+fn documented_problem_types() -> BTreeSet<String> {
+    let mut types = BTreeSet::new();
+    for doc in [
+        include_str!("../docs/API.md"),
+        include_str!("../docs/JOBS.md"),
+    ] {
+        let section = doc
+            .split("\n## Errors\n")
+            .nth(1)
+            .expect("an Errors section")
+            .split("\n## ")
+            .next()
+            .unwrap_or_default();
+        for row in section.lines().filter(|l| l.starts_with('|')) {
+            types.extend(row.split('`').skip(1).step_by(2).map(str::to_owned));
+        }
+    }
+    types
+}
+
+#[test]
+fn every_problem_type_the_document_names_is_one_the_server_answers() {
+    let doc = document();
+    let documented = documented_problem_types();
+    let mut named = BTreeSet::new();
+    for (name, response) in doc["components"]["responses"].as_object().unwrap() {
+        let description = response["description"].as_str().expect("a description");
+        for problem in problem_types_named(description) {
+            assert!(
+                documented.contains(&problem),
+                "the {name} response names `{problem}`, a problem type docs/API.md and docs/JOBS.md do not list"
+            );
+            named.insert(problem);
+        }
+    }
+    assert!(named.contains("not-found"), "{named:?}");
+}
+
 #[tokio::test]
 async fn the_server_serves_the_document_without_a_credential() {
     let dir = tempfile::tempdir().unwrap();

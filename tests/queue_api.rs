@@ -4,33 +4,7 @@
 
 mod common;
 
-use common::{header, TestServer};
-
-/// POSTs `body` to `path` with `headers` (repeated names are appended, not
-/// replaced).
-async fn push(
-    server: &TestServer,
-    path: &str,
-    body: impl Into<reqwest::Body>,
-    headers: &[(&str, &str)],
-) -> reqwest::Response {
-    let mut req = server.client.post(server.url(path)).body(body);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req.send().await.expect("POST")
-}
-
-/// Pushes `body` and returns the push answer's JSON, asserting `202`.
-async fn push_ok(
-    server: &TestServer,
-    path: &str,
-    body: impl Into<reqwest::Body>,
-) -> serde_json::Value {
-    let r = push(server, path, body, &[]).await;
-    assert_eq!(r.status(), 202, "push to {path}");
-    r.json().await.expect("push json")
-}
+use common::{header, push_ok};
 
 /// The value of the sample line `series` (name and labels exactly as
 /// exposed) in a Prometheus text exposition.

@@ -7,12 +7,17 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Longest any single step of a test may take before it is declared hung.
 pub const STEP: Duration = Duration::from_secs(20);
+
+/// Longest a request of a [`TestServer`]'s client may take: a blocking
+/// request must ask the server to wait less.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct TestServer {
     child: Option<Child>,
@@ -21,6 +26,8 @@ pub struct TestServer {
     pub spill_root: tempfile::TempDir,
     pub client: reqwest::Client,
     log: Arc<Mutex<Vec<String>>>,
+    /// Whether [`TestServer::terminate`] sent it SIGTERM.
+    terminated: AtomicBool,
 }
 
 /// A builder for the server's command line.
@@ -105,10 +112,11 @@ impl Options {
             addr,
             spill_root,
             client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
+                .timeout(CLIENT_TIMEOUT)
                 .build()
                 .expect("client"),
             log,
+            terminated: AtomicBool::new(false),
         }
     }
 }
@@ -207,6 +215,7 @@ impl TestServer {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.terminated.store(true, Ordering::Relaxed);
         let pid = self.child.as_ref().expect("running").id();
         let status = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -226,6 +235,15 @@ impl TestServer {
             }
             assert!(Instant::now() < deadline, "blobq did not exit");
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// At the end of a test that may have sent SIGTERM: if it did, the
+    /// server must have stopped gracefully, with a successful exit.
+    pub async fn assert_clean_exit_if_terminated(&mut self) {
+        if self.terminated.load(Ordering::Relaxed) && self.child.is_some() {
+            let status = self.wait_exit().await;
+            assert!(status.success(), "blobq exited with {status} after SIGTERM");
         }
     }
 
@@ -305,6 +323,62 @@ pub fn header<'r>(r: &'r reqwest::Response, name: &str) -> &'r str {
         .unwrap_or_else(|| panic!("header {name} missing; got {:?}", r.headers()))
         .to_str()
         .expect("ascii header")
+}
+
+/// Sends `req` after adding `headers` (repeated names are appended).
+pub async fn send_with(
+    mut req: reqwest::RequestBuilder,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("request")
+}
+
+/// POSTs `body` to `path` with `headers` (repeated names are appended, not
+/// replaced).
+pub async fn post_with(
+    server: &TestServer,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    send_with(server.client.post(server.url(path)).body(body), headers).await
+}
+
+/// Pushes `body` and returns the push answer's JSON, asserting `202`.
+pub async fn push_ok(
+    server: &TestServer,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+) -> serde_json::Value {
+    let r = post_with(server, path, body, &[]).await;
+    assert_eq!(r.status(), 202, "push to {path}");
+    r.json().await.expect("push json")
+}
+
+/// Stores `body` through `POST /tbs/{ns}/blobs` and returns the answer's JSON,
+/// asserting `201`, the `Location` and the `X-BlobStorage_Id`.
+pub async fn store_blob(
+    server: &TestServer,
+    ns: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> serde_json::Value {
+    let req = server
+        .client
+        .post(server.url(&format!("/tbs/{ns}/blobs")))
+        .body(body);
+    let r = send_with(req, headers).await;
+    assert_eq!(r.status(), 201);
+    let location = header(&r, "location").to_owned();
+    let id_header = header(&r, "x-blobstorage_id").to_owned();
+    let v: serde_json::Value = r.json().await.expect("json");
+    let id = v["id"].as_str().expect("id");
+    assert_eq!(location, format!("/tbs/{ns}/blobs/{id}"));
+    assert_eq!(id_header, id);
+    v
 }
 
 /// Every `X-Custom-Data` value, in the order received.

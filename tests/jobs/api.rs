@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::common::{header, TestServer};
+use super::common::{header, post_with, TestServer};
 
 /// A job a worker holds: its id and its lease receipt.
 #[derive(Debug, Clone)]
@@ -21,11 +21,7 @@ pub async fn submit_with(
     input: impl Into<reqwest::Body>,
     headers: &[(&str, &str)],
 ) -> reqwest::Response {
-    let mut request = server.client.post(server.url(&format!("/jobs/{nsq}")));
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    request.body(input).send().await.expect("submit")
+    post_with(server, &format!("/jobs/{nsq}"), input, headers).await
 }
 
 /// Submits a job that must be accepted; its id.

@@ -1,12 +1,12 @@
-//! Jobs over time and at the server's edges: retention removing a job and
-//! its blobs, shutdown answering waiters.
+//! Retention removing a job and its spilled blobs. Shutdown answering
+//! waiters is a case of both backends (`tests/nats_jobs/lifecycle.rs`).
 
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::common::{self, problem};
-use super::{claim, job, submit, submit_with};
+use super::{claim, job, submit_with};
 
 #[tokio::test]
 async fn a_finished_job_goes_after_its_retention_with_its_blobs() {
@@ -48,32 +48,4 @@ async fn a_finished_job_goes_after_its_retention_with_its_blobs() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     problem(server.get("/jobs/ns").await, 404).await;
-}
-
-#[tokio::test]
-async fn on_shutdown_long_polls_and_waiting_claims_answer_503() {
-    let mut server = common::start().await;
-    let id = submit(&server, "ns/q", "x").await;
-    let poll = server.spawn_get(&format!("/jobs/ns/q/{id}?wait=60"));
-    let claim = {
-        let (client, url) = (
-            reqwest::Client::new(),
-            server.url("/jobs/ns/idle/claim?timeout=60"),
-        );
-        tokio::spawn(async move {
-            let r = client.post(url).send().await.expect("claim");
-            r.status().as_u16()
-        })
-    };
-    server
-        .wait_for_json("/jobs/ns", "a waiting worker", |v| {
-            v["queues"]["idle"]["waiting_workers"] == 1
-        })
-        .await;
-    server.terminate();
-    let (status, body) = poll.await.unwrap();
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("shutting-down"));
-    assert_eq!(claim.await.unwrap(), 503);
-    assert!(server.wait_exit().await.success());
 }

@@ -41,11 +41,8 @@ async fn send(
     headers: &[(&str, &str)],
     body: &str,
 ) -> reqwest::Response {
-    let mut request = server.client.request(method, server.url(path));
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    request.body(body.to_owned()).send().await.expect("request")
+    let request = server.client.request(method, server.url(path));
+    common::send_with(request.body(body.to_owned()), headers).await
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
-//! The worker side: claims (blocking, FIFO among workers, nothing handed to
-//! a worker that has gone), heartbeats and leases, failures and retries,
-//! cancellation of a running job, a cut-off result upload, many workers at
-//! once, and the example worker script.
+//! The worker side on the embedded engine: waiting workers served in
+//! order, nothing handed to a worker that has gone, a large result spilled,
+//! a cut-off result upload, many workers at once, the example worker script
+//! and what a result upload does to its connection. Claims, heartbeats,
+//! leases, failures and cancels are cases of both backends
+//! (`tests/nats_jobs/workers.rs`).
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -10,49 +12,11 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use reqwest::Method;
 use serde_json::Value;
 
-use super::common::{self, problem, STEP};
-use super::{claim, heartbeat, job, put_result, submit, submit_with, worker_call};
-
-const POST: reqwest::Method = reqwest::Method::POST;
-
-#[tokio::test]
-async fn a_claim_answers_the_input_with_its_headers_or_204() {
-    let server = common::start().await;
-    let started = Instant::now();
-    assert!(claim(&server, "ns/q", "?timeout=0.3").await.is_none());
-    assert!(started.elapsed() >= Duration::from_millis(250), "it waited");
-    let r = submit_with(
-        &server,
-        "ns/q",
-        "the input",
-        &[
-            ("content-type", "text/csv"),
-            ("x-custom-data", "user=alice"),
-        ],
-    )
-    .await;
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = server.post("/jobs/ns/q/claim?lease=30", "").await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(common::header(&r, "content-type"), "text/csv");
-    assert_eq!(common::custom_data(&r), ["user=alice"]);
-    assert_eq!(common::header(&r, "x-job-id"), id);
-    assert_eq!(common::header(&r, "x-job-attempt"), "1");
-    assert_eq!(common::header(&r, "location"), format!("/jobs/ns/q/{id}"));
-    assert_eq!(common::header(&r, "x-queueserver-lease").len(), 36);
-    assert_eq!(r.text().await.unwrap(), "the input");
-    let doc = job(&server, "ns/q", &id).await;
-    assert_eq!(
-        (doc["state"].as_str(), doc["attempt"].as_u64()),
-        (Some("running"), Some(1))
-    );
-    assert!(doc["started"].is_string());
-}
+use super::common::{self, STEP};
+use super::{claim, job, put_result, submit, worker_call};
 
 #[tokio::test]
 async fn waiting_workers_are_served_in_the_order_they_came() {
@@ -104,130 +68,6 @@ async fn a_worker_that_went_away_while_claiming_is_handed_nothing() {
 }
 
 #[tokio::test]
-async fn heartbeats_extend_the_lease_and_a_lease_that_runs_out_returns_the_job() {
-    let server = common::start().await;
-    let r = submit_with(&server, "ns/q", "x", &[("x-job-max-attempts", "2")]).await;
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let held = claim(&server, "ns/q", "?lease=0.5").await.unwrap();
-    for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let r = heartbeat(&server, "ns/q", &held, "").await;
-        assert_eq!(r.status(), 200, "the claim's lease again");
-        let v: Value = r.json().await.unwrap();
-        assert!(v["lease_expires"]
-            .as_str()
-            .is_some_and(|t| t.ends_with('Z')));
-    }
-    assert_eq!(job(&server, "ns/q", &id).await["state"], "running");
-    // Run out: back at the head, attempt kept; the old receipt is refused.
-    server
-        .wait_for_json(&format!("/jobs/ns/q/{id}"), "pending again", |v| {
-            v["state"] == "pending"
-        })
-        .await;
-    let v = problem(heartbeat(&server, "ns/q", &held, "").await, 409).await;
-    assert_eq!(v["type"], "urn:blobq:problem:lease-not-held");
-    submit(&server, "ns/q", "behind").await;
-    let again = claim(&server, "ns/q", "?lease=0.3").await.unwrap();
-    assert_eq!(
-        (again.id.as_str(), again.attempt),
-        (id.as_str(), 2),
-        "at the head"
-    );
-    let doc = server
-        .wait_for_json(&format!("/jobs/ns/q/{id}"), "abandoned", |v| {
-            v["state"] == "failed"
-        })
-        .await;
-    assert_eq!(doc["error"]["code"], "ABANDONED");
-    assert_eq!(doc["attempt"], 2);
-    let metrics = server.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("blobq_job_failures_total 1"), "{metrics}");
-}
-
-#[tokio::test]
-async fn a_failure_retries_at_the_head_while_attempts_are_left() {
-    let server = common::start().await;
-    let r = submit_with(&server, "ns/q", "x", &[("x-job-max-attempts", "2")]).await;
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    submit(&server, "ns/q", "second").await;
-    let report = r#"{"code": "BUSY", "message": "try later", "retry": true}"#;
-    let held = claim(&server, "ns/q", "").await.unwrap();
-    let r = worker_call(&server, "ns/q", &held, POST, "fail", report).await;
-    let doc: Value = r.json().await.unwrap();
-    assert_eq!(
-        (doc["state"].as_str(), doc["error"].is_null()),
-        (Some("pending"), true)
-    );
-    let held = claim(&server, "ns/q", "").await.unwrap();
-    assert_eq!((held.id.as_str(), held.attempt), (id.as_str(), 2));
-    let r = worker_call(&server, "ns/q", &held, POST, "fail", report).await;
-    let doc: Value = r.json().await.unwrap();
-    assert_eq!(doc["state"], "failed", "no attempt left");
-    assert_eq!(doc["done"], true);
-    assert_eq!(
-        doc["error"],
-        serde_json::json!({"code": "BUSY", "message": "try later"})
-    );
-    let v = problem(
-        worker_call(&server, "ns/q", &held, POST, "fail", report).await,
-        409,
-    )
-    .await;
-    assert_eq!(v["type"], "urn:blobq:problem:lease-not-held");
-}
-
-#[tokio::test]
-async fn cancel_takes_a_pending_job_out_and_revokes_a_running_one() {
-    let server = common::start().await;
-    let running = submit(&server, "ns/q", "a").await;
-    let pending = submit(&server, "ns/q", "b").await;
-    let held = claim(&server, "ns/q", "").await.unwrap();
-    assert_eq!(held.id, running);
-    for id in [&pending, &running] {
-        let r = server.post(&format!("/jobs/ns/q/{id}/cancel"), "").await;
-        assert_eq!(r.status(), 200);
-        let doc: Value = r.json().await.unwrap();
-        assert_eq!(
-            (doc["state"].as_str(), doc["done"].as_bool()),
-            (Some("cancelled"), Some(true))
-        );
-        assert_eq!(doc["error"]["code"], "CANCELLED");
-    }
-    assert!(
-        claim(&server, "ns/q", "").await.is_none(),
-        "nothing left to claim"
-    );
-    for (method, action, body) in [
-        (POST, "heartbeat", ""),
-        (reqwest::Method::PUT, "result", "late"),
-        (POST, "fail", "{}"),
-    ] {
-        let r = worker_call(&server, "ns/q", &held, method, action, body).await;
-        let v = problem(r, 409).await;
-        assert_eq!(v["type"], "urn:blobq:problem:job-cancelled", "{action}");
-    }
-    let doc = job(&server, "ns/q", &running).await;
-    assert_eq!(
-        doc["state"], "cancelled",
-        "the revoked worker changed nothing"
-    );
-    assert!(doc["result"].is_null());
-    // A finished job is left as it is.
-    let done = submit(&server, "ns/q", "c").await;
-    let held = claim(&server, "ns/q", "").await.unwrap();
-    put_result(&server, "ns/q", &held, b"out").await;
-    let r = server.post(&format!("/jobs/ns/q/{done}/cancel"), "").await;
-    assert_eq!(r.json::<Value>().await.unwrap()["state"], "succeeded");
-}
-
-#[tokio::test]
 async fn a_result_upload_cut_off_stores_nothing_and_the_job_keeps_running() {
     let server = common::options().arg("--spill-threshold", 10).start().await;
     let id = submit(&server, "ns/q", "x").await;
@@ -254,6 +94,21 @@ async fn a_result_upload_cut_off_stores_nothing_and_the_job_keeps_running() {
     );
     let done = put_result(&server, "ns/q", &held, b"whole").await;
     assert_eq!(done["state"], "succeeded", "the lease still stands");
+}
+
+#[tokio::test]
+async fn a_large_result_is_spilled_and_streamed_back_whole() {
+    let server = common::start().await;
+    let id = submit(&server, "ns/q", "x").await;
+    let held = claim(&server, "ns/q", "").await.unwrap();
+    let big = common::pattern(300_000, 7);
+    let r = worker_call(&server, "ns/q", &held, Method::PUT, "result", big.clone()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["result"]["size"], 300_000);
+    assert_eq!(server.spill_files().len(), 1, "the result spilled");
+    let r = server.get(&format!("/jobs/ns/q/{id}/result")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), big);
 }
 
 #[tokio::test]
@@ -366,15 +221,7 @@ async fn a_stored_result_keeps_the_connection_open_and_a_refused_one_closes_it()
         .unwrap();
     assert_eq!(refused.status(), 400, "no receipt");
     assert_eq!(refused.headers()["connection"], "close");
-    let r = worker_call(
-        &server,
-        "acme/keep",
-        &held,
-        reqwest::Method::PUT,
-        "result",
-        "done",
-    )
-    .await;
+    let r = worker_call(&server, "acme/keep", &held, Method::PUT, "result", "done").await;
     assert_eq!(r.status(), 200);
     assert!(
         r.headers().get("connection").is_none(),

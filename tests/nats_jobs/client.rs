@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::common::{header, problem, TestServer, STEP};
-use super::{claim, heartbeat, put_result, submit, submit_with};
+use super::{claim, heartbeat, job, job_total, put_result, submit, submit_with};
 
 pub async fn a_submit_answers_the_document_on_either_node(a: &TestServer, b: &TestServer) {
     let r = submit_with(
@@ -31,6 +31,10 @@ pub async fn a_submit_answers_the_document_on_either_node(a: &TestServer, b: &Te
     assert_eq!(id.len(), 36, "a UUID");
     assert_eq!(location, format!("/jobs/acme/export/{id}"));
     assert_eq!(doc["name"], format!("jobs/acme/export/{id}"));
+    assert_eq!(
+        (doc["namespace"].as_str(), doc["queue"].as_str()),
+        (Some("acme"), Some("export"))
+    );
     assert_eq!(doc["state"], "pending");
     assert_eq!(doc["done"], false);
     assert_eq!(
@@ -62,6 +66,7 @@ pub async fn a_submit_answers_the_document_on_either_node(a: &TestServer, b: &Te
         .await
         .unwrap();
     assert_eq!(conditional.status(), 304);
+    assert_eq!(header(&conditional, "etag"), etag);
     let plain = submit_with(b, "acme/export", "", &[]).await;
     let doc: Value = plain.json().await.unwrap();
     assert_eq!(
@@ -91,6 +96,12 @@ fn poll(
     })
 }
 
+/// `GET path` with `If-None-Match: tag`.
+async fn unchanged_since(server: &TestServer, path: &str, tag: &str) -> reqwest::Response {
+    let request = server.client.get(server.url(path));
+    request.header("if-none-match", tag).send().await.unwrap()
+}
+
 pub async fn a_long_poll_on_one_node_is_ended_by_a_worker_on_the_other(
     a: &TestServer,
     b: &TestServer,
@@ -106,11 +117,32 @@ pub async fn a_long_poll_on_one_node_is_ended_by_a_worker_on_the_other(
     let (status, doc, waited) = until_changed.await.unwrap();
     assert_eq!((status, doc["state"].as_str()), (200, Some("running")));
     assert!(waited < Duration::from_secs(10));
-    heartbeat(b, "ns/q", &held, r#"{"lease": 30}"#).await;
+    let running_tag = header(&a.get(&path).await, "etag").to_owned();
+    assert_eq!(
+        heartbeat(b, "ns/q", &held, r#"{"progress": 10}"#)
+            .await
+            .status(),
+        200
+    );
+    let r = unchanged_since(a, &path, &running_tag).await;
+    assert_eq!(r.status(), 200, "progress changes the tag");
+    let tag = header(&r, "etag").to_owned();
+    assert_eq!(
+        heartbeat(b, "ns/q", &held, r#"{"lease": 30}"#)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        unchanged_since(a, &path, &tag).await.status(),
+        304,
+        "a lease extension alone changes nothing shown"
+    );
     assert!(!until_done.is_finished(), "running is not done");
     put_result(b, "ns/q", &held, b"out").await;
     let (status, doc, waited) = until_done.await.unwrap();
     assert_eq!((status, doc["state"].as_str()), (200, Some("succeeded")));
+    assert_eq!(doc["done"], true);
     assert!(waited < Duration::from_secs(10), "woken, not timed out");
     let (status, _, waited) = poll(b, format!("{path}?wait=20"), None).await.unwrap();
     assert_eq!(status, 200);
@@ -153,8 +185,15 @@ pub async fn listing_pages_oldest_first_and_counts_by_state(a: &TestServer, b: &
     let running = b.json("/jobs/ns/q?state=running", 200).await;
     assert_eq!(running["jobs"].as_array().unwrap().len(), 1);
     assert_eq!(running["jobs"][0]["id"], ids[0].as_str());
+    assert!(running["next_page_token"].is_null());
     let pending = b.json("/jobs/ns/q?state=pending", 200).await;
     assert_eq!(pending["jobs"].as_array().unwrap().len(), 4);
+    let all = a.json("/jobs/ns/q", 200).await;
+    assert_eq!(
+        all["jobs"].as_array().unwrap().len(),
+        5,
+        "default limit 100"
+    );
     let v = problem(a.get("/jobs/ns/q?page_token=bogus").await, 400).await;
     assert_eq!(v["type"], "urn:blobq:problem:invalid-page-token");
     // Counts by queue and state, and the same in /metrics (the NATS
@@ -188,6 +227,61 @@ pub async fn listing_pages_oldest_first_and_counts_by_state(a: &TestServer, b: &
         assert!(Instant::now() < deadline, "no job counts in\n{metrics}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    for (total, want) in [
+        ("blobq_jobs_submitted_total", 6),
+        ("blobq_job_claims_total", 1),
+        ("blobq_job_cancellations_total", 1),
+    ] {
+        assert_eq!(job_total(a, b, total).await, want, "{total}");
+    }
+}
+
+pub async fn the_log_lists_each_report_with_a_message_or_a_new_percentage(
+    a: &TestServer,
+    b: &TestServer,
+) {
+    let id = submit(a, "ns/q", "x").await;
+    let held = claim(b, "ns/q", "").await.unwrap();
+    for (i, report) in [
+        r#"{"progress": 10, "message": "reading"}"#,
+        r#"{"progress": 10}"#,
+        r#"{"progress": 50}"#,
+        r#"{"message": "zipping"}"#,
+        "",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let node = if i % 2 == 0 { a } else { b };
+        assert_eq!(heartbeat(node, "ns/q", &held, report).await.status(), 200);
+    }
+    let log = a.json(&format!("/jobs/ns/q/{id}/log"), 200).await;
+    let entries = log.as_array().unwrap();
+    let brief: Vec<(Value, Value)> = entries
+        .iter()
+        .map(|e| (e["progress"].clone(), e["message"].clone()))
+        .collect();
+    assert_eq!(
+        brief,
+        [
+            (10.into(), "reading".into()),
+            (50.into(), Value::Null),
+            (50.into(), "zipping".into()),
+        ]
+    );
+    assert!(entries
+        .iter()
+        .all(|e| e["time"].as_str().is_some_and(|t| t.ends_with('Z'))));
+    let rest = b.json(&format!("/jobs/ns/q/{id}/log?after=2"), 200).await;
+    assert_eq!(rest.as_array().unwrap().len(), 1);
+    assert_eq!(rest[0]["message"], "zipping");
+    let none = b.json(&format!("/jobs/ns/q/{id}/log?after=99"), 200).await;
+    assert_eq!(none, serde_json::json!([]));
+    let doc = job(a, "ns/q", &id).await;
+    assert_eq!(
+        (doc["progress"].as_u64(), doc["message"].as_str()),
+        (Some(50), Some("zipping"))
+    );
 }
 
 pub async fn delete_and_unknown_jobs(a: &TestServer, b: &TestServer) {
@@ -199,6 +293,11 @@ pub async fn delete_and_unknown_jobs(a: &TestServer, b: &TestServer) {
     let v = problem(b.delete(&format!("/jobs/ns/q/{pending}")).await, 409).await;
     assert_eq!(v["type"], "urn:blobq:problem:job-not-done");
     assert_eq!(v["state"], "pending");
+    assert_eq!(
+        job(a, "ns/q", &pending).await["state"],
+        "pending",
+        "changed nothing"
+    );
     assert_eq!(b.delete(&format!("/jobs/ns/q/{done}")).await.status(), 204);
     for path in [
         format!("/jobs/ns/q/{done}"),
@@ -234,6 +333,9 @@ pub async fn an_idempotency_key_answers_the_first_job_on_any_node(a: &TestServer
     let again = submit_with(b, "ns/q", "second", &key).await;
     assert_eq!(again.status(), 200);
     assert_eq!(header(&again, "location"), format!("/jobs/ns/q/{id}"));
+    // Its body was never read: the answer says the connection ends, so a
+    // client does not send its next request on a connection hyper closes.
+    assert_eq!(header(&again, "connection"), "close");
     let doc: Value = again.json().await.unwrap();
     assert_eq!(doc["id"], id.as_str());
     assert_eq!(doc["input"]["size"], 5, "the first job's input");

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::Value;
 
-use super::common::{custom_data, header, problem, TestServer};
-use super::{claim, heartbeat, job, put_result, submit, submit_with, worker_call};
+use super::common::{custom_data, header, problem, TestServer, STEP};
+use super::{claim, heartbeat, job, job_total, put_result, submit, submit_with, worker_call};
 
 pub async fn a_job_runs_through_workers_on_either_node(a: &TestServer, b: &TestServer) {
     let r = submit_with(
@@ -36,6 +36,7 @@ pub async fn a_job_runs_through_workers_on_either_node(a: &TestServer, b: &TestS
     assert_eq!(header(&r, "location"), format!("/jobs/ns/q/{id}"));
     assert_eq!(custom_data(&r), ["k=v w"]);
     let receipt = header(&r, "x-queueserver-lease").to_owned();
+    assert_eq!(receipt.len(), 36, "a UUID");
     assert_eq!(r.text().await.unwrap(), "in,put");
     let held = super::Held {
         id: id.clone(),
@@ -55,10 +56,11 @@ pub async fn a_job_runs_through_workers_on_either_node(a: &TestServer, b: &TestS
     assert_eq!(
         (
             doc["state"].as_str(),
+            doc["attempt"].as_u64(),
             doc["progress"].as_u64(),
             doc["message"].as_str()
         ),
-        (Some("running"), Some(40), Some("half"))
+        (Some("running"), Some(1), Some(40), Some("half"))
     );
     assert!(doc["started"].is_string());
     let log = b.json(&format!("/jobs/ns/q/{id}/log"), 200).await;
@@ -148,6 +150,12 @@ pub async fn a_waiting_claim_is_woken_by_a_submit_on_the_other_node(
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "succeeded");
     assert_eq!(worker.await.unwrap(), 200);
+    // No worker: answered `202` when the wait runs out.
+    let started = Instant::now();
+    let r = submit_with(a, "ns/slow", "x", &[("prefer", "respond-async, wait=0.3")]).await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(header(&r, "retry-after"), "1");
+    assert!(started.elapsed() >= Duration::from_millis(250));
 }
 
 pub async fn a_lease_that_runs_out_returns_the_job_to_the_head(a: &TestServer, b: &TestServer) {
@@ -183,6 +191,14 @@ pub async fn a_lease_that_runs_out_returns_the_job_to_the_head(a: &TestServer, b
         .await;
     assert_eq!(doc["error"]["code"], "ABANDONED");
     assert_eq!(doc["attempt"], 2);
+    let deadline = Instant::now() + STEP;
+    while job_total(a, b, "blobq_job_failures_total").await != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned job is not counted once"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let next = claim(b, "ns/q", "").await.unwrap();
     assert_eq!(next.body, b"behind");
 }
@@ -216,13 +232,32 @@ pub async fn a_failure_retries_at_the_head_while_attempts_are_left(a: &TestServe
         serde_json::json!({"code": "BUSY", "message": "try later", "details": {"n": [1]}})
     );
     let v = problem(a.get(&format!("/jobs/ns/q/{id}/result")).await, 409).await;
-    assert_eq!(v["error"]["code"], "BUSY");
+    assert_eq!(v["state"], "failed");
+    assert_eq!(
+        v["error"],
+        serde_json::json!({"code": "BUSY", "message": "try later", "details": {"n": [1]}})
+    );
     let v = problem(
         worker_call(a, "ns/q", &held, Method::POST, "fail", report).await,
         409,
     )
     .await;
     assert_eq!(v["type"], "urn:blobq:problem:lease-not-held");
+    // Without `retry`, a failure is final whatever attempts are left.
+    let held = claim(b, "ns/q", "").await.unwrap();
+    let report = r#"{"code": "NO_DATA", "message": "nothing to export"}"#;
+    let r = worker_call(a, "ns/q", &held, Method::POST, "fail", report).await;
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(
+        (doc["state"].as_str(), doc["attempt"].as_u64()),
+        (Some("failed"), Some(1)),
+        "no retry asked"
+    );
+    let v = problem(b.get(&format!("/jobs/ns/q/{}/result", held.id)).await, 409).await;
+    assert_eq!(
+        v["error"],
+        serde_json::json!({"code": "NO_DATA", "message": "nothing to export"})
+    );
 }
 
 pub async fn cancel_takes_a_pending_job_out_and_revokes_a_running_one(

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::{Case, Target};
-use crate::common::{self, custom_data, header, TestServer};
+use crate::common::{self, custom_data, header, send_with, store_blob, TestServer};
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -19,40 +19,9 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-/// Sends `req` after adding `headers` (repeated names are appended).
-async fn send(mut req: reqwest::RequestBuilder, headers: &[(&str, &str)]) -> reqwest::Response {
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req.send().await.expect("request")
-}
-
-/// Stores `body` through `POST /tbs/{ns}/blobs` and returns the answer's JSON,
-/// asserting `201` and the `Location`.
-pub async fn store(
-    node: &TestServer,
-    ns: &str,
-    body: Vec<u8>,
-    headers: &[(&str, &str)],
-) -> serde_json::Value {
-    let req = node
-        .client
-        .post(node.url(&format!("/tbs/{ns}/blobs")))
-        .body(body);
-    let r = send(req, headers).await;
-    assert_eq!(r.status(), 201);
-    let location = header(&r, "location").to_owned();
-    let id_header = header(&r, "x-blobstorage_id").to_owned();
-    let v: serde_json::Value = r.json().await.expect("json");
-    let id = v["id"].as_str().expect("id");
-    assert_eq!(location, format!("/tbs/{ns}/blobs/{id}"));
-    assert_eq!(id_header, id);
-    v
-}
-
 /// `PUT /qs/{ns}/{q}` with `headers`.
 async fn put(node: &TestServer, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-    send(node.put(path).await, headers).await
+    send_with(node.put(path).await, headers).await
 }
 
 /// POSTs `body` to a queue with `headers` and returns the push answer's JSON.
@@ -62,7 +31,7 @@ async fn push(
     body: Vec<u8>,
     headers: &[(&str, &str)],
 ) -> serde_json::Value {
-    let r = send(node.client.post(node.url(path)).body(body), headers).await;
+    let r = send_with(node.client.post(node.url(path)).body(body), headers).await;
     assert_eq!(r.status(), 202, "push to {path}");
     r.json().await.expect("json")
 }
@@ -81,7 +50,7 @@ async fn pop_exact(node: &TestServer, path: &str, want: &[u8]) -> (String, Vec<S
 
 pub async fn a_stored_blob_is_readable_by_id_any_number_of_times(t: Target) {
     let body = common::pattern(5000, 11);
-    let v = store(
+    let v = store_blob(
         t.a(),
         "ns",
         body.clone(),
@@ -115,7 +84,7 @@ pub async fn a_stored_blob_is_readable_by_id_any_number_of_times(t: Target) {
         assert!(r.bytes().await.unwrap()[..] == body[..], "read {read}");
     }
 
-    let plain = store(t.b(), "ns", b"x".to_vec(), &[]).await;
+    let plain = store_blob(t.b(), "ns", b"x".to_vec(), &[]).await;
     assert_eq!(plain["content_type"], "application/octet-stream");
     assert_eq!(plain["lifetime"], 3600);
     assert_ne!(plain["id"], v["id"]);
@@ -126,7 +95,7 @@ pub async fn a_stored_blob_is_readable_by_id_any_number_of_times(t: Target) {
 }
 
 pub async fn blobs_are_deleted_by_read_with_delete_or_by_delete_and_unknown_ids_are_404(t: Target) {
-    let id = store(t.a(), "ns", b"once".to_vec(), &[]).await["id"]
+    let id = store_blob(t.a(), "ns", b"once".to_vec(), &[]).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -137,7 +106,7 @@ pub async fn blobs_are_deleted_by_read_with_delete_or_by_delete_and_unknown_ids_
         common::problem(node.get(&format!("/tbs/ns/blobs/{id}")).await, 404).await;
     }
 
-    let id = store(t.a(), "ns", b"twice".to_vec(), &[]).await["id"]
+    let id = store_blob(t.a(), "ns", b"twice".to_vec(), &[]).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -156,7 +125,7 @@ pub async fn blobs_are_deleted_by_read_with_delete_or_by_delete_and_unknown_ids_
             common::problem(node.delete(&format!("/tbs/ns/blobs/{id}")).await, 404).await;
         }
     }
-    let other = store(t.a(), "other", b"elsewhere".to_vec(), &[]).await;
+    let other = store_blob(t.a(), "other", b"elsewhere".to_vec(), &[]).await;
     let path = format!("/tbs/ns/blobs/{}", other["id"].as_str().unwrap());
     for node in t.nodes() {
         common::problem(node.get(&path).await, 404).await;
@@ -239,7 +208,7 @@ pub async fn one_blob_fans_out_to_several_queues_by_reference(t: Target) {
 }
 
 pub async fn a_reference_to_an_unknown_or_malformed_blob_id_is_404_and_queues_nothing(t: Target) {
-    let elsewhere = store(t.a(), "other", b"x".to_vec(), &[]).await;
+    let elsewhere = store_blob(t.a(), "other", b"x".to_vec(), &[]).await;
     let foreign = elsewhere["id"].as_str().unwrap();
     for (i, id) in [
         "3f1b2c4d-5e6f-4a8b-9c0d-1e2f3a4b5c6d",
@@ -266,7 +235,7 @@ pub async fn deleting_a_referenced_blob_makes_the_next_data_pop_410_where_blobs_
     t: Target,
 ) {
     let body = common::pattern(5000, 2);
-    let id = store(t.a(), "ns", body.clone(), &[]).await["id"]
+    let id = store_blob(t.a(), "ns", body.clone(), &[]).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -338,7 +307,7 @@ pub async fn an_unexposed_blob_is_freed_as_soon_as_its_element_is_popped_with_da
 
 pub async fn a_stored_blob_expires_after_its_lifetime(t: Target) {
     let started = Instant::now();
-    let id = store(
+    let id = store_blob(
         t.a(),
         "ns",
         common::pattern(5000, 8),

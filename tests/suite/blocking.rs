@@ -9,7 +9,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{Case, Target};
-use crate::common::{TestServer, STEP};
+use crate::common::{TestServer, CLIENT_TIMEOUT, STEP};
+
+/// Seconds a waiting pop of the cases below asks to wait when what it waits
+/// for may be slow on a loaded machine: a push of a queue just made (on
+/// NATS the stream and the consumer are made first, each up to the nodes'
+/// 5 s request timeout, and a publish whose acknowledgement is late is sent
+/// again), or an element that went to a waiter that had gone and comes back
+/// after the 5 s ack wait. Short of [`CLIENT_TIMEOUT`], which bounds the
+/// wait for the answer.
+const SLOW_WAIT: u64 = 40;
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -128,13 +137,16 @@ pub async fn a_consumer_that_disconnects_while_waiting_is_forgotten(t: Target) {
 pub async fn an_element_goes_to_the_next_live_waiter_when_the_first_has_gone(t: Target) {
     let gone = raw_blocking_pop(t.a(), "/qs/ns/q?timeout=60").await;
     t.a().wait_for_waiters("ns", "q", 1).await;
-    let live = t.b().spawn_get("/qs/ns/q?timeout=15");
+    let live = t.b().spawn_get(&format!("/qs/ns/q?timeout={SLOW_WAIT}"));
     t.a().wait_for_waiters("ns", "q", 2).await;
     drop(gone);
     // Push without waiting for the server to notice: whichever way the race
     // goes, the live waiter must get the element and nothing may be lost.
+    // On NATS the element may first go to the gone waiter's pull request
+    // (its end not yet known across the cluster), be lost in flight and come
+    // back after the ack wait: the live waiter waits for longer than that.
     assert_eq!(t.a().post("/qs/ns/q", "for the living").await.status(), 202);
-    let got = tokio::time::timeout(STEP, live)
+    let got = tokio::time::timeout(CLIENT_TIMEOUT, live)
         .await
         .expect("served")
         .expect("task");
@@ -249,16 +261,24 @@ pub async fn the_first_pushes_and_waiting_pops_of_a_new_queue_at_once_all_succee
             let r = if i % 2 == 0 {
                 client.post(&url).body(format!("e{i}")).send().await
             } else {
-                client.get(format!("{url}?timeout=10")).send().await
+                client
+                    .get(format!("{url}?timeout={SLOW_WAIT}"))
+                    .send()
+                    .await
             };
             let r = r.expect("request");
             let status = r.status().as_u16();
             (i, status, r.text().await.expect("body"), started.elapsed())
         }));
     }
+    // The pushes first, so that a refused one is told at once rather than
+    // after the pops have waited for it; each request is bounded by its
+    // client's timeout.
+    let (pushes, pops): (Vec<_>, Vec<_>) =
+        tasks.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
     let mut popped = Vec::new();
-    for task in tasks {
-        let (i, status, body, took) = tokio::time::timeout(STEP, task)
+    for (_, task) in pushes.into_iter().chain(pops) {
+        let (i, status, body, took) = tokio::time::timeout(CLIENT_TIMEOUT, task)
             .await
             .expect("answered")
             .expect("task");

@@ -66,14 +66,8 @@ async fn raw(server: &TestServer, method: &str, path: &str) -> reqwest::Response
 /// POSTs a 100-byte body to `/qs/ns/{q}` with `headers` (repeated names are
 /// appended).
 async fn push(server: &TestServer, q: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut req = server
-        .client
-        .post(server.url(&format!("/qs/ns/{q}")))
-        .body(common::pattern(100, 5));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req.send().await.expect("POST")
+    let path = format!("/qs/ns/{q}");
+    common::post_with(server, &path, common::pattern(100, 5), headers).await
 }
 
 /// Checks that a push to `/qs/ns/{q}` was refused with `400` and left

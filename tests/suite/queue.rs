@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::{Case, Target};
-use crate::common::{self, custom_data, header, TestServer};
+use crate::common::{self, custom_data, header, post_with, push_ok};
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -23,32 +23,6 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-/// POSTs `body` to `path` with `headers` (repeated names are appended, not
-/// replaced).
-pub async fn push(
-    node: &TestServer,
-    path: &str,
-    body: impl Into<reqwest::Body>,
-    headers: &[(&str, &str)],
-) -> reqwest::Response {
-    let mut req = node.client.post(node.url(path)).body(body);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req.send().await.expect("POST")
-}
-
-/// Pushes `body` and returns the push answer's JSON, asserting `202`.
-pub async fn push_ok(
-    node: &TestServer,
-    path: &str,
-    body: impl Into<reqwest::Body>,
-) -> serde_json::Value {
-    let r = push(node, path, body, &[]).await;
-    assert_eq!(r.status(), 202, "push to {path}");
-    r.json().await.expect("push json")
-}
-
 /// The `X-QueueServer-Lifetime` of a pop, as a number.
 fn lifetime_left(r: &reqwest::Response) -> u64 {
     header(r, "x-queueserver-lifetime")
@@ -57,7 +31,7 @@ fn lifetime_left(r: &reqwest::Response) -> u64 {
 }
 
 pub async fn push_answers_202_with_ids_in_headers_and_a_matching_json_body(t: Target) {
-    let r = push(
+    let r = post_with(
         t.a(),
         "/qs/ns/q",
         b"hello".to_vec(),
@@ -130,7 +104,7 @@ pub async fn elements_come_out_in_fifo_order_through_either_node(t: Target) {
 }
 
 pub async fn a_pop_carries_every_header_of_the_element(t: Target) {
-    let r = push(
+    let r = post_with(
         t.a(),
         "/qs/ns/h",
         b"payload".to_vec(),
@@ -178,7 +152,7 @@ pub async fn the_override_content_type_wins_then_content_type_then_octet_stream(
         (&[], "application/octet-stream"),
     ];
     for (i, (headers, want)) in cases.into_iter().enumerate() {
-        let r = push(t.node(i), "/qs/ns/ct", b"x".to_vec(), headers).await;
+        let r = post_with(t.node(i), "/qs/ns/ct", b"x".to_vec(), headers).await;
         assert_eq!(r.status(), 202);
         let r = t.node(i + 1).get("/qs/ns/ct").await;
         assert_eq!(r.status(), 200);
@@ -196,7 +170,7 @@ pub async fn the_configured_default_lifetime_applies_without_a_header(t: Target)
 
 pub async fn a_header_only_pop_reports_the_size_and_keeps_the_blob_readable(t: Target) {
     let body = common::pattern(4321, 9);
-    let r = push(
+    let r = post_with(
         t.a(),
         "/qs/ns/ho",
         body.clone(),
