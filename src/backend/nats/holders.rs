@@ -20,15 +20,11 @@ use async_nats::HeaderMap;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use super::message::{self, ObjectRef};
-use super::queues::nats_error;
+use super::queues::{nats_error, PUBLISH_TIMEOUTS};
 use super::{names, Inner};
 use crate::backend::ids::{BlobId, ElementId};
 use crate::backend::name::Name;
 use crate::backend::{BackendError, BodyStream};
-
-/// Request timeouts a push may take from an object's last byte to its
-/// marker, or from its marker to its element (a publish and its retries).
-const PUBLISH_TIMEOUTS: u32 = 3;
 
 /// What holds an object.
 #[derive(Debug, Clone, Copy)]

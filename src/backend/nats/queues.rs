@@ -18,13 +18,18 @@ use crate::backend::{BackendError, IncomingBody, PushOptions, Pushed};
 
 /// Messages a purge takes from JetStream in one fetch.
 const PURGE_BATCH: usize = 256;
-/// Times a publish whose acknowledgement did not come is sent again; its
-/// `Nats-Msg-Id` makes JetStream keep it once.
-const PUBLISH_RETRIES: usize = 2;
-/// Longest one request to make or find a namespace's stream is waited for.
-const STREAM_ATTEMPT: Duration = Duration::from_secs(1);
-/// Pause before the first resend of a publish, doubled before the second.
+/// Request timeouts a publish and its resends may take in all (a resend
+/// keeps the `Nats-Msg-Id`, so JetStream keeps the message once); also
+/// what a push may take from an object's last byte to its marker, or from
+/// its marker to its element (holders.rs).
+pub(super) const PUBLISH_TIMEOUTS: u32 = 3;
+/// Longest one request to make or find a stream or a consumer is waited
+/// for before it is asked again.
+const MAKE_ATTEMPT: Duration = Duration::from_secs(1);
+/// Pause before the first resend of a publish, doubled before each next
+/// one up to `PUBLISH_RETRY_PAUSE_MOST`.
 const PUBLISH_RETRY_PAUSE: Duration = Duration::from_millis(250);
+const PUBLISH_RETRY_PAUSE_MOST: Duration = Duration::from_secs(1);
 
 /// Whether looking up a stream failed because it does not exist.
 pub fn stream_missing(e: &async_nats::jetstream::context::GetStreamError) -> bool {
@@ -67,18 +72,32 @@ impl Inner {
             discard: DiscardPolicy::New,
             ..stream::Config::default()
         };
-        // While another request makes it, a stream has no leader and a
-        // request about it goes unanswered: ask again rather than wait.
+        self.until_made("making the namespace's stream", || {
+            js.get_or_create_stream(config.clone())
+        })
+        .await
+    }
+
+    /// `make`'s answer, asked again for up to a request timeout while it
+    /// fails or does not come: while another request makes a stream, or
+    /// its leader is being elected, requests about it go unanswered or are
+    /// refused at once.
+    async fn until_made<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+        &self,
+        what: &str,
+        make: impl Fn() -> F,
+    ) -> Result<T, BackendError> {
         let deadline = tokio::time::Instant::now() + self.config.request_timeout;
         loop {
-            let made = js.get_or_create_stream(config.clone());
-            match tokio::time::timeout(STREAM_ATTEMPT, made).await {
-                Ok(made) => {
-                    return made.map_err(|e| nats_error("making the namespace's stream", e))
-                }
-                Err(_) if tokio::time::Instant::now() + STREAM_ATTEMPT < deadline => {}
-                Err(e) => return Err(nats_error("making the namespace's stream", e)),
+            let failure = match tokio::time::timeout(MAKE_ATTEMPT, make()).await {
+                Ok(Ok(made)) => return Ok(made),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            if tokio::time::Instant::now() + MAKE_ATTEMPT >= deadline {
+                return Err(nats_error(what, failure));
             }
+            tokio::time::sleep(MAKE_ATTEMPT / 10).await;
         }
     }
 
@@ -105,10 +124,11 @@ impl Inner {
             max_ack_pending: -1,
             ..pull::Config::default()
         };
-        let consumer = stream
-            .get_or_create_consumer(&name, config)
-            .await
-            .map_err(|e| nats_error("making the queue's consumer", e))?;
+        let consumer = self
+            .until_made("making the queue's consumer", || {
+                stream.get_or_create_consumer(&name, config.clone())
+            })
+            .await?;
         self.consumers.insert(key, consumer.clone());
         Ok(consumer)
     }
@@ -193,13 +213,10 @@ impl Inner {
         data: Bytes,
     ) -> Result<(), BackendError> {
         let js = self.link.js()?;
-        let mut last = String::new();
-        for attempt in 0..=PUBLISH_RETRIES {
-            if attempt > 0 {
-                // A stream just made by another request may not have its
-                // leader yet ("no stream found"): give it a moment.
-                tokio::time::sleep(PUBLISH_RETRY_PAUSE * attempt as u32).await;
-            }
+        let started = tokio::time::Instant::now();
+        let budget = self.config.request_timeout * PUBLISH_TIMEOUTS;
+        let mut pause = PUBLISH_RETRY_PAUSE;
+        let last = loop {
             let sent = js
                 .publish_with_headers(subject.to_owned(), headers.clone(), data.clone())
                 .await;
@@ -207,18 +224,22 @@ impl Inner {
                 Ok(ack) => ack.await,
                 Err(e) => Err(e),
             };
-            match acked {
+            let text = match acked {
                 Ok(_) => return Ok(()),
-                Err(e) => {
-                    let text = e.to_string();
-                    // The stream's limits are the namespace's quota.
-                    if text.contains("maximum messages") || text.contains("maximum bytes") {
-                        return Err(self.over_quota(ns));
-                    }
-                    last = text;
-                }
+                Err(e) => e.to_string(),
+            };
+            // The stream's limits are the namespace's quota.
+            if text.contains("maximum messages") || text.contains("maximum bytes") {
+                return Err(self.over_quota(ns));
             }
-        }
+            // Sent again while a whole attempt still fits: a stream just
+            // made, or electing a leader, refuses at once for a while.
+            if started.elapsed() + pause + self.config.request_timeout > budget {
+                break text;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(PUBLISH_RETRY_PAUSE_MOST);
+        };
         Err(unavailable(&format!(
             "NATS JetStream did not acknowledge the push ({last}); it may or may not have been stored"
         )))

@@ -44,9 +44,7 @@ pub struct JobsService {
 /// The jobs service, or `501` where the app was built without one.
 fn service(app: &App) -> Result<&JobsService, JobApiError> {
     app.jobs.as_ref().ok_or_else(|| {
-        JobApiError::NotImplemented(
-            "this server does not serve jobs: they are not built for the NATS backend yet".into(),
-        )
+        JobApiError::NotImplemented("this server was started without the jobs API".into())
     })
 }
 
