@@ -208,6 +208,10 @@ impl Store {
 }
 
 #[cfg(test)]
+#[path = "segment_moves_tests.rs"]
+mod moves_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::overflow::{Overflow, OverflowConfig, Removal};
