@@ -121,7 +121,12 @@ impl Overflow {
             // Read ahead like a pop: the bodies are in offset order.
             let bytes = self.read(from.clone(), body.size()).await?;
             let to = self.write(bytes).await?;
-            body.move_to(&from, to);
+            let target = to.segment.clone();
+            if !body.move_to(&from, to) {
+                // Its copy is unused: a current segment holding nothing
+                // else goes now, not at the next rollover.
+                self.retire_if_empty(&target);
+            }
         }
         Ok(())
     }
@@ -170,12 +175,16 @@ impl Overflow {
             let to = self.write(bytes).await?;
             copied.push((Arc::downgrade(&body), from, to));
         }
-        sync_copies(&copied).await?;
+        let targets = sync_copies(&copied).await?;
         for (body, from, to) in copied {
             // Dropped since the copy: its copy is left unused.
             if let Some(body) = body.upgrade() {
                 log.commit_move(&body, &from, to);
             }
+        }
+        // A current segment holding only unused copies goes now.
+        for target in &targets {
+            self.retire_if_empty(target);
         }
         Ok(outcome)
     }
@@ -183,16 +192,20 @@ impl Overflow {
 
 /// Syncs the segments the copies were written to, each once, off the
 /// runtime's threads: a record naming a copy is never durable before it.
-async fn sync_copies(copied: &[(Weak<OverflowBody>, Place, Place)]) -> io::Result<()> {
+/// Returns those segments.
+async fn sync_copies(
+    copied: &[(Weak<OverflowBody>, Place, Place)],
+) -> io::Result<Vec<Arc<Segment>>> {
     let mut targets: Vec<Arc<Segment>> = Vec::new();
     for (_, _, to) in copied {
         if !targets.iter().any(|t| Arc::ptr_eq(t, &to.segment)) {
             targets.push(to.segment.clone());
         }
     }
-    for target in targets {
+    for target in &targets {
+        let target = target.clone();
         let synced = tokio::task::spawn_blocking(move || target.sync_data()).await;
         synced.map_err(io::Error::other)??;
     }
-    Ok(())
+    Ok(targets)
 }
