@@ -189,13 +189,14 @@ impl MoveLog for LoggedMoves {
 }
 
 impl Store {
-    /// Compacts now every sealed overflow segment whose live bytes are below
-    /// `percent` of its size (as the background compactor does at
-    /// `[overflow] compact_percent`), and in durable mode waits until the
-    /// moves are written (synced in `always` mode). For tests that need a
-    /// compaction at a known point.
+    /// Seals the overflow segment being written, compacts now every sealed
+    /// segment whose live bytes are below `percent` of its size (as the
+    /// background compactor does at `[overflow] compact_percent`), and in
+    /// durable mode waits until the moves are written (synced in `always`
+    /// mode). For tests that need a compaction at a known point.
     pub async fn compact_overflow(&self, percent: u8) -> io::Result<()> {
         if let Some(overflow) = &self.shared.limits.overflow {
+            overflow.seal_current();
             overflow.compact_below(percent).await?;
         }
         if self.shared.journal.is_some() {
