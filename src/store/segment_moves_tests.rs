@@ -262,3 +262,40 @@ async fn compaction_racing_pushes_and_pops_loses_and_duplicates_nothing() {
         s.purge();
     }
 }
+
+/// A move is made and logged under its namespace's lock, which orders it
+/// after any record naming the old place: while the lock is held (as by a
+/// push staging its `Blob` record), the compaction copies but moves
+/// nothing, and logs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_waits_for_its_namespace_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = durable(dir.path(), FsyncMode::Always);
+    let left = mostly_dead_first_segment(&s).await;
+    let (ns, _) = names();
+    let namespace = s.shared.namespaces.get(&ns).unwrap().clone();
+    let locked = namespace.lock();
+    let compaction = {
+        let s = s.clone();
+        tokio::spawn(async move { s.compact_overflow(25).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!compaction.is_finished());
+    assert_eq!(
+        moves_logged(dir.path()),
+        0,
+        "a move logged outside the lock"
+    );
+    drop(locked);
+    tokio::time::timeout(Duration::from_secs(10), compaction)
+        .await
+        .expect("the compaction ends once the lock is free")
+        .unwrap()
+        .unwrap();
+    assert!(moves_logged(dir.path()) > 0);
+    wait_until_gone(&segment(dir.path(), 0)).await;
+    for expected in &left {
+        assert_eq!(pop(&s).await.unwrap().as_ref(), Some(expected));
+    }
+    s.purge();
+}
