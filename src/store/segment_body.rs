@@ -303,7 +303,6 @@ mod tests {
         };
         let config = crate::store::overflow::OverflowConfig {
             segment_bytes: 4,
-            compact_percent: 0,
             ..Default::default()
         };
         let overflow = Overflow::durable(dir.path().to_owned(), config, 0, removal);

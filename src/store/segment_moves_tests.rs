@@ -76,15 +76,6 @@ async fn pop(s: &Store) -> Result<Option<(ElementId, Vec<u8>)>, BackendError> {
     Ok(Some((popped.id, bytes)))
 }
 
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir.join("data").join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    found.sort();
-    found
-}
-
 fn segment(dir: &Path, number: u64) -> PathBuf {
     dir.join("data")
         .join("segments")

@@ -25,6 +25,8 @@
 mod body;
 mod compactor;
 mod folder;
+#[cfg(test)]
+mod logged_tests;
 mod read_ahead;
 mod segment;
 #[cfg(test)]
