@@ -138,8 +138,37 @@ impl Overflow {
         segment: &Arc<Segment>,
         log: &dyn MoveLog,
     ) -> io::Result<Compacted> {
+        let mut copied = Vec::new();
+        let copying = self.copy_logged(segment, &mut copied).await;
+        let targets = targets_of(&copied);
+        let done = match copying {
+            Ok(outcome) => sync(&targets).await.map(|()| outcome),
+            Err(e) => Err(e),
+        };
+        // On a failure nothing moves: every copy is left unused.
+        if done.is_ok() {
+            for (body, from, to) in copied {
+                // Dropped since the copy: its copy is left unused.
+                if let Some(body) = body.upgrade() {
+                    log.commit_move(&body, &from, to);
+                }
+            }
+        }
+        // A current segment holding only unused copies goes now.
+        for target in &targets {
+            self.retire_if_empty(target);
+        }
+        done
+    }
+
+    /// Copies every intact body of `segment` the log names to the end of
+    /// the current segment, into `copied` (the body, its place, its copy's).
+    async fn copy_logged(
+        &self,
+        segment: &Arc<Segment>,
+        copied: &mut Vec<(Weak<OverflowBody>, Place, Place)>,
+    ) -> io::Result<Compacted> {
         let mut outcome = Compacted::Done;
-        let mut copied: Vec<(Weak<OverflowBody>, Place, Place)> = Vec::new();
         for body in segment.placed_bodies() {
             let Some(body) = body.upgrade() else { continue };
             let from = body.place();
@@ -175,37 +204,28 @@ impl Overflow {
             let to = self.write(bytes).await?;
             copied.push((Arc::downgrade(&body), from, to));
         }
-        let targets = sync_copies(&copied).await?;
-        for (body, from, to) in copied {
-            // Dropped since the copy: its copy is left unused.
-            if let Some(body) = body.upgrade() {
-                log.commit_move(&body, &from, to);
-            }
-        }
-        // A current segment holding only unused copies goes now.
-        for target in &targets {
-            self.retire_if_empty(target);
-        }
         Ok(outcome)
     }
 }
 
-/// Syncs the segments the copies were written to, each once, off the
-/// runtime's threads: a record naming a copy is never durable before it.
-/// Returns those segments.
-async fn sync_copies(
-    copied: &[(Weak<OverflowBody>, Place, Place)],
-) -> io::Result<Vec<Arc<Segment>>> {
+/// The segments the copies were written to, each once.
+fn targets_of(copied: &[(Weak<OverflowBody>, Place, Place)]) -> Vec<Arc<Segment>> {
     let mut targets: Vec<Arc<Segment>> = Vec::new();
     for (_, _, to) in copied {
         if !targets.iter().any(|t| Arc::ptr_eq(t, &to.segment)) {
             targets.push(to.segment.clone());
         }
     }
-    for target in &targets {
+    targets
+}
+
+/// Syncs `targets` off the runtime's threads: a record naming a copy is
+/// never durable before the copy.
+async fn sync(targets: &[Arc<Segment>]) -> io::Result<()> {
+    for target in targets {
         let target = target.clone();
         let synced = tokio::task::spawn_blocking(move || target.sync_data()).await;
         synced.map_err(io::Error::other)??;
     }
-    Ok(targets)
+    Ok(())
 }
