@@ -15,6 +15,8 @@ mod damage_reads;
 mod log_files;
 #[path = "durability/repair.rs"]
 mod repair;
+#[path = "durability/segment_compaction.rs"]
+mod segment_compaction;
 #[path = "durability/segments.rs"]
 mod segments;
 

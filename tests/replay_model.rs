@@ -1,7 +1,8 @@
 //! The durable store against a plain model, in the style of redb's fuzzer:
 //! random operations (pushes small and spilled, reference pushes, pops plain
 //! and header-only, leases acknowledged, released and run out, element
-//! expiry, blobs stored and deleted) are applied through the `Backend` trait
+//! expiry, blobs stored and deleted, overflow segments compacted, which
+//! moves their bodies) are applied through the `Backend` trait
 //! to a store with `--data-dir` and `--fsync always`, whose small segments
 //! seal and compact as it goes (and whose small bodies past a small memory
 //! limit go to small overflow segments), and to a model of queues and blobs. Every
@@ -57,6 +58,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<prop::sample::Index>().prop_map(|lease| Op::Ack { lease }),
         2 => any::<prop::sample::Index>().prop_map(|lease| Op::Release { lease }),
         1 => queue.prop_map(|queue| Op::LeaseRunsOut { queue }),
+        2 => Just(Op::CompactSegments),
     ]
 }
 

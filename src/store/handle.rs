@@ -172,6 +172,9 @@ impl Store {
             shared.closing.clone(),
         ));
         if let Some(overflow) = &overflow {
+            if shared.journal.is_some() {
+                overflow.log_moves(super::segment_body::LoggedMoves::new(&shared));
+            }
             overflow.start_compactor(shared.closing.clone());
         }
         Ok(Store { shared })

@@ -122,7 +122,7 @@ pub(crate) fn open(
         );
         let wake = {
             let mut st = namespace.lock();
-            let counted = restore_namespace(&mut st, live, &mut segments, rebuild.totals, now);
+            let counted = restore_namespace(&mut st, &ns, live, &mut segments, rebuild.totals, now);
             elements += counted.0;
             blobs += counted.1;
             st.reschedule()
@@ -154,8 +154,9 @@ pub(crate) fn open(
 /// segment nothing lives in any more is removed through the log, once the
 /// records saying its bodies are gone are durable (the journal is held
 /// weakly: after it closed, the file is left to the next start-up, which
-/// removes segments no live blob points into). They are never compacted:
-/// moving a body would leave its record pointing at the old place.
+/// removes segments no live blob points into). They are compacted as in
+/// memory mode once the store gives the overflow its log of moves
+/// (`segment_body::LoggedMoves`).
 fn durable_overflow(
     dir: &DataDir,
     config: OverflowConfig,
@@ -168,10 +169,6 @@ fn durable_overflow(
             journal.unlink_later(path);
         }
     }));
-    let config = OverflowConfig {
-        compact_percent: 0,
-        ..config
-    };
     Overflow::durable(dir.segments_dir(), config, next, removal)
 }
 
@@ -241,6 +238,7 @@ fn log_sizes(dir: &DataDir) -> io::Result<(u64, u64)> {
 /// Rebuilds one namespace's blobs and queues. Returns (elements, blobs).
 fn restore_namespace(
     st: &mut NsState,
+    ns: &Name,
     live: &LiveNamespace,
     segments: &mut Segments<'_>,
     totals: &Arc<Totals>,
@@ -267,6 +265,8 @@ fn restore_namespace(
                 Some(segment) => BlobContent::in_segment(SegmentBody::restored(
                     Overflow::adopt(&segment, *offset, b.size),
                     *crc32c,
+                    ns,
+                    BlobId::from_u128(*id),
                 )),
                 // A missing segment, kept (never removed) as a missing blob
                 // file is: reads find it gone.

@@ -5,27 +5,32 @@
 //! instead of holding its bytes; a read checks it, so a damaged body is
 //! found before its answer starts and takes the dead-letter path a
 //! damaged blob file takes (`damage`).
+//!
+//! The overflow compactor moves such a body through [`LoggedMoves`]: under
+//! its namespace's lock, as every record naming the body is staged and
+//! handed to the journal under that lock, a move and its `BlobMoved`
+//! record always come after the `Blob` record that named the old place,
+//! and a `Blob` record staged later names the new one.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 
 use super::file_body::Damage;
-use super::journal::record::BlobData;
-use super::journal::SyncedWithLog;
-use super::overflow::{OverflowBody, Segment};
+use super::handle::Shared;
+use super::journal::record::{BlobData, Record};
+use super::journal::{Commit, SyncedWithLog};
+use super::overflow::{MoveLog, OverflowBody, Place, Segment};
+use super::Store;
+use crate::backend::ids::BlobId;
+use crate::backend::name::Name;
 
 /// The bytes of a blob in a segment of the data directory.
 #[derive(Debug)]
 pub struct SegmentBody {
     body: Arc<OverflowBody>,
     crc32c: u32,
-    /// The log names the body: from its `Blob` record to its `BlobGone`.
-    /// Dropped while named (the store dropped with the process), the body
-    /// keeps its segment's file, which the next start reopens.
-    logged: AtomicBool,
 }
 
 /// What a checked read of a segment body found.
@@ -37,24 +42,33 @@ pub enum SegmentRead {
 impl SegmentBody {
     /// A body just received, not yet named by the log.
     pub fn new(body: Arc<OverflowBody>, crc32c: u32) -> SegmentBody {
-        SegmentBody {
-            body,
-            crc32c,
-            logged: AtomicBool::new(false),
-        }
+        SegmentBody { body, crc32c }
     }
 
-    /// A body the log names, read back at start-up.
-    pub fn restored(body: Arc<OverflowBody>, crc32c: u32) -> SegmentBody {
+    /// A body the log names as blob `blob` of `ns`, read back at start-up.
+    pub fn restored(body: Arc<OverflowBody>, crc32c: u32, ns: &Name, blob: BlobId) -> SegmentBody {
         let restored = SegmentBody::new(body, crc32c);
-        restored.set_logged(true);
+        restored.logged_as(ns, blob);
         restored
     }
 
-    /// Whether the log now names the body (its `Blob` record appended) or
-    /// no longer does (its `BlobGone`).
+    /// The log now names the body (its blob's `Blob` record is staged, under
+    /// the namespace's lock): from here on the compactor may move it.
+    pub fn logged_as(&self, ns: &Name, blob: BlobId) {
+        self.body
+            .name_in_log(ns, blob, self.crc32c)
+            .set_logged(true);
+    }
+
+    /// The log no longer names the body (its `BlobGone` is staged).
     pub fn set_logged(&self, logged: bool) {
-        self.logged.store(logged, Ordering::Release);
+        if let Some(name) = self.body.log_name() {
+            name.set_logged(logged);
+        }
+    }
+
+    fn is_logged(&self) -> bool {
+        self.body.log_name().is_some_and(|n| n.is_logged())
     }
 
     pub fn crc32c(&self) -> u32 {
@@ -66,15 +80,10 @@ impl SegmentBody {
         self.body.place().segment
     }
 
-    /// How the log names the bytes. Durable segments are never compacted,
-    /// so the place logged stays the body's place for its whole life.
+    /// How the log names the bytes: their place now. Read under the
+    /// namespace's lock, under which the compactor moves them too.
     pub fn log_data(&self) -> BlobData<'static> {
-        let place = self.body.place();
-        BlobData::Segment {
-            number: segment_number(&place.segment).unwrap_or(u64::MAX),
-            offset: place.offset,
-            crc32c: self.crc32c,
-        }
+        place_data(&self.body.place(), self.crc32c)
     }
 
     /// Reads the bytes back and checks them: a segment cut short is
@@ -94,9 +103,20 @@ impl SegmentBody {
 
 impl Drop for SegmentBody {
     fn drop(&mut self) {
-        if *self.logged.get_mut() {
+        // Dropped while named (the store dropped with the process), the
+        // body keeps its segment's file, which the next start reopens.
+        if self.is_logged() {
             self.body.place().segment.keep_file();
         }
+    }
+}
+
+/// A segment place as a record names it.
+fn place_data(place: &Place, crc32c: u32) -> BlobData<'static> {
+    BlobData::Segment {
+        number: segment_number(&place.segment).unwrap_or(u64::MAX),
+        offset: place.offset,
+        crc32c,
     }
 }
 
@@ -116,6 +136,81 @@ impl SyncedWithLog for Segment {
         Segment::sync_data(self)
     }
 }
+
+/// The store's side of durable compaction: each move is made and logged
+/// under the body's namespace's lock. Holds the store weakly: a move the
+/// compactor finishes after the store closed is not made.
+pub(crate) struct LoggedMoves {
+    store: Weak<Shared>,
+}
+
+impl std::fmt::Debug for LoggedMoves {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoggedMoves")
+    }
+}
+
+impl LoggedMoves {
+    pub(crate) fn new(store: &Arc<Shared>) -> Arc<LoggedMoves> {
+        Arc::new(LoggedMoves {
+            store: Arc::downgrade(store),
+        })
+    }
+}
+
+impl MoveLog for LoggedMoves {
+    fn commit_move(&self, body: &Arc<OverflowBody>, from: &Place, to: Place) -> bool {
+        let (Some(shared), Some(name)) = (self.store.upgrade(), body.log_name()) else {
+            return false;
+        };
+        let Some(journal) = shared.journal.clone() else {
+            return false;
+        };
+        let store = Store { shared };
+        let (number, offset) = (segment_number(&to.segment).unwrap_or(u64::MAX), to.offset);
+        let moved = store.change_existing(&name.ns, |_, _| {
+            // Under the lock: the log names the body now exactly when this
+            // says so, and any record naming its place is already handed
+            // to the journal.
+            if !name.is_logged() || !body.move_to(from, to) {
+                return false;
+            }
+            journal.append(&Record::BlobMoved {
+                ns: name.ns.as_str(),
+                id: name.blob.to_u128(),
+                number,
+                offset,
+                crc32c: name.crc32c,
+            });
+            true
+        });
+        moved == Some(true)
+    }
+}
+
+impl Store {
+    /// Seals the overflow segment being written, compacts now every sealed
+    /// segment whose live bytes are below `percent` of its size (as the
+    /// background compactor does at `[overflow] compact_percent`), and in
+    /// durable mode waits until the moves are written (synced in `always`
+    /// mode). For tests that need a compaction at a known point.
+    pub async fn compact_overflow(&self, percent: u8) -> io::Result<()> {
+        if let Some(overflow) = &self.shared.limits.overflow {
+            overflow.seal_current();
+            overflow.compact_below(percent).await?;
+        }
+        if self.shared.journal.is_some() {
+            self.durable(Commit::Accepted)
+                .await
+                .map_err(|_| io::Error::other("the log could not be written"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "segment_moves_tests.rs"]
+mod moves_tests;
 
 #[cfg(test)]
 mod tests {
@@ -208,20 +303,20 @@ mod tests {
         };
         let config = crate::store::overflow::OverflowConfig {
             segment_bytes: 4,
-            compact_percent: 0,
             ..Default::default()
         };
         let overflow = Overflow::durable(dir.path().to_owned(), config, 0, removal);
+        let ns = Name::parse("ns").unwrap();
         let gone = SegmentBody::new(
             overflow.append(Bytes::from_static(b"abcd")).await.unwrap(),
             0,
         );
-        gone.set_logged(true);
+        gone.logged_as(&ns, BlobId::from_u128(1));
         let named = SegmentBody::new(
             overflow.append(Bytes::from_static(b"efgh")).await.unwrap(),
             0,
         );
-        named.set_logged(true);
+        named.logged_as(&ns, BlobId::from_u128(2));
         // A third segment, so that the first two are sealed.
         let last = overflow.append(Bytes::from_static(b"ijkl")).await.unwrap();
         gone.set_logged(false);

@@ -39,12 +39,18 @@ pub(crate) fn log_end(dir: &Path) -> LogEnd {
 /// past the memory limit share.
 const BODY_FOLDERS: [&str; 2] = ["blobs", "segments"];
 
-/// Keeps a hard link to every blob file and segment of `dir` in `archive`.
-/// A cut log loses the records after the cut, and with them the removals
-/// they made durable: the files such a removal took must be back for the
-/// replay, as a real crash would have left them (a file goes only once the
-/// record saying it is gone is synced).
-pub(crate) fn archive_blob_files(dir: &Path, archive: &Path) {
+/// Body files the store removed, each with where the log ended when its
+/// removal was first seen: the records that allowed it lie before that.
+pub(crate) type Removed = BTreeMap<PathBuf, LogEnd>;
+
+/// Keeps a hard link to every blob file and segment of `dir` in `archive`,
+/// and notes in `removed` those archived that are gone now. A cut log loses
+/// the records after the cut, and with them the removals they made
+/// durable: the files such a removal took must be back for the replay, as
+/// a real crash would have left them (a file goes only once the record
+/// saying it is gone is synced).
+pub(crate) fn archive_blob_files(dir: &Path, archive: &Path, removed: &mut Removed) {
+    let end = log_end(dir);
     for folder in BODY_FOLDERS {
         std::fs::create_dir_all(archive.join(folder)).expect("archive folder");
         for entry in std::fs::read_dir(dir.join(folder)).expect("body folder") {
@@ -55,20 +61,22 @@ pub(crate) fn archive_blob_files(dir: &Path, archive: &Path) {
                 let _ = std::fs::hard_link(entry.path(), kept);
             }
         }
+        for entry in std::fs::read_dir(archive.join(folder)).expect("archive folder") {
+            let file = Path::new(folder).join(entry.expect("entry").file_name());
+            if !dir.join(&file).exists() {
+                removed.entry(file).or_insert(end);
+            }
+        }
     }
 }
 
-pub(crate) fn restore_blob_files(dir: &Path, archive: &Path) {
-    for folder in BODY_FOLDERS {
-        let Ok(entries) = std::fs::read_dir(archive.join(folder)) else {
-            continue;
-        };
-        for entry in entries {
-            let entry = entry.expect("entry");
-            let file = dir.join(folder).join(entry.file_name());
-            if !file.exists() {
-                std::fs::hard_link(entry.path(), file).expect("restore a body file");
-            }
+/// Puts back the files whose removal a log cut at `cut` may have undone;
+/// those removed by the time the log ended at or before `cut` stay gone,
+/// so a replay that still needed one (a move it did not apply, say) fails.
+pub(crate) fn restore_blob_files(dir: &Path, archive: &Path, removed: &Removed, cut: LogEnd) {
+    for (file, at) in removed {
+        if *at > cut && !dir.join(file).exists() {
+            std::fs::hard_link(archive.join(file), dir.join(file)).expect("restore a body file");
         }
     }
 }
@@ -86,6 +94,10 @@ pub(crate) fn open(data: &Path, spill: &Path) -> Store {
         memory_limit: Some(MEMORY_LIMIT),
         overflow: OverflowSettings {
             segment_bytes: Some(SEGMENT_BYTES),
+            // Compacted only by `Op::CompactSegments`: a move in the
+            // background could make and drop a segment between two
+            // operations, where the archive never sees it.
+            compact_percent: Some(0),
             ..OverflowSettings::default()
         },
         fsync: Some(FsyncMode::Always),
@@ -113,7 +125,7 @@ pub fn run_case(ops: &[Op], short_lived: bool, cut: Index) -> Result<(), TestCas
     // Each store on a thread of its own: a store keeps the namespaces a
     // thread used last in that thread's locals, and they hold its journal,
     // which only stops when the last of them goes (or at the purge).
-    let (model, history) = std::thread::scope(|scope| {
+    let (model, history, mut removed) = std::thread::scope(|scope| {
         let running = scope.spawn(|| runtime().block_on(run(ops, short_lived, dirs)));
         running.join().expect("the operations panicked")
     })?;
@@ -121,6 +133,8 @@ pub fn run_case(ops: &[Op], short_lived: bool, cut: Index) -> Result<(), TestCas
     // what was pending (as a kill -9 after that write would leave it) and
     // its journal stopped. Then the newest segment is torn.
     journal_threads_end();
+    // The removals the last writes made durable.
+    archive_blob_files(data.path(), archive.path(), &mut removed);
     let segment = newest_segment(data.path());
     let (newest, len) = log_end(data.path());
     let keep = cut.index(len as usize + 1) as u64;
@@ -129,7 +143,7 @@ pub fn run_case(ops: &[Op], short_lived: bool, cut: Index) -> Result<(), TestCas
         .open(&segment)
         .and_then(|f| f.set_len(keep))
         .expect("cut the segment");
-    restore_blob_files(data.path(), archive.path());
+    restore_blob_files(data.path(), archive.path(), &removed, (newest, keep));
     let cut = Cut {
         at: (newest, keep),
         len,
@@ -177,20 +191,29 @@ pub(crate) type Dirs<'a> = (&'a Path, &'a Path, &'a Path);
 /// The model after each operation, and where the log ended then.
 pub(crate) type History = Vec<(Durable, LogEnd)>;
 
-/// Applies `ops` to a fresh store and the model; returns the model and its history.
+/// Applies `ops` to a fresh store and the model; returns the model, its
+/// history and the body files removed so far.
 pub(crate) async fn run(
     ops: &[Op],
     short_lived: bool,
     (data, spill, archive): Dirs<'_>,
-) -> Result<(Model, History), TestCaseError> {
+) -> Result<(Model, History, Removed), TestCaseError> {
     let ns = name("ns");
     let store = open(data, spill);
     let mut model = Model::default();
     let mut history: History = vec![(model.durable(), log_end(data))];
+    let mut removed = Removed::new();
     for (n, op) in ops.iter().enumerate() {
         model.settle_expiry().await;
-        apply(&store, &ns, &mut model, op, n, short_lived, data).await?;
-        archive_blob_files(data, archive);
+        if let Op::CompactSegments = op {
+            // Not through `Backend`: a method of the embedded store.
+            if let Err(e) = store.compact_overflow(100).await {
+                return Err(TestCaseError::fail(format!("compaction: {e}")));
+            }
+        } else {
+            apply(&store, &ns, &mut model, op, n, short_lived, data).await?;
+        }
+        archive_blob_files(data, archive, &mut removed);
         history.push((model.durable(), log_end(data)));
     }
     // Short-lived elements have run out before the crash, so that the
@@ -199,7 +222,7 @@ pub(crate) async fn run(
         tokio::time::sleep(at.saturating_duration_since(Instant::now())).await;
     }
     drop(store);
-    Ok((model, history))
+    Ok((model, history, removed))
 }
 
 /// Reopens the cut data directory and compares it with the history.

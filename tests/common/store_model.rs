@@ -69,6 +69,10 @@ pub enum Op {
     LeaseRunsOut {
         queue: usize,
     },
+    /// Seals the overflow segment being written and compacts every segment
+    /// with a dead byte: the live bodies move, each move logged. The model
+    /// does not change.
+    CompactSegments,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

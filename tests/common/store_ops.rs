@@ -229,6 +229,9 @@ pub(crate) async fn apply(
             prop_assert!(released.is_ok(), "release: {released:?}");
             model.return_leased(queue, element, Instant::now());
         }
+        // Made by `store_crash::run`, through the store's own method; the
+        // model does not change.
+        Op::CompactSegments => {}
         Op::LeaseRunsOut { queue } => {
             let before = log_end(dir);
             if !pop_leased(store, ns, model, queue, true, SHORT_LEASE).await? {

@@ -169,6 +169,52 @@ mod tests {
         assert_eq!((report.segments, report.torn_tail), (2, None));
     }
 
+    /// A body moved by the overflow compactor is rewritten at its new
+    /// place, whether its move is in the segments compacted or after them.
+    #[test]
+    fn compaction_writes_a_moved_body_at_its_place_now() {
+        use crate::store::journal::live::LiveData;
+        use crate::store::journal::test_records::{moved, segment_blob};
+
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        dir.create().unwrap();
+        write_log(
+            &dir,
+            1,
+            &[
+                segment_blob(100, 0, 0),
+                put(1, "q", Some(100), u64::MAX),
+                segment_blob(200, 0, 3),
+                put(2, "q", Some(200), u64::MAX),
+                moved(100, 4, 12),
+            ],
+        );
+        write_log(&dir, 2, &[moved(200, 5, 0)]);
+        compact(&dir, 1, 0).unwrap();
+        assert_eq!(
+            dir.list().unwrap(),
+            vec![(1, SegmentKind::Compact), (2, SegmentKind::Log)]
+        );
+        let place = |state: &LiveState, id| state.namespaces["ns"].blobs[&id].data.clone();
+        let at = |number, offset| LiveData::Segment {
+            number,
+            offset,
+            crc32c: 7,
+        };
+        // The compacted file alone holds the first move.
+        let mut alone = LiveState::default();
+        let mut report = ReplayReport::default();
+        let compacted = dir.segment(1, SegmentKind::Compact);
+        apply_file(&mut alone, &compacted, false, OnDamage::Refuse, &mut report).unwrap();
+        assert_eq!(place(&alone, 100), at(4, 12));
+        assert_eq!(place(&alone, 200), at(0, 3));
+        let (state, _) = replay(&dir, OnDamage::Refuse).unwrap();
+        assert_eq!(place(&state, 100), at(4, 12));
+        assert_eq!(place(&state, 200), at(5, 0));
+        assert_eq!(ids(&state, "q"), vec![1, 2]);
+    }
+
     /// Segments earlier processes sealed count toward this process's next
     /// compaction, which rewrites them with its own: here the live data
     /// outweighs one segment, so this process's one sealed segment alone

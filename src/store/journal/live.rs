@@ -117,7 +117,8 @@ impl LiveState {
             | Record::Expose { ns, .. }
             | Record::BlobGone { ns, .. }
             | Record::Put { ns, .. }
-            | Record::Take { ns, .. } => self.namespaces.entry((*ns).into()).or_default(),
+            | Record::Take { ns, .. }
+            | Record::BlobMoved { ns, .. } => self.namespaces.entry((*ns).into()).or_default(),
         };
         match record {
             Record::Blob {
@@ -192,6 +193,25 @@ impl LiveState {
             }
             Record::Take { id, .. } => {
                 ns.elements.remove(id);
+            }
+            Record::BlobMoved {
+                id,
+                number,
+                offset,
+                crc32c,
+                ..
+            } => {
+                // A blob gone since (or never logged) stays gone; only a
+                // body in a segment moves.
+                if let Some(b) = ns.blobs.get_mut(id) {
+                    if matches!(b.data, LiveData::Segment { .. }) {
+                        b.data = LiveData::Segment {
+                            number: *number,
+                            offset: *offset,
+                            crc32c: *crc32c,
+                        };
+                    }
+                }
             }
             Record::Change(_) => {}
         }
@@ -297,7 +317,7 @@ impl LiveState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::journal::test_records::{blob, ids, put};
+    use crate::store::journal::test_records::{blob, ids, moved, put, segment_blob};
 
     #[test]
     fn replay_rebuilds_queues_in_order_and_settle_drops_the_dead() {
@@ -321,5 +341,60 @@ mod tests {
         let blobs = &s.namespaces["ns"].blobs;
         assert!(blobs.contains_key(&100) && blobs.contains_key(&200));
         assert!(!blobs.contains_key(&300), "unreferenced, unexposed");
+    }
+
+    fn place(s: &LiveState, id: u128) -> Option<LiveData> {
+        Some(s.namespaces.get("ns")?.blobs.get(&id)?.data.clone())
+    }
+
+    fn at(number: u64, offset: u64) -> Option<LiveData> {
+        Some(LiveData::Segment {
+            number,
+            offset,
+            crc32c: 7,
+        })
+    }
+
+    /// A move after the blob's record names its new place, in the state
+    /// and in the records written back; a move of a blob gone (or never
+    /// logged) changes nothing, and a blob recorded again afterwards keeps
+    /// the place its own record names.
+    #[test]
+    fn a_moved_record_changes_the_place_of_a_live_blob_only() {
+        let mut s = LiveState::default();
+        for r in [
+            segment_blob(1, 3, 0),
+            put(10, "q", Some(1), 10_000),
+            moved(1, 5, 40),
+            moved(2, 5, 80),
+            Record::BlobGone { ns: "ns", id: 1 },
+            moved(1, 6, 0),
+        ] {
+            s.apply(&r);
+        }
+        assert_eq!(place(&s, 1), None);
+        assert_eq!(place(&s, 2), None, "a move never makes a blob");
+        s.apply(&segment_blob(1, 5, 40));
+        s.apply(&moved(1, 7, 8));
+        assert_eq!(place(&s, 1), at(7, 8));
+        s.settle(1000);
+        assert_eq!(s.segments(), [7].into_iter().collect());
+
+        let mut buf = Vec::new();
+        s.write_records(&mut buf);
+        let mut rewritten = LiveState::default();
+        let mut rest = &buf[..];
+        while !rest.is_empty() {
+            let (record, used) = super::super::record::decode(rest).unwrap();
+            rewritten.apply(&record);
+            rest = &rest[used..];
+        }
+        assert_eq!(place(&rewritten, 1), at(7, 8));
+        assert_eq!(ids(&rewritten, "q"), vec![10]);
+
+        // An inline blob has no segment place to move.
+        s.apply(&blob(3, true));
+        s.apply(&moved(3, 9, 0));
+        assert!(matches!(place(&s, 3), Some(LiveData::Inline(_))));
     }
 }

@@ -53,6 +53,17 @@ pub enum Record<'a> {
     /// element, a batch), in one frame: a write cut short by a crash leaves
     /// all of them or none, never the first few.
     Change(#[serde(with = "serde_bytes")] &'a [u8]),
+    /// The overflow compactor copied blob `id`'s bytes (its `size`, this
+    /// CRC32C) to `offset` of segment `number`: its record (an earlier
+    /// `Blob`) now names that place. Appended under the namespace's lock,
+    /// so it always follows the `Blob` record that named the old place.
+    BlobMoved {
+        ns: &'a str,
+        id: u128,
+        number: u64,
+        offset: u64,
+        crc32c: u32,
+    },
 }
 
 /// An element's or blob's metadata.
@@ -224,6 +235,13 @@ mod tests {
             },
             Record::BlobGone { ns: "ns", id: 1 },
             Record::Take { ns: "x", id: 7 },
+            Record::BlobMoved {
+                ns: "ns",
+                id: 10,
+                number: 4,
+                offset: 77,
+                crc32c: 7,
+            },
             Record::Blob {
                 ns: "ns",
                 id: 10,

@@ -57,10 +57,21 @@ impl Shared {
                 }
                 let dirty = std::mem::take(&mut out.dir_dirty);
                 let bodies = std::mem::take(&mut out.body_files);
-                (out.file.clone(), out.written, dirty, out.file_len, bodies)
+                // A file whose removal was queued with no record after it
+                // (a segment the last of whose holders was this thread's
+                // `bodies`) still goes, at this round.
+                let removals = !out.unlink.is_empty();
+                (
+                    out.file.clone(),
+                    out.written,
+                    dirty,
+                    out.file_len,
+                    bodies,
+                    removals,
+                )
             };
-            let (file, written, dir_dirty, len, mut bodies) = taken;
-            if written == synced && !dir_dirty && bodies.is_empty() {
+            let (file, written, dir_dirty, len, mut bodies, removals) = taken;
+            if written == synced && !dir_dirty && bodies.is_empty() && !removals {
                 continue;
             }
             // The bytes the records point into first (see `sync_with_log`).

@@ -37,6 +37,34 @@ pub fn blob(id: u128, exposed: bool) -> Record<'static> {
     }
 }
 
+/// Blob `id` with its 3 bytes at `offset` of overflow segment `number`.
+pub fn segment_blob(id: u128, number: u64, offset: u64) -> Record<'static> {
+    Record::Blob {
+        ns: "ns",
+        id,
+        size: 3,
+        meta: meta(),
+        deadline: 10_000,
+        exposed: false,
+        data: BlobData::Segment {
+            number,
+            offset,
+            crc32c: 7,
+        },
+    }
+}
+
+/// Blob `id`'s body moved to `offset` of overflow segment `number`.
+pub fn moved(id: u128, number: u64, offset: u64) -> Record<'static> {
+    Record::BlobMoved {
+        ns: "ns",
+        id,
+        number,
+        offset,
+        crc32c: 7,
+    }
+}
+
 pub fn write_log(dir: &DataDir, seq: u64, records: &[Record<'_>]) -> Vec<u8> {
     let mut buf = Vec::new();
     for r in records {

@@ -149,7 +149,7 @@ impl ChangeLog {
             journal.file_added(file.path());
         }
         if let Some(body) = blob.content().segment() {
-            body.set_logged(true);
+            body.logged_as(&self.ns, blob.id());
             let segment: Arc<dyn crate::store::journal::SyncedWithLog> = body.segment();
             journal.sync_with_log(&segment);
         }

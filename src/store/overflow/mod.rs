@@ -11,18 +11,22 @@
 //! - `segment`: a segment's file, live bytes and bodies; it is removed when
 //!   nothing in it is live any more.
 //! - `body`: a body's place, changed by the compactor, read by anyone.
-//! - `compactor`: copies the live bodies of mostly dead segments forward.
+//! - `compactor`: copies the live bodies of mostly dead segments forward
+//!   (in durable mode through a [`MoveLog`], which logs each move).
 //! - `folder`: this process's spill folder, and the removal at start-up of
 //!   those left behind by dead processes.
 //!
 //! Large bodies (at or above the spill threshold) keep a file of their own
 //! (`ingest`). Durable mode keeps its segments in the data directory
 //! ([`Overflow::durable`]): their files outlive the process, are removed
-//! through the log ([`Removal::Deferred`]) and reopened at restart.
+//! through the log ([`Removal::Deferred`]), reopened at restart, and
+//! compacted only once the store gives a [`MoveLog`].
 
 mod body;
 mod compactor;
 mod folder;
+#[cfg(test)]
+mod logged_tests;
 mod read_ahead;
 mod segment;
 #[cfg(test)]
@@ -32,17 +36,17 @@ mod writer;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-pub use body::OverflowBody;
+pub(crate) use body::Place;
+pub use body::{LogName, OverflowBody};
 pub(crate) use folder::SpillFolder;
 pub(crate) use segment::Segment;
 
-use body::Place;
 use read_ahead::ReadAhead;
 use writer::Writer;
 
@@ -64,6 +68,15 @@ impl std::fmt::Debug for Removal {
             Removal::Deferred(_) => "Deferred",
         })
     }
+}
+
+/// Durable mode's side of the compactor's moves: a record names each body's
+/// place, so a body may move only where the log's records are ordered.
+pub(crate) trait MoveLog: Send + Sync + std::fmt::Debug {
+    /// Moves `body` from `from` to `to` (where its bytes were just copied
+    /// and synced) and logs the move, if the log still names the body at
+    /// `from`; otherwise leaves it where it is. Whether it moved.
+    fn commit_move(&self, body: &Arc<OverflowBody>, from: &Place, to: Place) -> bool;
 }
 
 /// The name of segment `number` in its folder.
@@ -120,7 +133,13 @@ pub struct Overflow {
     /// nothing holds any more is gone from here too.
     sealed: Mutex<Vec<Weak<Segment>>>,
     compactor: Arc<Notify>,
+    /// One compaction at a time (the background task's, or one asked for).
+    compacting: tokio::sync::Mutex<()>,
     removal: Removal,
+    /// Durable mode: a body moves only through `move_log`; until the store
+    /// gives one, nothing is compacted.
+    durable: bool,
+    move_log: OnceLock<Arc<dyn MoveLog>>,
     /// Writes made to segment files and reads made from them, for the
     /// tests that check bodies share them.
     writes: AtomicU64,
@@ -133,7 +152,7 @@ pub struct Overflow {
 impl Overflow {
     /// Segments in `dir`, created as they are needed.
     pub fn new(dir: PathBuf, config: OverflowConfig) -> Arc<Overflow> {
-        Overflow::build(dir, config, 0, Removal::Now)
+        Overflow::build(dir, config, 0, Removal::Now, false)
     }
 
     /// Durable mode's segments, in the data directory: numbered from
@@ -145,7 +164,7 @@ impl Overflow {
         first_number: u64,
         removal: Removal,
     ) -> Arc<Overflow> {
-        Overflow::build(dir, config, first_number, removal)
+        Overflow::build(dir, config, first_number, removal, true)
     }
 
     fn build(
@@ -153,6 +172,7 @@ impl Overflow {
         config: OverflowConfig,
         first_number: u64,
         removal: Removal,
+        durable: bool,
     ) -> Arc<Overflow> {
         Arc::new_cyclic(|me| Overflow {
             me: me.clone(),
@@ -163,7 +183,10 @@ impl Overflow {
             read_ahead: ReadAhead::new(config.read_ahead_bytes, config.read_ahead_windows),
             sealed: Mutex::new(Vec::new()),
             compactor: Arc::new(Notify::new()),
+            compacting: tokio::sync::Mutex::new(()),
             removal,
+            durable,
+            move_log: OnceLock::new(),
             writes: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             #[cfg(test)]
@@ -197,8 +220,15 @@ impl Overflow {
         )
     }
 
+    /// Durable mode: the compactor moves bodies through `log` from now on.
+    pub(crate) fn log_moves(&self, log: Arc<dyn MoveLog>) {
+        let _ = self.move_log.set(log);
+    }
+
     /// Starts the compactor task, which ends with `closing` or the store.
+    /// It looks at once: segments reopened at restart may be due already.
     pub fn start_compactor(self: &Arc<Overflow>, closing: CancellationToken) {
+        self.compactor.notify_one();
         tokio::spawn(compactor::run(
             Arc::downgrade(self),
             self.compactor.clone(),
@@ -245,14 +275,14 @@ impl Overflow {
         segment.seal();
     }
 
-    /// Sealed segments worth compacting now.
-    fn compaction_candidates(&self) -> Vec<Arc<Segment>> {
+    /// Sealed segments whose live bytes are below `percent` of their size.
+    fn compaction_candidates(&self, percent: u8) -> Vec<Arc<Segment>> {
         let mut sealed = self.sealed.lock().unwrap_or_else(PoisonError::into_inner);
         sealed.retain(|s| s.strong_count() > 0);
         sealed
             .iter()
             .filter_map(Weak::upgrade)
-            .filter(|s| s.worth_compacting())
+            .filter(|s| s.worth_compacting_below(percent))
             .collect()
     }
 

@@ -219,15 +219,21 @@ impl Segment {
         self.live.load(Ordering::Acquire)
     }
 
-    /// Whether the segment is sealed, still holds something, and holds
-    /// little enough that copying it forward frees most of its file.
-    pub fn worth_compacting(&self) -> bool {
-        self.is_sealed() && self.due(self.live_bytes())
+    /// Whether the segment is sealed, still holds something, and its live
+    /// bytes are below `percent` of its size, so that copying them forward
+    /// frees most of its file (the background compactor asks at
+    /// `compact_percent`).
+    pub fn worth_compacting_below(&self, percent: u8) -> bool {
+        self.is_sealed() && self.due_below(self.live_bytes(), percent)
     }
 
     fn due(&self, live: u64) -> bool {
+        self.due_below(live, self.compact_percent)
+    }
+
+    fn due_below(&self, live: u64, percent: u8) -> bool {
         let end = self.end.load(Ordering::Acquire);
-        live > 0 && (live as u128) * 100 < (end as u128) * u128::from(self.compact_percent)
+        live > 0 && (live as u128) * 100 < (end as u128) * u128::from(percent)
     }
 
     /// A body of `len` bytes was placed here.

@@ -77,8 +77,8 @@ async fn a_mostly_dead_segment_is_compacted_and_a_reader_of_the_old_place_reads_
         .collect();
     let first = kept[0].0.place();
     let old = first.segment.clone();
-    assert!(old.worth_compacting());
-    overflow.compact_candidates().await.unwrap();
+    assert!(old.worth_compacting_below(25));
+    overflow.compact_below(25).await.unwrap();
     assert!(!Arc::ptr_eq(&kept[0].0.place().segment, &old), "moved on");
     // The old place still reads the same bytes while it is held.
     assert_eq!(old.read_at(1000, first.offset).unwrap(), kept[0].1.to_vec());
@@ -178,7 +178,7 @@ async fn reads_racing_a_compaction_read_the_right_bytes() {
     }
     let compacting = {
         let overflow = overflow.clone();
-        tokio::spawn(async move { overflow.compact_candidates().await })
+        tokio::spawn(async move { overflow.compact_below(25).await })
     };
     compacting.await.unwrap().unwrap();
     for r in readers {
@@ -325,7 +325,7 @@ async fn read_ahead_stays_right_across_a_compaction() {
         assert_eq!(b.read().await.unwrap(), *bytes);
     }
     let before: Vec<_> = kept.iter().map(|(b, _)| b.place().segment).collect();
-    overflow.compact_candidates().await.unwrap();
+    overflow.compact_below(25).await.unwrap();
     let moved = kept
         .iter()
         .zip(&before)

@@ -135,6 +135,18 @@ impl Overflow {
         self.seal(old);
     }
 
+    /// Seals the segment being written, so that the next body starts the
+    /// next one and a compaction may take this one too.
+    pub(crate) fn seal_current(&self) {
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(old) = writer.current.take() else {
+            return;
+        };
+        writer.next_offset = 0;
+        drop(writer);
+        self.seal(old);
+    }
+
     /// The flusher: writes what is queued until nothing is.
     pub(super) fn flush_queued(&self) {
         let mut batch = Vec::new();
