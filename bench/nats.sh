@@ -36,6 +36,13 @@
 #                        embedded pop cases past it pop references to one
 #                        stored blob, as run.sh's do)
 #   BENCH_NATS_OUT       where the table is also written (target/bench/nats.md)
+#   BENCH_NATS_CPUS      "split" (the default on two CPUs or more): the three
+#                        nats-servers run on CPU 0 and their clients (blobq
+#                        nodes and wrk, or the direct client) on the others,
+#                        as on separate machines, so that the HTTP load
+#                        generator's and blobq's own work do not take the
+#                        cluster's CPU; "shared": every process on every CPU.
+#                        The embedded case always runs on every CPU.
 #   BENCH_BLOBQ          a blobq binary to use instead of building the
 #                        release one (e.g. target/debug/blobq, to check this
 #                        script)
@@ -51,6 +58,7 @@ CONNS=${BENCH_CONNECTIONS:-64}
 SIZES=${BENCH_NATS_SIZES:-100 10240}
 PREFILL_BUDGET=${BENCH_NATS_PREFILL_BYTES:-$((2 << 30))}
 OUT=${BENCH_NATS_OUT:-target/bench/nats.md}
+CPUS=${BENCH_NATS_CPUS:-split}
 NATS_PORTS=(14231 14232 14233) ROUTE_PORTS=(16231 16232 16233)
 NODE_PORTS=(18091 18092) EMBEDDED_PORT=18093
 
@@ -83,12 +91,31 @@ servers() {
     )
 }
 
+# Under "split", CLUSTER and CLIENT run a command on the cluster's CPU and on
+# the clients' CPUs; else they run it as it is.
+CLUSTER=() CLIENT=()
+if [[ $CPUS == split ]] && (($(nproc) >= 2)); then
+    CLUSTER=(taskset -c 0) CLIENT=(taskset -c "1-$(($(nproc) - 1))")
+elif [[ $CPUS != split && $CPUS != shared ]]; then
+    echo "bench: BENCH_NATS_CPUS is split or shared, not $CPUS" >&2
+    exit 2
+else
+    CPUS=shared
+fi
+# on_clients CMD...: CMD (a shell function too) on the clients' CPUs.
+on_clients() {
+    (
+        if ((${#CLIENT[@]})); then taskset -p -c "${CLIENT[2]}" "$BASHPID" >/dev/null; fi
+        "$@"
+    )
+}
+
 start_cluster() {
     local i j routes
     for i in 0 1 2; do
         routes=()
         for j in 0 1 2; do ((i == j)) || routes+=("nats://127.0.0.1:${ROUTE_PORTS[$j]}"); done
-        nats-server -js -a 127.0.0.1 -p "${NATS_PORTS[$i]}" -n "n$i" --cluster_name blobq-bench \
+        "${CLUSTER[@]}" nats-server -js -a 127.0.0.1 -p "${NATS_PORTS[$i]}" -n "n$i" --cluster_name blobq-bench \
             --cluster "nats://127.0.0.1:${ROUTE_PORTS[$i]}" --routes "$(
                 IFS=,
                 echo "${routes[*]}"
@@ -117,12 +144,13 @@ blobq_elements() {
 # Sets RATE.
 wrk_case() {
     local target=$1 kase=$2 method=$3 size=$4 path=$5 note=$6 port i=0 pids=() line errors
-    local p50=0 p99=0 v
+    local p50=0 p99=0 v pin=("${CLIENT[@]}")
+    [[ $target == embedded ]] && pin=()
     shift 6
     if (($# > 1)); then note="$# nodes at once, rates summed, latencies the slower's${note:+; $note}"; fi
     echo "bench: round $ROUND: $target $kase" >&2
     for port in "$@"; do
-        BENCH_METHOD=$method BENCH_SIZE=$size "${GENERATOR[@]}" wrk -t"$THREADS" -c"$CONNS" \
+        BENCH_METHOD=$method BENCH_SIZE=$size "${pin[@]}" "${GENERATOR[@]}" wrk -t"$THREADS" -c"$CONNS" \
             -d"${DURATION}s" -s bench/wrk.lua "http://127.0.0.1:$port$path" >"$WORK/wrk$i.out" 2>&1 &
         pids+=($!)
         PIDS+=($!)
@@ -149,11 +177,13 @@ wrk_case() {
         "$(awk -v v="$p99" 'BEGIN{printf "%.2f", v/1000}')" "$note" >>"$ROWS"
 }
 
-# start_blobq PORT ARGS...: a blobq serving on PORT, ready (/healthz 200).
+# start_blobq PORT ARGS...: a blobq serving on PORT, ready (/healthz 200),
+# on the clients' CPUs when it has a --backend.
 start_blobq() {
-    local port=$1
+    local port=$1 pin=()
     shift
-    "$BLOBQ" serve --listen "127.0.0.1:$port" --log warn "$@" 2>>"$WORK/blobq-$port.log" &
+    [[ " $* " == *" --backend "* ]] && pin=("${CLIENT[@]}")
+    "${pin[@]}" "$BLOBQ" serve --listen "127.0.0.1:$port" --log warn "$@" 2>>"$WORK/blobq-$port.log" &
     PIDS+=($!)
     wait_port "$port"
     for _ in $(seq 400); do
@@ -169,7 +199,7 @@ declare -A DIRECT_POP
 run_jetstream() {
     local size=$1 n=$2 out
     echo "bench: round $ROUND: jetstream-$n $(label "$size")" >&2
-    if out=$(SCALE jetstream load --servers "$(servers "$n")" --size "$size" --seconds "$DURATION" \
+    if out=$(on_clients SCALE jetstream load --servers "$(servers "$n")" --size "$size" --seconds "$DURATION" \
         --inflight "$CONNS" --replicas 3 --prefill-bytes "$PREFILL_BUDGET"); then
         relabel "jetstream-$n" <<<"$out" >>"$ROWS"
         DIRECT_POP[$size-$n]=$(awk -F'\t' '$2 ~ /^pop / { print $3 }' <<<"$out")
@@ -301,6 +331,7 @@ mkdir -p "$(dirname "$OUT")"
         "$(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1))"
     echo "$(nats-server --version), three servers on loopback, streams of three replicas on files;" \
         "wrk -t$THREADS -c$CONNS -d${DURATION}s (policy $POLICY) per node, direct JetStream $CONNS in flight per connection;" \
+        "CPUs $CPUS$([[ $CPUS == split ]] && echo ": the nats-servers on CPU 0, blobq nodes, wrk and the direct client on the others; the embedded case on all");" \
         "median of $ROUNDS interleaved rounds per case; latencies in ms;" \
         "load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
