@@ -25,6 +25,7 @@ pub mod durable;
 mod job;
 mod queue;
 mod store_impl;
+mod store_support;
 mod sweeper;
 mod transitions;
 mod watch;

@@ -24,6 +24,9 @@ use tokio::sync::watch;
 
 use crate::backend::{StorageFault, StoragePlace};
 
+pub(super) use super::body_files::{add_unique, remove_files, sync_body_files};
+#[cfg(test)]
+use super::faults::Faults;
 use super::files::{self, create_segment, sync_dir, DataDir, SegmentKind};
 use super::{lock, DurabilityConfig, FsyncMode, SyncedWithLog};
 
@@ -432,75 +435,5 @@ impl Shared {
         }
         out.seq = next;
         Ok(())
-    }
-}
-
-/// Writes and syncs that fail on demand, so the failure paths are tested
-/// without a full disk.
-#[cfg(test)]
-#[derive(Default)]
-pub(super) struct Faults {
-    /// Writes to fail from now on (each failed one counts down).
-    pub writes: AtomicU64,
-    /// Syncs to fail from now on.
-    pub syncs: AtomicU64,
-    /// Bytes a failing write still gets into the file first, as a write
-    /// cut short by a full disk does.
-    pub partial: AtomicU64,
-}
-
-#[cfg(test)]
-impl Faults {
-    fn take(n: &AtomicU64) -> bool {
-        n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok()
-    }
-
-    fn before_write(&self, file: &File, batch: &[u8]) -> io::Result<()> {
-        if !Faults::take(&self.writes) {
-            return Ok(());
-        }
-        let partial = (self.partial.load(Ordering::Acquire) as usize).min(batch.len());
-        let mut file = file;
-        file.write_all(&batch[..partial])?;
-        Err(io::Error::from_raw_os_error(libc::ENOSPC))
-    }
-
-    fn before_sync(&self) -> io::Result<()> {
-        if Faults::take(&self.syncs) {
-            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
-        }
-        Ok(())
-    }
-}
-
-/// Adds `file` to `files` unless it is there already (a few segments at
-/// most: appends go to one at a time).
-pub(super) fn add_unique(files: &mut Vec<Arc<dyn SyncedWithLog>>, file: &Arc<dyn SyncedWithLog>) {
-    if !files
-        .iter()
-        .any(|f| std::ptr::addr_eq(Arc::as_ptr(f), Arc::as_ptr(file)))
-    {
-        files.push(file.clone());
-    }
-}
-
-/// Syncs every file of `files`, emptying it; on failure those not yet
-/// synced stay for the next try.
-pub(super) fn sync_body_files(files: &mut Vec<Arc<dyn SyncedWithLog>>) -> io::Result<()> {
-    while let Some(file) = files.last() {
-        file.sync_data()?;
-        files.pop();
-    }
-    Ok(())
-}
-
-pub(super) fn remove_files(paths: impl Iterator<Item = PathBuf>) {
-    for path in paths {
-        if let Err(e) = std::fs::remove_file(&path) {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(path = %path.display(), error = %e, "could not remove blob file");
-            }
-        }
     }
 }

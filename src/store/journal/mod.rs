@@ -11,9 +11,12 @@
 //! store lock. At start-up `replay` reads the files into the state `live`
 //! describes. `docs/DURABILITY.md` describes the guarantees.
 
+mod body_files;
 pub mod compactor;
 #[cfg(test)]
 mod failure_tests;
+#[cfg(test)]
+mod faults;
 pub mod files;
 mod group_commit;
 pub mod live;
