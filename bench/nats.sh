@@ -93,9 +93,10 @@ servers() {
 
 # Under "split", CLUSTER and CLIENT run a command on the cluster's CPU and on
 # the clients' CPUs; else they run it as it is.
-CLUSTER=() CLIENT=()
+CLUSTER=() CLIENT=() CLIENT_CPUS=
 if [[ $CPUS == split ]] && (($(nproc) >= 2)); then
-    CLUSTER=(taskset -c 0) CLIENT=(taskset -c "1-$(($(nproc) - 1))")
+    CLIENT_CPUS="1-$(($(nproc) - 1))"
+    CLUSTER=(taskset -c 0) CLIENT=(taskset -c "$CLIENT_CPUS")
 elif [[ $CPUS != split && $CPUS != shared ]]; then
     echo "bench: BENCH_NATS_CPUS is split or shared, not $CPUS" >&2
     exit 2
@@ -105,7 +106,7 @@ fi
 # on_clients CMD...: CMD (a shell function too) on the clients' CPUs.
 on_clients() {
     (
-        if ((${#CLIENT[@]})); then taskset -p -c "${CLIENT[2]}" "$BASHPID" >/dev/null; fi
+        if [[ -n $CLIENT_CPUS ]]; then taskset -p -c "$CLIENT_CPUS" "$BASHPID" >/dev/null; fi
         "$@"
     )
 }

@@ -95,7 +95,7 @@ impl Inner {
                 .await?;
         }
         let msg_id = format!("blob.{blob_id}");
-        let headers = message::copy_headers(described, headers, &msg_id, described.expires_ms);
+        let headers = message::copy_headers(described, headers, &msg_id);
         self.publish(ns, &names::blob_subject(ns, blob_id), headers, data)
             .await
     }

@@ -108,14 +108,10 @@ pub fn headers(
 }
 
 /// The headers of a copy of `original` (dead-lettering, exposing its
-/// blob): the same element, ending at `expires_ms`, de-duplicated under its
-/// own message id, with the lifetime it has left as its TTL.
-pub fn copy_headers(
-    original: &Described,
-    headers: &HeaderMap,
-    msg_id: &str,
-    expires_ms: u64,
-) -> HeaderMap {
+/// blob): the same element with the same end, de-duplicated under its own
+/// message id, with the lifetime it has left as its TTL.
+pub fn copy_headers(original: &Described, headers: &HeaderMap, msg_id: &str) -> HeaderMap {
+    let expires_ms = original.expires_ms;
     let mut h = HeaderMap::new();
     for key in [CONTENT_TYPE, CUSTOM, OBJECT, OBJECT_SIZE, OBJECT_SHA256] {
         if let Some(value) = headers.get(key) {
@@ -252,7 +248,7 @@ mod tests {
         assert_eq!(d.expires_ms, stored + 60_000);
         assert!((59..=60).contains(&seconds_left(d.expires_ms)));
         // A copy has a message id of its own, and keeps its end whenever stored.
-        let copy = copy_headers(&d, &h, "x", d.expires_ms);
+        let copy = copy_headers(&d, &h, "x");
         let c = describe(Some(&copy), stored + 5_000).expect("the same element");
         assert_eq!((c.id, c.blob_id), (id, Some(blob)));
         assert_eq!(c.expires_ms, d.expires_ms);
@@ -266,7 +262,7 @@ mod tests {
             (id, Metadata::plain(), None)
         );
         assert_eq!(plain.object, None);
-        let copy = copy_headers(&plain, &HeaderMap::new(), "y", stored);
+        let copy = copy_headers(&plain, &HeaderMap::new(), "y");
         assert_eq!(describe(Some(&copy), 0).unwrap().blob_id, None);
     }
 }

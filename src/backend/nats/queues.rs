@@ -301,8 +301,7 @@ impl Inner {
             let described = message::describe(Some(original), stored_ms)
                 .ok_or_else(|| nats_error("dead-lettering", "a message blobq did not write"))?;
             let msg_id = format!("{}.dead.{}", msg.subject, info.stream_sequence);
-            let headers =
-                message::copy_headers(&described, original, &msg_id, described.expires_ms);
+            let headers = message::copy_headers(&described, original, &msg_id);
             self.publish(ns, &names::subject(ns, &dead), headers, msg.payload.clone())
                 .await?;
             msg.double_ack_with(AckKind::Ack)
