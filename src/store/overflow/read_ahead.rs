@@ -11,7 +11,9 @@
 //! window holds its segment weakly: the file still goes once nothing in it
 //! is live, and its windows with it. At most `read_ahead_windows` are kept,
 //! the least recently used dropped first; a window's bytes are freed once
-//! no answer holds a slice of it either.
+//! no answer holds a slice of it either, and its buffer goes back to be
+//! read into again: a fresh buffer costs the kernel a page fault and a
+//! zeroed page for every page read into it, more than the read itself.
 
 use std::collections::VecDeque;
 use std::io;
@@ -31,6 +33,41 @@ pub(super) struct ReadAhead {
     max_windows: usize,
     /// The most recently used last.
     windows: Mutex<VecDeque<Window>>,
+    buffers: Arc<Buffers>,
+}
+
+/// Buffers of `window_bytes` that no window or answer uses any more, at
+/// most `keep` of them (as many as windows are kept).
+#[derive(Debug)]
+struct Buffers {
+    free: Mutex<Vec<Vec<u8>>>,
+    keep: usize,
+}
+
+/// A window's bytes: the first `len` of a buffer that goes back to its
+/// pool once the last slice of it is dropped.
+struct Pooled {
+    buffer: Vec<u8>,
+    len: usize,
+    pool: Weak<Buffers>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer[..self.len]
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.upgrade() else {
+            return;
+        };
+        let mut free = pool.free.lock().unwrap_or_else(PoisonError::into_inner);
+        if free.len() < pool.keep {
+            free.push(std::mem::take(&mut self.buffer));
+        }
+    }
 }
 
 /// Bytes `start..end` of a segment, read once by whichever pop needs them
@@ -57,6 +94,29 @@ impl ReadAhead {
             window_bytes,
             max_windows,
             windows: Mutex::new(VecDeque::new()),
+            buffers: Arc::new(Buffers {
+                free: Mutex::new(Vec::new()),
+                keep: max_windows,
+            }),
+        }
+    }
+
+    /// A buffer of `window_bytes` to read a window into: a free one, or a
+    /// new one.
+    fn buffer(&self) -> io::Result<Vec<u8>> {
+        let free = self
+            .buffers
+            .free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match free {
+            Some(buffer) => Ok(buffer),
+            None => Ok(vec![
+                0;
+                usize::try_from(self.window_bytes)
+                    .map_err(|_| io::ErrorKind::InvalidInput)?
+            ]),
         }
     }
 
@@ -104,7 +164,7 @@ impl Overflow {
             return self.read_counted(place.segment, place.offset, len).await;
         };
         let read = window
-            .get_or_try_init(|| self.read_counted(place.segment.clone(), start, end - start))
+            .get_or_try_init(|| self.read_window(place.segment.clone(), start, end - start))
             .await;
         let bytes = match read {
             Ok(bytes) => bytes,
@@ -119,6 +179,28 @@ impl Overflow {
             usize::try_from(place.offset - start).map_err(|_| io::ErrorKind::InvalidInput)?;
         let to = from + usize::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
         Ok(bytes.slice(from..to))
+    }
+
+    /// Reads a window of `len` bytes (at most `read_ahead_bytes`) at
+    /// `offset` into a buffer from the pool, off the runtime's threads.
+    async fn read_window(&self, segment: Arc<Segment>, offset: u64, len: u64) -> io::Result<Bytes> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let len = usize::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let mut buffer = self.read_ahead.buffer()?;
+        if len > buffer.len() {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        let read = tokio::task::spawn_blocking(move || {
+            segment
+                .read_exact_at(&mut buffer[..len], offset)
+                .map(|()| buffer)
+        });
+        let buffer = read.await.map_err(io::Error::other)??;
+        Ok(Bytes::from_owner(Pooled {
+            buffer,
+            len,
+            pool: Arc::downgrade(&self.read_ahead.buffers),
+        }))
     }
 
     /// [`read_range`], counted.

@@ -196,8 +196,13 @@ impl Segment {
 
     pub fn read_at(&self, len: usize, offset: u64) -> io::Result<Vec<u8>> {
         let mut buf = vec![0; len];
-        self.file.read_exact_at(&mut buf, offset)?;
+        self.read_exact_at(&mut buf, offset)?;
         Ok(buf)
+    }
+
+    /// Fills `buf` with the bytes at `offset`.
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
     }
 
     /// Records that the writer handed out bytes up to `end`.

@@ -304,6 +304,36 @@ async fn pops_in_segment_order_are_served_from_windows_read_ahead() {
     assert_eq!(fresh.reads(), 1, "one read for six neighbours");
 }
 
+/// A window's buffer is read into again once neither the window nor an
+/// answer holds it, and never while an answer still does.
+#[tokio::test]
+async fn window_buffers_are_reused_only_once_nothing_holds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let one_window = OverflowConfig {
+        read_ahead_windows: 1,
+        ..windows(1 << 20, 4096)
+    };
+    let overflow = Overflow::new(dir.path().to_owned(), one_window);
+    let mut stored = Vec::new();
+    for i in 0..20 {
+        let bytes = body(i, 1000);
+        stored.push((overflow.append(bytes.clone()).await.unwrap(), bytes));
+    }
+    // Each read below starts a window of its own (four bodies a window),
+    // which drops the one before it.
+    let held = stored[0].0.read().await.unwrap();
+    let first = held.as_ptr();
+    let second = stored[8].0.read().await.unwrap();
+    assert_ne!(second.as_ptr(), first, "the first answer still holds its buffer");
+    assert_eq!(held, stored[0].1, "and its bytes are unchanged");
+    assert_eq!(second, stored[8].1);
+    drop(held);
+    let third = stored[16].0.read().await.unwrap();
+    assert_eq!(third, stored[16].1);
+    assert_eq!(third.as_ptr(), first, "the first buffer is free again");
+    assert_eq!(overflow.reads(), 3);
+}
+
 /// Windows read from a segment before its compaction stay right for the
 /// bodies they hold; a moved body is read from its new place.
 #[tokio::test]
