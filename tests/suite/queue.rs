@@ -12,6 +12,7 @@ pub fn cases() -> Vec<Case> {
         case!(push_answers_202_with_ids_in_headers_and_a_matching_json_body),
         case!(binary_bodies_round_trip_byte_exact_and_an_empty_body_is_an_element_of_size_zero),
         case!(elements_come_out_in_fifo_order_through_either_node),
+        case!(pushes_arriving_together_are_each_stored_once),
         case!(a_pop_carries_every_header_of_the_element),
         case!(the_override_content_type_wins_then_content_type_then_octet_stream),
         case!(the_configured_default_lifetime_applies_without_a_header, "--default-lifetime" => "50"),
@@ -101,6 +102,31 @@ pub async fn elements_come_out_in_fifo_order_through_either_node(t: Target) {
         assert_eq!(r.text().await.unwrap(), format!("element {i}"));
     }
     assert_eq!(t.a().get("/qs/ns/fifo").await.status(), 204);
+}
+
+/// Many pushes at once through both nodes (on NATS, passed to the
+/// connection in bursts): each answered, each stored once, under its id.
+pub async fn pushes_arriving_together_are_each_stored_once(t: Target) {
+    let n = 200;
+    let pushes = (0..n).map(|i| {
+        let node = t.node(i);
+        async move {
+            let v = push_ok(node, "/qs/ns/together", format!("element {i}")).await;
+            (v["id"].as_str().unwrap().to_owned(), format!("element {i}"))
+        }
+    });
+    let mut pushed: Vec<(String, String)> = futures_util::future::join_all(pushes).await;
+    let mut popped = Vec::with_capacity(n);
+    for i in 0..n {
+        let r = t.node(i).get("/qs/ns/together").await;
+        assert_eq!(r.status(), 200, "pop {i}");
+        let id = header(&r, "x-queueserver-id").to_owned();
+        popped.push((id, r.text().await.unwrap()));
+    }
+    assert_eq!(t.a().get("/qs/ns/together").await.status(), 204);
+    pushed.sort();
+    popped.sort();
+    assert_eq!(popped, pushed);
 }
 
 pub async fn a_pop_carries_every_header_of_the_element(t: Target) {

@@ -12,6 +12,7 @@
 
 mod batch;
 mod blobs;
+mod bursts;
 mod connection;
 mod forward;
 mod holders;
@@ -84,6 +85,8 @@ struct Inner {
     /// Deliveries being handed back (`-NAK`) after their waiter left.
     settling: Arc<Settling>,
     counters: Counters,
+    /// Publishes of single pushes, passed to the connection in bursts.
+    bursts: bursts::Bursts,
     /// Cancelled when shutdown begins: waiting pops answer `ShuttingDown`.
     closing: CancellationToken,
 }
@@ -107,6 +110,7 @@ impl NatsBackend {
             leases: Leases::new(config.ack_wait),
             settling: Arc::new(Settling::default()),
             counters: Counters::default(),
+            bursts: bursts::Bursts::start(),
             closing,
             config,
         });

@@ -217,8 +217,9 @@ impl Inner {
         let budget = self.config.request_timeout * PUBLISH_TIMEOUTS;
         let mut pause = PUBLISH_RETRY_PAUSE;
         let last = loop {
-            let sent = js
-                .publish_with_headers(subject.to_owned(), headers.clone(), data.clone())
+            let sent = self
+                .bursts
+                .publish(js, subject.to_owned(), headers.clone(), data.clone())
                 .await;
             let acked = match sent {
                 Ok(ack) => ack.await,

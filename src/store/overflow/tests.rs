@@ -324,7 +324,11 @@ async fn window_buffers_are_reused_only_once_nothing_holds_them() {
     let held = stored[0].0.read().await.unwrap();
     let first = held.as_ptr();
     let second = stored[8].0.read().await.unwrap();
-    assert_ne!(second.as_ptr(), first, "the first answer still holds its buffer");
+    assert_ne!(
+        second.as_ptr(),
+        first,
+        "the first answer still holds its buffer"
+    );
     assert_eq!(held, stored[0].1, "and its bytes are unchanged");
     assert_eq!(second, stored[8].1);
     drop(held);
