@@ -7,14 +7,17 @@
 //! cargo bench --bench scale -- jetstream ready --servers URL[,URL...]
 //! cargo bench --bench scale -- jetstream drop --servers URL --prefix PREFIX
 //! cargo bench --bench scale -- jetstream load --servers URL[,URL...] --size BYTES [--seconds 5] [--inflight 64] [--replicas 3] [--prefill-bytes N] [--stream NAME]
+//! cargo bench --bench scale -- jetstream lead --servers URL --stream NAME [--consumer NAME]
 //! ```
 //!
 //! `ready` waits until the cluster can make a replicated stream (its
 //! JetStream has a leader), `drop` deletes the streams whose names start
-//! with a prefix (blobq's `BLOBQ_` streams between cases). `load` makes a
+//! with a prefix (blobq's `BLOBQ_` streams between cases), `lead` moves a
+//! stream's leader (and its consumer's) to the server given. `load` makes a
 //! stream as blobq makes a namespace's (work-queue retention, file storage,
 //! per-message TTLs, `--replicas` copies) with one durable pull consumer
-//! with explicit acknowledgements, then over one connection to each server
+//! with explicit acknowledgements, both led from the first server, then
+//! over one connection to each server
 //! given, each with `--inflight` operations at once, for `--seconds` each:
 //! - bare publishes (no headers), each waited for until JetStream
 //!   acknowledges it: the "push ... bare" row;
@@ -85,7 +88,12 @@ pub(crate) async fn jetstream_command(args: &[String]) -> Result<()> {
         Some("ready") => ready(&servers).await,
         Some("drop") => drop_streams(&servers[0], flags.get("prefix").unwrap_or("BLOBQ_")).await,
         Some("load") => load(&servers, &flags).await,
-        _ => Err("usage: scale jetstream ready|drop|load --servers URL[,URL...] ...".into()),
+        Some("lead") => {
+            let stream = flags.get("stream").ok_or("jetstream lead: --stream NAME")?;
+            let js = connect(&servers[0]).await?;
+            lead_from_here(&js, stream, flags.get("consumer")).await
+        }
+        _ => Err("usage: scale jetstream ready|drop|load|lead --servers URL[,URL...] ...".into()),
     }
 }
 
@@ -108,6 +116,56 @@ fn stream_config(name: &str, replicas: usize) -> stream::Config {
         num_replicas: replicas,
         allow_message_ttl: true,
         ..stream::Config::default()
+    }
+}
+
+/// Moves the leader of `stream` (and of its `consumer`, if given) to the
+/// server `js` is connected to, by asking the current one to step down
+/// in its favour until it leads. JetStream elects a new stream's leader
+/// among its replicas at random, and a publish to a leader on another
+/// server takes one more hop: blobq's streams and the yardstick's are
+/// both led from the server their clients talk to, so that a case
+/// compares the work done, not where an election fell.
+async fn lead_from_here(js: &Context, stream: &str, consumer: Option<&str>) -> Result<()> {
+    let here = js.client().server_info().server_name;
+    let preferred = serde_json::json!({ "placement": { "preferred": here } });
+    let started = Instant::now();
+    loop {
+        let mut info = js.get_stream(stream).await?;
+        let stream_leader = info
+            .info()
+            .await?
+            .cluster
+            .as_ref()
+            .and_then(|c| c.leader.clone());
+        let consumer_leader = match consumer {
+            Some(name) => {
+                let mut c: PullConsumer = info.get_consumer(name).await?;
+                c.info()
+                    .await?
+                    .cluster
+                    .as_ref()
+                    .and_then(|c| c.leader.clone())
+            }
+            None => Some(here.clone()),
+        };
+        // A server alone (no cluster) leads everything.
+        let stream_here = stream_leader.as_deref().is_none_or(|l| l == here);
+        let consumer_here = consumer_leader.as_deref().is_none_or(|l| l == here);
+        if stream_here && consumer_here {
+            return Ok(());
+        }
+        if started.elapsed() > READY_WITHIN {
+            return Err(format!("jetstream: {stream} is still led by {stream_leader:?} (consumer {consumer_leader:?}), not {here}").into());
+        }
+        let subject = match (stream_here, consumer) {
+            (false, _) => format!("STREAM.LEADER.STEPDOWN.{stream}"),
+            (true, Some(name)) => format!("CONSUMER.LEADER.STEPDOWN.{stream}.{name}"),
+            (true, None) => unreachable!("the stream leads here"),
+        };
+        // The answer may be an error while an election runs: asked again.
+        let _: std::result::Result<serde_json::Value, _> = js.request(subject, &preferred).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -185,6 +243,7 @@ async fn load(servers: &[String], flags: &Flags) -> Result<()> {
     stream
         .get_or_create_consumer("pop", consumer_config)
         .await?;
+    lead_from_here(&links[0], &name, Some("pop")).await?;
     let body = Bytes::from(vec![b'x'; size as usize]);
     let label = if size % 1024 == 0 {
         format!("{} KiB", size / 1024)
