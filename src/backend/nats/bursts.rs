@@ -3,13 +3,13 @@
 //! Each push is its own HTTP request, in its own task, and a task that
 //! hands a publish to `async-nats` wakes the connection's task, which the
 //! runtime then runs next: left alone, the connection writes each publish
-//! as it comes, and JetStream reads, and proposes to its replicas, a few
-//! messages at a time. Here the requests' tasks hand their publishes to one
-//! task instead, which waits until the tasks ready to run have had their
-//! turn and then passes everything handed in meanwhile to the connection
-//! at once: JetStream receives them many to a read, and replicates them
-//! many to a proposal, as it would from one client publishing in a loop.
-//! No publish waits for a timer: a lone one is sent after one turn.
+//! nearly as it comes, one write (and one read for JetStream) for a few
+//! messages. Here the requests' tasks hand their publishes to one task
+//! instead, which waits until the tasks ready to run have had their turn
+//! and then passes everything handed in meanwhile to the connection at
+//! once, as one client publishing in a loop would: the connection writes
+//! them together. No publish waits for a timer: a lone one is passed on
+//! after one turn.
 
 use async_nats::jetstream::context::{Context, PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::HeaderMap;
@@ -87,8 +87,9 @@ async fn pass_on(mut taken: mpsc::UnboundedReceiver<Publish>) {
                 payload,
                 sent,
             } = publish;
-            // A request that went away still has its element published:
-            // it may already be counted on, as any push cut off mid-way.
+            // A request that went away still has its element published,
+            // as one cut off after its publish would: unanswered, its
+            // client cannot tell the two apart.
             let _ = sent.send(js.publish_with_headers(subject, headers, payload).await);
         }
     }
