@@ -31,6 +31,7 @@ pub use leases::*;
 pub use waiting::*;
 
 use super::name::Name;
+use super::stats::{Counts, NamespaceStats};
 use super::{Backend, IncomingBody, Page, Payload, PopOptions, Popped, PushOptions};
 
 /// Deliveries under lease after which an element goes to the dead-letter queue.
@@ -163,6 +164,23 @@ async fn eventually<F: Future<Output = bool>>(mut what: impl FnMut() -> F) {
         assert!(started.elapsed() < Duration::from_secs(5), "never happened");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// The counts of queue `q` of `ns`, which must exist.
+async fn counts_of(b: &dyn Backend, ns: &Name, q: &Name) -> Counts {
+    b.queue_stats(ns, q)
+        .await
+        .expect("stats")
+        .expect("a queue")
+        .counts
+}
+
+/// The statistics of namespace `ns`, all its queues listed; it must exist.
+async fn stats_of(b: &dyn Backend, ns: &Name) -> NamespaceStats {
+    b.namespace_stats(ns, &whole())
+        .await
+        .expect("stats")
+        .expect("a namespace")
 }
 
 async fn waiting_on(b: &dyn Backend, ns: &Name, q: &Name) -> u64 {

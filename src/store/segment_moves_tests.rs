@@ -53,6 +53,18 @@ async fn push(s: &Store, bytes: &[u8]) -> ElementId {
     Backend::push(s, &ns, &q, body, opts).await.unwrap().id
 }
 
+/// Pops `expected`, in order, and then finds the queue empty.
+async fn pops_exactly<'a>(
+    s: &Store,
+    expected: impl IntoIterator<Item = &'a (ElementId, Vec<u8>)>,
+    fsync: FsyncMode,
+) {
+    for expected in expected {
+        assert_eq!(pop(s).await.unwrap().as_ref(), Some(expected), "{fsync:?}");
+    }
+    assert_eq!(pop(s).await.unwrap(), None, "{fsync:?}");
+}
+
 async fn pop(s: &Store) -> Result<Option<(ElementId, Vec<u8>)>, BackendError> {
     let (ns, q) = names();
     let opts = PopOptions {
@@ -146,10 +158,7 @@ async fn a_mostly_dead_durable_segment_is_compacted_and_its_survivors_come_back_
         drop(s);
         let s = durable(dir.path(), fsync);
         assert!(!first.exists(), "{fsync:?}");
-        for expected in &left[1..] {
-            assert_eq!(pop(&s).await.unwrap().as_ref(), Some(expected), "{fsync:?}");
-        }
-        assert_eq!(pop(&s).await.unwrap(), None, "{fsync:?}");
+        pops_exactly(&s, &left[1..], fsync).await;
         s.purge();
     }
 }
@@ -246,10 +255,7 @@ async fn compaction_racing_pushes_and_pops_loses_and_duplicates_nothing() {
         s.purge();
         drop(s);
         let s = durable(dir.path(), fsync);
-        for expected in &pushed {
-            assert_eq!(pop(&s).await.unwrap().as_ref(), Some(expected), "{fsync:?}");
-        }
-        assert_eq!(pop(&s).await.unwrap(), None, "{fsync:?}");
+        pops_exactly(&s, &pushed, fsync).await;
         s.purge();
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{lives, name, names, push, whole, Fresh, DATA};
+use super::{counts_of, lives, name, names, push, stats_of, whole, Fresh, DATA};
 use super::{LIMITED_MAX_BYTES, LIMITED_MAX_ELEMENTS, LIMITED_NAMESPACE};
 use crate::backend::name::Name;
 use crate::backend::{BackendError, IncomingBody, Page};
@@ -36,11 +36,7 @@ pub async fn quotas_refuse_what_would_break_them(fresh: Fresh) {
         .store_blob(&limited, IncomingBody::from_bytes(big), lives(60))
         .await;
     assert!(matches!(stored, Err(BackendError::OverQuota { .. })));
-    let stats = b
-        .namespace_stats(&limited, &whole())
-        .await
-        .expect("stats")
-        .unwrap();
+    let stats = stats_of(b, &limited).await;
     assert_eq!((stats.counts.elements, stats.blobs), (1, 1), "nothing kept");
 }
 
@@ -54,7 +50,7 @@ pub async fn an_element_expires_after_its_lifetime(fresh: Fresh) {
     let p = b.pop(&ns, &q, DATA).await.unwrap().expect("the live one");
     assert_eq!(p.id, kept.id);
     assert!(b.pop(&ns, &q, DATA).await.unwrap().is_none());
-    let counts = b.queue_stats(&ns, &q).await.expect("stats").unwrap().counts;
+    let counts = counts_of(b, &ns, &q).await;
     assert_eq!((counts.expired, counts.popped), (1, 1));
     assert_eq!(b.totals().expirations, 1);
 }
@@ -68,14 +64,10 @@ pub async fn statistics_count_what_happened(fresh: Fresh) {
     }
     push(b, &ns, &r, b"4444").await;
     b.pop(&ns, &q, DATA).await.unwrap().expect("an element");
-    let counts = b.queue_stats(&ns, &q).await.expect("stats").unwrap().counts;
+    let counts = counts_of(b, &ns, &q).await;
     assert_eq!((counts.elements, counts.bytes), (2, 5));
     assert_eq!((counts.pushed, counts.popped, counts.expired), (3, 1, 0));
-    let stats = b
-        .namespace_stats(&ns, &whole())
-        .await
-        .expect("stats")
-        .unwrap();
+    let stats = stats_of(b, &ns).await;
     let queues: Vec<&str> = stats.queues.iter().map(|s| s.queue.as_str()).collect();
     assert_eq!(queues, ["q", "r"], "sorted by name");
     assert_eq!((stats.counts.elements, stats.counts.pushed), (3, 4));

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use super::{body_of, bytes_of, eventually, leased, lives, name, names, push, waiting_on, Fresh};
+use super::{
+    body_of, bytes_of, counts_of, eventually, leased, lives, name, names, push, waiting_on, Fresh,
+};
 use super::{DATA, HEADER, LIMITED_MAX_ELEMENTS, LIMITED_NAMESPACE};
 use crate::backend::name::Name;
 use crate::backend::{Backend, BackendError, BatchElement, IncomingBody, PopOptions, Popped};
@@ -45,7 +47,7 @@ pub async fn a_batch_is_pushed_in_order_and_popped_in_a_batch(fresh: Fresh) {
         .await
         .unwrap();
     batch.add_reference(None, lives(60)).await.unwrap();
-    let counts = b.queue_stats(&ns, &q).await.unwrap().unwrap().counts;
+    let counts = counts_of(b, &ns, &q).await;
     assert_eq!(counts.elements, 1, "nothing of the batch before its commit");
     let pushed = batch.commit().await.expect("a commit");
     let sizes: Vec<u64> = pushed.iter().map(|p| p.size).collect();
@@ -167,7 +169,7 @@ pub async fn a_leased_batch_is_settled_by_one_acknowledgement(fresh: Fresh) {
     let acked = b.ack_batch(&ns, &q, &asked).await.unwrap();
     assert_eq!(acked.acked, receipts);
     assert_eq!(acked.unknown, [asked[1].clone(), asked[3].clone()]);
-    let counts = b.queue_stats(&ns, &q).await.unwrap().unwrap().counts;
+    let counts = counts_of(b, &ns, &q).await;
     assert_eq!((counts.elements, counts.leased), (1, 0));
     let none = b
         .ack_batch(&name("nowhere"), &q, &asked[..1])

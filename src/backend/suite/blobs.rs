@@ -2,7 +2,7 @@
 //! carry: order, header-only pops, references to a shared blob, deleted
 //! blobs and when a shared one goes.
 
-use super::{body_of, bytes_of, lives, name, names, push, whole, Fresh, DATA, HEADER};
+use super::{body_of, bytes_of, lives, name, names, push, stats_of, Fresh, DATA, HEADER};
 use crate::backend::{BackendError, IncomingBody};
 
 pub async fn fifo_push_pop(fresh: Fresh) {
@@ -51,15 +51,7 @@ pub async fn reference_push_shares_a_blob_and_an_unknown_one_is_not_found(fresh:
             .await
             .unwrap();
     }
-    assert_eq!(
-        b.namespace_stats(&ns, &whole())
-            .await
-            .expect("stats")
-            .unwrap()
-            .blobs,
-        1,
-        "stored once"
-    );
+    assert_eq!(stats_of(b, &ns).await.blobs, 1, "stored once");
     for _ in 0..2 {
         let p = b.pop(&ns, &q, DATA).await.unwrap().expect("an element");
         assert_eq!(p.blob_id, Some(stored.id));
@@ -115,20 +107,12 @@ pub async fn a_shared_blob_lives_until_its_last_element_is_consumed(fresh: Fresh
     for queue in [&q, &x] {
         let p = b.pop(&ns, queue, DATA).await.unwrap().expect("an element");
         assert_eq!(body_of(p).await, b"8 bytes!");
-        let stats = b
-            .namespace_stats(&ns, &whole())
-            .await
-            .expect("stats")
-            .unwrap();
+        let stats = stats_of(b, &ns).await;
         assert_eq!((stats.blobs, stats.blob_bytes), (1, 8), "still referenced");
     }
     let last = b.pop(&ns, &y, DATA).await.unwrap().expect("an element");
     assert_eq!(body_of(last).await, b"8 bytes!");
-    let stats = b
-        .namespace_stats(&ns, &whole())
-        .await
-        .expect("stats")
-        .unwrap();
+    let stats = stats_of(b, &ns).await;
     assert_eq!((stats.blobs, stats.blob_bytes), (0, 0));
     assert_eq!(b.totals().memory_bytes + b.totals().disk_bytes, 0);
 }

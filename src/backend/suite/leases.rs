@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{body_of, leased, name, names, push, waiting, Fresh, DATA, MAX_DELIVERIES};
+use super::{body_of, counts_of, leased, name, names, push, waiting, Fresh, DATA, MAX_DELIVERIES};
 use crate::backend::BackendError;
 
 pub async fn leases_ack_release_and_extend(fresh: Fresh) {
@@ -17,15 +17,7 @@ pub async fn leases_ack_release_and_extend(fresh: Fresh) {
     let lease = p.lease.expect("a lease");
     assert_eq!((p.id, lease.deliveries), (pushed.id, 1));
     assert!(b.pop(&ns, &q, DATA).await.unwrap().is_none(), "invisible");
-    assert_eq!(
-        b.queue_stats(&ns, &q)
-            .await
-            .expect("stats")
-            .unwrap()
-            .counts
-            .leased,
-        1
-    );
+    assert_eq!(counts_of(b, &ns, &q).await.leased, 1);
     let receipt = lease.receipt.to_string();
     let left = b.extend(&ns, &q, &receipt, Duration::from_secs(120)).await;
     assert!((119..=120).contains(&left.unwrap()));
@@ -41,7 +33,7 @@ pub async fn leases_ack_release_and_extend(fresh: Fresh) {
         b.pop(&ns, &q, DATA).await.unwrap().is_none(),
         "acknowledged"
     );
-    let counts = b.queue_stats(&ns, &q).await.expect("stats").unwrap().counts;
+    let counts = counts_of(b, &ns, &q).await;
     assert_eq!((counts.elements, counts.leased), (0, 0));
     let unknown = crate::backend::ids::Receipt::random().to_string();
     for r in [receipt.as_str(), unknown.as_str(), "not-a-receipt"] {
@@ -65,12 +57,7 @@ pub async fn a_purge_removes_ready_elements_and_leaves_leased_ones(fresh: Fresh)
     let held = b.pop(&ns, &q, lease).await.unwrap().expect("an element");
     assert_eq!(b.purge(&ns, &q).await.unwrap(), 2);
     assert!(b.pop(&ns, &q, DATA).await.unwrap().is_none());
-    let counts = b
-        .queue_stats(&ns, &q)
-        .await
-        .unwrap()
-        .expect("a queue")
-        .counts;
+    let counts = counts_of(b, &ns, &q).await;
     assert_eq!(
         (counts.elements, counts.bytes, counts.leased, counts.popped),
         (0, 0, 1, 1)

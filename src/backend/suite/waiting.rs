@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{body_of, eventually, name, names, push, waiting, waiting_on, Fresh, DATA};
+use super::{body_of, counts_of, eventually, name, names, push, waiting, waiting_on, Fresh, DATA};
 use crate::backend::BackendError;
 
 pub async fn a_blocking_pop_is_woken_by_a_push(fresh: Fresh) {
@@ -39,7 +39,7 @@ pub async fn a_dropped_waiter_never_receives_and_the_element_stays_queued(fresh:
     // without being polled again: the client disconnected.
     let pushed = push(b, &ns, &q, b"kept").await;
     drop(pop);
-    let counts = b.queue_stats(&ns, &q).await.expect("stats").unwrap().counts;
+    let counts = counts_of(b, &ns, &q).await;
     assert_eq!((counts.elements, counts.waiting), (1, 0));
     let p = b.pop(&ns, &q, DATA).await.unwrap().expect("still queued");
     assert_eq!(p.id, pushed.id);

@@ -26,6 +26,21 @@ pub fn put(id: u128, queue: &'static str, blob: Option<u128>, deadline: u64) -> 
 }
 
 pub fn blob(id: u128, exposed: bool) -> Record<'static> {
+    blob_with(id, exposed, BlobData::Inline(b"abc"))
+}
+
+/// Blob `id` with its 3 bytes at `offset` of overflow segment `number`.
+pub fn segment_blob(id: u128, number: u64, offset: u64) -> Record<'static> {
+    let data = BlobData::Segment {
+        number,
+        offset,
+        crc32c: 7,
+    };
+    blob_with(id, false, data)
+}
+
+/// Blob `id` of 3 bytes, kept as `data` says.
+fn blob_with(id: u128, exposed: bool, data: BlobData<'static>) -> Record<'static> {
     Record::Blob {
         ns: "ns",
         id,
@@ -33,24 +48,7 @@ pub fn blob(id: u128, exposed: bool) -> Record<'static> {
         meta: meta(),
         deadline: 10_000,
         exposed,
-        data: BlobData::Inline(b"abc"),
-    }
-}
-
-/// Blob `id` with its 3 bytes at `offset` of overflow segment `number`.
-pub fn segment_blob(id: u128, number: u64, offset: u64) -> Record<'static> {
-    Record::Blob {
-        ns: "ns",
-        id,
-        size: 3,
-        meta: meta(),
-        deadline: 10_000,
-        exposed: false,
-        data: BlobData::Segment {
-            number,
-            offset,
-            crc32c: 7,
-        },
+        data,
     }
 }
 
